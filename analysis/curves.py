@@ -1,0 +1,139 @@
+"""Figure 3 as tests: accuracy, width and non-sparsity against L at equal parameters.
+
+A sweep is the IGCV2 designs of one net, depth and equal-parameter group; at each L it keeps
+the one design the paper would draw (select.preference: dense, balanced, nearly complementary,
+widest). A sweep needs three levels of L, the fewest that give a curvature.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from . import select, stats
+from .claims import EQ14_MARGIN, S_3X3, Slice, Verdict
+
+CLAIMS = (
+    "fig3_accuracy_concave",
+    "fig3_argmax_eq14",
+    "fig3_argmax_eq14_separated",
+    "fig3_width_concave",
+    "fig3_non_sparsity_convex",
+)
+
+
+def sweeps(designs: pd.DataFrame) -> list[pd.DataFrame]:
+    """The Figure 3 sweeps in a slice's designs: one picked design per L, sorted by L."""
+    d = designs[select.family_matches(designs["family"], "igcv2*") & designs["L"].notna()]
+    out = []
+    for _, g in d.groupby(["net", "depth", "bin"], dropna=False):
+        picked = select.preference(g).drop_duplicates("L").sort_values("L")
+        if len(picked) >= 3:
+            out.append(picked)
+    return out
+
+
+def eq14_L(width: float) -> tuple[float, float]:
+    """(ln(S*C), 1 + ln C): the parameter-minimal L of eq. 14, and of the separated form,
+    where the L - 1 group 1x1 convolutions are minimal at L - 1 = ln C (Sec. 3.2)."""
+    return math.log(S_3X3 * width), 1.0 + math.log(width)
+
+
+def figure3(s: Slice) -> list[Verdict]:
+    """All Figure 3 verdicts of a slice: five per sweep, or five 'inconclusive' if none."""
+    if s.designs.empty:
+        return [s.inconclusive(c, "no ok records") for c in CLAIMS]
+    found = sweeps(s.designs)
+    if not found:
+        levels = s.designs.groupby(["net", "depth", "bin"], dropna=False)["L"].nunique()
+        reason = f"no equal-parameter igcv2 group with >= 3 levels of L (most: {levels.max()})"
+        return [s.inconclusive(c, reason) for c in CLAIMS]
+    out = []
+    for sw in found:
+        out += accuracy_curve(s, sw)
+        out.append(design_curve(s, sw, "width", "fig3_width_concave", sign=-1))
+        out.append(design_curve(s, sw, "non_sparsity", "fig3_non_sparsity_convex", sign=+1))
+    return out
+
+
+def _where(sw: pd.DataFrame) -> str:
+    first = sw.iloc[0]
+    p = sw["pcol"]
+    return (f"{first['net']} d{first['depth']}, params {p.min():.4g}-{p.max():.4g}, "
+            f"L {'/'.join(str(int(x)) for x in sw['L'])}")  # fmt: skip
+
+
+def accuracy_curve(s: Slice, sw: pd.DataFrame) -> list[Verdict]:
+    """Concavity of accuracy in L (effect: curvature 2a of a quadratic fit, acc per L^2) and
+    its arg-max against eq. 14, both with a bootstrap over seeds."""
+    rep = sw[sw["n_seeds"] >= 2]
+    where = _where(sw)
+    if rep["L"].nunique() < 3:
+        reason = f"{where}: {rep['L'].nunique()} levels of L with >= 2 seeds (need 3)"
+        return [s.inconclusive(c, reason) for c in CLAIMS[:3]]
+    x = rep["L"].to_numpy(dtype=float)
+    coefs = stats.quadratic_coefs(x, rep["mean"].to_numpy(dtype=float))
+    boot = stats.bootstrap_means(list(rep["values"]), s.opts.n_boot, s.opts.rng())
+    bcoefs = stats.quadratic_coefs(x, boot)
+    lo, hi = stats.percentile_interval(2 * bcoefs[:, 0])
+    arg = float(stats.quadratic_argmax(coefs, x.min(), x.max()))
+    arg_reps = stats.quadratic_argmax(bcoefs, x.min(), x.max())
+    arg_lo, arg_hi = stats.percentile_interval(arg_reps)
+    c_max = float(sw["width"].max())
+    l14, l14_sep = eq14_L(c_max)
+    n = int(rep["n_seeds"].sum())
+    best = int(rep.loc[rep["mean"].idxmax(), "L"])
+    common = (f"{where}; seeds per L {'/'.join(map(str, rep['n_seeds']))}; bootstrap "
+              f"B={s.opts.n_boot} seed {s.opts.seed}")  # fmt: skip
+    out = [s.verdict("fig3_accuracy_concave", 2 * coefs[0], lo, hi, n,
+                     f"{common}; fitted arg-max L {arg:.2f} [{arg_lo:.2f}, {arg_hi:.2f}];"
+                     f" best measured L {best}", sign=-1)]  # fmt: skip
+    for claim, ref, form in (("fig3_argmax_eq14", l14, "ln(9C)"),
+                             ("fig3_argmax_eq14_separated", l14_sep, "1+ln C")):  # fmt: skip
+        d_lo, d_hi = arg_lo - ref, arg_hi - ref
+        detail = (f"{common}; arg-max L {arg:.2f} [{arg_lo:.2f}, {arg_hi:.2f}] vs {form} = "
+                  f"{ref:.2f} at C = {c_max:g} (widest of the sweep); equivalence margin "
+                  f"+-{EQ14_MARGIN:g}")  # fmt: skip
+        out.append(s.verdict(claim, arg - ref, d_lo, d_hi, n, detail,
+                             verdict=equivalence(d_lo, d_hi, EQ14_MARGIN)))  # fmt: skip
+    return out
+
+
+def equivalence(lo: float, hi: float, margin: float) -> str:
+    """Two one-sided tests as an interval rule: the null is |difference| >= margin.
+
+    'supported' when the interval lies inside (-margin, margin), 'not supported' when it lies
+    wholly outside it, else 'inconclusive'.
+    """
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return stats.INCONCLUSIVE
+    if -margin < lo and hi < margin:
+        return stats.SUPPORTED
+    if lo >= margin or hi <= -margin:
+        return stats.NOT_SUPPORTED
+    return stats.INCONCLUSIVE
+
+
+def design_curve(s: Slice, sw: pd.DataFrame, column: str, claim: str, *, sign: int) -> Verdict:
+    """Curvature (2a) of a deterministic design property in L.
+
+    Width and non-sparsity have no seed noise: with three levels the curvature is exact and
+    its sign decides; with more, the quadratic's lack of fit gives OLS t-intervals.
+    """
+    x = sw["L"].to_numpy(dtype=float)
+    y = sw[column].to_numpy(dtype=float)
+    where = _where(sw)
+    if not np.isfinite(y).all():
+        return s.inconclusive(claim, f"{where}: {column} missing")
+    if len(x) == 3:
+        a = float(stats.quadratic_coefs(x, y)[0])
+        lo = hi = 2 * a
+        detail = f"{where}; exact (3 levels, no noise)"
+    else:
+        fit = stats.least_squares(np.vander(x, 3), y)
+        a, lo, hi = fit.coef[0], 2 * fit.ci_low[0], 2 * fit.ci_high[0]
+        detail = f"{where}; quadratic OLS, dof {fit.dof}"
+    detail += f"; {column} {'/'.join(f'{v:.4g}' for v in y)}"
+    return s.verdict(claim, 2 * a, lo, hi, len(x), detail, sign=sign)

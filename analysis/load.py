@@ -1,0 +1,205 @@
+"""Result records -> one pandas DataFrame, and the per-design aggregate over seeds.
+
+The record schema and the run-directory layout are fixed by docs/internals.md: one JSON object
+per file under RUN_DIR/records/, written atomically (temporary file then os.replace()).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+KEY = ("design_id", "fidelity", "dataset", "seed")
+
+#: describe() keys of search_space (docs/internals.md); constant across the seeds of a design.
+DESCRIBE_KEYS = (
+    "id", "net", "depth", "width", "family", "L", "K", "spatial", "nonlinear",
+    "complementarity", "params", "block_params", "flops", "block_flops", "non_sparsity",
+    "density", "min_paths", "max_paths", "balance_deviation", "num_classes",
+)  # fmt: skip
+
+#: Per-run fields; guaranteed as columns (NaN/None when a record lacks them).
+RESULT_KEYS = (
+    *KEY, "status", "reason", "val_acc", "test_acc", "curve", "wall_s", "latency_b1_ms",
+    "latency_b64_ms", "device", "fidelity_config", "torch_version", "commit", "created",
+)  # fmt: skip
+
+_FLOATS = (
+    "val_acc", "test_acc", "wall_s", "latency_b1_ms", "latency_b64_ms", "params",
+    "block_params", "flops", "block_flops", "non_sparsity", "density", "balance_deviation",
+)  # fmt: skip
+
+
+def load_results(run_dir: str | Path | None, *, storage: str | None = None) -> pd.DataFrame:
+    """Read a run directory's records (and optionally an Optuna storage) into one DataFrame.
+
+    One row per (design_id, fidelity, dataset, seed), with every describe() field, the results,
+    ``curve`` as a column of lists, and ``record_file``. Failed records are kept (status
+    'failed'); the claim tests and fronts filter on ``status == 'ok'`` themselves.
+
+    Args:
+        run_dir: ``runs/<name>/``; its ``records/*.json`` are read. May be None when
+            ``storage`` is given.
+        storage: optional Optuna storage URL (e.g. ``sqlite:///runs/x/optuna.db``). Trials are
+            joined on the record key through their user attributes ``design_id``, ``fidelity``,
+            ``dataset``, ``seed`` (adding ``optuna_study``, ``optuna_trial``, ``optuna_state``);
+            a trial whose user attribute ``record`` holds a whole record adds that record when
+            no file has it (a cluster run whose records live only in the shared storage).
+
+    Returns:
+        The DataFrame; empty (with the standard columns) when there are no records.
+
+    Raises:
+        FileNotFoundError: when ``run_dir`` has no ``records/`` directory and no storage is
+            given.
+
+    Example:
+        >>> df = load_results("runs/fig3")                       # doctest: +SKIP
+        >>> df[df.status == "ok"].groupby("L").test_acc.mean()   # doctest: +SKIP
+    """
+    records: list[dict[str, Any]] = []
+    if run_dir is not None:
+        rec_dir = Path(run_dir) / "records"
+        if not rec_dir.is_dir():
+            if storage is None:
+                raise FileNotFoundError(f"no records directory {rec_dir} (expected RUN_DIR/records)")
+        else:
+            records = [r for p in sorted(rec_dir.glob("*.json")) if (r := _read(p)) is not None]
+    elif storage is None:
+        raise FileNotFoundError("load_results needs a run directory or a storage URL")
+    trials = _optuna_trials(storage) if storage else []
+    have = {_key_of(r) for r in records}
+    records += [t["record"] for t in trials if t.get("record") and _key_of(t["record"]) not in have]
+    df = frame_from_records(records)
+    return _join_trials(df, trials) if storage else df
+
+
+def frame_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Normalise record dicts (the schema of docs/internals.md) into the results DataFrame.
+
+    Guarantees the standard columns, numeric dtypes for accuracies and costs, ``K`` and
+    ``curve`` as lists, and one row per key: when a key repeats, the latest ``created`` wins.
+    """
+    rows = [dict(r) for r in records]
+    for r in rows:
+        if r.get("design_id") is None and r.get("id") is not None:
+            r["design_id"] = r["id"]
+    df = pd.DataFrame(rows)
+    for col in (*RESULT_KEYS, *DESCRIBE_KEYS, "record_file"):
+        if col not in df.columns:
+            df[col] = None
+    for col in _FLOATS:
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    df["seed"] = pd.to_numeric(df["seed"], errors="coerce").astype("Int64")
+    for col in ("K", "curve"):
+        df[col] = [list(v) if isinstance(v, list | tuple) else v for v in df[col]]
+    df = _dedupe(df)
+    front = [*KEY, "status", "val_acc", "test_acc"]
+    return df[front + [c for c in df.columns if c not in front]].reset_index(drop=True)
+
+
+def aggregate(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std and n over seeds of val_acc and test_acc, per (design_id, fidelity, dataset).
+
+    Only ``status == 'ok'`` seeds count towards the statistics; ``n_failed`` counts the others,
+    so a design whose every seed failed still appears, with n = 0. The describe() fields ride
+    along; latencies are the median over ok seeds.
+    """
+    keys = list(KEY[:3])
+    ok = df["status"].eq("ok")
+    work = df.assign(
+        val_acc=df["val_acc"].where(ok),
+        test_acc=df["test_acc"].where(ok),
+        latency_b1_ms=df["latency_b1_ms"].where(ok),
+        latency_b64_ms=df["latency_b64_ms"].where(ok),
+        n_failed=(~ok).astype(int),
+    )
+    g = work.groupby(keys, sort=True, dropna=False)
+    stats = g[["val_acc", "test_acc"]].agg(["mean", "std", "count"])
+    stats.columns = [f"{m}_{s}".replace("_count", "_n") for m, s in stats.columns]
+    extra = g.agg(
+        n_failed=("n_failed", "sum"),
+        latency_b1_ms=("latency_b1_ms", "median"),
+        latency_b64_ms=("latency_b64_ms", "median"),
+    )
+    describe = g[[c for c in DESCRIBE_KEYS if c in df.columns]].first()
+    return pd.concat([stats, extra, describe], axis=1).reset_index()
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    if path.name.startswith("."):
+        return None  # a writer's temporary file; the os.replace()d record is the real one
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        warnings.warn(f"skipping unreadable record {path}: {exc}", stacklevel=3)
+        return None
+    if not isinstance(rec, dict):
+        warnings.warn(f"skipping {path}: not a JSON object", stacklevel=3)
+        return None
+    rec.setdefault("design_id", rec.get("id"))
+    missing = [k for k in KEY if rec.get(k) is None]
+    if missing:
+        warnings.warn(f"skipping {path}: record lacks {', '.join(missing)}", stacklevel=3)
+        return None
+    rec["record_file"] = str(path)
+    return rec
+
+
+def _key_of(rec: Mapping[str, Any]) -> tuple[str, str, str, int] | None:
+    try:
+        design = rec.get("design_id") or rec["id"]
+        return str(design), str(rec["fidelity"]), str(rec["dataset"]), int(rec["seed"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _dedupe(df: pd.DataFrame) -> pd.DataFrame:
+    if df.empty:
+        return df
+    dup = df.duplicated(list(KEY), keep=False)
+    if dup.any():
+        warnings.warn(
+            f"{int(dup.sum())} records share a key; keeping the latest 'created' of each",
+            stacklevel=3,
+        )
+    order = df["created"].fillna("").astype(str)
+    df = df.assign(_order=order).sort_values("_order", kind="stable")
+    return df.drop_duplicates(list(KEY), keep="last").drop(columns="_order").sort_index()
+
+
+def _optuna_trials(storage: str) -> list[dict[str, Any]]:
+    import optuna  # imported here: only this optional path needs it
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out = []
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        for t in study.get_trials(deepcopy=False):
+            attrs = {**t.params, **t.user_attrs}
+            rec = attrs.get("record") if isinstance(attrs.get("record"), dict) else None
+            out.append(
+                {
+                    "key": _key_of(rec or attrs),
+                    "record": rec,
+                    "optuna_study": summary.study_name,
+                    "optuna_trial": t.number,
+                    "optuna_state": t.state.name,
+                }
+            )
+    return out
+
+
+def _join_trials(df: pd.DataFrame, trials: list[dict[str, Any]]) -> pd.DataFrame:
+    cols = ["optuna_study", "optuna_trial", "optuna_state"]
+    by_key = {t["key"]: t for t in trials if t["key"] is not None}
+    keys = [_key_of(r) for r in df[list(KEY)].to_dict("records")]
+    for col in cols:
+        df[col] = [by_key[k][col] if k in by_key else np.nan for k in keys]
+    return df

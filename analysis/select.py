@@ -1,0 +1,130 @@
+"""Which records a claim test compares: ok rows, metric, equal-parameter groups, design picks.
+
+"At about equal params" is made concrete here, once, for every claim: designs of the same net
+and depth whose parameter counts lie within a factor (1 + param_tol) of the largest one in their
+group (greedy, from the top: sweeps put their designs just under a budget).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+
+#: The fidelity ladder of DESIGN.md, cheapest first (for ordering pairs and figures).
+FIDELITY_ORDER = ("smoke", "cpu", "proxy", "paper")
+DENSE_TOL = 1e-9
+
+
+def fidelity_rank(name: str) -> tuple[int, str]:
+    """Sort key placing the known fidelities in ladder order, unknown ones after, by name."""
+    return (FIDELITY_ORDER.index(name) if name in FIDELITY_ORDER else len(FIDELITY_ORDER), name)
+
+
+def ok_rows(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Rows that enter fits: status 'ok' and a finite metric. Failed records never do."""
+    return df[df["status"].eq("ok") & np.isfinite(df[metric].astype(float))]
+
+
+def pick_metric(df: pd.DataFrame, metric: str | None = None) -> str:
+    """The accuracy column to test: the given one, else test_acc when every ok row has it.
+
+    DESIGN.md reports on test and searches on validation; a fidelity that skips the test split
+    (smoke) falls back to val_acc rather than mixing the two.
+    """
+    if metric is not None:
+        return metric
+    ok = df[df["status"].eq("ok")]
+    return "test_acc" if len(ok) and ok["test_acc"].notna().all() else "val_acc"
+
+
+def slices(df: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:
+    """(fidelity, dataset, rows) for every combination present, in ladder order."""
+    combos = df[["fidelity", "dataset"]].drop_duplicates().itertuples(index=False)
+    for fid, ds in sorted(combos, key=lambda c: (fidelity_rank(str(c[0])), str(c[1]))):
+        yield str(fid), str(ds), df[df["fidelity"].eq(fid) & df["dataset"].eq(ds)]
+
+
+def params_column(df: pd.DataFrame) -> str:
+    """block_params when every row has it (the paper's Figures 2-3 and Tables 2, 5 hold the
+    per-block count equal; whole-net counts also move with the stem and classifier), else
+    params."""
+    if "block_params" in df and df["block_params"].notna().all() and len(df):
+        return "block_params"
+    return "params"
+
+
+def param_bins(values: pd.Series, tol: float) -> pd.Series:
+    """Label groups of about equal parameter count: each within (1 + tol) of its largest."""
+    labels = pd.Series(-1, index=values.index, dtype=int)
+    top, label = None, -1
+    for idx, v in values.sort_values(ascending=False).items():
+        if top is None or v * (1.0 + tol) < top:
+            top, label = v, label + 1
+        labels[idx] = label
+    return labels
+
+
+def designs(rows: pd.DataFrame, metric: str, param_tol: float) -> pd.DataFrame:
+    """One row per design of a (fidelity, dataset) slice, with its seed values and mean.
+
+    Adds ``values`` (np.ndarray of the metric per seed), ``mean``, ``n_seeds``, ``pcol``
+    (the parameter count used for grouping) and ``bin`` (equal-parameter group within the
+    design's net and depth).
+    """
+    pcol = params_column(rows)
+    g = rows.groupby("design_id", sort=True)
+    out = g.first()
+    out["values"] = g[metric].apply(lambda s: s.to_numpy(dtype=float))
+    out["mean"] = out["values"].apply(np.mean)
+    out["n_seeds"] = out["values"].apply(len)
+    out["pcol"] = out[pcol].astype(float)
+    out["bin"] = -1
+    for _, grp in out.groupby(["net", "depth"], dropna=False):
+        out.loc[grp.index, "bin"] = param_bins(grp["pcol"], param_tol)
+    return out.reset_index()
+
+
+def family_matches(family: pd.Series, pattern: str) -> pd.Series:
+    """Case-insensitive glob on the family column ('igcv2*' matches igcv2 and IGCV2*)."""
+    pat = pattern.lower()
+    return family.fillna("").astype(str).str.lower().map(lambda f: fnmatch.fnmatchcase(f, pat))
+
+
+def preference(d: pd.DataFrame) -> pd.DataFrame:
+    """Designs ordered as the paper picks them for Figure 3 and Tables 2-4: a dense composed
+    kernel first, then the balance condition (eq. 11), then the fewest paths per pair (nearly
+    complementary), then the widest. Uses design properties only, never outcomes, so the pick
+    carries no winner's curse."""
+    key = pd.DataFrame(
+        {
+            "sparse": ~(d["density"].astype(float) >= 1.0 - DENSE_TOL),
+            "balance": d["balance_deviation"].astype(float).fillna(np.inf),
+            "paths": d["max_paths"].astype(float).fillna(np.inf),
+            "narrow": -d["width"].astype(float),
+        },
+        index=d.index,
+    )
+    return d.loc[key.sort_values(list(key.columns), kind="stable").index]
+
+
+def complementary_class(d: pd.DataFrame) -> pd.Series:
+    """Figure 2's colours for one group of designs at equal L and parameters.
+
+    'complementary' (red): min_paths == max_paths == 1 if any design achieves it, else the
+    dense designs with the smallest max_paths (nearly complementary); 'denser' (blue): the other
+    dense designs (more paths, more redundancy); 'sparser' (green): density < 1.
+    """
+    dense = d["density"].astype(float) >= 1.0 - DENSE_TOL
+    strict = dense & d["min_paths"].eq(1) & d["max_paths"].eq(1)
+    if strict.any():
+        comp = strict
+    elif dense.any():
+        comp = dense & d["max_paths"].eq(d.loc[dense, "max_paths"].min())
+    else:
+        comp = pd.Series(False, index=d.index)
+    return pd.Series(
+        np.where(comp, "complementary", np.where(dense, "denser", "sparser")), index=d.index
+    )

@@ -1,0 +1,94 @@
+"""Atomic download of an official dataset archive, with an md5 check.
+
+The archive goes to a temporary file in the destination directory, is checked, is extracted
+into a temporary directory there, and only then is its top folder ``os.replace``d into place.
+An interrupted or failed download therefore leaves nothing that looks like a dataset, and two
+processes downloading at once end with one complete copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from evaluators.errors import DatasetError, DatasetNotFoundError
+
+_CHUNK = 1 << 20  # bytes per read while downloading
+
+
+def download_and_extract(url: str, md5: str, root: Path | str, folder: str) -> Path:
+    """Download the tar.gz at ``url`` and put its top folder ``folder`` at ``root/folder``.
+
+    Args:
+        url: the archive (http(s):// or file://).
+        md5: its expected md5 hex digest.
+        root: the directory that receives ``folder``; created if missing.
+        folder: the directory the archive holds at its top level.
+
+    Returns:
+        ``root/folder``.
+
+    Raises:
+        DatasetNotFoundError: the download failed (no network, bad URL).
+        DatasetError: the md5 differs or the archive lacks ``folder``.
+    """
+    root = Path(root)
+    target = root / folder
+    if target.is_dir():
+        return target
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatasetNotFoundError(f"cannot create data directory {root}: {exc}") from exc
+    fd, part = tempfile.mkstemp(dir=root, prefix=f".{folder}-", suffix=".part")
+    try:
+        digest = _fetch(url, fd, target)
+        if digest != md5.lower():
+            raise DatasetError(
+                f"download of {url} has md5 {digest}, expected {md5}; discarded, nothing "
+                f"written at {target}")
+        _extract(Path(part), root, folder, url)
+    finally:
+        Path(part).unlink(missing_ok=True)
+    return target
+
+
+def _fetch(url: str, fd: int, target: Path) -> str:
+    """Stream ``url`` into the open file ``fd``; return the md5 hex digest."""
+    md5 = hashlib.md5()
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            while chunk := response.read(_CHUNK):
+                md5.update(chunk)
+                out.write(chunk)
+    except (urllib.error.URLError, OSError) as exc:
+        raise DatasetNotFoundError(
+            f"{target} is missing and downloading {url} failed ({exc}); put the official "
+            f"files there yourself") from exc
+    return md5.hexdigest()
+
+
+def _extract(archive: Path, root: Path, folder: str, url: str) -> None:
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{folder}-extract-"))
+    try:
+        try:
+            with tarfile.open(archive, "r:*") as tar:
+                tar.extractall(staging, filter="data")
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise DatasetError(f"archive from {url} cannot be extracted: {exc}") from exc
+        source = staging / folder
+        if not source.is_dir():
+            raise DatasetError(f"archive from {url} has no top-level folder {folder!r}")
+        try:
+            os.replace(source, root / folder)
+        except OSError:
+            if not (root / folder).is_dir():  # else another process finished first: fine
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

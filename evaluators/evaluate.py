@@ -1,0 +1,194 @@
+"""evaluate(): train one design at one fidelity on one dataset with one seed -> Result.
+
+Example:
+    >>> import evaluators as ev
+    >>> r = ev.evaluate("plain8-c64-k1.64", fidelity="smoke", dataset="synthetic", seed=0)
+    >>> r.status, r.val_acc > 0.5  # doctest: +SKIP
+    ('ok', True)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import functools
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import search_space as ss
+from evaluators.data import DATASETS, load_dataset
+from evaluators.errors import Diverged
+from evaluators.fidelity import Fidelity, get_fidelity
+from evaluators.latency import measure_latency
+from evaluators.result import Result
+from evaluators.splits import Splits, make_splits
+from evaluators.train import accuracy, train_epochs
+
+Progress = Callable[[dict[str, Any]], object]
+
+
+def evaluate(design: ss.Design | str, fidelity: Fidelity | str = "smoke",
+             dataset: str = "synthetic", seed: int = 0, data_dir: Path | str | None = None,
+             *, threads: int | None = None, device: torch.device | str | None = None,
+             progress: Progress | None = None) -> Result:
+    """Train ``design`` as ``fidelity`` says and return its result record.
+
+    A failed trial does not raise: it returns ``status="failed"`` with the reason
+    (``diverged: loss=nan at epoch E step S``, ``out of memory: ...``,
+    ``error: ExcType: message``) and the curve up to the failure. What does raise is a bad
+    request, before any training: an unknown fidelity, dataset or design id (ValueError) or
+    missing or corrupt data (:class:`evaluators.DatasetError`).
+
+    Args:
+        design: a ``search_space.Design`` or its id, e.g. "plain8-c144-k1.12.12".
+        fidelity: a registered name (see ``FIDELITIES``) or a ``Fidelity``; override fields
+            with ``dataclasses.replace(get_fidelity("cpu"), lr=0.05)``.
+        dataset: one of "synthetic", "cifar10", "cifar100", "tinyimagenet".
+        seed: seeds the initial weights, data order and augmentation; on CPU the same seed
+            gives the same curve exactly.
+        data_dir: directory holding (or receiving) the dataset; default ``$IGCBENCH_DATA``
+            or ``./data``.
+        threads: torch CPU threads for this trial (the CPUs it was given); default
+            ``fidelity.threads``, else torch's setting. Restored afterwards.
+        device: "cpu", "cuda", "cuda:1", ...; default CUDA when available.
+        progress: called with a copy of each epoch's curve row (epoch, train_loss,
+            train_acc, val_acc, seconds) as soon as the epoch ends. Exceptions it raises are
+            NOT caught: they propagate out of evaluate() (Ray Tune stops trials this way).
+
+    Returns:
+        The :class:`Result`; its ``design`` holds ``search_space.describe()`` of the net
+        actually trained (``num_classes`` of the dataset).
+    """
+    start = time.perf_counter()
+    design = ss.parse(design) if isinstance(design, str) else design
+    fidelity = get_fidelity(fidelity) if isinstance(fidelity, str) else fidelity
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; accepted: {', '.join(DATASETS)}")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    threads = threads or fidelity.threads or torch.get_num_threads()
+    with _torch_state(threads, dev):
+        splits = make_splits(load_dataset(dataset, data_dir), fidelity, dev)
+        info = _describe(design, splits.num_classes)
+        curve: list[dict[str, Any]] = []
+        outcome: dict[str, Any] = {}
+        for row in _trial(design, splits, fidelity, seed, dev, outcome):
+            curve.append(row)
+            if progress is not None:
+                progress(dict(row))
+    latency = outcome.get("latency", {})
+    return Result(
+        design_id=design.id,
+        fidelity=fidelity.name,
+        fidelity_config={**fidelity.to_dict(), "threads": threads},
+        dataset=dataset,
+        seed=seed,
+        status="failed" if "reason" in outcome else "ok",
+        reason=outcome.get("reason"),
+        curve=tuple(curve),
+        val_acc=curve[-1]["val_acc"] if curve and "reason" not in outcome else None,
+        test_acc=outcome.get("test_acc"),
+        wall_s=time.perf_counter() - start,
+        latency_b1_ms=latency.get(1),
+        latency_b64_ms=latency.get(64),
+        device=_device_name(dev),
+        torch_version=torch.__version__,
+        commit=git_commit(),
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        design=info,
+    )
+
+
+def _trial(design: ss.Design, splits: Splits, fidelity: Fidelity, seed: int,
+           device: torch.device, outcome: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Yield curve rows; on return ``outcome`` holds test_acc and latency, or a reason.
+
+    Every exception of the trial itself becomes ``outcome["reason"]``; exceptions thrown by
+    the consumer (the progress callback) are raised outside this generator and propagate.
+    """
+    model = None
+    try:
+        torch.manual_seed(seed)
+        model = ss.build(design, num_classes=splits.num_classes).to(device)
+        if device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        rows = train_epochs(model, splits, fidelity, seed=seed, device=device)
+        while True:
+            try:
+                row = next(rows)
+            except StopIteration:
+                break
+            yield row
+        outcome["test_acc"] = accuracy(model, splits.test_images, splits.test_labels, splits,
+                                       batch_size=fidelity.eval_batch_size)
+        if fidelity.latency_reps:
+            resolution = fidelity.latency_resolution or ss.input_size(design)
+            outcome["latency"] = measure_latency(
+                model, resolution, device=device, warmup=fidelity.latency_warmup,
+                reps=fidelity.latency_reps)
+    except Exception as exc:  # a failed trial is a record, not an exception
+        outcome["reason"] = failure_reason(exc)
+    finally:
+        del model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The ``reason`` of a failed record: diverged, out of memory, or error."""
+    message = " ".join(str(exc).split())[:500]  # one line, bounded (CUDA OOM is long)
+    if isinstance(exc, Diverged):
+        return f"diverged: {message}"
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or (
+            isinstance(exc, RuntimeError) and "out of memory" in message.lower()):
+        return f"out of memory: {message}"
+    return f"error: {type(exc).__name__}: {message}"
+
+
+def _describe(design: ss.Design, num_classes: int) -> dict[str, Any]:
+    """describe() of the net built for ``num_classes``, as plain JSON types."""
+    return json.loads(json.dumps(ss.describe(design, num_classes=num_classes)))
+
+
+@contextlib.contextmanager
+def _torch_state(threads: int, device: torch.device) -> Iterator[None]:
+    """Thread count and deterministic algorithms for one trial; restored afterwards."""
+    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.benchmark)
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+    torch.set_num_threads(threads)
+    # On CUDA a few kernels have no deterministic variant: warn rather than fail the trial.
+    torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
+        torch.backends.cudnn.benchmark = saved[3]
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return device.type
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str:
+    """``git rev-parse HEAD`` of the checkout holding this package; "unknown" otherwise."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parents[1],
+                              capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and commit else "unknown"

@@ -1,0 +1,129 @@
+"""Named training budgets ("fidelities"): every hyperparameter of a trial in one frozen config.
+
+A fidelity says how much data, at what resolution, for how many epochs, with which optimiser
+settings a design is trained. The config is recorded on every result, so a number can always
+be traced to the budget that produced it. Section 4.1 of the IGCV2 paper fixes the recipe
+(SGD with Nesterov momentum 0.9, weight decay 1e-4, lr 0.1 decayed x0.1 at 200/300/350 of 400
+epochs, batch 64); the cheaper fidelities keep that recipe and shrink the budget.
+
+Example:
+    >>> import dataclasses
+    >>> f = get_fidelity("smoke")
+    >>> dataclasses.replace(f, lr=100.0).lr
+    100.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+LR_SCHEDULES = ("step", "cosine")
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """One training budget. Override a field with ``dataclasses.replace(fidelity, lr=...)``.
+
+    Records are keyed by the fidelity's ``name``; give a modified fidelity a new name if its
+    records share a run directory with the original's.
+    """
+
+    name: str
+    # --- data ---
+    train_size: int | None = None  # images drawn from the official train split, validation
+    #                                included; None = all (50,000 for CIFAR). Fewer = cheaper.
+    val_fraction: float = 0.1  # share of the drawn train images held out for validation:
+    #                            5,000 of 50,000 for CIFAR, as is usual; search reads val only.
+    test_size: int | None = None  # official test images used for the reported test accuracy;
+    #                               None = all. A random (fixed) subset: CIFAR test is by class.
+    resolution: int | None = None  # pixels per side the images are resized to before training
+    #                                (2x2 average pooling for 32 -> 16); None = the dataset's.
+    #                                Compute of plain nets scales with its square.
+    augment: bool = True  # pad-and-crop + flip (CIFAR), scale-and-crop + flip (Tiny ImageNet)
+    split_seed: int = 0  # fixes the train subset, the validation split and the test subset, so
+    #                      every design and every trial seed sees the same images.
+    # --- optimisation (section 4.1) ---
+    epochs: int = 400  # passes over the training images; the paper trains 400 on CIFAR.
+    batch_size: int = 64  # images per SGD step, as in the paper.
+    lr: float = 0.1  # initial learning rate, as in the paper.
+    lr_schedule: str = "step"  # "step": x lr_decay at each milestone; "cosine": to zero.
+    lr_milestones: tuple[float, ...] = (0.5, 0.75, 0.875)  # fractions of the step budget at
+    #                                which "step" decays: 200, 300, 350 of 400 epochs (paper).
+    lr_decay: float = 0.1  # factor per milestone, as in the paper.
+    momentum: float = 0.9  # Nesterov momentum, as in the paper.
+    weight_decay: float = 1e-4  # L2 on every parameter (Caffe's default), as in the paper.
+    # --- measurement ---
+    eval_batch_size: int = 500  # images per forward pass for validation/test; memory only.
+    threads: int | None = None  # CPU threads for torch when evaluate() gets none; None = leave
+    #                             torch's default. Set to the CPUs a trial is given.
+    latency_warmup: int = 3  # untimed forward passes before timing (allocator, caches).
+    latency_reps: int = 10  # timed forward passes per batch size; the median is recorded.
+    #                         0 skips the measurement (latency fields are then null).
+    latency_resolution: int | None = None  # input side for latency; None = the net's own input
+    #                                        size (search_space.input_size), as its FLOPs are.
+
+    def __post_init__(self) -> None:
+        def bad(field: str, value: object, accepted: str) -> ValueError:
+            return ValueError(f"Fidelity {self.name!r}: {field}={value!r}; expected {accepted}")
+
+        for field in ("epochs", "batch_size", "eval_batch_size"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or value < 1:
+                raise bad(field, value, "an integer >= 1")
+        for field in ("train_size", "test_size", "resolution", "threads", "latency_resolution"):
+            value = getattr(self, field)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise bad(field, value, "None or an integer >= 1")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise bad("val_fraction", self.val_fraction, "a number in (0, 1)")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise bad("lr_schedule", self.lr_schedule, f"one of {', '.join(LR_SCHEDULES)}")
+        if not all(0.0 <= m <= 1.0 for m in self.lr_milestones):
+            raise bad("lr_milestones", self.lr_milestones, "fractions in [0, 1]")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise bad("lr", self.lr, "a finite number > 0")
+        if self.latency_reps < 0 or self.latency_warmup < 0:
+            raise bad("latency_reps/latency_warmup", (self.latency_reps, self.latency_warmup),
+                      "integers >= 0")
+
+    def to_dict(self) -> dict:
+        """The config as a JSON-ready dict (tuples become lists)."""
+        config = dataclasses.asdict(self)
+        config["lr_milestones"] = list(self.lr_milestones)
+        return config
+
+
+FIDELITIES: dict[str, Fidelity] = {
+    # Synthetic data (any dataset works; tests use "synthetic"), 8x8 pixels: seconds on a CPU.
+    # Enough epochs that a learnable set is learnt far above chance, so a test can tell a
+    # training loop that works from one that does not.
+    "smoke": Fidelity(
+        name="smoke", train_size=1_000, test_size=500, resolution=8, epochs=4,
+        latency_warmup=1, latency_reps=2, latency_resolution=8,
+    ),
+    # Real CIFAR on a 2-core CPU, one trial <= 3 min for the slowest plain8 net of the paper
+    # (IGCV2 C=144); see docs/fidelities.md for the measurements behind these numbers.
+    "cpu": Fidelity(
+        name="cpu", train_size=10_000, test_size=2_000, resolution=16, epochs=4, threads=2,
+        latency_warmup=1, latency_reps=3,
+    ),
+    # Full data and resolution, 30 epochs: a GPU proxy for the paper's ranking.
+    "proxy": Fidelity(name="proxy", epochs=30, latency_warmup=5, latency_reps=20),
+    # Section 4.1 as written (CIFAR; for Tiny ImageNet the paper used epochs=200).
+    "paper": Fidelity(name="paper", epochs=400, latency_warmup=5, latency_reps=20),
+}
+
+
+def get_fidelity(name: str) -> Fidelity:
+    """The registered fidelity called ``name``.
+
+    Raises:
+        ValueError: ``name`` is not registered; the message lists the accepted names.
+    """
+    try:
+        return FIDELITIES[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown fidelity {name!r}; accepted: {', '.join(FIDELITIES)}") from None

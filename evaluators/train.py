@@ -1,0 +1,141 @@
+"""The training loop: section 4.1's recipe over whole-dataset device tensors.
+
+One flat loop in the airbench manner: the train images sit on the device as uint8; each step
+gathers a batch by index, augments and normalises it with batched tensor ops, and takes one
+SGD step. Data order and augmentation draw from one CPU ``torch.Generator`` seeded by the
+trial seed, so a CPU run repeats exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from evaluators.augment import CIFAR_PAD, TINY_SCALE, crop_flip, normalize, scale_crop_flip
+from evaluators.errors import Diverged
+from evaluators.fidelity import Fidelity
+from evaluators.splits import Splits
+
+_CHECK_EVERY_CUDA = 50  # steps between loss-finiteness checks on GPU (each one syncs)
+
+
+def lr_factor(step: int, total_steps: int, fidelity: Fidelity) -> float:
+    """Multiplier of ``fidelity.lr`` before optimiser step ``step`` (0-based) of ``total_steps``.
+
+    "step": ``lr_decay`` per milestone passed (0.5, 0.75, 0.875 of the budget = epochs 200,
+    300, 350 of 400 in the paper). "cosine": half a cosine from 1 to 0.
+    """
+    progress = step / max(total_steps, 1)
+    if fidelity.lr_schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    passed = sum(progress >= m for m in fidelity.lr_milestones)
+    return fidelity.lr_decay ** passed
+
+
+def make_optimizer(model: nn.Module, fidelity: Fidelity) -> torch.optim.SGD:
+    """SGD with Nesterov momentum and weight decay on every parameter (paper, 4.1)."""
+    return torch.optim.SGD(model.parameters(), lr=fidelity.lr, momentum=fidelity.momentum,
+                           nesterov=True, weight_decay=fidelity.weight_decay)
+
+
+def train_epochs(model: nn.Module, splits: Splits, fidelity: Fidelity, *, seed: int,
+                 device: torch.device) -> Iterator[dict]:
+    """Train ``model`` for ``fidelity.epochs``; yield one curve row per epoch.
+
+    Each row: ``epoch`` (1-based), ``train_loss`` (mean over the epoch's images),
+    ``train_acc``, ``val_acc`` (in [0, 1]) and ``seconds`` (wall time of the epoch, validation
+    included).
+
+    Raises:
+        Diverged: a non-finite loss; the message is ``loss=nan at epoch E step S`` (1-based
+            step within the epoch).
+    """
+    cuda = device.type == "cuda"
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = make_optimizer(model, fidelity)
+    n = splits.train_images.shape[0]
+    bs = fidelity.batch_size
+    steps = math.ceil(n / bs)
+    total = steps * fidelity.epochs
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total, fidelity))
+    check_every = _CHECK_EVERY_CUDA if cuda else 1  # on CPU a check is free
+    sizes = torch.full((steps,), float(bs), device=device)  # images per step
+    sizes[-1] = n - bs * (steps - 1)
+    for epoch in range(1, fidelity.epochs + 1):
+        start = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=generator).to(device)
+        losses = torch.zeros(steps, device=device)  # mean loss of each batch
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        for step in range(steps):
+            idx = order[step * bs:(step + 1) * bs]
+            x = _train_batch(splits, idx, generator, cuda)
+            y = splits.train_labels[idx]
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
+            losses[step] = loss.detach()
+            if (step + 1) % check_every == 0 or step + 1 == steps:
+                _check_finite(losses, step, check_every, epoch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            correct += (logits.argmax(1) == y).sum()
+        val_acc = accuracy(model, splits.val_images, splits.val_labels, splits,
+                           batch_size=fidelity.eval_batch_size)
+        yield {
+            "epoch": epoch,
+            "train_loss": (losses * sizes).sum().item() / n,
+            "train_acc": correct.item() / n,
+            "val_acc": val_acc,
+            "seconds": time.perf_counter() - start,
+        }
+
+
+def _train_batch(splits: Splits, idx: torch.Tensor, generator: torch.Generator,
+                 cuda: bool) -> torch.Tensor:
+    images = splits.train_images[idx]
+    if splits.augmentation == "crop_flip":
+        pad = max(1, round(CIFAR_PAD * images.shape[-1] / 32))  # 4 px at 32, scaled with size
+        images = crop_flip(images, pad, generator)
+    elif splits.augmentation == "scale_crop_flip":
+        images = scale_crop_flip(images, TINY_SCALE, generator)
+    x = normalize(images, splits.mean, splits.std)
+    return x.contiguous(memory_format=torch.channels_last) if cuda else x
+
+
+def _check_finite(losses: torch.Tensor, step: int, window: int, epoch: int) -> None:
+    """Raise Diverged naming the first non-finite loss among the last ``window`` steps."""
+    first = max(0, step + 1 - window)
+    recent = losses[first:step + 1]
+    bad = (~torch.isfinite(recent)).nonzero()
+    if len(bad):
+        at = first + int(bad[0, 0])
+        value = losses[at].item()
+        raise Diverged(f"loss={value} at epoch {epoch} step {at + 1}")
+
+
+@torch.inference_mode()
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, splits: Splits, *,
+             batch_size: int) -> float:
+    """Top-1 accuracy in [0, 1] of ``model`` (eval mode, no augmentation)."""
+    cuda = images.device.type == "cuda"
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=images.device)
+    for start in range(0, images.shape[0], batch_size):
+        x = normalize(images[start:start + batch_size], splits.mean, splits.std)
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            logits = model(x)
+        correct += (logits.argmax(1) == labels[start:start + batch_size]).sum()
+    model.train(was_training)
+    return correct.item() / images.shape[0]
