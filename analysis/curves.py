@@ -116,24 +116,27 @@ def equivalence(lo: float, hi: float, margin: float) -> str:
     return stats.INCONCLUSIVE
 
 
-def design_curve(s: Slice, sw: pd.DataFrame, column: str, claim: str, *, sign: int) -> Verdict:
-    """Curvature (2a) of a deterministic design property in L.
+def second_differences(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Second divided differences: the curvature (2a) of the parabola through each three
+    consecutive points. A sequence is concave iff all are <= 0."""
+    slope = np.diff(y) / np.diff(x)
+    return 2.0 * np.diff(slope) / (x[2:] - x[:-2])
 
-    Width and non-sparsity have no seed noise: with three levels the curvature is exact and
-    its sign decides; with more, the quadratic's lack of fit gives OLS t-intervals.
+
+def design_curve(s: Slice, sw: pd.DataFrame, column: str, claim: str, *, sign: int) -> Verdict:
+    """Curvature of a deterministic design property (width, non-sparsity) in L.
+
+    These have no seed noise, so there is nothing to bootstrap: the claim is about the shape
+    itself. The effect is the mean second divided difference and the interval is their range;
+    'supported' needs every one on the claimed side of zero (the definition of a concave or
+    convex sequence), 'not supported' every one on the other side.
     """
     x = sw["L"].to_numpy(dtype=float)
     y = sw[column].to_numpy(dtype=float)
     where = _where(sw)
     if not np.isfinite(y).all():
         return s.inconclusive(claim, f"{where}: {column} missing")
-    if len(x) == 3:
-        a = float(stats.quadratic_coefs(x, y)[0])
-        lo = hi = 2 * a
-        detail = f"{where}; exact (3 levels, no noise)"
-    else:
-        fit = stats.least_squares(np.vander(x, 3), y)
-        a, lo, hi = fit.coef[0], 2 * fit.ci_low[0], 2 * fit.ci_high[0]
-        detail = f"{where}; quadratic OLS, dof {fit.dof}"
-    detail += f"; {column} {'/'.join(f'{v:.4g}' for v in y)}"
-    return s.verdict(claim, 2 * a, lo, hi, len(x), detail, sign=sign)
+    d2 = second_differences(x, y)
+    detail = (f"{where}; {column} {'/'.join(f'{v:.4g}' for v in y)}; second differences "
+              f"{'/'.join(f'{v:.3g}' for v in d2)} (deterministic: interval = their range)")
+    return s.verdict(claim, d2.mean(), d2.min(), d2.max(), len(x), detail, sign=sign)

@@ -1,0 +1,1 @@
+"""igcbench studies: Ray Tune schedules evaluations of designs that Optuna proposes."""
