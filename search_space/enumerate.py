@@ -116,7 +116,8 @@ def enumerate_designs(
     if not seen:
         raise ValueError(
             f"no design of {net}{depth if net == 'res' else ''} fits a budget of {budget:,} "
-            f"parameters; a 4-channel IGCV2 of that net alone needs {_smallest(net, depth, num_classes):,}"
+            f"parameters; a 4-channel IGCV2 of that net needs "
+            f"{_smallest(net, depth, num_classes):,}"
         )
     return sorted(out, key=lambda d: (d.L, describe(d, num_classes)["params"], d.id))
 
