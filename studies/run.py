@@ -1,14 +1,24 @@
 """``python studies/run.py --budget 0.65M``: search the IGCV2 design space under a budget.
 
+``--preset fig3`` runs one of the paper's experiments instead (studies/presets.py).
 ``--dry-run`` lists what would be evaluated, with exact costs (``--format json``: one
-``search_space.describe()`` object per line). Bad input prints one line and exits 2.
+``search_space.describe()`` object per line). Without it the sweep runs: Ray Tune executes
+one trial per (design, seed), Optuna proposes designs, and every result lands in
+``runs/<name>/records/`` and the Optuna study ``runs/<name>/optuna.db``. Running the same
+command again finishes what is missing and skips what is recorded. Bad input prints one
+line and exits 2, having created nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime
+import json
+import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -16,8 +26,14 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import search_space as ss  # noqa: E402
 from studies.budget import parse_budget  # noqa: E402
 from studies.dry_run import write_dry_run  # noqa: E402
+from studies.plan import SEARCHES, Plan  # noqa: E402
+from studies.presets import PRESETS, Preset, get_preset  # noqa: E402
 
 DATASET_CLASSES = {"synthetic": 10, "cifar10": 10, "cifar100": 100, "tinyimagenet": 200}
+DATASET_INPUT_SIZE = {"synthetic": 32, "cifar10": 32, "cifar100": 32, "tinyimagenet": 64}
+SCHEDULERS = ("asha", "fifo")
+ADDRESS_TIMEOUT_S = 3.0  # a cluster that does not accept a TCP connection by then is down
+IDENTITY = ("design_ids", "fidelity_config", "dataset")  # what a run directory is bound to
 
 
 class UsageError(ValueError):
@@ -31,39 +47,348 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="studies/run.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--budget", required=True,
-                   help="maximum parameters of the whole network: 650000, 650k or 0.65M")
-    p.add_argument("--net", default="plain8",
-                   help="network template: plain8 (default), res20, or resD for D = 3B+2")
-    p.add_argument("--dataset", default="cifar10", help=", ".join(DATASET_CLASSES))
+    what = p.add_argument_group("what to evaluate")
+    what.add_argument("--budget",
+                      help="maximum parameters of the whole network: 650000, 650k or 0.65M")
+    what.add_argument("--net", help="network template: plain8 (default), res20, or resD "
+                                    "for D = 3B+2")
+    what.add_argument("--preset", help="a paper experiment instead of --budget/--net: "
+                                       + ", ".join(PRESETS))
+    what.add_argument("--dataset", help=", ".join(DATASET_CLASSES)
+                      + " (default: cifar10, or the preset's)")
+    what.add_argument("--data-dir", help="directory holding the dataset (the same path on "
+                                         "every Ray node); default $IGCBENCH_DATA or ./data")
+    what.add_argument("--fidelity", help="training budget: smoke, cpu, proxy, paper "
+                                         "(default: cpu, or the preset's)")
+    what.add_argument("--seeds", help="N (seeds 0..N-1) or a list 0,1,2 "
+                                      "(default: 1, or the preset's)")
+    how = p.add_argument_group("how to search")
+    how.add_argument("--search", choices=SEARCHES, default="grid",
+                     help="grid (default): every design; tpe, nsga2 (accuracy vs params), "
+                          "random: --max-trials of them")
+    how.add_argument("--scheduler", choices=SCHEDULERS,
+                     help="asha: stop poor trials early on val_acc; fifo: train every trial "
+                          "to the end (default: fifo for grid, asha otherwise)")
+    how.add_argument("--max-trials", type=int,
+                     help="at most this many (design, seed) trials (default: all)")
+    how.add_argument("--sampler-seed", type=int, default=0,
+                     help="seed of the TPE/NSGA-II sampler and the random order (default 0)")
+    where = p.add_argument_group("where to run and store")
+    where.add_argument("--cpus-per-trial", type=float,
+                       help="CPUs (torch threads) per trial (default: the fidelity's, or 1)")
+    where.add_argument("--gpus-per-trial", type=float, default=0.0,
+                       help="GPUs per trial, fractional to share one (0.25) (default 0)")
+    where.add_argument("--address", help="an existing Ray cluster (auto, or host:port of its "
+                                         "head); default: start Ray on this machine")
+    where.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user@host/db "
+                                         "(default: sqlite RUN_DIR/optuna.db)")
+    where.add_argument("--run-dir", help="run directory (default: runs/NAME)")
+    where.add_argument("--name", help="run name (default: from preset or net and budget, "
+                                      "fidelity and dataset)")
     p.add_argument("--dry-run", action="store_true",
                    help="list the designs that would be evaluated, with exact costs, and exit")
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="dry-run output: aligned table (default) or one JSON object per line")
+    # Testing and experiments: change a fidelity field (FIELD=VALUE, repeatable). The
+    # fidelity's name then says so (e.g. smoke+lr=100), so its records get their own keys.
+    p.add_argument("--fidelity-set", action="append", default=[], help=argparse.SUPPRESS)
     return p
 
 
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """A validated command: the plan and everything the sweep needs."""
+
+    plan: Plan
+    preset: Preset | None
+    budget: int | None
+    net: str | None
+    fidelity: Any  # evaluators.Fidelity
+    num_classes: int
+    run_dir: Path
+    storage_url: str
+    data_dir: str | None
+    scheduler: str
+    cpus_per_trial: float
+    gpus_per_trial: float
+    address: str | None
+
+    def config(self, argv: list[str]) -> dict[str, Any]:
+        """run.json: the command and what it resolved to."""
+        from evaluators.evaluate import git_commit
+
+        return {
+            "argv": argv, "preset": self.preset.name if self.preset else None,
+            "budget": self.budget, "net": self.net,
+            "design_ids": list(self.plan.design_ids), "seeds": list(self.plan.seeds),
+            "fidelity": self.plan.fidelity, "fidelity_config": self.fidelity.to_dict(),
+            "dataset": self.plan.dataset, "data_dir": self.data_dir,
+            "search": self.plan.search, "max_trials": self.plan.max_trials,
+            "sampler_seed": self.plan.sampler_seed, "scheduler": self.scheduler,
+            "cpus_per_trial": self.cpus_per_trial, "gpus_per_trial": self.gpus_per_trial,
+            "address": self.address, "storage": _masked(self.storage_url),
+            "study": self.plan.name, "commit": git_commit(),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"),
+        }
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
-        budget = parse_budget(args.budget)
-        if args.dataset not in DATASET_CLASSES:
-            raise UsageError(
-                f"unknown dataset {args.dataset!r}; accepted: {', '.join(DATASET_CLASSES)}"
-            )
-        num_classes = DATASET_CLASSES[args.dataset]
-        designs = ss.enumerate_designs(budget, args.net, num_classes=num_classes)
-    except ValueError as e:
-        print(f"run.py: error: {e}", file=sys.stderr)
+        if args.dry_run:
+            return _dry_run(args)
+        request = resolve(args)
+    except (ValueError, OSError) as e:  # UsageError, bad budget/net/fidelity, data, address
+        print(f"run.py: error: {_one_line(e)}", file=sys.stderr)
         return 2
-    if args.dry_run:
-        n = write_dry_run(designs, sys.stdout, args.format, num_classes)
-        if args.format == "table":
-            print(f"{n} designs of {args.net} within {budget:,} parameters "
+    _create_run_dir(request, argv)
+    from studies.sweep import SweepConfig, run_sweep  # imports Ray: only when sweeping
+
+    return run_sweep(SweepConfig(
+        plan=request.plan, fidelity=request.fidelity, run_dir=request.run_dir,
+        storage_url=request.storage_url, num_classes=request.num_classes,
+        input_size=DATASET_INPUT_SIZE[request.plan.dataset], data_dir=request.data_dir,
+        scheduler=request.scheduler, cpus_per_trial=request.cpus_per_trial,
+        gpus_per_trial=request.gpus_per_trial, address=request.address))
+
+
+# --- validation: everything is checked before anything is created ---------------------------
+
+
+def resolve(args: argparse.Namespace) -> Request:
+    """Validate the command line into a :class:`Request`; raises ValueError (one line)."""
+    import evaluators  # torch: after the cheap checks of argparse
+
+    preset, budget, designs = _designs(args)
+    dataset = args.dataset or (preset.dataset if preset else None) or "cifar10"
+    num_classes = DATASET_CLASSES[dataset]
+    fidelity = _fidelity(evaluators, args.fidelity or (preset.fidelity if preset else "cpu"),
+                         args.fidelity_set)
+    seeds = _seeds(args.seeds) if args.seeds else (preset.seeds if preset else (0,))
+    if args.max_trials is not None and args.max_trials < 1:
+        raise UsageError(f"--max-trials {args.max_trials} must be >= 1")
+    cpus = args.cpus_per_trial if args.cpus_per_trial is not None else float(
+        fidelity.threads or 1)
+    if not cpus > 0:
+        raise UsageError(f"--cpus-per-trial {args.cpus_per_trial} must be > 0")
+    if not args.gpus_per_trial >= 0:
+        raise UsageError(f"--gpus-per-trial {args.gpus_per_trial} must be >= 0")
+    net = None if preset else (args.net or "plain8")
+    name = args.name or _default_name(preset, net, budget, fidelity.name, dataset)
+    if not name or "/" in name or name.startswith("."):
+        raise UsageError(f"--name {name!r} must be a plain directory name")
+    run_dir = Path(args.run_dir or Path("runs") / name).resolve()
+    plan = Plan(name=name, design_ids=tuple(d.id for d in designs), seeds=seeds,
+                fidelity=fidelity.name, dataset=dataset, search=args.search,
+                max_trials=args.max_trials, sampler_seed=args.sampler_seed)
+    storage_url = args.storage or f"sqlite:///{run_dir / 'optuna.db'}"
+    _check_storage(storage_url, given=args.storage is not None)
+    address = _check_address(args.address) if args.address else None
+    data_dir = _check_data(evaluators, dataset, args.data_dir)
+    request = Request(
+        plan=plan, preset=preset, budget=budget, net=net, fidelity=fidelity,
+        num_classes=num_classes, run_dir=run_dir, storage_url=storage_url, data_dir=data_dir,
+        scheduler=args.scheduler or ("fifo" if args.search == "grid" else "asha"),
+        cpus_per_trial=cpus, gpus_per_trial=args.gpus_per_trial, address=address)
+    _check_run_dir(request)
+    return request
+
+
+def _designs(args: argparse.Namespace) -> tuple[Preset | None, int | None, list[ss.Design]]:
+    if args.dataset is not None and args.dataset not in DATASET_CLASSES:
+        raise UsageError(
+            f"unknown dataset {args.dataset!r}; accepted: {', '.join(DATASET_CLASSES)}")
+    if args.preset is not None:
+        preset = get_preset(args.preset)
+        if args.budget is not None or args.net is not None:
+            raise UsageError(f"--preset {preset.name} fixes its designs; drop --budget/--net")
+        return preset, None, [ss.parse(i) for i in preset.design_ids]
+    if args.budget is None:
+        raise UsageError("one of --budget or --preset is required "
+                         f"(presets: {', '.join(PRESETS)})")
+    budget = parse_budget(args.budget)
+    num_classes = DATASET_CLASSES[args.dataset or "cifar10"]
+    return None, budget, ss.enumerate_designs(budget, args.net or "plain8",
+                                              num_classes=num_classes)
+
+
+def _fidelity(evaluators: Any, name: str, settings: list[str]) -> Any:
+    fidelity = evaluators.get_fidelity(name)
+    if not settings:
+        return fidelity
+    fields = {f.name for f in dataclasses.fields(fidelity)} - {"name"}
+    changes: dict[str, Any] = {}
+    for item in settings:
+        field, sep, text = item.partition("=")
+        if not sep or field not in fields:
+            raise UsageError(f"--fidelity-set {item!r}: expected FIELD=VALUE with FIELD one "
+                             f"of {', '.join(sorted(fields))}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        changes[field] = tuple(value) if isinstance(value, list) else value
+    suffix = "+".join(f"{k}={v}" for k, v in changes.items())
+    return dataclasses.replace(fidelity, name=f"{fidelity.name}+{suffix}", **changes)
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    """``3`` -> (0, 1, 2); ``0,1,2`` or ``5,`` -> those seeds."""
+    try:
+        if "," not in text:
+            n = int(text)
+            if n < 1:
+                raise ValueError
+            return tuple(range(n))
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+        if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+            raise ValueError
+        return seeds
+    except ValueError:
+        raise UsageError(f"--seeds {text!r}: expected a count N >= 1 (seeds 0..N-1) or "
+                         "distinct seeds >= 0 like 0,1,2") from None
+
+
+def _default_name(preset: Preset | None, net: str | None, budget: int | None,
+                  fidelity: str, dataset: str) -> str:
+    head = preset.name if preset else f"{net}-{_budget_label(budget or 0)}"
+    return f"{head}-{fidelity}-{dataset}"
+
+
+def _budget_label(budget: int) -> str:
+    """650000 -> 650k, 1000000 -> 1M, 1500 -> 1500."""
+    if budget % 1_000_000 == 0:
+        return f"{budget // 1_000_000}M"
+    if budget % 1_000 == 0:
+        return f"{budget // 1_000}k"
+    return str(budget)
+
+
+def _check_storage(url: str, *, given: bool) -> None:
+    """An RDB URL that SQLAlchemy understands and, when given, a database that answers."""
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise UsageError(f"--storage {url!r} is not a database URL; accepted: "
+                         "sqlite:///PATH, postgresql://USER@HOST/DB, mysql://...") from None
+    if parsed.get_backend_name() == "sqlite":
+        folder = Path(parsed.database or "").parent
+        if given and not folder.is_dir():
+            raise UsageError(f"--storage {url!r}: directory {folder} does not exist")
+        return
+    if not given:
+        return
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 5})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as e:
+        raise UsageError(f"--storage {_masked(url)!r} cannot be opened: "
+                         f"{_one_line(e)[:200]}") from None
+
+
+def _check_address(address: str) -> str:
+    """The cluster at ``address`` accepts a TCP connection within ADDRESS_TIMEOUT_S."""
+    if address.startswith("ray://"):
+        raise UsageError(f"--address {address!r}: Ray Client addresses are not supported "
+                         "(the driver writes the run directory); use auto or HOST:PORT of "
+                         "the head node, and run this command on a cluster node")
+    from ray._private.services import canonicalize_bootstrap_address
+
+    try:
+        resolved = canonicalize_bootstrap_address(address)
+    except (ValueError, ConnectionError) as e:
+        raise UsageError(f"--address {address!r}: {_one_line(e)}; accepted: auto (a cluster "
+                         "started here with `ray start --head`) or HOST:PORT") from None
+    if resolved is None:
+        raise UsageError(f"--address {address!r}: no running Ray cluster found; accepted: "
+                         "auto or HOST:PORT of a head node started with `ray start --head`")
+    host, _, port = resolved.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=ADDRESS_TIMEOUT_S):
+            pass
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--address {address!r}: cannot reach the Ray head at {resolved} "
+                         f"within {ADDRESS_TIMEOUT_S:.0f} s ({_one_line(e)}); accepted: auto "
+                         "or HOST:PORT of a running head node") from None
+    return address
+
+
+def _check_data(evaluators: Any, dataset: str, data_dir: str | None) -> str | None:
+    """The dataset is readable (CIFAR is downloaded here, once, when missing)."""
+    if dataset == "synthetic":
+        return str(Path(data_dir).resolve()) if data_dir else None
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise UsageError(f"--data-dir {data_dir!r} is not a directory; give the directory "
+                         f"holding the {dataset} folder")
+    root = Path(data_dir) if data_dir else evaluators.data.default_data_dir()
+    if dataset == "tinyimagenet":  # decoding 110k JPEGs to check would take minutes
+        if not ((root / "wnids.txt").is_file()
+                or (root / "tiny-imagenet-200" / "wnids.txt").is_file()):
+            raise UsageError(f"no Tiny ImageNet in {root}: expected "
+                             f"{evaluators.data.TINYIMAGENET_LAYOUT}")
+    else:
+        evaluators.load_dataset(dataset, root)  # raises DatasetError (a ValueError)
+    return str(root.resolve())
+
+
+def _check_run_dir(request: Request) -> None:
+    """A run directory holds one sweep: the same designs, fidelity config and dataset."""
+    path = request.run_dir / "run.json"
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text())
+    new = request.config([])
+    differs = [k for k in IDENTITY if old.get(k) != new[k]]
+    if differs:
+        raise UsageError(f"run directory {request.run_dir} holds another sweep "
+                         f"({', '.join(differs)} differ); choose another --name or --run-dir")
+
+
+# --- doing ---------------------------------------------------------------------------------
+
+
+def _create_run_dir(request: Request, argv: list[str]) -> None:
+    from studies.store import write_json_atomic
+
+    (request.run_dir / "records").mkdir(parents=True, exist_ok=True)
+    path = request.run_dir / "run.json"
+    if not path.exists():  # written once: later runs of the same sweep keep the first
+        write_json_atomic(path, request.config(argv))
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    preset, budget, designs = _designs(args)
+    dataset = args.dataset or (preset.dataset if preset else None) or "cifar10"
+    num_classes = DATASET_CLASSES[dataset]
+    n = write_dry_run(designs, sys.stdout, args.format, num_classes)
+    if args.format == "table":
+        if preset is not None:
+            print(f"{n} designs of preset {preset.name}: {preset.summary} ({num_classes} "
+                  f"classes)")
+        else:
+            print(f"{n} designs of {args.net or 'plain8'} within {budget:,} parameters "
                   f"({num_classes} classes)")
-        return 0
-    print("run.py: error: only --dry-run is implemented so far", file=sys.stderr)
-    return 2
+    return 0
+
+
+def _masked(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 if __name__ == "__main__":

@@ -1,0 +1,365 @@
+"""FastBlock: the reference block's parameters and numbers, computed with fewer memory passes.
+
+Why: on a CPU the reference block (``nn.Conv2d(groups)`` -> BatchNorm2d -> channel shuffle per
+convolution) is memory-bound: its BatchNorms and shuffle copies cost more than its
+multiply-adds (``docs/performance.md``). FastBlock keeps every module of
+:class:`~search_space.modules.ReferenceBlock` (same parameter names, shapes and
+initialisation, so ``fast.load_state_dict(ref.state_dict())`` works both ways) and only
+changes how ``forward`` computes the same function.
+
+How: a block is cut into segments. A spatial (k x k) convolution stays ``nn.Conv2d``. Every
+run of per-pixel linear layers between two non-linearities or spatial convolutions -- its
+leading BatchNorm, channel shuffles P_l, group 1x1 convolutions W_l and their BatchNorms
+(eq. 4) -- is one affine map ``y = A x + b`` of the run's input x, applied to the
+channels-last ``(pixels, C)`` view as one dense GEMM. In training mode each BatchNorm needs
+its batch statistics; they all follow from the mean and covariance of x alone
+(``mean(W x) = W mean(x)``, ``var(W x) = diag(W Cov(x) W^T)``), so one Gram matrix
+``X^T X`` replaces every normalisation pass of the run. The shuffles become row
+permutations of A (index arithmetic on a C x C matrix), never copies of activations.
+A custom autograd function saves only x (and y for the ReLU mask); its backward is three
+GEMMs (``dA = G^T X``, ``dX = G A + X (dS + dS^T) + ds``) plus autograd over the small
+C x C graph that made A and b. In eval mode A and b come from the running statistics and are
+cached until a parameter or buffer changes: the whole run is one dense 1x1 kernel with the
+BatchNorms folded in.
+
+Statistics are composed in float64 from the float32 Gram matrix; the outputs and gradients
+match the reference within 1e-5 relative (``tests/test_fast.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from .modules import ReferenceBlock
+from .plan import Block
+
+#: Which forward each device runs (measured: benchmarks/speed.py, docs/performance.md).
+#: "fused": affine runs as GEMMs; "reference": the ReferenceBlock's own forward.
+DEVICE_PATH = {"cpu": "fused", "cuda": "fused"}
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One fused segment: [a k x k conv, its BN, shuffle], then (1x1 conv, BN, shuffle)*, [ReLU].
+
+    ``spatial``: module index of the k x k convolution that opens the run, with ``lead`` its
+    (BN index, shuffle branches); both None when the run opens with a 1x1 convolution.
+    ``steps``: (conv index, BN index, shuffle branches, groups) of each 1x1 convolution.
+    ``cin``: channels entering the affine part (the spatial convolution's output, if any).
+    """
+
+    cin: int
+    cout: int
+    spatial: int | None
+    lead: tuple[int, int] | None
+    steps: tuple[tuple[int, int, int, int], ...]
+    relu: bool
+
+
+def segments(block: Block) -> tuple[_Run, ...]:
+    """Cut a block into runs (module indices as in ReferenceBlock: conv, BN, [shuffle],
+    [ReLU] per convolution). A run ends at a ReLU, before a spatial conv, or at the end."""
+    runs: list[_Run] = []
+    idx = 0
+    run: dict | None = None
+
+    def close(relu: bool) -> None:
+        nonlocal run
+        if run is not None:
+            runs.append(_Run(run["cin"], run["cout"], run["spatial"], run["lead"],
+                             tuple(run["steps"]), relu))
+        run = None
+
+    for conv, g, relu in zip(block.convs, block.shuffle, block.relu, strict=True):
+        ci, bi = idx, idx + 1
+        idx += 2 + (g > 1) + relu
+        if conv.k == 1 and conv.stride == 1:
+            if run is None:
+                run = {"cin": conv.cin, "spatial": None, "lead": None, "steps": []}
+            run["steps"].append((ci, bi, g, conv.groups))
+        else:
+            close(relu=False)
+            run = {"cin": conv.cout, "spatial": ci, "lead": (bi, g), "steps": []}
+        run["cout"] = conv.cout
+        if relu:
+            close(relu=True)
+    close(relu=False)
+    return tuple(runs)
+
+
+def _shuffle_perm(c: int, g: int, device: torch.device) -> torch.Tensor:
+    # ChannelShuffle: new channel k*g + i is old channel i*(c/g) + k.
+    return torch.arange(c, device=device).view(g, c // g).t().reshape(-1)
+
+
+def _dense(w: torch.Tensor, groups: int) -> torch.Tensor:
+    """The (cout, cin) block-diagonal matrix of a group 1x1 kernel (cout, cin/groups, 1, 1)."""
+    cout, k = w.shape[0], w.shape[1]
+    if groups == 1:
+        return w.reshape(cout, k)
+    wg = w.reshape(groups, cout // groups, k)
+    eye = torch.eye(groups, dtype=w.dtype, device=w.device)
+    return torch.einsum("gok,gh->gohk", wg, eye).reshape(cout, groups * k)
+
+
+_Stats = list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]
+
+
+def _compose(
+    run: _Run,
+    bns: Sequence[nn.BatchNorm2d],
+    params: Sequence[torch.Tensor],
+    cov: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, _Stats]:
+    """A, b of a run's affine part (float64), and each BN's batch (mean, var, A before it).
+
+    ``params``: float64 copies of the lead BN's and the steps' parameters, in
+    ``FastBlock._run_params`` order. ``cov``: covariance of the run's input in training mode,
+    whose input is then centred (the means follow as ``A_pre @ mean``); None: eval mode,
+    the running statistics.
+    """
+    dev = params[0].device
+    A: torch.Tensor | None = None  # None: the identity, kept implicit
+    b = torch.zeros(run.cin, dtype=torch.float64, device=dev)
+    stats: _Stats = []
+    it = iter(params)
+
+    def norm(A, b, bn, gamma, beta):
+        if cov is None:
+            mean, var = bn.running_mean.double(), bn.running_var.double()
+        else:
+            mean = b
+            var = torch.diagonal(cov) if A is None else ((A @ cov) * A).sum(1)
+            var = var.clamp(min=0)
+            stats.append((mean, var, A))
+        scale = gamma * torch.rsqrt(var + bn.eps)
+        A = torch.diag(scale) if A is None else scale[:, None] * A
+        return A, scale * (b - mean) + beta
+
+    def shuffle(A, b, g):
+        if g == 1:
+            return A, b
+        perm = _shuffle_perm(b.shape[0], g, dev)
+        return A[perm], b[perm]
+
+    k = 0
+    if run.lead is not None:
+        A, b = norm(A, b, bns[k], next(it), next(it))
+        A, b = shuffle(A, b, run.lead[1])
+        k += 1
+    for _, _, g, groups in run.steps:
+        w = _dense(next(it), groups)
+        A, b = (w, w @ b) if A is None else (w @ A, w @ b)
+        A, b = norm(A, b, bns[k], next(it), next(it))
+        A, b = shuffle(A, b, g)
+        k += 1
+    assert A is not None
+    return A, b, stats
+
+
+@torch.no_grad()
+def _update_running(
+    bns: Sequence[nn.BatchNorm2d], stats: _Stats, mu: torch.Tensor, n: int
+) -> None:
+    """BatchNorm2d's running-statistics update (unbiased variance).
+
+    ``mu``: the mean of the run's input, which ``_compose`` saw centred. Only the first BN's
+    input depends on it; every later one follows a BN, which removed it.
+    """
+    for k, (bn, (mean, var, A_pre)) in enumerate(zip(bns, stats, strict=True)):
+        if not bn.track_running_stats or bn.running_mean is None:
+            continue
+        if k == 0:
+            mean = mean + (mu if A_pre is None else A_pre @ mu)
+        bn.num_batches_tracked.add_(1)
+        f = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+        rm, rv = bn.running_mean, bn.running_var
+        rm.mul_(1 - f).add_(mean.to(rm.dtype), alpha=f)
+        rv.mul_(1 - f).add_((var * (n / max(n - 1, 1))).to(rv.dtype), alpha=f)
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    dev = x.device.type
+    return torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+
+
+def _matrix(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N*H*W, C); a view when x is channels_last."""
+    n, c, h, w = x.shape
+    return x.permute(0, 2, 3, 1).reshape(n * h * w, c)
+
+
+class _TrainRun(torch.autograd.Function):
+    """A run in training mode: [conv] -> centre -> Gram matrix -> statistics -> one GEMM.
+
+    The affine part's input X is centred in place (it is the run's own conv output, or a
+    copy): every BN of the run removes the mean anyway, and the Gram matrix and gradients
+    of centred data keep float32 accuracy where raw second moments would cancel.
+    """
+
+    @staticmethod
+    def forward(ctx, x, run, conv, bns, *params):
+        cdt = _compute_dtype(x)
+        with torch.autocast(x.device.type, enabled=False):
+            if conv is not None:
+                w, params = params[0], params[1:]
+                h = F.conv2d(x.to(cdt), w.to(cdt), None, conv.stride, conv.padding,
+                             conv.dilation, conv.groups)
+            else:
+                h = x
+            n, _, hh, ww = h.shape
+            X = _matrix(h)
+            mu = X.float().mean(0)
+            owned = conv is not None and X.dtype == torch.float32
+            X = X.sub_(mu) if owned else X.float() - mu  # centred, ours
+            S = X.t() @ X
+            with torch.enable_grad():
+                S64 = S.double().requires_grad_()
+                leaves = [p.detach().double().requires_grad_() for p in params]
+                A, b, stats = _compose(run, bns, leaves, S64 / X.shape[0])
+            _update_running(bns, stats, mu.double(), X.shape[0])
+            y = torch.addmm(b.detach().float(), X, A.detach().float().t())
+            if run.relu:
+                y.relu_()
+            y = y.to(cdt)
+        ctx.save_for_backward(x if conv is not None else None,
+                              w if conv is not None else None, X, y if run.relu else None)
+        ctx.graph = (A, b, S64, leaves)
+        ctx.conv, ctx.relu, ctx.cdt, ctx.shape = conv, run.relu, cdt, (n, hh, ww)
+        ctx.dtype_in = x.dtype
+        return y.view(n, hh, ww, run.cout).permute(0, 3, 1, 2)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gy):
+        x, w, X, y = ctx.saved_tensors
+        A, b, S64, leaves = ctx.graph
+        del ctx.graph
+        n, hh, ww = ctx.shape
+        gy = _matrix(gy)
+        if ctx.relu:
+            gy = torch.ops.aten.threshold_backward(gy, y, 0)
+        with torch.autocast(gy.device.type, enabled=False):
+            g = gy.float()
+            dA, db = g.t() @ X, g.sum(0)
+            grads = torch.autograd.grad(
+                (A, b), (S64, *leaves), (dA.double(), db.double()), allow_unused=True
+            )
+            dS, A32 = grads[0], A.detach().float()
+            # d/dX of the centred input: X dS_sym + (G - mean G) A, X being centred already.
+            dX = torch.addmm(-(db / X.shape[0]) @ A32, X, (dS + dS.t()).float())
+            dX.addmm_(g, A32)
+            dh = dX.view(n, hh, ww, -1).permute(0, 3, 1, 2)
+            dparams = [None if d is None else d.float() for d in grads[1:]]
+            conv = ctx.conv
+            if conv is None:
+                return (dh.to(ctx.dtype_in), None, None, None, *dparams)
+            cdt = ctx.cdt
+            dx, dw, _ = torch.ops.aten.convolution_backward(
+                dh.to(cdt), x.to(cdt), w.to(cdt), None, conv.stride, conv.padding,
+                conv.dilation, False, [0, 0], conv.groups, [ctx.needs_input_grad[0], True, False],
+            )
+        dx = None if dx is None else dx.to(x.dtype)
+        return (dx, None, None, None, dw.to(w.dtype), *dparams)
+
+
+class FastBlock(ReferenceBlock):
+    """ReferenceBlock's modules and function, computed as GEMMs on channels-last matrices.
+
+    Args:
+        block: the plan of the block.
+        path: ``"fused"`` or ``"reference"``; None picks by device from ``DEVICE_PATH``.
+
+    Example:
+        >>> from search_space import net_plan, parse
+        >>> blk = net_plan(parse("plain8-c144-k1.12.12")).blocks[0]
+        >>> fast, ref = FastBlock(blk), ReferenceBlock(blk)
+        >>> fast.load_reference_state(ref)   # the same parameters, by name
+    """
+
+    def __init__(self, block: Block, *, path: str | None = None) -> None:
+        super().__init__(block)
+        if path not in (None, "fused", "reference"):
+            raise ValueError(f"path {path!r}; accepted: None, 'fused', 'reference'")
+        self.path = path
+        self.runs = segments(block)
+        self._eval_cache: dict[int, tuple[tuple, torch.Tensor, torch.Tensor]] = {}
+
+    def load_reference_state(self, ref: ReferenceBlock) -> None:
+        """Copy a ReferenceBlock's parameters and buffers (the names are the same)."""
+        self.load_state_dict(ref.state_dict())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        path = self.path or DEVICE_PATH.get(x.device.type, "reference")
+        if path == "reference":
+            return super().forward(x)
+        for i, run in enumerate(self.runs):
+            x = self._forward_run(i, run, x)
+        return x
+
+    def _run_params(self, run: _Run) -> tuple[list[nn.BatchNorm2d], list[torch.Tensor]]:
+        """The run's BNs, and its parameters: lead BN (weight, bias), then per 1x1 conv
+        (conv weight, BN weight, BN bias)."""
+        bns, params = [], []
+        if run.lead is not None:
+            bn = self[run.lead[0]]
+            bns.append(bn)
+            params += [bn.weight, bn.bias]
+        for ci, bi, _, _ in run.steps:
+            bn = self[bi]
+            bns.append(bn)
+            params += [self[ci].weight, bn.weight, bn.bias]
+        return bns, params
+
+    def _forward_run(self, i: int, run: _Run, x: torch.Tensor) -> torch.Tensor:
+        conv = None if run.spatial is None else self[run.spatial]
+        bns, params = self._run_params(run)
+        if self.training:
+            if conv is not None:
+                params = [conv.weight, *params]
+            if torch.is_grad_enabled() and (
+                x.requires_grad or any(p.requires_grad for p in params)
+            ):
+                return _TrainRun.apply(x, run, conv, bns, *params)
+            with torch.no_grad():
+                return _TrainRun.forward(_NoCtx(), x, run, conv, bns, *params)
+        if conv is not None:
+            x = conv(x)
+        A, b = self._eval_affine(i, run, bns, params)
+        n, _, h, w = x.shape
+        with torch.autocast(x.device.type, enabled=False):
+            X = _matrix(x)
+            y = torch.addmm(b.to(X.dtype), X, A.t().to(X.dtype))
+        if run.relu:
+            y = F.relu(y)
+        return y.view(n, h, w, run.cout).permute(0, 3, 1, 2)
+
+    def _eval_affine(self, i, run, bns, params) -> tuple[torch.Tensor, torch.Tensor]:
+        """The run as one dense kernel with the BNs folded in, from the running statistics;
+        cached while no parameter or buffer changes (never when a gradient is needed)."""
+        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+            A, b, _ = _compose(run, bns, [p.double() for p in params], None)
+            return A.float(), b.float()
+        tensors = [*params, *(t for bn in bns for t in (bn.running_mean, bn.running_var))]
+        key = tuple((t.data_ptr(), t._version, t.dtype) for t in tensors)
+        hit = self._eval_cache.get(i)
+        if hit is not None and hit[0] == key:
+            return hit[1], hit[2]
+        with torch.no_grad():
+            A, b, _ = _compose(run, bns, [p.double() for p in params], None)
+            A, b = A.float(), b.float()
+        self._eval_cache[i] = (key, A, b)
+        return A, b
+
+
+class _NoCtx:
+    """Stands in for the autograd context when a training-mode run needs no gradient."""
+
+    def save_for_backward(self, *tensors):
+        pass

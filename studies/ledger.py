@@ -1,0 +1,219 @@
+"""The driver's ledger: which planned trials are recorded, running, finished or given up.
+
+Only the driver process holds a ledger. The searcher (:mod:`studies.search`) asks it which
+(design, seed) pairs are free and registers the trials it starts; the Tune callbacks
+(:mod:`studies.recorder`) hand it each trial's outcome, and it writes the record (store
+first, then the Optuna study) and keeps the counts the progress display shows.
+
+Order of writes for a finished trial: the record file (atomic), then the Optuna trial. A
+crash between the two leaves a record without its trial; the next driver's
+:func:`studies.study.reconcile` adds it. A crash before the record leaves a RUNNING Optuna
+trial with no heartbeat (failed as stale later) and no record, so the trial runs again.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from studies import study as st
+from studies.plan import Plan
+from studies.store import RecordStore
+
+
+@dataclass
+class Running:
+    """A trial this driver started (its Optuna trial is RUNNING)."""
+
+    key: str
+    design_id: str
+    seed: int
+    optuna_trial_id: int
+    optuna_number: int
+    tune_trial_id: str
+    started: float | None = None  # monotonic time Tune started it; None while pending
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    device: str = "unknown"  # as the trainable reports it
+
+
+@dataclass(frozen=True)
+class Finished:
+    """One outcome of this run: ok, failed (a record), stopped (ASHA) or error (no record)."""
+
+    key: str
+    design_id: str
+    seed: int
+    outcome: str  # "ok" | "failed" | "stopped" | "error"
+    val_acc: float | None
+    reason: str | None
+    seconds: float  # from Tune's start of the trial to its end
+
+
+class Ledger:
+    """State of one sweep in the driver. Not thread-safe: Tune calls it from one thread."""
+
+    def __init__(self, plan: Plan, store: RecordStore, study: optuna.Study,
+                 storage: optuna.storages.BaseStorage, *, fidelity: Any, num_classes: int,
+                 input_size: int | None = None):
+        self.plan, self.store, self.study, self.storage = plan, store, study, storage
+        self.fidelity, self.num_classes, self.input_size = fidelity, num_classes, input_size
+        self.pairs = plan.all_pairs()
+        self.t0 = time.monotonic()
+        st.fail_stale(study)
+        self.recorded_before = self.recorded_keys()
+        self.reconciled = st.reconcile(
+            study, ((k, r) for k in sorted(self.recorded_before)
+                    if (r := store.read(k)) is not None), plan.design_ids)
+        self.running: dict[str, Running] = {}  # by Tune trial id
+        self.finished: list[Finished] = []
+        self.given_up: set[str] = set()  # errored or interrupted here: not retried this run
+        self.stopped_by_scheduler: dict[str, int] = {}  # Tune trial id -> epoch
+        self._elsewhere: set[str] = set()
+        self._elsewhere_at = -math.inf
+        self._heartbeat_at = -math.inf
+
+    # --- what is free -------------------------------------------------------------------
+
+    def recorded_keys(self) -> set[str]:
+        """Planned keys with a record in the store (this driver's, earlier or another's)."""
+        return self.store.keys() & self.pairs.keys()
+
+    def running_keys(self) -> set[str]:
+        return {r.key for r in self.running.values()}
+
+    def running_elsewhere(self) -> set[str]:
+        """Keys another live driver is running (a RUNNING Optuna trial with a fresh
+        heartbeat). Refreshed at most every heartbeat interval: it costs a query."""
+        now = time.monotonic()
+        if now - self._elsewhere_at >= st.HEARTBEAT_S:
+            st.fail_stale(self.study)
+            ours = {r.optuna_trial_id for r in self.running.values()}
+            self._elsewhere = {k for k, tid in st.running_keys(self.study).items()
+                               if tid not in ours}
+            self._elsewhere_at = now
+        return self._elsewhere
+
+    def is_free(self, key: str) -> bool:
+        """True when ``key`` is planned and nobody has recorded, is running or gave it up."""
+        return (key in self.pairs and key not in self.running_keys()
+                and key not in self.given_up and not self.store.has(key))
+
+    def to_start(self) -> int:
+        """Trials still to start to reach the plan's target (those running elsewhere count
+        as started: their driver will record them)."""
+        claimed = (self.recorded_keys() | self.running_keys() | self.given_up
+                   | (self.running_elsewhere() & self.pairs.keys()))
+        if self.plan.adaptive:
+            return max(0, self.plan.target - len(claimed))
+        return sum(self.plan.key(d, s) not in claimed for d, s in self.plan.ordered_pairs())
+
+    # --- trial lifecycle ----------------------------------------------------------------
+
+    def register(self, run: Running) -> None:
+        self.running[run.tune_trial_id] = run
+        self.storage.record_heartbeat(run.optuna_trial_id)
+
+    def started(self, tune_trial_id: str) -> None:
+        if tune_trial_id in self.running:
+            self.running[tune_trial_id].started = time.monotonic()
+
+    def epoch(self, tune_trial_id: str, row: dict[str, Any], device: str | None) -> None:
+        if tune_trial_id in self.running:
+            self.running[tune_trial_id].curve.append(row)
+            self.running[tune_trial_id].device = device or "unknown"
+
+    def heartbeat(self) -> None:
+        """Tell the storage our RUNNING trials are alive (every HEARTBEAT_S at most)."""
+        now = time.monotonic()
+        if now - self._heartbeat_at < st.HEARTBEAT_S:
+            return
+        self._heartbeat_at = now
+        for run in self.running.values():
+            self.storage.record_heartbeat(run.optuna_trial_id)
+
+    def finish(self, tune_trial_id: str, record: dict[str, Any] | None,
+               error: str | None = None) -> Finished | None:
+        """Record the outcome of a trial: its record (or a stopped record built here when
+        ASHA stopped it), or, with no record, an error that leaves the key to a re-run."""
+        run = self.running.pop(tune_trial_id, None)
+        if run is None:
+            return None
+        seconds = time.monotonic() - (run.started or time.monotonic())
+        if record is None and tune_trial_id in self.stopped_by_scheduler:
+            record = self._stopped_record(run, self.stopped_by_scheduler[tune_trial_id],
+                                          seconds)
+        if record is None:
+            self.given_up.add(run.key)
+            reason = error or "interrupted before it finished"
+            self.storage.set_trial_user_attr(run.optuna_trial_id, "error", reason)
+            _fail_quietly(self.storage, run.optuna_trial_id)
+            done = Finished(run.key, run.design_id, run.seed, "error", None, reason, seconds)
+        else:
+            self.store.write(record)
+            st.tell_record(self.study, run.optuna_trial_id, record, run.key)
+            outcome = record["status"]
+            if str(record.get("reason") or "").startswith("stopped:"):
+                outcome = "stopped"
+            done = Finished(run.key, run.design_id, run.seed, outcome, record.get("val_acc"),
+                            record.get("reason"), seconds)
+        self.finished.append(done)
+        return done
+
+    def abandon_all(self, reason: str) -> None:
+        """Fail the Optuna trials of everything still registered (the sweep is ending)."""
+        for tune_trial_id in list(self.running):
+            self.finish(tune_trial_id, None, reason)
+
+    def _stopped_record(self, run: Running, epoch: int, seconds: float) -> dict[str, Any]:
+        """The record of a trial ASHA stopped: its curve so far, no final accuracy."""
+        import torch
+
+        import search_space as ss
+        from evaluators.evaluate import git_commit
+
+        info = ss.describe(ss.parse(run.design_id), self.num_classes, self.input_size)
+        design = json.loads(json.dumps(info))
+        val = run.curve[-1].get("val_acc") if run.curve else None
+        return {
+            **design,
+            "design_id": run.design_id, "fidelity": self.plan.fidelity,
+            "fidelity_config": self.fidelity.to_dict(), "dataset": self.plan.dataset,
+            "seed": run.seed, "status": "failed",
+            "reason": f"stopped: ASHA stopped the trial after epoch {epoch} of "
+                      f"{self.fidelity.epochs} (val_acc {val})",
+            "curve": run.curve, "val_acc": None, "test_acc": None, "wall_s": seconds,
+            "latency_b1_ms": None, "latency_b64_ms": None,
+            "device": run.device,
+            "torch_version": torch.__version__, "commit": git_commit(),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"),
+        }
+
+    # --- for the progress display and the summary ----------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """ok / failed / stopped / error this run, running and pending now, recorded before."""
+        out = {k: 0 for k in ("ok", "failed", "stopped", "error")}
+        for f in self.finished:
+            out[f.outcome] += 1
+        out["running"] = sum(r.started is not None for r in self.running.values())
+        out["pending"] = len(self.running) - out["running"]
+        out["before"] = len(self.recorded_before)
+        return out
+
+    def best(self) -> Finished | None:
+        oks = [f for f in self.finished if f.outcome == "ok" and f.val_acc is not None]
+        return max(oks, key=lambda f: f.val_acc) if oks else None
+
+
+def _fail_quietly(storage: optuna.storages.BaseStorage, trial_id: int) -> None:
+    try:
+        storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass  # another driver failed it as stale meanwhile

@@ -1,0 +1,90 @@
+"""What a sweep will evaluate: designs x seeds at one fidelity on one dataset.
+
+A :class:`Plan` is pure data, fixed before anything starts, and the same command always
+gives the same plan; that is what makes a re-run find (and skip) the trials it already
+recorded. One trial is one (design, seed) pair, so the store holds one record per
+(design, fidelity, dataset, seed) and an Optuna trial maps to exactly one record.
+
+Example:
+    >>> p = Plan(name="x", design_ids=("a", "b"), seeds=(0, 1), fidelity="smoke",
+    ...          dataset="synthetic", search="grid", max_trials=3)
+    >>> p.ordered_pairs(), p.target
+    ([('a', 0), ('a', 1), ('b', 0)], 3)
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from studies.store import trial_key
+
+SEARCHES = ("grid", "tpe", "nsga2", "random")
+ADAPTIVE = ("tpe", "nsga2")  # the ones where Optuna's sampler picks the next design
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The trials of one sweep.
+
+    Attributes:
+        name: the run's name; also the Optuna study's name.
+        design_ids: canonical ids, in plan order (enumeration order, or the preset's).
+        seeds: training seeds; each design is trained once per seed.
+        fidelity: the fidelity's name (records are keyed by it).
+        dataset: the dataset's name.
+        search: grid | tpe | nsga2 | random.
+        max_trials: at most this many (design, seed) trials in the run directory; None = all.
+        sampler_seed: seeds Optuna's sampler and the random order, so a re-run proposes alike.
+    """
+
+    name: str
+    design_ids: tuple[str, ...]
+    seeds: tuple[int, ...]
+    fidelity: str
+    dataset: str
+    search: str = "grid"
+    max_trials: int | None = None
+    sampler_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.search not in SEARCHES:
+            raise ValueError(f"unknown search {self.search!r}; accepted: {', '.join(SEARCHES)}")
+        if not self.design_ids or not self.seeds:
+            raise ValueError("a plan needs at least one design and one seed")
+        if len(set(self.design_ids)) != len(self.design_ids):
+            raise ValueError("design ids repeat in the plan")
+
+    @property
+    def adaptive(self) -> bool:
+        """True when Optuna's sampler (TPE, NSGA-II) chooses designs as results arrive."""
+        return self.search in ADAPTIVE
+
+    @property
+    def target(self) -> int:
+        """How many (design, seed) trials the run directory should hold when done."""
+        total = len(self.design_ids) * len(self.seeds)
+        return total if self.max_trials is None else min(self.max_trials, total)
+
+    def key(self, design_id: str, seed: int) -> str:
+        """The record key of one trial of this plan."""
+        return trial_key(design_id, self.fidelity, self.dataset, seed)
+
+    def all_pairs(self) -> dict[str, tuple[str, int]]:
+        """Every (design, seed) of the plan by key, design-major."""
+        return {self.key(d, s): (d, s) for d in self.design_ids for s in self.seeds}
+
+    def ordered_pairs(self) -> list[tuple[str, int]]:
+        """The trials of a grid or random search, in scheduling order, first ``target``.
+
+        grid: plan order, all seeds of a design together. random: the designs in a
+        permutation drawn from ``sampler_seed`` (sampling without replacement, which on a
+        finite list beats Optuna's RandomSampler: it never proposes a design twice), all
+        seeds of a design together. Adaptive searches choose as they go; for them this is
+        the plan order, used only to list the keys.
+        """
+        designs = list(self.design_ids)
+        if self.search == "random":
+            random.Random(self.sampler_seed).shuffle(designs)
+        pairs = [(d, s) for d in designs for s in self.seeds]
+        return pairs if self.adaptive else pairs[: self.target]

@@ -1,0 +1,168 @@
+"""Presets: the paper's experiments as named plans (design ids + default fidelity and seeds).
+
+``python studies/run.py --preset fig3`` runs one. Each preset is a fixed list of design ids,
+so a preset means the same trials on every machine and in every version of the enumeration;
+``tests/test_studies_presets.py`` checks that every id parses and that the fig2/fig3 lists
+are what their rules (below) give under ``FIG_BUDGET``.
+
+Budgets. The plain8 presets run at the ``cpu`` fidelity on a 2-core machine, where one trial
+costs roughly width x L (the nets are memory-bound: every group convolution carries a
+BatchNorm pass over C channels). ``FIG_BUDGET`` = 40,000 parameters (10 classes) keeps every
+fig2/fig3 design at width <= 300 and reproduces the paper's own widths: Table 2's smallest
+pair (about 4,700 weights per block: Xception C=64, IGCV2 C=144) and Figure 2's widths
+(L=4: C = 204, 184, 156, 136, 108 for K = 3, 4, 6, 8, 12 against the paper's 222, 184,
+144, 112, 84 read off the figure). At 3 seeds fig2 is 54 trials and fig3 18; see
+docs/studies.md for measured times. The res-net presets default to the ``proxy`` fidelity
+(a GPU); run them on a CPU with ``--fidelity cpu`` at your own cost.
+
+Example:
+    >>> p = get_preset("table2")
+    >>> p.design_ids[:2], p.fidelity, p.seeds
+    (('plain8-c64-k1.64', 'plain8-c144-k1.12.12'), 'cpu', (0, 1, 2))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FIG_BUDGET = 40_000  # parameters of the whole plain8 net for 10 classes; see the docstring
+FIG2_L = (2, 3, 4)  # the paper's Figure 2 panels (a)-(c); L counts the channel-wise 3x3
+FIG2_K = (3, 4, 6, 8, 12, 16)  # uniform branch size of the L-1 group 1x1 convolutions
+FIG3_L = (2, 3, 4, 5, 6, 7)  # wide enough that ln(C) (about 5 here) lies inside
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named plan: which designs, at which fidelity, with which seeds.
+
+    Attributes:
+        name: what ``--preset`` takes.
+        summary: one line: the paper's experiment this reproduces.
+        design_ids: canonical ``search_space`` ids, in the order they are scheduled.
+        fidelity: default ``--fidelity``.
+        seeds: default ``--seeds``.
+        dataset: default ``--dataset``; None = the command line's default (cifar10).
+    """
+
+    name: str
+    summary: str
+    design_ids: tuple[str, ...]
+    fidelity: str = "cpu"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    dataset: str | None = None
+
+    @property
+    def net(self) -> str:
+        """The net of the designs ('plain8', 'res20', ..., or 'mixed')."""
+        nets = {d.split("-")[0] for d in self.design_ids}
+        return nets.pop() if len(nets) == 1 else "mixed"
+
+
+def _ids(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+def _igcv2_star(width: int, depth: int = 20) -> str:
+    """IGCV2*(Cx) of Table 1: K = 8, L* = ceil(log_8 x) + 1, a 64-channel stem."""
+    levels, reach = 1, 8
+    while reach < width:  # ceil(log_8 width) without floating-point edge cases
+        levels, reach = levels + 1, reach * 8
+    stem = "" if width == 64 else "-stem64"
+    return f"res{depth}-c{width}-k1" + ".8" * levels + stem
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset(
+        name="smoke",
+        summary="3 tiny designs (IGCV2, Xception, IGCV1) at the smoke fidelity on synthetic data",
+        design_ids=_ids("plain8-c16-k1.4.4 plain8-c16-k1.g1 plain8-c16-k2.g2"),
+        fidelity="smoke", seeds=(0,), dataset="synthetic",
+    ),
+    Preset(
+        # Rule: for each L in FIG2_L and K in FIG2_K, the uniform-K IGCV2 II design
+        # (channel-wise 3x3, then L-1 group 1x1 convs of branch size K) at the largest width
+        # within FIG_BUDGET. Only L=3, K=12 (C=144) is strictly complementary.
+        name="fig2",
+        summary="Figure 2: complementary condition, K and L varied at about equal params",
+        design_ids=_ids("""
+            plain8-c294-k1.3 plain8-c280-k1.4 plain8-c258-k1.6 plain8-c240-k1.8
+            plain8-c204-k1.12 plain8-c176-k1.16
+            plain8-c240-k1.3.3 plain8-c224-k1.4.4 plain8-c198-k1.6.6 plain8-c176-k1.8.8
+            plain8-c144-k1.12.12 plain8-c112-k1.16.16
+            plain8-c204-k1.3.3.3 plain8-c184-k1.4.4.4 plain8-c156-k1.6.6.6
+            plain8-c136-k1.8.8.8 plain8-c108-k1.12.12.12 plain8-c80-k1.16.16.16
+        """),
+    ),
+    Preset(
+        # Rule: for each L in FIG3_L, among uniform-K designs at the largest width within
+        # FIG_BUDGET that use at least 90% of it, the one whose K^(L-1) is closest to its
+        # width C (balance condition, eq. 11; |log(K^(L-1) / C)| smallest). L=2 is then
+        # Xception (K = C).
+        name="fig3",
+        summary="Figure 3: L varied under the balance condition at about equal params",
+        design_ids=_ids("""
+            plain8-c72-k1.g1 plain8-c144-k1.12.12 plain8-c170-k1.5.5.5
+            plain8-c160-k1.4.4.4.4 plain8-c156-k1.3.3.3.3.3 plain8-c160-k1.2.2.2.2.2.2
+        """),
+    ),
+    Preset(
+        name="fig4",
+        summary="Figure 4: IGCV2*(Cx) wider (res20, x = 112..256) and deeper (C64, D = 38..98)",
+        design_ids=tuple(_igcv2_star(w) for w in (112, 136, 160, 192, 256))
+        + tuple(_igcv2_star(64, depth) for depth in (38, 50, 62, 74, 98)),
+        fidelity="proxy",
+    ),
+    Preset(
+        name="table2",
+        summary="Table 2: Xception vs IGCV2 (L=3) on plain8 at about 4.7k/10k/17k block weights",
+        design_ids=_ids("""
+            plain8-c64-k1.64 plain8-c144-k1.12.12 plain8-c96-k1.96 plain8-c256-k1.16.16
+            plain8-c128-k1.128 plain8-c361-k1.19.19
+        """),
+    ),
+    Preset(
+        name="table3",
+        summary="Table 3: res20 Xception vs IGCV1 vs IGCV2* at about 0.4M/0.6M/0.8M params",
+        design_ids=_ids("""
+            res20-c58-k1.g1 res20-c96-k2.g2
+            res20-c71-k1.g1 res20-c126-k2.g2
+            res20-c83-k1.g1 res20-c150-k2.g2
+        """) + tuple(_igcv2_star(w) for w in (216, 304, 416)),
+        fidelity="proxy",
+    ),
+    Preset(
+        name="table4",
+        summary="Table 4: Xception C35 vs IGCV2 C64 (K 8/16/32 per stage) at depths 8, 20, 26",
+        design_ids=tuple(d for depth in (8, 20, 26) for d in (
+            f"res{depth}-c35-k1.g1", f"res{depth}-c64-k1.8.8/1.16.16/1.32.32")),
+        fidelity="proxy",
+    ),
+    Preset(
+        name="table5",
+        summary="Table 5: IGCV1 vs IGCV2 I (group 3x3) vs IGCV2 II (channel-wise) on plain8",
+        design_ids=_ids("""
+            plain8-c64-k2.g2 plain8-c98-k2.7.7 plain8-c100-k1.10.10
+            plain8-c96-k2.g2 plain8-c162-k2.9.9 plain8-c169-k1.13.13
+            plain8-c128-k2.g2 plain8-c242-k2.11.11 plain8-c256-k1.16.16
+        """),
+    ),
+    Preset(
+        name="table6",
+        summary="Table 6: IGCV1 C48 vs IGCV2 C80 (K 10/16/20 per stage) at depths 8, 20, 26",
+        design_ids=tuple(d for depth in (8, 20, 26) for d in (
+            f"res{depth}-c48-k2.g2", f"res{depth}-c80-k1.10.10/1.16.16/1.20.20")),
+        fidelity="proxy",
+    ),
+)}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``.
+
+    Raises:
+        ValueError: ``name`` is not a preset; the message lists the accepted names.
+    """
+    try:
+        return PRESETS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown preset {name!r}; accepted: {', '.join(PRESETS)}") from None

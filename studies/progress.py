@@ -1,0 +1,166 @@
+"""Progress of a long sweep on stderr, and the summary table at its end.
+
+On a terminal one status line is rewritten at every trial event; otherwise (a log file,
+nohup, CI) each event is one line, so the log reads as a history::
+
+    [   41s] ok      plain8-c16-k1.4.4 s0  val 0.730  4s | done 1/3 (ok 1) | running 2 |
+             best 0.730 plain8-c16-k1.4.4 s0 | left ~8s
+
+(one line, folded here).
+
+"left" assumes the trials still to run take as long as the ones finished so far, with as
+many running at once as now; it is a rough guide, shown once a trial has finished.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+from ray import tune
+
+from studies.ledger import Finished, Ledger
+
+
+def fmt_seconds(seconds: float) -> str:
+    """41s, 3m05s, 2h10m."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+class Progress(tune.Callback):
+    """One status line per trial event (start, result of a trial, error)."""
+
+    def __init__(self, ledger: Ledger, out: TextIO | None = None):
+        self.ledger = ledger
+        self.out = out if out is not None else sys.stderr
+        self.tty = bool(getattr(self.out, "isatty", lambda: False)())
+        self._seen = 0  # finished outcomes already shown
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run = self.ledger.running.get(trial.trial_id)
+        if run is not None:
+            self._show(f"start   {run.design_id} s{run.seed}")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._show_finished()
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._show_finished()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._show_finished()
+        if self.tty:
+            self.out.write("\n")
+            self.out.flush()
+
+    def _show_finished(self) -> None:
+        for f in self.ledger.finished[self._seen:]:
+            self._show(describe_outcome(f))
+        self._seen = len(self.ledger.finished)
+
+    def _show(self, event: str) -> None:
+        elapsed = fmt_seconds(time.monotonic() - self.ledger.t0)
+        line = f"[{elapsed:>6}] {event} | {status(self.ledger)}"
+        if self.tty:
+            self.out.write("\r\x1b[2K" + line)  # rewrite the line in place
+        else:
+            self.out.write(line + "\n")
+        self.out.flush()
+
+
+def describe_outcome(f: Finished) -> str:
+    """``ok      plain8-c16-k1.4.4 s0  val 0.730  4.1s`` (or the reason it failed)."""
+    head = f"{f.outcome:<7} {f.design_id} s{f.seed}"
+    if f.outcome == "ok":
+        return f"{head}  val {f.val_acc:.3f}  {fmt_seconds(f.seconds)}"
+    return f"{head}  {(f.reason or '')[:80]}"
+
+
+def status(ledger: Ledger) -> str:
+    """done/target, outcomes, running, best so far, estimate of time left."""
+    c = ledger.counts()
+    finished = c["ok"] + c["failed"] + c["stopped"]
+    done = c["before"] + finished
+    parts = [f"done {done}/{ledger.plan.target}"]
+    kinds = [f"{k} {c[k]}" for k in ("ok", "failed", "stopped", "error", "before") if c[k]]
+    if kinds:
+        parts[0] += " (" + ", ".join(kinds) + ")"
+    parts.append(f"running {c['running']}" + (f" +{c['pending']} queued" if c["pending"] else ""))
+    best = ledger.best()
+    if best is not None:
+        parts.append(f"best {best.val_acc:.3f} {best.design_id} s{best.seed}")
+    left = estimate_left(ledger)
+    if left:
+        parts.append(f"left ~{fmt_seconds(left)}")
+    return " | ".join(parts)
+
+
+def estimate_left(ledger: Ledger) -> float | None:
+    """Seconds until the sweep ends, from the mean duration of this run's finished trials."""
+    took = [f.seconds for f in ledger.finished if f.outcome != "error" and f.seconds > 0]
+    if not took:
+        return None
+    mean = statistics.fmean(took)
+    now = time.monotonic()
+    running = [r for r in ledger.running.values() if r.started is not None]
+    slots = max(1, len(running))
+    in_flight = sum(max(0.0, mean - (now - r.started)) for r in running) / slots
+    waiting = ledger.to_start() + sum(r.started is None for r in ledger.running.values())
+    return in_flight + math.ceil(waiting / slots) * mean
+
+
+def summary_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per design: params, seeds ok/recorded, mean and spread of val/test acc."""
+    by_design: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_design.setdefault(r["design_id"], []).append(r)
+    rows = []
+    for design_id, recs in by_design.items():
+        ok = [r for r in recs if r["status"] == "ok" and r.get("val_acc") is not None]
+        vals = [float(r["val_acc"]) for r in ok]
+        tests = [float(r["test_acc"]) for r in ok if r.get("test_acc") is not None]
+        rows.append({
+            "design": design_id, "params": recs[0].get("params"), "ok": len(ok),
+            "seeds": len(recs),
+            "val_acc": statistics.fmean(vals) if vals else None,
+            "val_sd": statistics.stdev(vals) if len(vals) > 1 else None,
+            "test_acc": statistics.fmean(tests) if tests else None,
+            "wall_s": statistics.fmean(float(r["wall_s"]) for r in recs),
+            "failed": "; ".join(sorted({str(r.get("reason"))[:40] for r in recs
+                                        if r["status"] != "ok"})),
+        })
+    rows.sort(key=lambda r: (r["val_acc"] is None, -(r["val_acc"] or 0.0), r["design"]))
+    return rows
+
+
+def write_summary(records: Iterable[dict[str, Any]], out: TextIO) -> None:
+    """The summary table: designs by mean val_acc (best first)."""
+    rows = summary_rows(records)
+    if not rows:
+        out.write("no records\n")
+        return
+
+    def acc(mean: float | None, sd: float | None) -> str:
+        if mean is None:
+            return "-"
+        return f"{mean:.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
+
+    cells = [[r["design"], f"{r['params']:,}" if r["params"] is not None else "-",
+              f"{r['ok']}/{r['seeds']}", acc(r["val_acc"], r["val_sd"]),
+              acc(r["test_acc"], None), f"{r['wall_s']:.1f}", r["failed"]] for r in rows]
+    heads = ["design", "params", "ok", "val_acc", "test_acc", "wall_s", "failed"]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
+    right = {1, 4, 5}
+    for line in [heads, *cells]:
+        out.write("  ".join(x.rjust(w) if i in right else x.ljust(w)
+                            for i, (x, w) in enumerate(zip(line, widths, strict=True))).rstrip()
+                  + "\n")

@@ -1,0 +1,180 @@
+"""The Optuna study of a sweep: one trial per (design, seed), kept consistent with the store.
+
+Each finished record becomes one Optuna trial of a two-objective study (maximise
+``val_acc``, minimise ``params``): COMPLETE for an ``ok`` record, FAIL for a failed one,
+PRUNED for one that ASHA stopped. The trial's only parameter is ``design_id`` (a categorical
+over the plan's design ids, which is what TPE and NSGA-II model); the seed, the record key
+and every ``describe()`` field are user attributes, so optuna-dashboard and
+``optuna.load_study(...).trials_dataframe()`` show them.
+
+The result store is the source of truth. :func:`reconcile` adds the trials a crash left
+untold, and :func:`tell_record` refuses to make a second COMPLETE trial for a key (a second
+driver, or a re-run, that evaluated the same key is told FAIL with ``duplicate_of``).
+Trials left RUNNING by a killed driver are found by Optuna's heartbeat
+(``RDBStorage(heartbeat_interval=...)``) and failed by :func:`fail_stale`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+DIRECTIONS = ("maximize", "minimize")  # (val_acc, params): the Pareto front of Figure 3's kind
+PARAM = "design_id"  # the one Optuna parameter
+KEY_ATTR = "key"  # user attribute naming the record a trial belongs to
+HEARTBEAT_S = 5  # seconds between heartbeats of a running trial (the driver sends them)
+GRACE_S = 30  # a RUNNING trial without a heartbeat for this long belongs to a dead driver
+RECORD_ATTRS = ("seed", "fidelity", "dataset", "status", "reason", "val_acc", "test_acc",
+                "wall_s", "latency_b1_ms", "latency_b64_ms", "device")
+NOT_ATTRS = ("curve", "fidelity_config", "torch_version", "commit", "design_id")
+
+# We drive trials with ask/tell and send heartbeats ourselves; Optuna warns about that pair,
+# and about heartbeats and metric names being experimental, at every use.
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per created trial
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """An RDB storage (SQLite, PostgreSQL, MySQL) with heartbeats; creates its tables.
+
+    OptunaSearch and ``optuna.create_study`` both accept an instance, and only an instance
+    can carry the heartbeat settings.
+    """
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        # Two drivers (or a driver and optuna-dashboard) on one SQLite file: wait for the
+        # other's write lock instead of failing at once.
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    else:
+        engine_kwargs["pool_pre_ping"] = True  # a long sweep outlives idle DB connections
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
+                                      heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+
+
+def open_study(storage: optuna.storages.BaseStorage, name: str,
+               sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+    """Create or load the study ``name`` (two objectives: val_acc up, params down)."""
+    study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
+                                directions=list(DIRECTIONS), load_if_exists=True)
+    study.set_metric_names(["val_acc", "params"])
+    return study
+
+
+def distribution(design_ids: Iterable[str]) -> CategoricalDistribution:
+    """The ``design_id`` categorical; choices in plan order (TPE/NSGA-II sample from it)."""
+    return CategoricalDistribution(tuple(design_ids))
+
+
+def trial_attrs(record: dict[str, Any], key: str) -> dict[str, Any]:
+    """User attributes of the trial of ``record``: key, describe() fields, outcome."""
+    attrs = {k: v for k, v in record.items() if k not in NOT_ATTRS}
+    attrs[KEY_ATTR] = key
+    attrs["epochs_done"] = len(record.get("curve") or ())
+    return attrs
+
+
+def state_of(record: dict[str, Any]) -> TrialState:
+    """COMPLETE for ok, PRUNED for a trial ASHA stopped, FAIL otherwise."""
+    if record["status"] == "ok":
+        return TrialState.COMPLETE
+    if str(record.get("reason") or "").startswith("stopped:"):
+        return TrialState.PRUNED
+    return TrialState.FAIL
+
+
+def values_of(record: dict[str, Any]) -> list[float] | None:
+    """The objectives (val_acc, params) of an ok record; None for the others."""
+    if record["status"] != "ok" or record.get("val_acc") is None:
+        return None
+    return [float(record["val_acc"]), float(record["params"])]
+
+
+def finished_by_key(study: optuna.Study,
+                    states: tuple[TrialState, ...] = (TrialState.COMPLETE,)
+                    ) -> dict[str, FrozenTrial]:
+    """The first trial in ``states`` of each key (trial number order)."""
+    found: dict[str, FrozenTrial] = {}
+    for t in study.get_trials(deepcopy=False, states=states):
+        key = t.user_attrs.get(KEY_ATTR)
+        if key is not None and key not in found:
+            found[key] = t
+    return found
+
+
+def running_keys(study: optuna.Study) -> dict[str, int]:
+    """Keys of RUNNING trials (of any driver) -> trial id."""
+    return {t.user_attrs[KEY_ATTR]: t._trial_id
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if KEY_ATTR in t.user_attrs}
+
+
+def tell_record(study: optuna.Study, trial_id: int, record: dict[str, Any],
+                key: str) -> TrialState:
+    """Finish RUNNING trial ``trial_id`` with ``record``; return the state it was told.
+
+    A key that already has a COMPLETE trial is not given a second one: the trial is told
+    FAIL with the user attribute ``duplicate_of`` (that trial's number). A trial that is no
+    longer RUNNING (failed as stale while this driver was stalled) is left as it is and the
+    record is added as a new trial instead, so the record is never lost.
+    """
+    storage = study._storage
+    for name, value in trial_attrs(record, key).items():
+        storage.set_trial_user_attr(trial_id, name, value)
+    state, values = state_of(record), values_of(record)
+    if state == TrialState.COMPLETE:
+        prior = finished_by_key(study).get(key)
+        if prior is not None and prior._trial_id != trial_id:
+            storage.set_trial_user_attr(trial_id, "duplicate_of", prior.number)
+            state, values = TrialState.FAIL, None
+    try:
+        storage.set_trial_state_values(trial_id, state=state, values=values)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        add_record(study, record, key, study.trials[0].distributions[PARAM].choices)
+    return state
+
+
+def add_record(study: optuna.Study, record: dict[str, Any], key: str,
+               design_ids: Iterable[str]) -> bool:
+    """Add ``record`` as a finished trial unless the study has it; True if added.
+
+    The study has it when a finished trial carries the same key and the same ``created``
+    time (the record was told), or, for an ok record, when its key has a COMPLETE trial.
+    """
+    choices = tuple(design_ids)
+    if record["design_id"] not in choices or _has(study, record, key):
+        return False
+    study.add_trial(optuna.trial.create_trial(
+        state=state_of(record), values=values_of(record), params={PARAM: record["design_id"]},
+        distributions={PARAM: CategoricalDistribution(choices)},
+        user_attrs=trial_attrs(record, key)))
+    return True
+
+
+def reconcile(study: optuna.Study, records: Iterable[tuple[str, dict[str, Any]]],
+              design_ids: Iterable[str]) -> int:
+    """Give every ``(key, record)`` its finished trial; return how many were added (records
+    whose driver died between writing them and telling the study)."""
+    choices = tuple(design_ids)
+    return sum(add_record(study, record, key, choices) for key, record in records)
+
+
+def _has(study: optuna.Study, record: dict[str, Any], key: str) -> bool:
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get(KEY_ATTR) != key or not t.state.is_finished():
+            continue
+        if t.user_attrs.get("created") == record.get("created"):
+            return True
+        if record["status"] == "ok" and t.state == TrialState.COMPLETE:
+            return True
+    return False
+
+
+def fail_stale(study: optuna.Study) -> None:
+    """FAIL the RUNNING trials whose driver stopped sending heartbeats (killed, crashed)."""
+    optuna.storages.fail_stale_trials(study)

@@ -1,0 +1,138 @@
+"""Run a planned sweep: Optuna proposes (studies.search), Ray Tune executes (this module).
+
+Nothing here is a scheduler of our own: Tune decides when a trial starts (when its
+resources are free), ASHA or FIFO decides whether it goes on, and the searcher only says
+which (design, seed) comes next. Ray is imported here and in the modules this one imports,
+never by ``studies.run`` at import time, so ``--dry-run`` and bad input stay fast.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import ray
+from ray import tune
+from ray.tune.schedulers import FIFOScheduler
+
+from studies import study as st
+from studies.ledger import Ledger
+from studies.plan import Plan
+from studies.progress import Progress, fmt_seconds, write_summary
+from studies.recorder import Recorder, make_asha
+from studies.search import DesignSearcher, make_sampler
+from studies.store import RecordStore
+from studies.trainable import run_trial
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Everything a sweep needs, resolved and validated by ``studies.run``."""
+
+    plan: Plan
+    fidelity: Any  # evaluators.Fidelity, overrides applied (its name is plan.fidelity)
+    run_dir: Path  # absolute
+    storage_url: str  # Optuna RDB URL
+    num_classes: int  # of the dataset: describe() of stopped trials counts this FC
+    input_size: int | None = None  # the dataset's image side, as evaluate builds the net
+    data_dir: str | None = None  # absolute, the same path on every node
+    scheduler: str = "fifo"  # "asha" | "fifo"
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    address: str | None = None  # an existing cluster; None = start Ray here
+
+
+def run_sweep(cfg: SweepConfig, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Run what is left of ``cfg.plan``; print the summary; 0 when every planned trial has
+    a record, 1 when some ended without one (interrupted, crashed workers): run it again."""
+    t0 = time.monotonic()
+    storage = st.open_storage(cfg.storage_url)
+    plan = cfg.plan
+    study = st.open_study(storage, plan.name, make_sampler(plan.search, plan.sampler_seed,
+                                                           plan.target))
+    store = RecordStore(cfg.run_dir)
+    ledger = Ledger(plan, store, study, storage, fidelity=cfg.fidelity,
+                    num_classes=cfg.num_classes, input_size=cfg.input_size)
+    if ledger.reconciled:
+        err.write(f"told the Optuna study {ledger.reconciled} records a crash had left "
+                  "untold\n")
+    todo = ledger.to_start()
+    err.write(f"{plan.target} planned trials ({len(plan.design_ids)} designs x "
+              f"{len(plan.seeds)} seeds, {plan.search}), {len(ledger.recorded_before)} "
+              f"recorded already, {todo} to run; fidelity {plan.fidelity}, dataset "
+              f"{plan.dataset}, scheduler {cfg.scheduler}\n")
+    if todo:
+        _run_tune(cfg, ledger, err)
+    records = [r for k in sorted(ledger.recorded_keys()) if (r := store.read(k)) is not None]
+    write_summary(records, out)
+    c = ledger.counts()
+    recorded = len(ledger.recorded_keys())
+    out.write(f"this run: {c['ok']} ok, {c['failed']} failed, {c['stopped']} stopped, "
+              f"{c['error']} without a record; {recorded} of {plan.target} planned trials "
+              f"recorded; {fmt_seconds(time.monotonic() - t0)}\n")
+    out.write(f"run directory: {cfg.run_dir}\n")
+    out.flush()
+    return 0 if ledger.to_start() == 0 and not c["error"] else 1
+
+
+def _run_tune(cfg: SweepConfig, ledger: Ledger, err: TextIO) -> None:
+    own_ray = _init_ray(cfg.address)
+    try:
+        # Tune's own console output (a configuration box and its trial tables, printed
+        # even at verbose=0 by the new output engine) would interleave with our progress
+        # lines; the legacy engine at verbose=0 prints nothing.
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+        threads = max(1, math.floor(cfg.cpus_per_trial))
+        trainable = tune.with_parameters(
+            run_trial, fidelity=cfg.fidelity, dataset=cfg.plan.dataset,
+            data_dir=cfg.data_dir, threads=threads)
+        resources = {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}
+        scheduler = (make_asha(ledger, cfg.fidelity.epochs) if cfg.scheduler == "asha"
+                     else FIFOScheduler())
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, resources),
+            tune_config=tune.TuneConfig(search_alg=DesignSearcher(ledger), scheduler=scheduler,
+                                        num_samples=-1, reuse_actors=False),
+            run_config=tune.RunConfig(
+                name=f"tune-{stamp}-{os.getpid()}",
+                storage_path=str(cfg.run_dir / "ray"),  # Tune's files, apart from records/
+                verbose=0, callbacks=[Recorder(ledger), Progress(ledger, err)],
+                failure_config=tune.FailureConfig(max_failures=0)))
+        tuner.fit()
+    finally:
+        ledger.abandon_all("the sweep ended before the trial did")
+        if own_ray:
+            ray.shutdown()
+
+
+def _init_ray(address: str | None) -> bool:
+    """Connect to ``address`` or start Ray on this machine; True if we must shut it down.
+
+    A Ray already initialised in this process (a test fixture, a notebook) is used as it is.
+    """
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Workers import evaluators and studies from this checkout (the same path on every
+    # node of a cluster, or an installed igcbench).
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    # Workers' stdout/stderr stay in Ray's session logs: trial errors reach the progress
+    # display through Tune, and a trial's failure reason is in its record.
+    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False,
+                                  logging_level=logging.ERROR,
+                                  runtime_env={"env_vars": {"PYTHONPATH": path}})
+    if address is None:
+        ray.init(num_cpus=os.cpu_count(), **kwargs)
+    else:
+        ray.init(address=address, **kwargs)
+    return True
