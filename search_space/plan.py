@@ -211,8 +211,13 @@ def stage_widths(d: Design) -> tuple[int, ...]:
 
 
 def _scaled(c: int, scale: float) -> int:
-    # MobileNet width multipliers round to a multiple of 8 (as its reference implementation).
-    return max(8, int(c * scale + 4) // 8 * 8) if scale != 1 else c
+    # MobileNet width multipliers round to a multiple of 8, never down by more than 10%
+    # (``_make_divisible`` of the MobileNetV2 reference implementation).
+    if scale == 1:
+        return c
+    v = c * scale
+    r = max(8, int(v + 4) // 8 * 8)
+    return r + 8 if r < 0.9 * v else r
 
 
 def default_input_size(d: Design) -> int:

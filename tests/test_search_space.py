@@ -264,3 +264,13 @@ def test_import_does_not_pull_torch():
            "print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_accounting_doc_matches_the_code():
+    from pathlib import Path
+
+    from search_space.paper import PAPER_NETS, markdown_table
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "accounting.md").read_text()
+    assert markdown_table() in doc
+    assert {n.table for n in PAPER_NETS} == {"2", "3", "4", "5", "6", "9", "11"}
