@@ -1,8 +1,9 @@
 """Figure 3 as tests: accuracy, width and non-sparsity against L at equal parameters.
 
-A sweep is the IGCV2 designs of one net, depth and equal-parameter group; at each L it keeps
-the one design the paper would draw (select.preference: dense, balanced, nearly complementary,
-widest). A sweep needs three levels of L, the fewest that give a curvature.
+A sweep is the separated-form designs with a dense composed kernel (igcv2, and xception as its
+L = 2 member) of one net, depth, spatial position and equal-parameter group; at each L it keeps
+the one design the paper would draw (selection.preference: balanced, nearest the budget, nearly
+complementary, widest). A sweep needs three levels of L, the fewest that give a curvature.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from . import select, stats
+from . import selection, stats
 from .claims import EQ14_MARGIN, S_3X3, Slice, Verdict
 
 CLAIMS = (
@@ -25,11 +26,17 @@ CLAIMS = (
 
 
 def sweeps(designs: pd.DataFrame) -> list[pd.DataFrame]:
-    """The Figure 3 sweeps in a slice's designs: one picked design per L, sorted by L."""
-    d = designs[select.family_matches(designs["family"], "igcv2*") & designs["L"].notna()]
+    """The Figure 3 sweeps in a slice's designs: one picked design per L, sorted by L.
+
+    Only separated-form designs with a dense composed kernel qualify (Figure 3's blocks are
+    (nearly) complementary); at each L the pick is the most balanced, then the one nearest the
+    budget (selection.preference with fill_budget).
+    """
+    sep = selection.family_matches(designs["family"], *selection.SEPARATED)
+    d = designs[sep & designs["L"].notna() & selection.is_dense(designs)]
     out = []
-    for _, g in d.groupby(["net", "depth", "bin"], dropna=False):
-        picked = select.preference(g).drop_duplicates("L").sort_values("L")
+    for _, g in d.groupby([*selection.GROUP_KEYS, "spatial", "bin"], dropna=False):
+        picked = selection.preference(g, fill_budget=True).drop_duplicates("L").sort_values("L")
         if len(picked) >= 3:
             out.append(picked)
     return out
@@ -47,8 +54,11 @@ def figure3(s: Slice) -> list[Verdict]:
         return [s.inconclusive(c, "no ok records") for c in CLAIMS]
     found = sweeps(s.designs)
     if not found:
-        levels = s.designs.groupby(["net", "depth", "bin"], dropna=False)["L"].nunique()
-        reason = f"no equal-parameter igcv2 group with >= 3 levels of L (most: {levels.max()})"
+        levels = s.designs.groupby([*selection.GROUP_KEYS, "bin"], dropna=False)["L"].nunique()
+        reason = (
+            "no equal-parameter group of separated-form designs with >= 3 levels of L"
+            f" (most: {levels.max()})"
+        )
         return [s.inconclusive(c, reason) for c in CLAIMS]
     out = []
     for sw in found:
@@ -61,8 +71,10 @@ def figure3(s: Slice) -> list[Verdict]:
 def _where(sw: pd.DataFrame) -> str:
     first = sw.iloc[0]
     p = sw["pcol"]
-    return (f"{first['net']} d{first['depth']}, params {p.min():.4g}-{p.max():.4g}, "
-            f"L {'/'.join(str(int(x)) for x in sw['L'])}")  # fmt: skip
+    return (
+        f"{first['net']} d{first['depth']}, {first['pcol_name']} {p.min():,.0f}-{p.max():,.0f},"
+        f" L {'/'.join(str(int(x)) for x in sw['L'])}"
+    )
 
 
 def accuracy_curve(s: Slice, sw: pd.DataFrame) -> list[Verdict]:
@@ -74,30 +86,57 @@ def accuracy_curve(s: Slice, sw: pd.DataFrame) -> list[Verdict]:
         reason = f"{where}: {rep['L'].nunique()} levels of L with >= 2 seeds (need 3)"
         return [s.inconclusive(c, reason) for c in CLAIMS[:3]]
     x = rep["L"].to_numpy(dtype=float)
+    groups = list(rep["values"])
     coefs = stats.quadratic_coefs(x, rep["mean"].to_numpy(dtype=float))
-    boot = stats.bootstrap_means(list(rep["values"]), s.opts.n_boot, s.opts.rng())
-    bcoefs = stats.quadratic_coefs(x, boot)
-    lo, hi = stats.percentile_interval(2 * bcoefs[:, 0])
+    bcoefs = stats.quadratic_coefs(x, stats.bootstrap_means(groups, s.opts.n_boot, s.opts.rng()))
+    # a is linear in the means (a row of pinv); its Welch dof also serves the arg-max
+    dof = stats.welch_dof(np.linalg.pinv(np.vander(x, 3))[0], groups)
+    lo, hi = stats.seed_interval(2 * coefs[0], 2 * bcoefs[:, 0], dof)
     arg = float(stats.quadratic_argmax(coefs, x.min(), x.max()))
     arg_reps = stats.quadratic_argmax(bcoefs, x.min(), x.max())
-    arg_lo, arg_hi = stats.percentile_interval(arg_reps)
+    arg_lo, arg_hi = stats.seed_interval(arg, arg_reps, dof)
+    arg_lo, arg_hi = max(arg_lo, x.min()), min(arg_hi, x.max())
     c_max = float(sw["width"].max())
     l14, l14_sep = eq14_L(c_max)
     n = int(rep["n_seeds"].sum())
     best = int(rep.loc[rep["mean"].idxmax(), "L"])
-    common = (f"{where}; seeds per L {'/'.join(map(str, rep['n_seeds']))}; bootstrap "
-              f"B={s.opts.n_boot} seed {s.opts.seed}")  # fmt: skip
-    out = [s.verdict("fig3_accuracy_concave", 2 * coefs[0], lo, hi, n,
-                     f"{common}; fitted arg-max L {arg:.2f} [{arg_lo:.2f}, {arg_hi:.2f}];"
-                     f" best measured L {best}", sign=-1)]  # fmt: skip
-    for claim, ref, form in (("fig3_argmax_eq14", l14, "ln(9C)"),
-                             ("fig3_argmax_eq14_separated", l14_sep, "1+ln C")):  # fmt: skip
+    common = (
+        f"{where}; seeds per L {'/'.join(map(str, rep['n_seeds']))}; bootstrap "
+        f"B={s.opts.n_boot} seed {s.opts.seed}, t-widened at Welch dof {dof:.3g}"
+    )
+    out = [
+        s.verdict(
+            "fig3_accuracy_concave",
+            2 * coefs[0],
+            lo,
+            hi,
+            n,
+            f"{common}; fitted arg-max L {arg:.2f} [{arg_lo:.2f}, {arg_hi:.2f}];"
+            f" best measured L {best}",
+            sign=-1,
+        )
+    ]
+    for claim, ref, form in (
+        ("fig3_argmax_eq14", l14, "ln(9C)"),
+        ("fig3_argmax_eq14_separated", l14_sep, "1+ln C"),
+    ):
         d_lo, d_hi = arg_lo - ref, arg_hi - ref
-        detail = (f"{common}; arg-max L {arg:.2f} [{arg_lo:.2f}, {arg_hi:.2f}] vs {form} = "
-                  f"{ref:.2f} at C = {c_max:g} (widest of the sweep); equivalence margin "
-                  f"+-{EQ14_MARGIN:g}")  # fmt: skip
-        out.append(s.verdict(claim, arg - ref, d_lo, d_hi, n, detail,
-                             verdict=equivalence(d_lo, d_hi, EQ14_MARGIN)))  # fmt: skip
+        detail = (
+            f"{common}; arg-max L {arg:.2f} [{arg_lo:.2f}, {arg_hi:.2f}] vs {form} = "
+            f"{ref:.2f} at C = {c_max:g} (widest of the sweep); equivalence margin "
+            f"+-{EQ14_MARGIN:g}"
+        )
+        out.append(
+            s.verdict(
+                claim,
+                arg - ref,
+                d_lo,
+                d_hi,
+                n,
+                detail,
+                verdict=equivalence(d_lo, d_hi, EQ14_MARGIN),
+            )
+        )
     return out
 
 
@@ -137,6 +176,10 @@ def design_curve(s: Slice, sw: pd.DataFrame, column: str, claim: str, *, sign: i
     if not np.isfinite(y).all():
         return s.inconclusive(claim, f"{where}: {column} missing")
     d2 = second_differences(x, y)
-    detail = (f"{where}; {column} {'/'.join(f'{v:.4g}' for v in y)}; second differences "
-              f"{'/'.join(f'{v:.3g}' for v in d2)} (deterministic: interval = their range)")
-    return s.verdict(claim, d2.mean(), d2.min(), d2.max(), len(x), detail, sign=sign)
+    detail = (
+        f"{where}; {column} {'/'.join(f'{v:.4g}' for v in y)}; second differences "
+        f"{'/'.join(f'{v:.3g}' for v in d2)} (deterministic: interval = their range)"
+    )
+    return s.verdict(
+        claim, d2.mean(), d2.min(), d2.max(), len(x), detail, sign=sign, measured=False
+    )

@@ -42,55 +42,79 @@ def describe(
     width: int,
     K: Sequence[int],
     *,
-    family: str = "igcv2",
     net: str = "plain8",
     depth: int = 8,
+    stem: int = 0,
     num_classes: int = 100,
 ) -> dict[str, Any]:
-    """describe()-like fields of a plain8 net (or a res net's first stage) built of one block.
+    """describe()-like fields of a plain8 net, or of a res net (stages at width, 2x and 4x
+    with the same K, B = (depth - 2) / 3 blocks each), built of one kind of block.
 
-    K[0] is the 3x3 convolution's branch size (1: channel-wise, the separated form IGCV2*),
-    K[1:] those of the group 1x1 convolutions.
+    K[0] is the 3x3 convolution's branch size (1: channel-wise, the separated form), K[1:]
+    those of the group 1x1 convolutions. The family follows search_space's naming.
     """
-    C, S = width, 9
-    block = S * C * K[0] + C * sum(K[1:])  # eq. 7
-    n_blocks = 6 if net == "plain8" else depth - 2
-    paths = math.prod(K)  # paths per (output, input) pair with ideal permutations
+    S, L = 9, len(K)
+    stages = [width] if net == "plain8" else [width, 2 * width, 4 * width]
+    per_stage = 6 if net == "plain8" else (depth - 2) // 3
+    sides = [32] if net == "plain8" else [32, 16, 8]
+
+    def block(c: int) -> int:
+        return S * c * K[0] + c * sum(K[1:])  # eq. 7
+
+    paths = math.prod(K)  # paths per (output, input) pair, with ideal permutations
     factors = [S * K[0], *K[1:]] if K[0] > 1 else list(K[1:])
-    ids = ".".join(map(str, K))
+    stem_w = stem or width
+    blocks = per_stage * sum(block(c) for c in stages)
+    macs = per_stage * sum(block(c) * r * r for c, r in zip(stages, sides, strict=True))
+    name = f"res{depth}" if net == "res" else net
     return {
-        "id": f"{net}-{family}-d{depth}-c{C}-k{ids}",
+        "id": f"{name}-c{width}-k{'.'.join(map(str, K))}" + (f"-stem{stem}" if stem else ""),
         "net": net,
         "depth": depth,
-        "width": C,
-        "family": family,
-        "L": len(K),
-        "K": list(K),
-        "spatial": "separated" if K[0] == 1 else "first",
+        "width": width,
+        "stem": stem_w,
+        "family": _family(width, K),
+        "L": L,
+        "K": [list(K) for _ in stages],
+        "spatial": 1,
+        "expansion": 1,
         "nonlinear": False,
-        "complementarity": "strict" if paths == C else "loose",
-        "params": 27 * C + n_blocks * block + num_classes * (C + 1),
-        "block_params": block,
-        "flops": (27 * C + n_blocks * block) * 32 * 32 + num_classes * C,
-        "block_flops": block * 32 * 32,
-        "non_sparsity": block / (S * C * C),
-        "density": min(1.0, paths / C),
-        "min_paths": paths // C,
-        "max_paths": max(1, -(-paths // C)),
+        "complementarity": "strict" if all(paths == c for c in stages) else "loose",
+        "params": 27 * stem_w + blocks + num_classes * (stages[-1] + 1),
+        "flops": 27 * stem_w * 32 * 32 + macs + num_classes * stages[-1],
+        "block_params": block(width),
+        "block_flops": block(width) * 32 * 32,
+        "paper_params": blocks,
+        "paper_flops": macs,
+        "non_sparsity": block(width) / (S * width * width),
+        "density": min(min(1.0, paths / c) for c in stages),
+        "min_paths": min(paths // c for c in stages),
+        "max_paths": max(max(1, -(-paths // c)) for c in stages),
         "balance_deviation": max(factors) / min(factors),
         "num_classes": num_classes,
+        "input_size": 32,
     }
+
+
+def _family(width: int, K: Sequence[int]) -> str:
+    """search_space's family rule for a block whose first convolution carries the 3x3."""
+    if len(K) == 2:
+        if K[0] == 1:
+            return "xception" if K[1] == width else "igcv2"
+        return "igcv1"
+    return "igcv2" if K[0] == 1 else "igcv2-i"
 
 
 def widest(tail: Sequence[int] | int, L: int, budget: int = BUDGET) -> int:
     """Largest C, divisible by every branch size, whose separated block fits the budget.
 
     ``tail`` is the 1x1 branch sizes, or an int K for K repeated L - 1 times; 0 means
-    balanced: K = round(C^(1/(L-1))) chosen per C (the balance condition of Sec. 3.2).
+    balanced: K = ceil(C^(1/(L-1))) chosen per C (the balance condition of Sec. 3.2, rounded
+    up so that prod(K) >= C and the composed kernel is dense).
     """
     for C in range(budget // 9, 1, -1):
         if isinstance(tail, int):
-            k = tail or max(1, round(C ** (1.0 / (L - 1))))
+            k = tail or max(1, math.ceil(C ** (1.0 / (L - 1)) - 1e-9))
             ks = [k] * (L - 1)
         else:
             ks = list(tail)
@@ -105,22 +129,37 @@ def balanced_design(L: int, budget: int = BUDGET, **kw: Any) -> dict[str, Any]:
         C = widest(0, 2, budget)
         return describe(C, (1, C), **kw)  # L = 2 is the Xception block
     C = widest(0, L, budget)
-    k = max(1, round(C ** (1.0 / (L - 1))))
+    k = max(1, math.ceil(C ** (1.0 / (L - 1)) - 1e-9))
     return describe(C, (1, *[k] * (L - 1)), **kw)
 
 
 def record(
-    desc: dict[str, Any], acc: float | None, *, fidelity: str, dataset: str, seed: int,
-    status: str = "ok", reason: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    desc: dict[str, Any],
+    acc: float | None,
+    *,
+    fidelity: str,
+    dataset: str,
+    seed: int,
+    status: str = "ok",
+    reason: str | None = None,
+) -> dict[str, Any]:
     """A full result record around describe() fields and a final accuracy."""
     ok = status == "ok" and acc is not None
     epochs = FIDELITY_CONFIGS.get(fidelity, {"epochs": 3})["epochs"]
-    curve = [
-        {"epoch": e, "train_loss": 2.0 / e, "train_acc": acc * e / epochs,
-         "val_acc": acc * e / epochs, "seconds": 1.0}
-        for e in range(1, epochs + 1)
-    ] if ok else []  # fmt: skip
+    curve = (
+        [
+            {
+                "epoch": e,
+                "train_loss": 2.0 / e,
+                "train_acc": acc * e / epochs,
+                "val_acc": acc * e / epochs,
+                "seconds": 1.0,
+            }
+            for e in range(1, epochs + 1)
+        ]
+        if ok
+        else []
+    )
     latency = 0.2 + desc["flops"] / 2e8 + 0.01 * seed
     return {
         **desc,
@@ -159,24 +198,24 @@ def fig3_records(
     Gaussian seed noise of sd ``noise``."""
     rng = np.random.default_rng(rng_seed)
     return [
-        record(d, float(acc_of_L(L) + rng.normal(0, noise)), fidelity=fidelity, dataset=dataset,
-               seed=s)  # fmt: skip
+        record(
+            d, float(acc_of_L(L) + rng.normal(0, noise)), fidelity=fidelity, dataset=dataset, seed=s
+        )
         for L in Ls
         for d in [balanced_design(L, budget)]
         for s in range(seeds)
     ]
 
 
-def _designs() -> list[dict[str, Any]]:
+def benchmark_designs() -> list[dict[str, Any]]:
     """Figure 2, Figure 3, balance, baseline and Figure 4 designs, unique by id."""
     out = [balanced_design(L) for L in (2, 3, 4, 5, 6)]  # Figure 3
     out += [describe(widest(k, 3), (1, k, k)) for k in (4, 6, 8, 12, 16)]  # Figure 2 (L = 3)
     out += [describe(widest(t, 3), (1, *t)) for t in ((8, 18), (6, 24))]  # unbalanced
-    out.append(describe(64, (1, 64), family="xception"))
-    out.append(describe(80, (2, 40), family="igcv1"))
-    for depth, x in ((8, 32), (14, 32), (20, 32), (20, 48), (20, 64)):  # Figure 4
+    out.append(describe(80, (2, 40)))  # IGCV1 (the Xception C=64 is Figure 3's L = 2)
+    for depth, x in ((8, 32), (14, 32), (20, 32), (20, 48), (20, 64)):  # Figure 4, IGCV2*(Cx)
         L = math.ceil(math.log(x, 8)) + 1
-        out.append(describe(x, (1, *[8] * (L - 1)), family="igcv2*", net="res", depth=depth))
+        out.append(describe(x, (1, *[8] * (L - 1)), net="res", depth=depth))
     return list({d["id"]: d for d in out}.values())
 
 
@@ -201,17 +240,29 @@ def fake_records(
     (proxy = a monotone map of cpu plus a per-design offset, so ranks mostly agree), with two
     failed records."""
     rng = np.random.default_rng(rng_seed)
+    designs = benchmark_designs()
     out = []
-    for d in _designs():
+    for d in designs:
         cpu = _planted(d)
         offset = float(rng.normal(0, 0.004))
         for fid, acc in (("cpu", cpu), ("proxy", 0.2 + 1.1 * cpu + offset)):
             for s in range(seeds):
                 a = float(np.clip(acc + rng.normal(0, noise), 0, 1))
                 out.append(record(d, a, fidelity=fid, dataset=dataset, seed=s))
-    out[1] = record(_designs()[0], None, fidelity="cpu", dataset=dataset, seed=1, status="failed")
-    out.append(record(_designs()[-1], None, fidelity="proxy", dataset=dataset, seed=seeds,
-                      status="failed", reason="out of memory: fake"))  # fmt: skip
+    # one seed diverged (replacing its ok record), one extra seed ran out of memory
+    out[1] = record(designs[0], None, fidelity="cpu", dataset=dataset, seed=1, status="failed")
+    oom = "out of memory: fake"
+    out.append(
+        record(
+            designs[-1],
+            None,
+            fidelity="proxy",
+            dataset=dataset,
+            seed=seeds,
+            status="failed",
+            reason=oom,
+        )
+    )
     return out
 
 

@@ -19,9 +19,10 @@ KEY = ("design_id", "fidelity", "dataset", "seed")
 
 #: describe() keys of search_space (docs/internals.md); constant across the seeds of a design.
 DESCRIBE_KEYS = (
-    "id", "net", "depth", "width", "family", "L", "K", "spatial", "nonlinear",
-    "complementarity", "params", "block_params", "flops", "block_flops", "non_sparsity",
-    "density", "min_paths", "max_paths", "balance_deviation", "num_classes",
+    "id", "net", "depth", "width", "stem", "family", "L", "K", "spatial", "expansion",
+    "nonlinear", "complementarity", "params", "block_params", "paper_params", "flops",
+    "block_flops", "paper_flops", "non_sparsity", "density", "min_paths", "max_paths",
+    "balance_deviation", "num_classes", "input_size",
 )  # fmt: skip
 
 #: Per-run fields; guaranteed as columns (NaN/None when a record lacks them).
@@ -32,7 +33,8 @@ RESULT_KEYS = (
 
 _FLOATS = (
     "val_acc", "test_acc", "wall_s", "latency_b1_ms", "latency_b64_ms", "params",
-    "block_params", "flops", "block_flops", "non_sparsity", "density", "balance_deviation",
+    "block_params", "paper_params", "flops", "block_flops", "paper_flops", "non_sparsity",
+    "density", "balance_deviation",
 )  # fmt: skip
 
 
@@ -68,7 +70,9 @@ def load_results(run_dir: str | Path | None, *, storage: str | None = None) -> p
         rec_dir = Path(run_dir) / "records"
         if not rec_dir.is_dir():
             if storage is None:
-                raise FileNotFoundError(f"no records directory {rec_dir} (expected RUN_DIR/records)")
+                raise FileNotFoundError(
+                    f"no records directory {rec_dir} (expected RUN_DIR/records)"
+                )
         else:
             records = [r for p in sorted(rec_dir.glob("*.json")) if (r := _read(p)) is not None]
     elif storage is None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import select
+from . import selection
 from .load import aggregate
 
 COSTS = ("params", "flops", "latency_b1_ms")
@@ -58,9 +58,7 @@ def pareto_mask(costs: np.ndarray, values: np.ndarray) -> np.ndarray:
     return ~dominates.any(axis=1)
 
 
-def hypervolume_2d(
-    costs: np.ndarray, values: np.ndarray, reference: tuple[float, float]
-) -> float:
+def hypervolume_2d(costs: np.ndarray, values: np.ndarray, reference: tuple[float, float]) -> float:
     """Exact area dominated by the points, bounded by reference = (max cost, min value).
 
     Sorted by cost, each front point owns the strip from its cost to the next front point's
@@ -105,7 +103,9 @@ def pareto_front(
     if reference is None:
         reference = (REFERENCE_MARGIN * float(c.max()) if c.size else 0.0, REFERENCE_ACCURACY)
     mask = pareto_mask(c, v) if c.size else np.zeros(0, bool)
-    front = p[mask].assign(_c=c[mask], _v=v[mask]).sort_values(["_c", "_v"], ascending=[True, False])
+    front = (
+        p[mask].assign(_c=c[mask], _v=v[mask]).sort_values(["_c", "_v"], ascending=[True, False])
+    )
     return ParetoFront(
         fidelity=fidelity,
         dataset=dataset,
@@ -128,12 +128,12 @@ def pareto_fronts(
     Args:
         df: the results DataFrame (load_results); aggregated over seeds here.
         costs: cost columns; latency_b1_ms is the median over ok seeds.
-        metric: test_acc or val_acc; default as in check_claims (select.pick_metric).
+        metric: test_acc or val_acc; default as in check_claims (selection.pick_metric).
     """
     agg = aggregate(df)
     out = []
-    for fid, ds, rows in select.slices(df):
-        m = select.pick_metric(rows, metric)
+    for fid, ds, rows in selection.slices(df):
+        m = selection.pick_metric(rows, metric)
         sl = agg[agg["fidelity"].eq(fid) & agg["dataset"].eq(ds) & agg[f"{m}_n"].gt(0)]
         for cost in costs:
             out.append(pareto_front(sl, cost=cost, metric=f"{m}_mean", fidelity=fid, dataset=ds))

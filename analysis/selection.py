@@ -16,6 +16,14 @@ import pandas as pd
 #: The fidelity ladder of DESIGN.md, cheapest first (for ordering pairs and figures).
 FIDELITY_ORDER = ("smoke", "cpu", "proxy", "paper")
 DENSE_TOL = 1e-9
+#: Designs compare only within one net template and depth (the equal-parameter groups).
+GROUP_KEYS = ["net", "depth"]
+#: describe()["family"] of the paper's recommended block, IGCV2 II: a channel-wise 3x3 then
+#: group 1x1 convolutions ('igcv2*' is accepted for IGCV2*(Cx) of Table 1 if a store uses it).
+IGCV2 = ("igcv2", "igcv2[*]")
+#: The separated form at any L: IGCV2 II and its L = 2 member with a dense 1x1, Xception.
+#: Figures 2 and 3 and the balance condition are about this form (Sec. 3.2, 4.2).
+SEPARATED = (*IGCV2, "xception")
 
 
 def fidelity_rank(name: str) -> tuple[int, str]:
@@ -48,11 +56,13 @@ def slices(df: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:
 
 
 def params_column(df: pd.DataFrame) -> str:
-    """block_params when every row has it (the paper's Figures 2-3 and Tables 2, 5 hold the
-    per-block count equal; whole-net counts also move with the stem and classifier), else
-    params."""
-    if "block_params" in df and df["block_params"].notna().all() and len(df):
-        return "block_params"
+    """The parameter count 'equal params' refers to: the first of paper_params (all blocks,
+    the paper's network figures of Tables 3, 4, 6), block_params (one block, Tables 2, 5) and
+    params that every row has. The paper holds block weights equal; whole-net counts also move
+    with the stem and the classifier, which grow with the width."""
+    for col in ("paper_params", "block_params"):
+        if col in df and len(df) and df[col].notna().all():
+            return col
     return "params"
 
 
@@ -71,8 +81,8 @@ def designs(rows: pd.DataFrame, metric: str, param_tol: float) -> pd.DataFrame:
     """One row per design of a (fidelity, dataset) slice, with its seed values and mean.
 
     Adds ``values`` (np.ndarray of the metric per seed), ``mean``, ``n_seeds``, ``pcol``
-    (the parameter count used for grouping) and ``bin`` (equal-parameter group within the
-    design's net and depth).
+    (the parameter count used for grouping; its column name in ``pcol_name``) and ``bin``
+    (equal-parameter group within the design's net and depth).
     """
     pcol = params_column(rows)
     g = rows.groupby("design_id", sort=True)
@@ -81,27 +91,50 @@ def designs(rows: pd.DataFrame, metric: str, param_tol: float) -> pd.DataFrame:
     out["mean"] = out["values"].apply(np.mean)
     out["n_seeds"] = out["values"].apply(len)
     out["pcol"] = out[pcol].astype(float)
+    out["pcol_name"] = pcol
     out["bin"] = -1
-    for _, grp in out.groupby(["net", "depth"], dropna=False):
+    for _, grp in out.groupby(GROUP_KEYS, dropna=False):
         out.loc[grp.index, "bin"] = param_bins(grp["pcol"], param_tol)
     return out.reset_index()
 
 
-def family_matches(family: pd.Series, pattern: str) -> pd.Series:
-    """Case-insensitive glob on the family column ('igcv2*' matches igcv2 and IGCV2*)."""
-    pat = pattern.lower()
-    return family.fillna("").astype(str).str.lower().map(lambda f: fnmatch.fnmatchcase(f, pat))
+def family_matches(family: pd.Series, *patterns: str) -> pd.Series:
+    """Case-insensitive glob of the family column against any of the patterns."""
+    pats = [p.lower() for p in patterns]
+    names = family.fillna("").astype(str).str.lower()
+    return names.map(lambda f: any(fnmatch.fnmatchcase(f, p) for p in pats)).astype(bool)
 
 
-def preference(d: pd.DataFrame) -> pd.DataFrame:
+def first_stage(K: object) -> list[int]:
+    """The first stage's branch sizes from describe()["K"] (one list per stage; a flat list
+    is taken as one stage). Entries that are not integers are dropped."""
+    k = list(K) if isinstance(K, list | tuple) else []
+    if k and isinstance(k[0], list | tuple):
+        k = list(k[0])
+    return [int(e) for e in k if isinstance(e, int | np.integer)]
+
+
+def is_dense(d: pd.DataFrame) -> pd.Series:
+    """The composed kernel connects every (output, input) pair."""
+    return d["density"].astype(float) >= 1.0 - DENSE_TOL
+
+
+def preference(d: pd.DataFrame, *, fill_budget: bool = False) -> pd.DataFrame:
     """Designs ordered as the paper picks them for Figure 3 and Tables 2-4: a dense composed
     kernel first, then the balance condition (eq. 11), then the fewest paths per pair (nearly
     complementary), then the widest. Uses design properties only, never outcomes, so the pick
-    carries no winner's curse."""
+    carries no winner's curse.
+
+    Args:
+        d: designs.
+        fill_budget: rank the larger parameter count right after balance (Figure 3 keeps
+            #params the same: at each L the widest balanced block the budget admits).
+    """
     key = pd.DataFrame(
         {
-            "sparse": ~(d["density"].astype(float) >= 1.0 - DENSE_TOL),
+            "sparse": ~is_dense(d),
             "balance": d["balance_deviation"].astype(float).fillna(np.inf),
+            "budget": -d["pcol"].astype(float) if fill_budget else 0.0,
             "paths": d["max_paths"].astype(float).fillna(np.inf),
             "narrow": -d["width"].astype(float),
         },
@@ -117,7 +150,7 @@ def complementary_class(d: pd.DataFrame) -> pd.Series:
     dense designs with the smallest max_paths (nearly complementary); 'denser' (blue): the other
     dense designs (more paths, more redundancy); 'sparser' (green): density < 1.
     """
-    dense = d["density"].astype(float) >= 1.0 - DENSE_TOL
+    dense = is_dense(d)
     strict = dense & d["min_paths"].eq(1) & d["max_paths"].eq(1)
     if strict.any():
         comp = strict

@@ -1,0 +1,76 @@
+"""Results -> DataFrame; the paper's claims as tests; Pareto fronts; figures; report; dashboard.
+
+Reads result records (docs/internals.md); never imports torch or ray. The public names below
+load their modules on first use, so ``import analysis`` stays cheap (pandas, scipy, seaborn
+and matplotlib are imported only by the functions that need them).
+
+Example:
+    >>> import analysis                                          # doctest: +SKIP
+    >>> df = analysis.load_results("runs/fig3")
+    >>> for v in analysis.check_claims(df):
+    ...     print(v.claim, v.fidelity, v.verdict, v.effect, (v.ci_low, v.ci_high))
+    >>> analysis.write_report("runs/fig3")                       # runs/fig3/report.html
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "load_results": "load",
+    "aggregate": "load",
+    "frame_from_records": "load",
+    "Verdict": "claims",
+    "CLAIMS": "claims",
+    "check_claims": "claims",
+    "ParetoFront": "pareto",
+    "pareto_front": "pareto",
+    "pareto_fronts": "pareto",
+    "hypervolume_2d": "pareto",
+    "FigureFile": "figures",
+    "make_figures": "figures",
+    "write_report": "report",
+    "ReportInputError": "report",
+    "serve_dashboard": "dashboard",
+    "storage_url": "dashboard",
+}
+
+__all__ = [
+    "CLAIMS",
+    "FigureFile",
+    "ParetoFront",
+    "ReportInputError",
+    "Verdict",
+    "aggregate",
+    "check_claims",
+    "frame_from_records",
+    "hypervolume_2d",
+    "load_results",
+    "make_figures",
+    "pareto_front",
+    "pareto_fronts",
+    "serve_dashboard",
+    "storage_url",
+    "write_report",
+]
+
+if TYPE_CHECKING:
+    from .claims import CLAIMS, Verdict, check_claims
+    from .dashboard import serve_dashboard, storage_url
+    from .figures import FigureFile, make_figures
+    from .load import aggregate, frame_from_records, load_results
+    from .pareto import ParetoFront, hypervolume_2d, pareto_front, pareto_fronts
+    from .report import ReportInputError, write_report
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # later look-ups skip this hook
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
