@@ -34,10 +34,21 @@ _EXPORTS = {
     "ReportInputError": "report",
     "serve_dashboard": "dashboard",
     "storage_url": "dashboard",
+    "Benchmark": "benchmark",
+    "TableKeyError": "benchmark",
+    "write_release": "release",
+    "read_release": "release",
+    "ChecksumError": "release",
+    "ReplayTable": "replay",
+    "replay_many": "replay",
 }
 
 __all__ = [
     "CLAIMS",
+    "Benchmark",
+    "ChecksumError",
+    "ReplayTable",
+    "TableKeyError",
     "FigureFile",
     "ParetoFront",
     "ReportInputError",
@@ -50,17 +61,23 @@ __all__ = [
     "make_figures",
     "pareto_front",
     "pareto_fronts",
+    "read_release",
+    "replay_many",
     "serve_dashboard",
     "storage_url",
+    "write_release",
     "write_report",
 ]
 
 if TYPE_CHECKING:
+    from .benchmark import Benchmark, TableKeyError
     from .claims import CLAIMS, Verdict, check_claims
     from .dashboard import serve_dashboard, storage_url
     from .figures import FigureFile, make_figures
     from .load import aggregate, frame_from_records, load_results
     from .pareto import ParetoFront, hypervolume_2d, pareto_front, pareto_fronts
+    from .release import ChecksumError, read_release, write_release
+    from .replay import ReplayTable, replay_many
     from .report import ReportInputError, write_report
 
 

@@ -1,0 +1,224 @@
+"""Replay every search strategy against a table in simulated time; JSON summary + figures.
+
+    python benchmarks/replay.py TABLE --workers 1 4 --repeats 10 --out DIR
+    python benchmarks/replay.py --synthetic 100x3x30 --workers 1 4 --repeats 10 --out DIR
+
+TABLE is a run directory, a records export or a release (analysis.benchmark.Benchmark.load).
+``--synthetic DxSxE`` first writes a synthetic table of D designs x S seeds x E epochs (a run
+directory and its release under DIR/synthetic/) and replays that, for trying the machinery.
+
+Writes DIR/replay.json (settings, the table's best design, per (strategy, scheduler, workers)
+the mean/std/median/min/max over repeats of the simulated time and of the epochs to reach the
+best design, every repeat's numbers, and the load/query timings of the table) and
+DIR/regret_time.{png,svg}, DIR/regret_epochs.{png,svg}. Bad input: one line, exit 2, no files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+QUERY_REPS = 2000  # warm queries timed (a dict hit)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not the usage block
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from analysis.replay import SCHEDULERS, SEED_MODES, STRATEGIES
+
+    p = _Parser(prog="benchmarks/replay.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("table", nargs="?", help="run directory, records export or release")
+    p.add_argument("--synthetic", metavar="DxSxE", help="replay a synthetic table instead")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--fidelity", help="the table's fidelity (needed when it has several)")
+    p.add_argument("--dataset", help="the table's dataset (needed when it has several)")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 4])
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    p.add_argument("--schedulers", nargs="+", default=list(SCHEDULERS), choices=SCHEDULERS)
+    p.add_argument("--seed-mode", default="draw", choices=SEED_MODES)
+    p.add_argument("--reduction-factor", type=float, default=3.0)
+    p.add_argument("--grace-period", type=int, default=1)
+    p.add_argument("--max-trials", type=int, default=None)
+    args = p.parse_args(argv)
+    if (args.table is None) == (args.synthetic is None):
+        p.error("give TABLE or --synthetic DxSxE (one of them)")
+    if args.synthetic and not re.fullmatch(r"\d+x\d+x\d+", args.synthetic):
+        p.error(f"--synthetic {args.synthetic!r}: expected DxSxE, e.g. 100x3x30")
+    if min(args.workers) < 1 or args.repeats < 1:
+        p.error("--workers and --repeats must be >= 1")
+    if args.reduction_factor <= 1 or args.grace_period < 1:
+        p.error("--reduction-factor must be > 1 and --grace-period >= 1")
+    return args
+
+
+def synthetic_records(designs: int, seeds: int, epochs: int, *, rng_seed: int = 0,
+                      fidelity: str = "proxy", dataset: str = "cifar10") -> list[dict[str, Any]]:
+    """A table with planted structure: accuracy grows with log(params), peaks at L = 4;
+    per-epoch seconds grow with FLOPs; seed noise on both."""
+    import numpy as np
+
+    from analysis import fake
+
+    rng = np.random.default_rng(rng_seed)
+    tails = [(16,), (32,), (8, 8), (12, 12), (4, 4, 4), (6, 6, 6), (2, 2, 2, 2), (3, 3, 3, 3)]
+    pool = {d["id"]: d for t in tails for w in range(32, 480, 8) if all(w % k == 0 for k in t)
+            for d in [fake.describe(w, (1, *t), num_classes=10)]}
+    ids = sorted(rng.choice(sorted(pool), size=min(designs, len(pool)), replace=False))
+    out = []
+    for d in (pool[i] for i in ids):
+        final = 0.6 + 0.05 * math.log(d["params"] / 1e5) - 0.01 * (d["L"] - 4) ** 2
+        final += rng.normal(0, 0.01)
+        for s in range(seeds):
+            acc = float(np.clip(final + rng.normal(0, 0.004), 0.05, 0.99))
+            shape = (1 - np.exp(-4 * np.arange(1, epochs + 1) / epochs)) / (1 - math.exp(-4))
+            val = np.clip(acc * shape + rng.normal(0, 0.003, epochs), 0, 1)
+            val[-1] = acc
+            sec = (1.0 + d["flops"] / 2e7) * rng.uniform(0.95, 1.05, epochs)
+            curve = [{"epoch": e + 1, "train_loss": float(2.3 * (1 - val[e])),
+                      "train_acc": float(min(1.0, val[e] + 0.05)), "val_acc": float(val[e]),
+                      "seconds": float(sec[e])} for e in range(epochs)]
+            out.append({**d, "design_id": d["id"], "fidelity": fidelity,
+                        "fidelity_config": {"name": fidelity, "epochs": epochs},
+                        "dataset": dataset, "seed": s, "status": "ok", "reason": None,
+                        "curve": curve, "val_acc": acc, "test_acc": acc - 0.005,
+                        "wall_s": float(sec.sum()) + 2.0, "latency_b1_ms": 0.2 + d["flops"] / 2e8,
+                        "latency_b64_ms": 4 + d["flops"] / 1e7, "device": "synthetic",
+                        "torch_version": "none", "commit": "0" * 40,
+                        "created": "2025-01-01T00:00:00+00:00"})  # fmt: skip
+    return out
+
+
+def make_synthetic(spec: str, out: Path) -> Path:
+    """Write DIR/synthetic/run (records) and DIR/synthetic/release; return the manifest."""
+    from analysis import fake
+    from analysis.release import write_release
+
+    d, s, e = (int(x) for x in spec.split("x"))
+    run = fake.write_fake_run(out / "synthetic" / "run", synthetic_records(d, s, e))
+    return write_release(run, out / "synthetic" / "release", "synthetic", overwrite=True)
+
+
+def timings(bench: Any, fidelity: str, dataset: str, load_s: float,
+            import_s: float) -> dict[str, Any]:
+    """Microseconds per query on a just-loaded table: cold (each answer computed once, the
+    first time it is asked) for a mean over seeds, one seed, one seed at epoch 1; and warm
+    (the same query again, a dict hit)."""
+    from analysis.benchmark import TableKeyError
+
+    here = bench.frame[bench.frame["fidelity"].eq(fidelity) & bench.frame["dataset"].eq(dataset)]
+    pairs = list(zip(here["design_id"], (int(s) for s in here["seed"]), strict=True))
+    asks = {"mean": [(d, {}) for d in dict.fromkeys(here["design_id"])],
+            "seed": [(d, {"seed": s}) for d, s in pairs],
+            "epoch": [(d, {"seed": s, "epoch": 1}) for d, s in pairs]}
+    cold = {}
+    for name, calls in asks.items():
+        ts = []
+        for d, kw in calls:
+            t0 = time.perf_counter()
+            try:
+                bench.query(d, fidelity=fidelity, dataset=dataset, **kw)
+            except TableKeyError:  # a failed seed without a curve has no epoch 1
+                continue
+            ts.append(time.perf_counter() - t0)
+        ts.sort()
+        cold[name] = {"queries": len(ts), "median_us": 1e6 * ts[len(ts) // 2],
+                      "max_us": 1e6 * ts[-1]}
+    d0 = asks["mean"][0][0]
+    t0 = time.perf_counter()
+    for _ in range(QUERY_REPS):
+        bench.query(d0, fidelity=fidelity, dataset=dataset)
+    warm = 1e6 * (time.perf_counter() - t0) / QUERY_REPS
+    return {"import_s": import_s, "load_s": load_s, "records": len(bench),
+            "designs": len(bench.design_ids), "query_cold": cold, "query_warm_us": warm}
+
+
+def main(argv: list[str] | None = None) -> int:
+    t0 = time.perf_counter()
+    from analysis import replay as rp
+    from analysis.benchmark import Benchmark
+
+    import_s = time.perf_counter() - t0
+    args = parse_args(argv)
+    out = Path(args.out)
+    try:
+        if args.table is not None and not Path(args.table).exists():
+            raise FileNotFoundError(f"no table at {args.table}")
+        table_path = Path(args.table) if args.table else make_synthetic(args.synthetic, out)
+        t0 = time.perf_counter()
+        bench = Benchmark.load(table_path)
+        load_s = time.perf_counter() - t0
+        fidelity, dataset = bench.resolve(args.fidelity, args.dataset)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"benchmarks/replay.py: error: {exc}", file=sys.stderr)
+        return 2
+    timing = timings(bench, fidelity, dataset, load_s, import_s)
+    try:
+        table = rp.ReplayTable.from_benchmark(bench, fidelity=fidelity, dataset=dataset)
+    except ValueError as exc:
+        print(f"benchmarks/replay.py: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"table {table_path}: {timing['records']} records, {timing['designs']} designs; "
+          f"import {import_s:.2f} s, load {load_s * 1e3:.0f} ms, query cold median "
+          f"{timing['query_cold']['mean']['median_us']:.0f} us, warm "
+          f"{timing['query_warm_us']:.1f} us")
+    t0 = time.perf_counter()
+    runs = rp.replay_many(table, strategies=args.strategies, schedulers=args.schedulers,
+                          workers=args.workers, repeats=args.repeats, seed_mode=args.seed_mode,
+                          reduction_factor=args.reduction_factor, grace_period=args.grace_period,
+                          max_trials=args.max_trials)
+    replay_s = time.perf_counter() - t0
+    summary = rp.summarize(runs)
+    figures = rp.plot_regret(runs, out)
+    doc = {
+        "table": str(table_path), "fidelity": fidelity, "dataset": dataset,
+        "designs": len(table.design_ids), "epochs": table.epochs,
+        "best_design": table.design_ids[table.best],
+        "best_mean_val_acc": float(table.mean_val[table.best]),
+        "settings": {k: getattr(args, k) for k in ("workers", "repeats", "strategies",
+                     "schedulers", "seed_mode", "reduction_factor", "grace_period",
+                     "max_trials")},
+        "timing": {**timing, "replay_s": replay_s, "replays": len(runs)},
+        "summary": json.loads(summary.to_json(orient="records")),
+        "runs": [{"strategy": r.strategy, "scheduler": r.scheduler, "workers": r.workers,
+                  "seed": r.seed, "time_to_best": r.time_to_best,
+                  "epochs_to_best": r.epochs_to_best, "total_time": r.total_time,
+                  "total_epochs": r.total_epochs, "final_regret": r.final_regret} for r in runs],
+        "figures": [str(p) for p in figures],
+    }  # fmt: skip
+    _atomic_json(out / "replay.json", doc)
+    cols = ["strategy", "scheduler", "workers", "reached", "time_to_best_mean",
+            "time_to_best_std", "epochs_to_best_mean", "epochs_to_best_std"]
+    print(summary[cols].to_string(index=False, float_format=lambda x: f"{x:.1f}"))
+    print(f"{len(runs)} replays in {replay_s:.1f} s; wrote {out / 'replay.json'} and "
+          f"{len(figures)} figure files")
+    return 0
+
+
+def _atomic_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
