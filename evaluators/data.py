@@ -263,7 +263,7 @@ def _read_images(files: list[Path]) -> torch.Tensor:
 # --- synthetic ------------------------------------------------------------------------------
 
 
-def make_synthetic(num_train: int = 5_000, num_test: int = 1_000, *, num_classes: int = 10,
+def make_synthetic(num_train: int = 2_000, num_test: int = 500, *, num_classes: int = 10,
                    resolution: int = 32, seed: int = 0) -> Dataset:
     """A deterministic, learnable stand-in for CIFAR (same shapes and dtype).
 

@@ -23,12 +23,12 @@ from typing import Any
 import torch
 
 import search_space as ss
-from evaluators.data import DATASETS, load_dataset
+from evaluators.data import DATASETS, Dataset, load_dataset
 from evaluators.errors import Diverged
 from evaluators.fidelity import Fidelity, get_fidelity
 from evaluators.latency import measure_latency
 from evaluators.result import Result
-from evaluators.splits import Splits, make_splits
+from evaluators.splits import make_splits
 from evaluators.train import accuracy, train_epochs
 
 Progress = Callable[[dict[str, Any]], object]
@@ -74,11 +74,13 @@ def evaluate(design: ss.Design | str, fidelity: Fidelity | str = "smoke",
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     threads = threads or fidelity.threads or torch.get_num_threads()
     with _torch_state(threads, dev):
-        splits = make_splits(load_dataset(dataset, data_dir), fidelity, dev)
-        info = _describe(design, splits.num_classes)
+        data = load_dataset(dataset, data_dir)
+        # The net is built for the dataset's own image size (64: stride-2 stem for Tiny
+        # ImageNet); a fidelity's smaller resolution feeds it smaller images.
+        info = _describe(design, data.num_classes, data.resolution)
         curve: list[dict[str, Any]] = []
         outcome: dict[str, Any] = {}
-        for row in _trial(design, splits, fidelity, seed, dev, outcome):
+        for row in _trial(design, info["input_size"], data, fidelity, seed, dev, outcome):
             curve.append(row)
             if progress is not None:
                 progress(dict(row))
@@ -105,37 +107,36 @@ def evaluate(design: ss.Design | str, fidelity: Fidelity | str = "smoke",
     )
 
 
-def _trial(design: ss.Design, splits: Splits, fidelity: Fidelity, seed: int,
+def _trial(design: ss.Design, input_size: int, data: Dataset, fidelity: Fidelity, seed: int,
            device: torch.device, outcome: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Yield curve rows; on return ``outcome`` holds test_acc and latency, or a reason.
+
+    The data go to the device inside the trial, so that running out of device memory there
+    is a failed record too.
 
     Every exception of the trial itself becomes ``outcome["reason"]``; exceptions thrown by
     the consumer (the progress callback) are raised outside this generator and propagate.
     """
     model = None
     try:
+        splits = make_splits(data, fidelity, device)
         torch.manual_seed(seed)
-        model = ss.build(design, num_classes=splits.num_classes).to(device)
+        model = ss.build(design, num_classes=splits.num_classes, input_size=input_size)
+        model = model.to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
-        rows = train_epochs(model, splits, fidelity, seed=seed, device=device)
-        while True:
-            try:
-                row = next(rows)
-            except StopIteration:
-                break
-            yield row
+        yield from train_epochs(model, splits, fidelity, seed=seed, device=device)
         outcome["test_acc"] = accuracy(model, splits.test_images, splits.test_labels, splits,
                                        batch_size=fidelity.eval_batch_size)
         if fidelity.latency_reps:
-            resolution = fidelity.latency_resolution or ss.input_size(design)
+            resolution = fidelity.latency_resolution or input_size
             outcome["latency"] = measure_latency(
                 model, resolution, device=device, warmup=fidelity.latency_warmup,
                 reps=fidelity.latency_reps)
     except Exception as exc:  # a failed trial is a record, not an exception
         outcome["reason"] = failure_reason(exc)
     finally:
-        del model
+        del model, data
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
@@ -151,9 +152,10 @@ def failure_reason(exc: BaseException) -> str:
     return f"error: {type(exc).__name__}: {message}"
 
 
-def _describe(design: ss.Design, num_classes: int) -> dict[str, Any]:
-    """describe() of the net built for ``num_classes``, as plain JSON types."""
-    return json.loads(json.dumps(ss.describe(design, num_classes=num_classes)))
+def _describe(design: ss.Design, num_classes: int, input_size: int) -> dict[str, Any]:
+    """describe() of the net built for ``num_classes`` and ``input_size``, as JSON types."""
+    info = ss.describe(design, num_classes=num_classes, input_size=input_size)
+    return json.loads(json.dumps(info))
 
 
 @contextlib.contextmanager

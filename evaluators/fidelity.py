@@ -40,7 +40,8 @@ class Fidelity:
     #                               None = all. A random (fixed) subset: CIFAR test is by class.
     resolution: int | None = None  # pixels per side the images are resized to before training
     #                                (2x2 average pooling for 32 -> 16); None = the dataset's.
-    #                                Compute of plain nets scales with its square.
+    #                                Compute of plain nets scales with its square. The net is
+    #                                still built (and its FLOPs counted) for the dataset's size.
     augment: bool = True  # pad-and-crop + flip (CIFAR), scale-and-crop + flip (Tiny ImageNet)
     split_seed: int = 0  # fixes the train subset, the validation split and the test subset, so
     #                      every design and every trial seed sees the same images.
@@ -61,8 +62,8 @@ class Fidelity:
     latency_warmup: int = 3  # untimed forward passes before timing (allocator, caches).
     latency_reps: int = 10  # timed forward passes per batch size; the median is recorded.
     #                         0 skips the measurement (latency fields are then null).
-    latency_resolution: int | None = None  # input side for latency; None = the net's own input
-    #                                        size (search_space.input_size), as its FLOPs are.
+    latency_resolution: int | None = None  # input side for latency; None = the size the net is
+    #                                        built for (describe()["input_size"]), as its FLOPs.
 
     def __post_init__(self) -> None:
         def bad(field: str, value: object, accepted: str) -> ValueError:
@@ -98,15 +99,19 @@ class Fidelity:
 FIDELITIES: dict[str, Fidelity] = {
     # Synthetic data (any dataset works; tests use "synthetic"), 8x8 pixels: seconds on a CPU.
     # Enough epochs that a learnable set is learnt far above chance, so a test can tell a
-    # training loop that works from one that does not.
+    # training loop that works from one that does not. One thread: on a busy machine a
+    # second thread's synchronisation stalls cost seconds (measured 10x slower steps).
     "smoke": Fidelity(
-        name="smoke", train_size=1_000, test_size=500, resolution=8, epochs=4,
+        name="smoke", train_size=1_000, test_size=500, resolution=8, epochs=4, threads=1,
         latency_warmup=1, latency_reps=2, latency_resolution=8,
     ),
-    # Real CIFAR on a 2-core CPU, one trial <= 3 min for the slowest plain8 net of the paper
-    # (IGCV2 C=144); see docs/fidelities.md for the measurements behind these numbers.
+    # Real CIFAR on this 2-core CPU: one trial of plain8 IGCV2 C=144 (K=(1,12,12)) in about
+    # 3 min: 8,000 images (7,200 train + 800 val) x 2 epochs at 16x16 (2x2 average pooling:
+    # 4x fewer FLOPs); measured 158-177 CPU-s, 41% test accuracy. 10,000 images took 196.
+    # One thread: on a busy machine a second thread made steps 5-10x slower, and two
+    # 1-thread trials share the 2 cores instead. See docs/fidelities.md for the measurements.
     "cpu": Fidelity(
-        name="cpu", train_size=10_000, test_size=2_000, resolution=16, epochs=4, threads=2,
+        name="cpu", train_size=8_000, test_size=2_000, resolution=16, epochs=2, threads=1,
         latency_warmup=1, latency_reps=3,
     ),
     # Full data and resolution, 30 epochs: a GPU proxy for the paper's ranking.

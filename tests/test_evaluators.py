@@ -1,0 +1,204 @@
+"""Fidelities, the training loop, failure records, latency and the Result record."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+
+import pytest
+import torch
+
+import evaluators as ev
+import search_space as ss
+from evaluators.evaluate import failure_reason
+from evaluators.fakes import write_fake_cifar, write_fake_tinyimagenet
+from evaluators.train import lr_factor
+
+DESIGN = "plain8-c64-k1.64"  # plain8 Xception C=64: the cheapest paper net
+SMOKE = ev.get_fidelity("smoke")
+CURVE_KEYS = ["epoch", "train_loss", "train_acc", "val_acc", "seconds"]
+
+
+@pytest.fixture(scope="module")
+def smoke_result() -> ev.Result:
+    return ev.evaluate(DESIGN, fidelity="smoke", dataset="synthetic", seed=0)
+
+
+# --- fidelities -----------------------------------------------------------------------------
+
+
+def test_registry_and_unknown_name():
+    assert list(ev.FIDELITIES) == ["smoke", "cpu", "proxy", "paper"]
+    assert ev.get_fidelity("paper").epochs == 400 and ev.get_fidelity("paper").batch_size == 64
+    with pytest.raises(ValueError, match=r"'fast'.*smoke, cpu, proxy, paper"):
+        ev.get_fidelity("fast")
+
+
+def test_fidelity_rejects_bad_values_naming_them():
+    with pytest.raises(ValueError, match="lr_schedule='linear'.*step, cosine"):
+        dataclasses.replace(SMOKE, lr_schedule="linear")
+    with pytest.raises(ValueError, match="epochs=0"):
+        dataclasses.replace(SMOKE, epochs=0)
+    with pytest.raises(ValueError, match="val_fraction=1.0"):
+        dataclasses.replace(SMOKE, val_fraction=1.0)
+
+
+def test_step_schedule_decays_at_200_300_350_of_400():
+    paper = ev.get_fidelity("paper")
+    total = 400 * 782  # steps: 400 epochs of 50,000 / 64
+    factors = [lr_factor(e * 782, total, paper) for e in (0, 199, 200, 299, 300, 349, 350, 399)]
+    assert factors == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    cosine = dataclasses.replace(paper, lr_schedule="cosine")
+    assert lr_factor(0, 100, cosine) == 1 and lr_factor(50, 100, cosine) == pytest.approx(0.5)
+    assert lr_factor(100, 100, cosine) == pytest.approx(0)
+
+
+# --- a smoke run ----------------------------------------------------------------------------
+
+
+def test_smoke_training_beats_chance_by_far(smoke_result):
+    r = smoke_result
+    assert r.status == "ok" and r.reason is None
+    assert r.val_acc >= 0.6 and r.test_acc >= 0.6  # 10 classes: chance is 0.1
+    assert [row["epoch"] for row in r.curve] == [1, 2, 3, 4]
+    assert all(list(row) == CURVE_KEYS for row in r.curve)
+    assert r.curve[-1]["train_loss"] < r.curve[0]["train_loss"]
+    assert r.val_acc == r.curve[-1]["val_acc"]
+
+
+def test_result_records_the_net_config_and_environment(smoke_result):
+    r = smoke_result
+    info = ss.describe(ss.parse(DESIGN), num_classes=10, input_size=32)
+    assert r.design["params"] == info["params"] and r.design["num_classes"] == 10
+    assert r.design_id == r.design["id"] == DESIGN
+    assert r.fidelity == "smoke" and r.fidelity_config == {**SMOKE.to_dict(), "threads": 1}
+    assert r.dataset == "synthetic" and r.seed == 0 and r.device == "cpu"
+    assert r.torch_version == torch.__version__ and r.commit
+    assert datetime.datetime.fromisoformat(r.created).utcoffset() == datetime.timedelta(0)
+    assert 0 < r.latency_b1_ms < r.latency_b64_ms
+    assert r.wall_s >= sum(row["seconds"] for row in r.curve)
+
+
+def test_result_round_trips_through_json(smoke_result):
+    record = json.loads(json.dumps(smoke_result.to_dict()))
+    assert record["params"] == smoke_result.design["params"]  # describe() keys at top level
+    assert ev.Result.from_dict(record) == smoke_result
+
+
+def test_same_seed_same_curve_exactly(smoke_result):
+    again = ev.evaluate(DESIGN, fidelity="smoke", dataset="synthetic", seed=0)
+
+    def numbers(r):
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in r.curve]
+
+    assert numbers(again) == numbers(smoke_result)
+    assert again.test_acc == smoke_result.test_acc
+
+
+def test_another_seed_another_curve():
+    short = dataclasses.replace(SMOKE, epochs=1, latency_reps=0)
+    first = ev.evaluate(DESIGN, fidelity=short, seed=0)
+    other = ev.evaluate(DESIGN, fidelity=short, seed=1)
+    assert other.curve[0]["train_loss"] != first.curve[0]["train_loss"]
+    assert other.fidelity_config == first.fidelity_config
+    assert first.latency_b1_ms is None  # latency_reps=0 skips it
+
+
+# --- failures -------------------------------------------------------------------------------
+
+
+def test_huge_lr_diverges_into_a_failed_record():
+    r = ev.evaluate(DESIGN, fidelity=dataclasses.replace(SMOKE, lr=100.0), seed=0)
+    assert r.status == "failed"
+    assert r.reason.startswith("diverged: loss=") and " at epoch " in r.reason
+    assert r.val_acc is None and r.test_acc is None and r.latency_b64_ms is None
+    assert r.fidelity_config["lr"] == 100.0
+
+
+@pytest.mark.parametrize("exc, reason", [
+    (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"),
+     "out of memory: CUDA out of memory. Tried to allocate 2 GiB"),
+    (MemoryError("cannot allocate"), "out of memory: cannot allocate"),
+    (RuntimeError("shape\nmismatch"), "error: RuntimeError: shape mismatch"),
+])
+def test_exceptions_become_failed_records(monkeypatch, exc, reason):
+    def broken(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(ss, "build", broken)
+    r = ev.evaluate(DESIGN, fidelity="smoke", seed=0)
+    assert (r.status, r.reason, r.curve, r.val_acc) == ("failed", reason, (), None)
+
+
+def test_failure_reason_of_divergence():
+    assert failure_reason(ev.Diverged("loss=nan at epoch 2 step 7")) == \
+        "diverged: loss=nan at epoch 2 step 7"
+
+
+def test_bad_requests_raise_before_training(tmp_path):
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+        ev.evaluate(DESIGN, dataset="mnist")
+    with pytest.raises(ValueError, match="unknown fidelity"):
+        ev.evaluate(DESIGN, fidelity="huge")
+    with pytest.raises(ev.DatasetNotFoundError):
+        ev.evaluate(DESIGN, dataset="tinyimagenet", data_dir=tmp_path)
+
+
+# --- progress -------------------------------------------------------------------------------
+
+
+class StopTrial(Exception):
+    pass
+
+
+def test_progress_gets_each_epoch_and_its_exceptions_propagate():
+    fid = dataclasses.replace(SMOKE, epochs=2, train_size=300, latency_reps=0)
+    rows = []
+    r = ev.evaluate(DESIGN, fidelity=fid, progress=rows.append)
+    assert rows == list(r.curve) and [row["epoch"] for row in rows] == [1, 2]
+
+    threads = torch.get_num_threads()
+
+    def stop(row):
+        raise StopTrial(row["epoch"])
+
+    with pytest.raises(StopTrial, match="1"):
+        ev.evaluate(DESIGN, fidelity=fid, progress=stop, threads=threads + 1)
+    assert torch.get_num_threads() == threads  # torch state restored on the way out
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+# --- real loaders end to end ----------------------------------------------------------------
+
+
+def test_evaluate_on_official_format_files(tmp_path):
+    write_fake_cifar(tmp_path, "cifar100", per_batch=20, num_test=10)
+    fid = dataclasses.replace(SMOKE, epochs=1, latency_reps=0, train_size=None)
+    r = ev.evaluate(DESIGN, fidelity=fid, dataset="cifar100", data_dir=tmp_path)
+    assert r.status == "ok" and r.design["num_classes"] == 100 and r.dataset == "cifar100"
+    assert 0 <= r.test_acc <= 1
+
+
+def test_evaluate_on_tinyimagenet_layout_builds_the_64_pixel_net(tmp_path):
+    write_fake_tinyimagenet(tmp_path, per_class=4)
+    fid = dataclasses.replace(SMOKE, epochs=1, resolution=None, latency_resolution=None)
+    r = ev.evaluate(DESIGN, fidelity=fid, dataset="tinyimagenet", data_dir=tmp_path)
+    assert r.status == "ok" and r.design["num_classes"] == 3
+    assert r.design["input_size"] == 64  # stride-2 stem (paper, section 4.1)
+    assert r.latency_b64_ms is not None and math.isfinite(r.latency_b64_ms)
+
+
+# --- latency --------------------------------------------------------------------------------
+
+
+def test_latency_is_positive_and_restores_mode():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), torch.nn.BatchNorm2d(16),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    net.train()
+    ms = ev.measure_latency(net, 16, device=torch.device("cpu"), warmup=1, reps=3)
+    assert set(ms) == {1, 64} and all(v > 0 for v in ms.values())
+    assert net.training and net[1].num_batches_tracked == 0  # eval mode while timing
+    with pytest.raises(ValueError, match="reps=0"):
+        ev.measure_latency(net, 16, device=torch.device("cpu"), reps=0)
