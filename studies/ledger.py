@@ -64,12 +64,14 @@ class Ledger:
         self.plan, self.store, self.study, self.storage = plan, store, study, storage
         self.fidelity, self.num_classes, self.input_size = fidelity, num_classes, input_size
         self.pairs = plan.all_pairs()
+        self.interval = storage.get_heartbeat_interval() or st.heartbeat_s()  # seconds
         self.t0 = time.monotonic()
         st.fail_stale(study)
         self.recorded_before = self.recorded_keys()
-        self.reconciled = st.reconcile(
-            study, ((k, r) for k in sorted(self.recorded_before)
-                    if (r := store.read(k)) is not None), plan.design_ids)
+        with store.lock():
+            self.reconciled = st.reconcile(
+                study, ((k, r) for k in sorted(self.recorded_before)
+                        if (r := store.read(k)) is not None), plan.design_ids)
         self.running: dict[str, Running] = {}  # by Tune trial id
         self.finished: list[Finished] = []
         self.given_up: set[str] = set()  # errored or interrupted here: not retried this run
@@ -77,6 +79,15 @@ class Ledger:
         self._elsewhere: set[str] = set()
         self._elsewhere_at = -math.inf
         self._heartbeat_at = -math.inf
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks and searcher into tuner.pkl (for Tuner.restore, which
+        # we do not use: a re-run resumes from the store). A ledger holds open database
+        # handles and only makes sense in its driver, so only the plan travels.
+        return {"plan": self.plan}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.plan = state["plan"]
 
     # --- what is free -------------------------------------------------------------------
 
@@ -91,7 +102,7 @@ class Ledger:
         """Keys another live driver is running (a RUNNING Optuna trial with a fresh
         heartbeat). Refreshed at most every heartbeat interval: it costs a query."""
         now = time.monotonic()
-        if now - self._elsewhere_at >= st.HEARTBEAT_S:
+        if now - self._elsewhere_at >= self.interval:
             st.fail_stale(self.study)
             ours = {r.optuna_trial_id for r in self.running.values()}
             self._elsewhere = {k for k, tid in st.running_keys(self.study).items()
@@ -100,18 +111,42 @@ class Ledger:
         return self._elsewhere
 
     def is_free(self, key: str) -> bool:
-        """True when ``key`` is planned and nobody has recorded, is running or gave it up."""
+        """True when ``key`` is planned and nobody has recorded it, runs it (this driver or
+        another live one) or gave it up in this run."""
         return (key in self.pairs and key not in self.running_keys()
-                and key not in self.given_up and not self.store.has(key))
+                and key not in self.given_up and key not in self.running_elsewhere()
+                and not self.store.has(key))
+
+    def target_keys(self) -> set[str] | None:
+        """The keys a grid/random sweep must record; None for tpe/nsga2 (any planned key
+        counts towards the target)."""
+        if self.plan.adaptive:
+            return None
+        return {self.plan.key(d, s) for d, s in self.plan.ordered_pairs()}
 
     def to_start(self) -> int:
-        """Trials still to start to reach the plan's target (those running elsewhere count
-        as started: their driver will record them)."""
+        """Trials still to start to reach the plan's target. Keys another live driver is
+        running count as started: that driver will record them."""
         claimed = (self.recorded_keys() | self.running_keys() | self.given_up
                    | (self.running_elsewhere() & self.pairs.keys()))
-        if self.plan.adaptive:
+        target = self.target_keys()
+        if target is None:
             return max(0, self.plan.target - len(claimed))
-        return sum(self.plan.key(d, s) not in claimed for d, s in self.plan.ordered_pairs())
+        return len(target - claimed)
+
+    def waiting_on_others(self) -> bool:
+        """True while keys this sweep still needs are running in another driver (a live
+        one, or a killed one whose heartbeat is not yet stale): wait, then take over."""
+        others = self.running_elsewhere() - self.recorded_keys()
+        target = self.target_keys()
+        return bool(others & (self.pairs.keys() if target is None else target))
+
+    def complete(self) -> bool:
+        """Every trial of the target is recorded."""
+        target = self.target_keys()
+        if target is None:
+            return len(self.recorded_keys()) >= self.plan.target
+        return target <= self.recorded_keys()
 
     # --- trial lifecycle ----------------------------------------------------------------
 
@@ -129,9 +164,9 @@ class Ledger:
             self.running[tune_trial_id].device = device or "unknown"
 
     def heartbeat(self) -> None:
-        """Tell the storage our RUNNING trials are alive (every HEARTBEAT_S at most)."""
+        """Tell the storage our RUNNING trials are alive (once per heartbeat interval)."""
         now = time.monotonic()
-        if now - self._heartbeat_at < st.HEARTBEAT_S:
+        if now - self._heartbeat_at < self.interval:
             return
         self._heartbeat_at = now
         for run in self.running.values():
@@ -151,12 +186,13 @@ class Ledger:
         if record is None:
             self.given_up.add(run.key)
             reason = error or "interrupted before it finished"
-            self.storage.set_trial_user_attr(run.optuna_trial_id, "error", reason)
-            _fail_quietly(self.storage, run.optuna_trial_id)
+            _fail_quietly(self.storage, run.optuna_trial_id, reason)
             done = Finished(run.key, run.design_id, run.seed, "error", None, reason, seconds)
         else:
-            self.store.write(record)
-            st.tell_record(self.study, run.optuna_trial_id, record, run.key)
+            with self.store.lock():
+                self.store.write(record)
+                st.tell_record(self.study, run.optuna_trial_id, record, run.key,
+                               self.plan.design_ids)
             outcome = record["status"]
             if str(record.get("reason") or "").startswith("stopped:"):
                 outcome = "stopped"
@@ -212,8 +248,9 @@ class Ledger:
         return max(oks, key=lambda f: f.val_acc) if oks else None
 
 
-def _fail_quietly(storage: optuna.storages.BaseStorage, trial_id: int) -> None:
+def _fail_quietly(storage: optuna.storages.BaseStorage, trial_id: int, reason: str) -> None:
     try:
+        storage.set_trial_user_attr(trial_id, "error", reason)
         storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL)
     except optuna.exceptions.UpdateFinishedTrialError:
         pass  # another driver failed it as stale meanwhile

@@ -5,14 +5,15 @@ so a preset means the same trials on every machine and in every version of the e
 ``tests/test_studies_presets.py`` checks that every id parses and that the fig2/fig3 lists
 are what their rules (below) give under ``FIG_BUDGET``.
 
-Budgets. The plain8 presets run at the ``cpu`` fidelity on a 2-core machine, where one trial
-costs roughly width x L (the nets are memory-bound: every group convolution carries a
-BatchNorm pass over C channels). ``FIG_BUDGET`` = 40,000 parameters (10 classes) keeps every
-fig2/fig3 design at width <= 300 and reproduces the paper's own widths: Table 2's smallest
-pair (about 4,700 weights per block: Xception C=64, IGCV2 C=144) and Figure 2's widths
-(L=4: C = 204, 184, 156, 136, 108 for K = 3, 4, 6, 8, 12 against the paper's 222, 184,
-144, 112, 84 read off the figure). At 3 seeds fig2 is 54 trials and fig3 18; see
-docs/studies.md for measured times. The res-net presets default to the ``proxy`` fidelity
+Budgets. The plain8 presets run at the ``cpu`` fidelity on a 2-core machine, where a
+trial's cost grows with the width and the number of group convolutions (the nets are
+memory-bound: every group convolution carries a BatchNorm pass over C channels).
+``FIG_BUDGET`` = 40,000 parameters (10 classes) keeps every fig2/fig3 design at width
+<= 294 and reproduces the paper's own widths: Table 2's smallest pair (about 4,700 weights
+per block: Xception C=64, IGCV2 C=144) and Figure 2's widths (L=4: C = 204, 184, 156, 136,
+108 for K = 3, 4, 6, 8, 12 against the paper's 222, 184, 144, 112, 84 read off the
+figure). At 3 seeds fig2 is 54 trials and fig3 18: about an hour and 17 minutes here;
+docs/studies.md has the measurements. The res-net presets default to the ``proxy`` fidelity
 (a GPU); run them on a CPU with ``--fidelity cpu`` at your own cost.
 
 Example:
@@ -95,14 +96,15 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     ),
     Preset(
         # Rule: for each L in FIG3_L, among uniform-K designs at the largest width within
-        # FIG_BUDGET that use at least 90% of it, the one whose K^(L-1) is closest to its
-        # width C (balance condition, eq. 11; |log(K^(L-1) / C)| smallest). L=2 is then
-        # Xception (K = C).
+        # FIG_BUDGET that use at least 90% of it, those with a dense composed kernel (the
+        # paper's "(nearly) complementary"), and of them the one whose K^(L-1) is closest to
+        # its width C (balance condition, eq. 11: |log(K^(L-1) / C)| smallest). L=2 is then
+        # Xception (K = C); the widths (72, 144, 156, 160, 156, 138) are concave in L.
         name="fig3",
         summary="Figure 3: L varied under the balance condition at about equal params",
         design_ids=_ids("""
-            plain8-c72-k1.g1 plain8-c144-k1.12.12 plain8-c170-k1.5.5.5
-            plain8-c160-k1.4.4.4.4 plain8-c156-k1.3.3.3.3.3 plain8-c160-k1.2.2.2.2.2.2
+            plain8-c72-k1.g1 plain8-c144-k1.12.12 plain8-c156-k1.6.6.6
+            plain8-c160-k1.4.4.4.4 plain8-c156-k1.3.3.3.3.3 plain8-c138-k1.3.3.3.3.3.3
         """),
     ),
     Preset(

@@ -15,6 +15,7 @@ many running at once as now; it is a rough guide, shown once a trial has finishe
 from __future__ import annotations
 
 import math
+import shutil
 import statistics
 import sys
 import time
@@ -45,6 +46,9 @@ class Progress(tune.Callback):
         self.tty = bool(getattr(self.out, "isatty", lambda: False)())
         self._seen = 0  # finished outcomes already shown
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "out": None}  # a stream does not pickle (see Ledger)
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run = self.ledger.running.get(trial.trial_id)
         if run is not None:
@@ -70,8 +74,9 @@ class Progress(tune.Callback):
     def _show(self, event: str) -> None:
         elapsed = fmt_seconds(time.monotonic() - self.ledger.t0)
         line = f"[{elapsed:>6}] {event} | {status(self.ledger)}"
-        if self.tty:
-            self.out.write("\r\x1b[2K" + line)  # rewrite the line in place
+        if self.tty:  # rewrite the line in place; a wrapped line could not be rewritten
+            width = shutil.get_terminal_size().columns
+            self.out.write("\r\x1b[2K" + line[: max(20, width - 1)])
         else:
             self.out.write(line + "\n")
         self.out.flush()
@@ -135,7 +140,7 @@ def summary_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             "val_sd": statistics.stdev(vals) if len(vals) > 1 else None,
             "test_acc": statistics.fmean(tests) if tests else None,
             "wall_s": statistics.fmean(float(r["wall_s"]) for r in recs),
-            "failed": "; ".join(sorted({str(r.get("reason"))[:40] for r in recs
+            "failed": ", ".join(sorted({str(r.get("reason")).split(":")[0] for r in recs
                                         if r["status"] != "ok"})),
         })
     rows.sort(key=lambda r: (r["val_acc"] is None, -(r["val_acc"] or 0.0), r["design"]))

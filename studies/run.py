@@ -143,15 +143,32 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as e:  # UsageError, bad budget/net/fidelity, data, address
         print(f"run.py: error: {_one_line(e)}", file=sys.stderr)
         return 2
-    _create_run_dir(request, argv)
-    from studies.sweep import SweepConfig, run_sweep  # imports Ray: only when sweeping
+    from studies.sweep import SweepConfig, init_ray, run_sweep  # imports Ray: only now
 
-    return run_sweep(SweepConfig(
-        plan=request.plan, fidelity=request.fidelity, run_dir=request.run_dir,
-        storage_url=request.storage_url, num_classes=request.num_classes,
-        input_size=DATASET_INPUT_SIZE[request.plan.dataset], data_dir=request.data_dir,
-        scheduler=request.scheduler, cpus_per_trial=request.cpus_per_trial,
-        gpus_per_trial=request.gpus_per_trial, address=request.address))
+    own_ray = False
+    if request.address:  # connect before creating anything: refused auth, wrong version...
+        try:
+            own_ray = init_ray(request.address)
+        except Exception as e:  # Ray raises ConnectionError, RuntimeError, AuthenticationError
+            # Ray's cause holds a whole traceback as text: its last line names the problem.
+            lines = str(e.__cause__ or "").strip().splitlines()
+            cause = f" ({lines[-1].strip()[:200]})" if lines else ""
+            print(f"run.py: error: --address {request.address!r}: cannot connect: "
+                  f"{_one_line(e)[:200]}{cause}", file=sys.stderr)
+            return 2
+    try:
+        _create_run_dir(request, argv)
+        return run_sweep(SweepConfig(
+            plan=request.plan, fidelity=request.fidelity, run_dir=request.run_dir,
+            storage_url=request.storage_url, num_classes=request.num_classes,
+            input_size=DATASET_INPUT_SIZE[request.plan.dataset], data_dir=request.data_dir,
+            scheduler=request.scheduler, cpus_per_trial=request.cpus_per_trial,
+            gpus_per_trial=request.gpus_per_trial, address=request.address))
+    finally:
+        if own_ray:
+            import ray
+
+            ray.shutdown()
 
 
 # --- validation: everything is checked before anything is created ---------------------------

@@ -74,7 +74,8 @@ class DesignSearcher(Searcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         ledger = self.ledger
         if ledger.to_start() <= 0:
-            return Searcher.FINISHED
+            # Done, unless another driver holds keys we need: if it dies, they come back.
+            return None if ledger.waiting_on_others() else Searcher.FINISHED
         for _ in range(_MAX_SKIPS):
             pair = self._next_fixed_pair()
             if pair is None and (not self.plan.adaptive or not self._any_free()):
@@ -102,7 +103,8 @@ class DesignSearcher(Searcher):
         """Ask Optuna for a trial (``pair`` enqueued first, or the sampler's choice)."""
         if pair is not None:
             self.ledger.study.enqueue_trial({st.PARAM: pair[0]}, user_attrs={"seed": pair[1]})
-        trial = self.ledger.study.ask()
+        with st.quiet():
+            trial = self.ledger.study.ask()
         design_id = trial.suggest_categorical(st.PARAM, self.dist.choices)
         seed = trial.user_attrs.get("seed")
         if seed is None:  # the sampler chose the design; we choose the seed
@@ -134,23 +136,21 @@ class DesignSearcher(Searcher):
         return None
 
     def _wanted(self, key: str) -> bool:
-        if not self.ledger.is_free(key) or key in self.ledger.running_elsewhere():
+        if not self.ledger.is_free(key):
             return False
-        if self.plan.adaptive:
-            return True
-        return key in {self.plan.key(d, s) for d, s in self.plan.ordered_pairs()}
+        target = self.ledger.target_keys()
+        return target is None or key in target
 
     def _any_free(self) -> bool:
         return any(self._free_seeds(d) for d in self.plan.design_ids)
 
     def _free_seeds(self, design_id: str) -> list[int]:
-        busy = self.ledger.running_elsewhere()
-        return [s for s in self.plan.seeds
-                if self.ledger.is_free(k := self.plan.key(design_id, s)) and k not in busy]
+        return [s for s in self.plan.seeds if self.ledger.is_free(self.plan.key(design_id, s))]
 
     def _skip(self, trial: optuna.Trial, design_id: str) -> None:
         """Refuse a proposal: FAIL it (samplers ignore FAIL) and queue a free pair instead."""
-        trial.set_user_attr("skipped", f"{design_id}: no free seed (recorded or running)")
+        trial.set_user_attr("skipped", f"{design_id}: not needed (recorded, running, or "
+                                       "outside the plan's target)")
         self.ledger.study.tell(trial, state=optuna.trial.TrialState.FAIL)
         if self.plan.adaptive and not self.queue:
             options = [d for d in self.plan.design_ids if self._free_seeds(d)]

@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -75,6 +76,19 @@ class RecordStore:
     def __init__(self, run_dir: Path | str) -> None:
         self.run_dir = Path(run_dir)
         self.dir = self.run_dir / "records"
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive lock of the run directory (``RUN_DIR/.lock``, flock) for a
+        check-then-write that two drivers on one run directory must not interleave, such
+        as "no COMPLETE trial for this key yet, so tell this one COMPLETE"."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / ".lock", "a") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
     def path(self, key: str) -> Path:
         """Where the record of ``key`` lives (whether or not it exists)."""

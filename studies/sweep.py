@@ -8,12 +8,14 @@ never by ``studies.run`` at import time, so ``--dry-run`` and bad input stay fas
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import math
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -51,9 +53,13 @@ class SweepConfig:
     address: str | None = None  # an existing cluster; None = start Ray here
 
 
-def run_sweep(cfg: SweepConfig, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Run what is left of ``cfg.plan``; print the summary; 0 when every planned trial has
-    a record, 1 when some ended without one (interrupted, crashed workers): run it again."""
+def run_sweep(cfg: SweepConfig, *, out: TextIO | None = None,
+              err: TextIO | None = None) -> int:
+    """Run what is left of ``cfg.plan``; print the summary (``out``, default stdout) and the
+    progress (``err``, default stderr). Returns 0 when every planned trial has a record, 1
+    when some ended without one (interrupted, crashed workers): run the command again."""
+    out = out or sys.stdout
+    err = err or sys.stderr
     t0 = time.monotonic()
     storage = st.open_storage(cfg.storage_url)
     plan = cfg.plan
@@ -63,14 +69,17 @@ def run_sweep(cfg: SweepConfig, *, out: TextIO = sys.stdout, err: TextIO = sys.s
     ledger = Ledger(plan, store, study, storage, fidelity=cfg.fidelity,
                     num_classes=cfg.num_classes, input_size=cfg.input_size)
     if ledger.reconciled:
-        err.write(f"told the Optuna study {ledger.reconciled} records a crash had left "
-                  "untold\n")
+        err.write(f"added {ledger.reconciled} record(s) to the Optuna study that a crash had "
+                  "left untold\n")
     todo = ledger.to_start()
     err.write(f"{plan.target} planned trials ({len(plan.design_ids)} designs x "
               f"{len(plan.seeds)} seeds, {plan.search}), {len(ledger.recorded_before)} "
               f"recorded already, {todo} to run; fidelity {plan.fidelity}, dataset "
               f"{plan.dataset}, scheduler {cfg.scheduler}\n")
-    if todo:
+    if ledger.waiting_on_others():
+        err.write("some keys are RUNNING in another driver (or a killed one): waiting for "
+                  f"their records, or {st.stale_after_s()} s without a heartbeat\n")
+    if todo or ledger.waiting_on_others():
         _run_tune(cfg, ledger, err)
     records = [r for k in sorted(ledger.recorded_keys()) if (r := store.read(k)) is not None]
     write_summary(records, out)
@@ -81,16 +90,12 @@ def run_sweep(cfg: SweepConfig, *, out: TextIO = sys.stdout, err: TextIO = sys.s
               f"recorded; {fmt_seconds(time.monotonic() - t0)}\n")
     out.write(f"run directory: {cfg.run_dir}\n")
     out.flush()
-    return 0 if ledger.to_start() == 0 and not c["error"] else 1
+    return 0 if ledger.complete() else 1
 
 
 def _run_tune(cfg: SweepConfig, ledger: Ledger, err: TextIO) -> None:
-    own_ray = _init_ray(cfg.address)
+    own_ray = init_ray(cfg.address)
     try:
-        # Tune's own console output (a configuration box and its trial tables, printed
-        # even at verbose=0 by the new output engine) would interleave with our progress
-        # lines; the legacy engine at verbose=0 prints nothing.
-        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
         threads = max(1, math.floor(cfg.cpus_per_trial))
         trainable = tune.with_parameters(
             run_trial, fidelity=cfg.fidelity, dataset=cfg.plan.dataset,
@@ -101,21 +106,27 @@ def _run_tune(cfg: SweepConfig, ledger: Ledger, err: TextIO) -> None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         tuner = tune.Tuner(
             tune.with_resources(trainable, resources),
+            # reuse_actors: a worker imports torch once, not once per trial (seconds each on
+            # a small CPU); a worker whose trial does not stop within 2 s is replaced.
             tune_config=tune.TuneConfig(search_alg=DesignSearcher(ledger), scheduler=scheduler,
-                                        num_samples=-1, reuse_actors=False),
+                                        num_samples=-1, reuse_actors=True),
             run_config=tune.RunConfig(
                 name=f"tune-{stamp}-{os.getpid()}",
                 storage_path=str(cfg.run_dir / "ray"),  # Tune's files, apart from records/
                 verbose=0, callbacks=[Recorder(ledger), Progress(ledger, err)],
                 failure_config=tune.FailureConfig(max_failures=0)))
-        tuner.fit()
+        # Tune's own console output (a configuration box and trial tables, printed even at
+        # verbose=0 by its new output engine) would interleave with our progress lines;
+        # the legacy engine at verbose=0 prints nothing.
+        with _env(RAY_AIR_NEW_OUTPUT="0"):
+            tuner.fit()
     finally:
         ledger.abandon_all("the sweep ended before the trial did")
         if own_ray:
             ray.shutdown()
 
 
-def _init_ray(address: str | None) -> bool:
+def init_ray(address: str | None) -> bool:
     """Connect to ``address`` or start Ray on this machine; True if we must shut it down.
 
     A Ray already initialised in this process (a test fixture, a notebook) is used as it is.
@@ -133,6 +144,36 @@ def _init_ray(address: str | None) -> bool:
                                   runtime_env={"env_vars": {"PYTHONPATH": path}})
     if address is None:
         ray.init(num_cpus=os.cpu_count(), **kwargs)
-    else:
+        return True
+    # Ray's C++ client logs every failed attempt to fd 2; the caller reports the failure in
+    # one line instead.
+    with _fd2_to_devnull():
         ray.init(address=address, **kwargs)
     return True
+
+
+@contextlib.contextmanager
+def _env(**values: str) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def _fd2_to_devnull() -> Iterator[None]:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

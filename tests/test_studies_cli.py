@@ -1,0 +1,279 @@
+"""studies without Ray: keys, atomic records, plans, presets, and the CLI's bad-input paths."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import sys
+
+import pytest
+
+import search_space as ss
+from studies import run
+from studies.plan import Plan
+from studies.presets import FIG2_K, FIG2_L, FIG3_L, FIG_BUDGET, PRESETS, get_preset
+from studies.store import RecordStore, record_key, trial_key, write_json_atomic
+
+# --- store --------------------------------------------------------------------------------
+
+
+def test_trial_key_is_sha1_of_the_four_fields():
+    import hashlib
+
+    expected = hashlib.sha1(b"plain8-c64-k1.64|cpu|cifar10|2").hexdigest()[:16]
+    assert trial_key("plain8-c64-k1.64", "cpu", "cifar10", 2) == expected
+    assert trial_key("plain8-c64-k1.64", "cpu", "cifar10", 3) != expected
+    assert record_key({"design_id": "plain8-c64-k1.64", "fidelity": "cpu",
+                       "dataset": "cifar10", "seed": 2}) == expected
+
+
+def test_store_write_replaces_and_leaves_no_temporary_files(tmp_path):
+    store = RecordStore(tmp_path)
+    assert store.keys() == set() and not (tmp_path / "records").exists()
+    rec = {"design_id": "d", "fidelity": "f", "dataset": "x", "seed": 0, "val_acc": 0.5}
+    key = store.write(rec)
+    store.write({**rec, "val_acc": 0.75})  # same key: replaced, not duplicated
+    assert store.keys() == {key}
+    assert store.read(key)["val_acc"] == 0.75
+    assert os.listdir(tmp_path / "records") == [f"{key}.json"]
+
+
+def test_write_json_atomic_keeps_the_old_file_when_serialising_fails(tmp_path):
+    path = tmp_path / "a.json"
+    write_json_atomic(path, {"ok": 1})
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"bad": object()})
+    assert json.loads(path.read_text()) == {"ok": 1}
+    assert os.listdir(tmp_path) == ["a.json"]
+
+
+# --- plan ---------------------------------------------------------------------------------
+
+
+def _plan(**kw):
+    base = dict(name="x", design_ids=("a", "b", "c"), seeds=(0, 1), fidelity="smoke",
+                dataset="synthetic")
+    return Plan(**{**base, **kw})
+
+
+def test_grid_order_is_design_major_and_cut_at_max_trials():
+    p = _plan(max_trials=3)
+    assert p.ordered_pairs() == [("a", 0), ("a", 1), ("b", 0)]
+    assert p.target == 3 and _plan().target == 6
+    assert len(p.all_pairs()) == 6
+
+
+def test_random_order_is_a_seeded_permutation_without_replacement():
+    orders = {tuple(_plan(search="random", sampler_seed=s).ordered_pairs()) for s in range(6)}
+    assert len(orders) > 1  # the seed matters
+    for order in orders:
+        assert sorted(order) == sorted(_plan().ordered_pairs())
+        assert [d for d, s in order][::2] == [d for d, s in order][1::2]  # seeds together
+    assert _plan(search="random").ordered_pairs() == _plan(search="random").ordered_pairs()
+
+
+def test_plan_rejects_unknown_search_and_repeated_designs():
+    with pytest.raises(ValueError, match="unknown search 'bayes'; accepted: grid, tpe"):
+        _plan(search="bayes")
+    with pytest.raises(ValueError, match="repeat"):
+        _plan(design_ids=("a", "a"))
+
+
+# --- presets ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_id_parses_to_itself(name):
+    p = get_preset(name)
+    assert p.design_ids and len(set(p.design_ids)) == len(p.design_ids)
+    for design_id in p.design_ids:
+        assert ss.parse(design_id).id == design_id
+
+
+def test_unknown_preset_names_the_accepted_ones():
+    with pytest.raises(ValueError, match=r"unknown preset 'fig9'; accepted: smoke, fig2"):
+        get_preset("fig9")
+
+
+def _uniform_k(d: ss.Design) -> int:
+    ks = {d.width // int(e[1:]) if isinstance(e, str) else e for e in d.K[0][1:]}
+    assert len(ks) == 1
+    return ks.pop()
+
+
+def test_fig2_is_the_widest_uniform_k_design_for_each_k_and_l():
+    designs = [ss.parse(i) for i in get_preset("fig2").design_ids]
+    assert sorted((d.L, _uniform_k(d)) for d in designs) == sorted(
+        (L, k) for L in FIG2_L for k in FIG2_K)
+    for d in designs:
+        info = ss.describe(d, num_classes=10)
+        assert info["params"] <= FIG_BUDGET and d.K[0][0] == 1
+        wider = ss.Design(net="plain8", depth=8, width=d.width + _uniform_k(d),
+                          K=((1,) + (_uniform_k(d),) * (d.L - 1),))
+        assert ss.describe(wider, num_classes=10)["params"] > FIG_BUDGET  # the widest
+    # About equal parameters: every design within 15% of the budget.
+    assert min(ss.describe(d, num_classes=10)["params"] for d in designs) > 0.85 * FIG_BUDGET
+
+
+def test_fig3_is_the_most_balanced_dense_design_of_each_l():
+    designs = [ss.parse(i) for i in get_preset("fig3").design_ids]
+    assert [d.L for d in designs] == list(FIG3_L)
+    for d in designs:
+        info = ss.describe(d, num_classes=10)
+        assert 0.9 * FIG_BUDGET <= info["params"] <= FIG_BUDGET and info["density"] == 1.0
+        deviation = abs(math.log(_uniform_k(d) ** (d.L - 1) / d.width))
+        # No other dense uniform-K design of this L at its widest width within budget (and
+        # using >= 90% of it) has K^(L-1) closer to C.
+        for other in ss.enumerate_designs(FIG_BUDGET, "plain8", num_classes=10, L=(d.L,),
+                                          branch_sizes=range(2, 65), branch_counts=(1,)):
+            ks = {other.width // int(e[1:]) if isinstance(e, str) else e
+                  for e in other.K[0][1:]}
+            o = ss.describe(other, num_classes=10)
+            if len(ks) == 1 and o["params"] >= 0.9 * FIG_BUDGET and o["density"] == 1.0:
+                assert abs(math.log(ks.pop() ** (d.L - 1) / other.width)) >= deviation - 1e-12
+    widths = [d.width for d in designs]  # the paper: width is concave in L
+    assert widths.index(max(widths)) not in (0, len(widths) - 1)
+
+
+def test_table_presets_have_the_papers_widths():
+    widths = {p: [ss.parse(i).width for i in get_preset(p).design_ids]
+              for p in ("table2", "table3", "table5")}
+    assert widths["table2"] == [64, 144, 96, 256, 128, 361]
+    assert widths["table3"] == [58, 96, 71, 126, 83, 150, 216, 304, 416]
+    assert widths["table5"] == [64, 98, 100, 96, 162, 169, 128, 242, 256]
+    star = ss.parse(get_preset("table3").design_ids[-1])  # IGCV2*(C416): L* = ceil(log8 416)+1
+    assert star.L == 4 and star.stem == 64 and star.K[0][1:] == (8, 8, 8)
+
+
+# --- the command line ---------------------------------------------------------------------
+
+
+def test_seeds_accepts_a_count_or_a_list():
+    assert run._seeds("3") == (0, 1, 2)
+    assert run._seeds("4,7") == (4, 7) and run._seeds("5,") == (5,)
+    for bad in ("0", "-1", "a", "1,1", ","):
+        with pytest.raises(ValueError, match="--seeds"):
+            run._seeds(bad)
+
+
+def test_default_names_say_what_ran():
+    assert run._default_name(None, "plain8", 650_000, "cpu", "cifar10") == \
+        "plain8-650k-cpu-cifar10"
+    assert run._default_name(get_preset("fig3"), None, None, "proxy", "cifar100") == \
+        "fig3-proxy-cifar100"
+
+
+def test_dry_run_of_a_preset_lists_its_designs(capsys):
+    assert run.main(["--preset", "fig3", "--dry-run", "--format", "json"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["id"] for line in lines] == list(get_preset("fig3").design_ids)
+
+
+def _refused_port() -> int:
+    with socket.socket() as s:  # bound, never listening: connections are refused
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+BAD = {
+    "unknown preset": (["--preset", "fig9"], "unknown preset 'fig9'; accepted: smoke, fig2"),
+    "unknown net": (["--budget", "50k", "--net", "vgg"], "unknown net 'vgg'"),
+    "unknown dataset": (["--preset", "smoke", "--dataset", "mnist"],
+                        "unknown dataset 'mnist'; accepted: synthetic, cifar10"),
+    "unknown search": (["--preset", "smoke", "--search", "bayes"],
+                       "--search: invalid choice: 'bayes' (choose from", "nsga2"),
+    "unknown scheduler": (["--preset", "smoke", "--scheduler", "pbt"],
+                          "--scheduler: invalid choice: 'pbt' (choose from", "asha"),
+    "malformed budget": (["--budget", "0.65X"], "budget '0.65X' is not a parameter count"),
+    "missing data dir": (["--preset", "table2", "--data-dir", "no/such/dir"],
+                         "--data-dir 'no/such/dir' is not a directory"),
+    "budget with preset": (["--preset", "smoke", "--budget", "1M"], "fixes its designs"),
+    "neither": ([], "one of --budget or --preset is required"),
+    "unknown fidelity": (["--preset", "smoke", "--fidelity", "huge"],
+                         "unknown fidelity 'huge'; accepted: smoke, cpu"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_exits_2_with_one_line_and_creates_nothing(case, tmp_path, monkeypatch,
+                                                            capsys):
+    argv, *messages = BAD[case]
+    monkeypatch.chdir(tmp_path)
+    assert run.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("run.py: error: ")
+    assert all(m in err for m in messages), err
+    assert os.listdir(tmp_path) == []  # no runs/, no run directory, no database
+
+
+def test_unreachable_address_exits_2_within_seconds(tmp_path, monkeypatch, capsys):
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    t0 = time.monotonic()
+    port = _refused_port()
+    assert run.main(["--preset", "smoke", "--address", f"127.0.0.1:{port}"]) == 2
+    assert time.monotonic() - t0 < 20
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--address '127.0.0.1:{port}': cannot reach" in err
+    assert os.listdir(tmp_path) == []
+    assert run.main(["--preset", "smoke", "--address", "ray://h:10001"]) == 2
+    assert "Ray Client addresses are not supported" in capsys.readouterr().err
+
+
+def test_a_run_directory_refuses_another_sweep(tmp_path, capsys):
+    run_dir = tmp_path / "r"
+    args = run.build_parser().parse_args(["--preset", "smoke", "--run-dir", str(run_dir)])
+    run._create_run_dir(run.resolve(args), ["--preset", "smoke"])
+    assert json.loads((run_dir / "run.json").read_text())["design_ids"][0] == \
+        "plain8-c16-k1.4.4"
+    assert run.main(["--preset", "smoke", "--run-dir", str(run_dir),
+                     "--fidelity-set", "epochs=2"]) == 2
+    assert "holds another sweep (fidelity_config differ)" in capsys.readouterr().err
+
+
+def test_script_is_runnable_without_installing(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    script = Path(run.__file__)
+    done = subprocess.run([sys.executable, str(script), "--preset", "nope"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "unknown preset 'nope'" in done.stderr
+    assert os.listdir(tmp_path) == []
+
+
+# --- progress and summary -----------------------------------------------------------------
+
+
+def test_fmt_seconds():
+    from studies.progress import fmt_seconds
+
+    assert [fmt_seconds(s) for s in (0.4, 41, 185, 7800)] == ["0s", "41s", "3m05s", "2h10m"]
+
+
+def test_summary_ranks_designs_by_mean_val_acc_over_ok_seeds():
+    import io
+
+    from studies.progress import summary_rows, write_summary
+
+    def rec(design, seed, val, status="ok", reason=None):
+        return {"design_id": design, "seed": seed, "params": 1000, "status": status,
+                "reason": reason, "val_acc": val, "test_acc": val, "wall_s": 2.0}
+
+    records = [rec("a", 0, 0.5), rec("a", 1, 0.7), rec("b", 0, 0.8),
+               rec("b", 1, None, "failed", "diverged: loss=nan at epoch 1 step 3"),
+               rec("c", 0, None, "failed", "stopped: ASHA stopped the trial")]
+    rows = summary_rows(records)
+    assert [r["design"] for r in rows] == ["b", "a", "c"]
+    assert rows[1]["val_acc"] == pytest.approx(0.6) and rows[1]["val_sd"] == pytest.approx(
+        0.1414, abs=1e-4)
+    assert (rows[0]["ok"], rows[0]["seeds"], rows[0]["failed"]) == (1, 2, "diverged")
+    out = io.StringIO()
+    write_summary(records, out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].split() == ["design", "params", "ok", "val_acc", "test_acc", "wall_s",
+                                "failed"]
+    assert lines[2].split()[:4] == ["a", "1,000", "2/2", "0.600"] and "stopped" in lines[3]
