@@ -55,15 +55,22 @@ def slices(df: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:
         yield str(fid), str(ds), df[df["fidelity"].eq(fid) & df["dataset"].eq(ds)]
 
 
-def params_column(df: pd.DataFrame) -> str:
-    """The parameter count 'equal params' refers to: the first of paper_params (all blocks,
-    the paper's network figures of Tables 3, 4, 6), block_params (one block, Tables 2, 5) and
-    params that every row has. The paper holds block weights equal; whole-net counts also move
-    with the stem and the classifier, which grow with the width."""
-    for col in ("paper_params", "block_params"):
-        if col in df and len(df) and df[col].notna().all():
-            return col
-    return "params"
+def params_column(df: pd.DataFrame, tol: float = 0.25) -> str:
+    """The parameter count 'equal params' refers to: of ``paper_params`` (all blocks, the
+    paper's Tables 3, 4, 6), ``block_params`` (one block, Tables 2, 5) and ``params`` (the
+    whole network: what ``--budget`` and the presets' FIG_BUDGET hold equal) that every row
+    has, the one that splits the designs into the fewest equal-parameter groups (ties in that
+    order). The paper holds block weights equal; a sweep designed at equal whole-net params
+    is then not split by its block counts, which on small plain8 nets differ by half as
+    BatchNorm, stem and classifier take an L-dependent share of the budget."""
+    designs = df.drop_duplicates("design_id") if "design_id" in df else df
+    best, fewest = "params", None
+    for col in ("paper_params", "block_params", "params"):
+        if col in designs and len(designs) and designs[col].notna().all():
+            n = int(param_bins(designs[col].astype(float), tol).max()) + 1
+            if fewest is None or n < fewest:
+                best, fewest = col, n
+    return best
 
 
 def param_bins(values: pd.Series, tol: float) -> pd.Series:
@@ -84,7 +91,7 @@ def designs(rows: pd.DataFrame, metric: str, param_tol: float) -> pd.DataFrame:
     (the parameter count used for grouping; its column name in ``pcol_name``) and ``bin``
     (equal-parameter group within the design's net and depth).
     """
-    pcol = params_column(rows)
+    pcol = params_column(rows, param_tol)
     g = rows.groupby("design_id", sort=True)
     out = g.first()
     out["values"] = g[metric].apply(lambda s: s.to_numpy(dtype=float))
