@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 BEGIN, END = "<!-- verdicts:begin -->", "<!-- verdicts:end -->"
+DESIGNS_BEGIN, DESIGNS_END = "<!-- designs:begin -->", "<!-- designs:end -->"
 
 
 def export(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
@@ -66,11 +67,33 @@ def verdict_table(export_dir: str | Path) -> str:
     return "\n".join(lines)
 
 
-def table_in_doc(doc: str) -> str:
-    """The verdict table a document carries between the markers."""
-    if BEGIN not in doc or END not in doc:
-        raise ValueError(f"the document has no {BEGIN} ... {END} block")
-    return doc.split(BEGIN, 1)[1].split(END, 1)[0].strip()
+def design_table(export_dir: str | Path) -> str:
+    """Per sweep and design: test and validation accuracy over seeds (mean, sd, n), wall s."""
+    from .release import read_records
+
+    lines = [
+        "| sweep | design | family | L | width | params | test acc (mean ± sd) | "
+        "val acc | seeds | wall s / trial |",
+        "| --- | --- | --- | ---: | ---: | ---: | --- | --- | ---: | ---: |",
+    ]
+    for csv in sorted(Path(export_dir).glob("*.csv")):
+        df = read_records(csv)
+        ok = df[df["status"] == "ok"]
+        for design_id, g in sorted(ok.groupby("design_id"), key=lambda x: -x[1].test_acc.mean()):
+            r = g.iloc[0]
+            lines.append(
+                f"| {csv.stem} | `{design_id}` | {r.family} | {r.L} | {r.width} | "
+                f"{int(r.params):,} | {g.test_acc.mean():.3f} ± {g.test_acc.std(ddof=1):.3f} | "
+                f"{g.val_acc.mean():.3f} | {len(g)} | {g.wall_s.mean():.0f} |"
+            )
+    return "\n".join(lines)
+
+
+def table_in_doc(doc: str, begin: str = BEGIN, end: str = END) -> str:
+    """The table a document carries between two markers."""
+    if begin not in doc or end not in doc:
+        raise ValueError(f"the document has no {begin} ... {end} block")
+    return doc.split(begin, 1)[1].split(end, 1)[0].strip()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     e.add_argument("--out", required=True)
     t = sub.add_parser("table", help="print the verdict table from the exports")
     t.add_argument("export_dir")
+    t.add_argument("--designs", action="store_true", help="the per-design table instead")
     args = p.parse_args(argv)
     if args.cmd == "export":
         missing = [r for r in args.runs if not (Path(r) / "records").is_dir()]
@@ -94,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"analysis.reproduction: error: no *.csv exports in {args.export_dir}",
               file=sys.stderr)
         return 2
-    print(verdict_table(args.export_dir))
+    print(design_table(args.export_dir) if args.designs else verdict_table(args.export_dir))
     return 0
 
 
