@@ -11,8 +11,9 @@ if TYPE_CHECKING:
     from torch import nn
 
 #: Block implementations: name -> "module:attribute" of an nn.Module class taking a Block.
-IMPLS = {"reference": "search_space.modules:ReferenceBlock"}
-DEFAULT_IMPL = "reference"
+IMPLS = {"reference": "search_space.modules:ReferenceBlock", "fast": "search_space.fast:FastBlock",
+         "fused": "search_space.fast:FusedBlock"}
+DEFAULT_IMPL = "fast"  # measured: benchmarks/speed.py, docs/performance.md
 
 
 def build(

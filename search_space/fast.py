@@ -28,6 +28,7 @@ match the reference within 1e-5 relative (``tests/test_fast.py``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,9 +40,13 @@ from torch.autograd.function import once_differentiable
 from .modules import ReferenceBlock
 from .plan import Block
 
-#: Which forward each device runs (measured: benchmarks/speed.py, docs/performance.md).
-#: "fused": affine runs as GEMMs; "reference": the ReferenceBlock's own forward.
-DEVICE_PATH = {"cpu": "fused", "cuda": "fused"}
+#: (training, eval) path of FastBlock per device type, as measured by benchmarks/speed.py
+#: (docs/performance.md): "fused" computes every run as GEMMs, "reference" is ReferenceBlock's
+#: own forward. CUDA training keeps the reference: there the fused path is bound by the host
+#: (its small C x C ops), 0.25-0.6x for Xception, IGCV1 and nonlinear blocks and 1.0-1.44x,
+#: varying run to run, for IGCV2 (H200, one process). In eval the fused path wins for every
+#: kind measured, on both devices. Device types not listed: reference.
+DEVICE_PATH = {"cpu": ("fused", "fused"), "cuda": ("reference", "fused")}
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,6 @@ def segments(block: Block) -> tuple[_Run, ...]:
 
     for conv, g, relu in zip(block.convs, block.shuffle, block.relu, strict=True):
         ci, bi = idx, idx + 1
-        idx += 2 + (g > 1) + relu
         if conv.k == 1 and conv.stride == 1:
             if run is None:
                 run = {"cin": conv.cin, "spatial": None, "lead": None, "steps": []}
@@ -87,15 +91,22 @@ def segments(block: Block) -> tuple[_Run, ...]:
             close(relu=False)
             run = {"cin": conv.cout, "spatial": ci, "lead": (bi, g), "steps": []}
         run["cout"] = conv.cout
+        idx += 2 + (g > 1) + relu
         if relu:
             close(relu=True)
     close(relu=False)
     return tuple(runs)
 
 
+@functools.lru_cache(maxsize=256)
 def _shuffle_perm(c: int, g: int, device: torch.device) -> torch.Tensor:
     # ChannelShuffle: new channel k*g + i is old channel i*(c/g) + k.
     return torch.arange(c, device=device).view(g, c // g).t().reshape(-1)
+
+
+@functools.lru_cache(maxsize=256)
+def _eye(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.eye(n, dtype=dtype, device=device)
 
 
 def _dense(w: torch.Tensor, groups: int) -> torch.Tensor:
@@ -104,7 +115,7 @@ def _dense(w: torch.Tensor, groups: int) -> torch.Tensor:
     if groups == 1:
         return w.reshape(cout, k)
     wg = w.reshape(groups, cout // groups, k)
-    eye = torch.eye(groups, dtype=w.dtype, device=w.device)
+    eye = _eye(groups, w.dtype, w.device)
     return torch.einsum("gok,gh->gohk", wg, eye).reshape(cout, groups * k)
 
 
@@ -172,21 +183,33 @@ def _update_running(
     ``mu``: the mean of the run's input, which ``_compose`` saw centred. Only the first BN's
     input depends on it; every later one follows a BN, which removed it.
     """
-    for k, (bn, (mean, var, A_pre)) in enumerate(zip(bns, stats, strict=True)):
-        if not bn.track_running_stats or bn.running_mean is None:
-            continue
-        if k == 0:
-            mean = mean + (mu if A_pre is None else A_pre @ mu)
-        bn.num_batches_tracked.add_(1)
+    track = [(k, bn) for k, bn in enumerate(bns)
+             if bn.track_running_stats and bn.running_mean is not None]
+    if not track:
+        return
+    mean0, _, A_pre = stats[0]
+    means = [mean0 + (mu if A_pre is None else A_pre @ mu)] + [s[0] for s in stats[1:]]
+    unbiased = n / max(n - 1, 1)
+    new = [means[k] for k, _ in track] + [stats[k][1] * unbiased for k, _ in track]
+    # One cast and a few multi-tensor ops: on a GPU, each small op is a kernel launch.
+    new = torch.cat(new).to(bns[0].running_mean.dtype).split([t.numel() for t in new])
+    running = [bn.running_mean for _, bn in track] + [bn.running_var for _, bn in track]
+    torch._foreach_add_([bn.num_batches_tracked for _, bn in track], 1)
+    momenta = {bn.momentum for _, bn in track}
+    if len(momenta) == 1 and None not in momenta:
+        torch._foreach_lerp_(running, list(new), momenta.pop())
+        return
+    for i, (_, bn) in enumerate(track + track):
         f = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
-        rm, rv = bn.running_mean, bn.running_var
-        rm.mul_(1 - f).add_(mean.to(rm.dtype), alpha=f)
-        rv.mul_(1 - f).add_((var * (n / max(n - 1, 1))).to(rv.dtype), alpha=f)
+        running[i].lerp_(new[i], f)
 
 
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+def _dtypes(x: torch.Tensor) -> tuple[torch.dtype, torch.dtype]:
+    """(dtype of the convolutions and the output, as autocast would pick; dtype of the GEMMs:
+    at least float32, so that statistics of bf16 activations keep float32 accuracy)."""
     dev = x.device.type
-    return torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+    cdt = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+    return cdt, torch.promote_types(cdt, torch.float32)
 
 
 def _matrix(x: torch.Tensor) -> torch.Tensor:
@@ -205,7 +228,7 @@ class _TrainRun(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, run, conv, bns, *params):
-        cdt = _compute_dtype(x)
+        cdt, wdt = _dtypes(x)
         with torch.autocast(x.device.type, enabled=False):
             if conv is not None:
                 w, params = params[0], params[1:]
@@ -215,16 +238,16 @@ class _TrainRun(torch.autograd.Function):
                 h = x
             n, _, hh, ww = h.shape
             X = _matrix(h)
-            mu = X.float().mean(0)
-            owned = conv is not None and X.dtype == torch.float32
-            X = X.sub_(mu) if owned else X.float() - mu  # centred, ours
+            mu = X.to(wdt).mean(0)
+            owned = conv is not None and X.dtype == wdt
+            X = X.sub_(mu) if owned else X.to(wdt) - mu  # centred, ours
             S = X.t() @ X
             with torch.enable_grad():
                 S64 = S.double().requires_grad_()
                 leaves = [p.detach().double().requires_grad_() for p in params]
                 A, b, stats = _compose(run, bns, leaves, S64 / X.shape[0])
             _update_running(bns, stats, mu.double(), X.shape[0])
-            y = torch.addmm(b.detach().float(), X, A.detach().float().t())
+            y = torch.addmm(b.detach().to(wdt), X, A.detach().to(wdt).t())
             if run.relu:
                 y.relu_()
             y = y.to(cdt)
@@ -232,7 +255,7 @@ class _TrainRun(torch.autograd.Function):
                               w if conv is not None else None, X, y if run.relu else None)
         ctx.graph = (A, b, S64, leaves)
         ctx.conv, ctx.relu, ctx.cdt, ctx.shape = conv, run.relu, cdt, (n, hh, ww)
-        ctx.dtype_in = x.dtype
+        ctx.dtype_in, ctx.pdtypes = x.dtype, [p.dtype for p in params]
         return y.view(n, hh, ww, run.cout).permute(0, 3, 1, 2)
 
     @staticmethod
@@ -246,17 +269,20 @@ class _TrainRun(torch.autograd.Function):
         if ctx.relu:
             gy = torch.ops.aten.threshold_backward(gy, y, 0)
         with torch.autocast(gy.device.type, enabled=False):
-            g = gy.float()
+            g = gy.to(X.dtype)
             dA, db = g.t() @ X, g.sum(0)
             grads = torch.autograd.grad(
                 (A, b), (S64, *leaves), (dA.double(), db.double()), allow_unused=True
             )
-            dS, A32 = grads[0], A.detach().float()
+            dS, Aw = grads[0], A.detach().to(X.dtype)
             # d/dX of the centred input: X dS_sym + (G - mean G) A, X being centred already.
-            dX = torch.addmm(-(db / X.shape[0]) @ A32, X, (dS + dS.t()).float())
-            dX.addmm_(g, A32)
+            dX = torch.addmm(-(db / X.shape[0]) @ Aw, X, (dS + dS.t()).to(X.dtype))
+            dX.addmm_(g, Aw)
             dh = dX.view(n, hh, ww, -1).permute(0, 3, 1, 2)
-            dparams = [None if d is None else d.float() for d in grads[1:]]
+            dparams = [
+                None if d is None else d.to(t)
+                for d, t in zip(grads[1:], ctx.pdtypes, strict=True)
+            ]
             conv = ctx.conv
             if conv is None:
                 return (dh.to(ctx.dtype_in), None, None, None, *dparams)
@@ -274,7 +300,8 @@ class FastBlock(ReferenceBlock):
 
     Args:
         block: the plan of the block.
-        path: ``"fused"`` or ``"reference"``; None picks by device from ``DEVICE_PATH``.
+        path: ``"fused"`` or ``"reference"``; None picks by device type and train/eval
+            mode from ``DEVICE_PATH``.
 
     Example:
         >>> from search_space import net_plan, parse
@@ -296,7 +323,7 @@ class FastBlock(ReferenceBlock):
         self.load_state_dict(ref.state_dict())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        path = self.path or DEVICE_PATH.get(x.device.type, "reference")
+        path = self.path or DEVICE_PATH.get(x.device.type, ("reference",) * 2)[not self.training]
         if path == "reference":
             return super().forward(x)
         for i, run in enumerate(self.runs):
@@ -329,33 +356,44 @@ class FastBlock(ReferenceBlock):
                 return _TrainRun.apply(x, run, conv, bns, *params)
             with torch.no_grad():
                 return _TrainRun.forward(_NoCtx(), x, run, conv, bns, *params)
-        if conv is not None:
-            x = conv(x)
-        A, b = self._eval_affine(i, run, bns, params)
-        n, _, h, w = x.shape
-        with torch.autocast(x.device.type, enabled=False):
-            X = _matrix(x)
-            y = torch.addmm(b.to(X.dtype), X, A.t().to(X.dtype))
-        if run.relu:
-            y = F.relu(y)
-        return y.view(n, h, w, run.cout).permute(0, 3, 1, 2)
+        return self._eval_run(i, run, conv, bns, params, x)
 
-    def _eval_affine(self, i, run, bns, params) -> tuple[torch.Tensor, torch.Tensor]:
-        """The run as one dense kernel with the BNs folded in, from the running statistics;
-        cached while no parameter or buffer changes (never when a gradient is needed)."""
-        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+    def _eval_run(self, i, run, conv, bns, params, x) -> torch.Tensor:
+        """Eval mode: the run as one dense kernel with its BNs folded in (running statistics);
+        a BN alone after a spatial conv folds into that conv's kernel and bias instead."""
+        fold = conv is not None and not run.steps and run.lead[1] == 1
+
+        def make() -> tuple[torch.Tensor, torch.Tensor]:
             A, b, _ = _compose(run, bns, [p.double() for p in params], None)
-            return A.float(), b.float()
+            dt = params[0].dtype
+            if fold:
+                return conv.weight * A.diagonal().to(dt).view(-1, 1, 1, 1), b.to(dt)
+            return A.to(dt)[:, :, None, None], b.to(dt)
+
         tensors = [*params, *(t for bn in bns for t in (bn.running_mean, bn.running_var))]
+        if fold:
+            tensors.append(conv.weight)
+        A, b = self._cached(i, tensors, make)
+        if fold:
+            y = F.conv2d(x, A, b, conv.stride, conv.padding, conv.dilation, conv.groups)
+        else:
+            if conv is not None:
+                x = conv(x)
+            y = F.conv2d(x, A, b)
+        return y.relu_() if run.relu else y
+
+    def _cached(self, i, tensors, make):
+        """``make()``, reused while none of ``tensors`` changed (never when a gradient is
+        needed: then it is built with its autograd graph)."""
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            return make()
         key = tuple((t.data_ptr(), t._version, t.dtype) for t in tensors)
         hit = self._eval_cache.get(i)
-        if hit is not None and hit[0] == key:
-            return hit[1], hit[2]
-        with torch.no_grad():
-            A, b, _ = _compose(run, bns, [p.double() for p in params], None)
-            A, b = A.float(), b.float()
-        self._eval_cache[i] = (key, A, b)
-        return A, b
+        if hit is None or hit[0] != key:
+            with torch.no_grad():
+                hit = (key, make())
+            self._eval_cache[i] = hit
+        return hit[1]
 
 
 class _NoCtx:
@@ -363,3 +401,15 @@ class _NoCtx:
 
     def save_for_backward(self, *tensors):
         pass
+
+
+class FusedBlock(FastBlock):
+    """FastBlock on its fused path on every device and in both modes (``impl="fused"``).
+
+    For several training processes sharing one GPU: the fused path is bound by the host, and
+    the hosts' work overlaps across processes. plain8 IGCV2 C=144 on an H200: 2.4x the
+    reference's aggregate images/s with 2 or 4 processes (1.0-1.4x alone; docs/performance.md).
+    """
+
+    def __init__(self, block: Block, *, path: str | None = "fused") -> None:
+        super().__init__(block, path=path)
