@@ -4,9 +4,10 @@
     python benchmarks/speed.py --device auto --out benchmarks/results/speed_gpu.json
 
 Every comparison is measured in one process with the implementations interleaved (ref, fast,
-fast, ref, ...) and the median taken, so a busy machine slows both alike; the load average is
-recorded before and after. Both nets start from the same weights. Synthetic data (random
-images and labels on the device): this measures compute, not input pipelines.
+fast, ref, ...) and the median taken, so a busy machine slows both alike; the best-of is kept
+too (contention only adds time), and the load average is recorded per section. Both nets
+start from the same weights. Synthetic data (random images and labels on the device): this
+measures compute, not input pipelines.
 
 On CPU: ``torch.set_num_threads(--threads)``, float32, channels_last (--nchw: NCHW, as the
 evaluators train on CPU). On CUDA: bf16 autocast,
@@ -300,10 +301,12 @@ def summary(record: dict) -> str:
                           if k != "reference")
         parts.append(f"train {t['design']} b{t['batch']} img/s: ref "
                      f"{t['img_s']['reference']:.1f} {others}")
-    worst = min((r["speedup"]["fast"], r["design"], r["batch"]) for r in record["latency"]) \
-        if record["latency"] else None
-    if worst:
-        parts.append(f"latency worst fast/ref speedup x{worst[0]:.2f} ({worst[1]} b{worst[2]})")
+    if record["latency"]:
+        med = min((r["speedup"]["fast"], r["design"], r["batch"]) for r in record["latency"])
+        best = min((r["ms_min"]["reference"] / r["ms_min"]["fast"], r["design"], r["batch"])
+                   for r in record["latency"])
+        parts.append(f"latency worst ref/fast: median x{med[0]:.2f} ({med[1]} b{med[2]}), "
+                     f"best-of x{best[0]:.2f} ({best[1]} b{best[2]})")
     for c in record["concurrency"]:
         parts.append(f"{c['impl']} x{c['processes']} procs: {c['aggregate_img_s']:.0f} img/s")
     if record["skipped"]:
@@ -328,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="steps per timed rep; default 1 (CPU), 20 (CUDA)")
     p.add_argument("--latency-designs", nargs="*", default=list(KIND_DESIGNS.values()))
     p.add_argument("--latency-batches", nargs="+", type=int, default=[1, 64])
-    p.add_argument("--latency-reps", type=int, default=None, help="default 5 (CPU), 20 (CUDA)")
+    p.add_argument("--latency-reps", type=int, default=None,
+                   help="default 9 (CPU; 5 for batch 64), 20 (CUDA)")
     p.add_argument("--concurrency", nargs="*", type=int, default=[1, 2, 4],
                    help="CUDA only: process counts sharing the GPU")
     p.add_argument("--concurrency-impls", nargs="*", default=["reference", "fused"],
@@ -360,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     budget = args.budget_s if args.budget_s is not None else (450.0 if cuda else float("inf"))
     train_reps = args.train_reps or (5 if cuda else 3)
     train_steps = args.train_steps or (20 if cuda else 1)
-    lat_reps = args.latency_reps or (20 if cuda else 5)
+    lat_reps = args.latency_reps or (20 if cuda else 9)
     impls = block_impls(device)
     fmt = torch.contiguous_format if args.nchw else torch.channels_last
     t0 = time.perf_counter()
@@ -404,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
             d, device, args.train_batch, train_reps, train_steps, impls, fmt), "train")
     for d in args.latency_designs:
         for b in args.latency_batches:
-            reps = lat_reps if b == 1 or cuda else max(3, lat_reps // 2)
+            reps = lat_reps if b == 1 or cuda else max(3, lat_reps // 2 + 1)
             section(f"latency {d} b{b}",
                     lambda d=d, b=b, r=reps: latency(d, device, b, r, impls, fmt), "latency")
     if cuda:
