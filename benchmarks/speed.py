@@ -332,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency-designs", nargs="*", default=list(KIND_DESIGNS.values()))
     p.add_argument("--latency-batches", nargs="+", type=int, default=[1, 64])
     p.add_argument("--latency-reps", type=int, default=None,
-                   help="default 9 (CPU; 5 for batch 64), 20 (CUDA)")
+                   help="default 41 (CPU batch 1: a shared machine stalls many of them, the "
+                        "best-of needs enough), 5 (CPU, larger batches), 20 (CUDA)")
     p.add_argument("--concurrency", nargs="*", type=int, default=[1, 2, 4],
                    help="CUDA only: process counts sharing the GPU")
     p.add_argument("--concurrency-impls", nargs="*", default=["reference", "fused"],
@@ -364,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     budget = args.budget_s if args.budget_s is not None else (450.0 if cuda else float("inf"))
     train_reps = args.train_reps or (5 if cuda else 3)
     train_steps = args.train_steps or (20 if cuda else 1)
-    lat_reps = args.latency_reps or (20 if cuda else 9)
+    lat_reps = args.latency_reps or (20 if cuda else 41)
     impls = block_impls(device)
     fmt = torch.contiguous_format if args.nchw else torch.channels_last
     t0 = time.perf_counter()
@@ -408,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             d, device, args.train_batch, train_reps, train_steps, impls, fmt), "train")
     for d in args.latency_designs:
         for b in args.latency_batches:
-            reps = lat_reps if b == 1 or cuda else max(3, lat_reps // 2 + 1)
+            reps = lat_reps if b == 1 or cuda else min(lat_reps, 5)
             section(f"latency {d} b{b}",
                     lambda d=d, b=b, r=reps: latency(d, device, b, r, impls, fmt), "latency")
     if cuda:

@@ -7,23 +7,26 @@ multiply-adds (``docs/performance.md``). FastBlock keeps every module of
 initialisation, so ``fast.load_state_dict(ref.state_dict())`` works both ways) and only
 changes how ``forward`` computes the same function.
 
-How: a block is cut into segments. A spatial (k x k) convolution stays ``nn.Conv2d``. Every
-run of per-pixel linear layers between two non-linearities or spatial convolutions -- its
-leading BatchNorm, channel shuffles P_l, group 1x1 convolutions W_l and their BatchNorms
-(eq. 4) -- is one affine map ``y = A x + b`` of the run's input x, applied to the
+How: a block is cut into *runs*: a spatial (k x k) convolution with everything after it, or
+a 1x1 convolution with everything after it, up to the next ReLU or spatial convolution. The
+per-pixel linear layers of a run -- BatchNorms, channel shuffles P_l, group 1x1 convolutions
+W_l (eq. 4) -- are one affine map ``y = A x + b`` of the run's input x, applied to the
 channels-last ``(pixels, C)`` view as one dense GEMM. In training mode each BatchNorm needs
 its batch statistics; they all follow from the mean and covariance of x alone
-(``mean(W x) = W mean(x)``, ``var(W x) = diag(W Cov(x) W^T)``), so one Gram matrix
-``X^T X`` replaces every normalisation pass of the run. The shuffles become row
-permutations of A (index arithmetic on a C x C matrix), never copies of activations.
-A custom autograd function saves only x (and y for the ReLU mask); its backward is three
-GEMMs (``dA = G^T X``, ``dX = G A + X (dS + dS^T) + ds``) plus autograd over the small
-C x C graph that made A and b. In eval mode A and b come from the running statistics and are
-cached until a parameter or buffer changes: the whole run is one dense 1x1 kernel with the
-BatchNorms folded in.
+(``mean(W x) = W mean(x)``, ``var(W x) = diag(W Cov(x) W^T)``), so one Gram matrix of the
+centred x replaces every normalisation pass of the run. The shuffles become row
+permutations of A (index arithmetic on a C x C matrix), never copies of activations. One
+custom autograd function per run computes the spatial convolution, centres its output in
+place (raw second moments would cancel in float32), and saves only that (and y for the ReLU
+mask); its backward is three GEMMs (``dA = G^T X``, ``dX = X (dS + dS^T) + (G - mean G) A``),
+autograd over the small C x C graph that made A and b, and the convolution's backward. In
+eval mode A and b come from the running statistics and are cached until a parameter or
+buffer changes: each run is one dense 1x1 convolution with its BatchNorms folded in (a lone
+BatchNorm folds into the spatial convolution before it). ``DEVICE_PATH`` says where which
+path runs.
 
-Statistics are composed in float64 from the float32 Gram matrix; the outputs and gradients
-match the reference within 1e-5 relative (``tests/test_fast.py``).
+Statistics are composed in float64 from float32 Gram matrices. ``tests/test_fast.py`` holds
+the outputs, gradients and running statistics to 1e-5 of the float64 reference.
 """
 
 from __future__ import annotations
@@ -316,7 +319,7 @@ class FastBlock(ReferenceBlock):
             raise ValueError(f"path {path!r}; accepted: None, 'fused', 'reference'")
         self.path = path
         self.runs = segments(block)
-        self._eval_cache: dict[int, tuple[tuple, torch.Tensor, torch.Tensor]] = {}
+        self._eval_cache: dict[int, tuple[tuple, tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def load_reference_state(self, ref: ReferenceBlock) -> None:
         """Copy a ReferenceBlock's parameters and buffers (the names are the same)."""
