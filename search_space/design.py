@@ -171,13 +171,6 @@ def _default_depth(net: str) -> int:
     return {"plain8": 8, "mobilenet1": 28, "mobilenet2": 54, "igcv3net": 100}.get(net, 0)
 
 
-def num_stages(d: Design) -> int:
-    """Stages of blocks at distinct widths (plain8: 1; res: 3; ImageNet nets: per template)."""
-    from .plan import stage_widths  # local: plan imports this module
-
-    return len(stage_widths(d))
-
-
 def validate(d: Design) -> None:
     """Raise ValueError (naming the value and what is accepted) if d cannot be built."""
     if d.net not in NETS:

@@ -213,7 +213,7 @@ def _strict_bound(budget, net, num_classes, n, k_sp, design) -> int:
         extra = sum(
             c.cout * ((blk.cin // k_sp) ** (1.0 / n) - 1)
             for blk in base.blocks
-            for i, c in enumerate(blk.convs)
+            for c in blk.convs
             if c.k == 1
         )
         return base.params + extra

@@ -17,7 +17,6 @@ Choices where the paper is silent (documented in docs/accounting.md):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -306,14 +305,3 @@ def _head_block(cin: int, cout: int, branches: int, hw: int) -> Block:
     if cin % branches or cout % branches:
         raise ValueError(f"classifier: {branches} branches do not divide {cin} -> {cout}")
     return Block((Conv(cin, cout, 1, 1, branches, hw),), (branches,), (False,))
-
-
-def resolved_K(d: Design) -> list[list[int]]:
-    """Concrete K_l of each stage's C->C block."""
-    return [[c.branch_size for c in b.convs] for b in net_plan(d).stage_blocks]
-
-
-def ceil_log(x: float, base: float) -> int:
-    """ceil(log_base x) robust to float error at exact powers."""
-    r = math.log(x) / math.log(base)
-    return math.ceil(r - 1e-9)
