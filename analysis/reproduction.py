@@ -96,6 +96,26 @@ def table_in_doc(doc: str, begin: str = BEGIN, end: str = END) -> str:
     return doc.split(begin, 1)[1].split(end, 1)[0].strip()
 
 
+def update_doc(doc_path: str | Path, export_dir: str | Path) -> bool:
+    """Rewrite the verdict and design tables between their markers in ``doc_path``.
+
+    The rest of the document is left as it is; the file is replaced atomically. Returns
+    whether anything changed.
+    """
+    from .release import _atomic_write
+
+    path = Path(doc_path)
+    doc = old = path.read_text()
+    for (begin, end), table in (((BEGIN, END), verdict_table(export_dir)),
+                                ((DESIGNS_BEGIN, DESIGNS_END), design_table(export_dir))):
+        table_in_doc(doc, begin, end)  # raises ValueError when the block is missing
+        head, rest = doc.split(begin, 1)
+        doc = head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1]
+    if doc != old:
+        _atomic_write(path, lambda f: f.write(doc.encode()))
+    return doc != old
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.reproduction", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -105,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     t = sub.add_parser("table", help="print the verdict table from the exports")
     t.add_argument("export_dir")
     t.add_argument("--designs", action="store_true", help="the per-design table instead")
+    t.add_argument("--update", metavar="DOC", default=None,
+                   help="rewrite both tables in DOC (between their markers) instead of printing")
     args = p.parse_args(argv)
     if args.cmd == "export":
         missing = [r for r in args.runs if not (Path(r) / "records").is_dir()]
@@ -118,6 +140,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"analysis.reproduction: error: no *.csv exports in {args.export_dir}",
               file=sys.stderr)
         return 2
+    if args.update:
+        try:
+            changed = update_doc(args.update, args.export_dir)
+        except (OSError, ValueError) as exc:
+            print(f"analysis.reproduction: error: {args.update}: {exc}", file=sys.stderr)
+            return 2
+        print(f"{args.update}: tables {'updated' if changed else 'already current'}")
+        return 0
     print(design_table(args.export_dir) if args.designs else verdict_table(args.export_dir))
     return 0
 

@@ -18,6 +18,7 @@ recorded, 2 on bad input.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing as mp
 import sys
 import time
@@ -26,22 +27,29 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from evaluators.fidelity import get_fidelity  # noqa: E402
 from studies.presets import get_preset  # noqa: E402
 from studies.store import RecordStore, trial_key  # noqa: E402
 
 
-def _trial(design_id: str, fidelity: str, dataset: str, seed: int, data_dir: str,
+def _trial(design_id: str, fidelity, dataset: str, seed: int, data_dir: str,
            device: str) -> dict:
     import evaluators as ev
 
+    def progress(row: dict) -> None:  # a trial can outlast the deadline: show its pace
+        print(f"  {design_id} s{seed} epoch {row['epoch']}: val {row['val_acc']:.3f} "
+              f"({row['seconds']:.1f}s)", flush=True)
+
     return ev.evaluate(design_id, fidelity=fidelity, dataset=dataset, seed=seed,
-                       data_dir=data_dir, device=device).to_dict()
+                       data_dir=data_dir, device=device, progress=progress).to_dict()
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", required=True)
     p.add_argument("--fidelity", default=None, help="default: the preset's")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="override the fidelity's epochs; records are named FIDELITY-eN")
     p.add_argument("--dataset", default="cifar10")
     p.add_argument("--seeds", default="0", help="comma-separated, e.g. 0,1")
     p.add_argument("--procs", type=int, default=4, help="trials sharing the device at once")
@@ -54,17 +62,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         preset = get_preset(args.preset)
         seeds = [int(s) for s in args.seeds.split(",")]
+        fidelity = get_fidelity(args.fidelity or preset.fidelity)
+        if args.epochs is not None:
+            if args.epochs < 1:
+                raise ValueError(f"--epochs {args.epochs} must be >= 1")
+            fidelity = dataclasses.replace(fidelity, name=f"{fidelity.name}-e{args.epochs}",
+                                           epochs=args.epochs)
     except ValueError as e:
         print(f"proxy_gpu.py: error: {e}", file=sys.stderr)
         return 2
     if args.procs < 1:
         print(f"proxy_gpu.py: error: --procs {args.procs} must be >= 1", file=sys.stderr)
         return 2
-    fidelity = args.fidelity or preset.fidelity
     store = RecordStore(args.run_dir)
     todo = [(d, s) for s in seeds for d in preset.design_ids
-            if not store.has(trial_key(d, fidelity, args.dataset, s))]
-    print(f"{len(todo)} trials to run ({preset.name}, {fidelity}, {args.dataset}, seeds "
+            if not store.has(trial_key(d, fidelity.name, args.dataset, s))]
+    print(f"{len(todo)} trials to run ({preset.name}, {fidelity.name}, {args.dataset}, seeds "
           f"{seeds}) on {args.device} with {args.procs} at once", flush=True)
     start, failed = time.time(), 0
     with ProcessPoolExecutor(args.procs, mp_context=mp.get_context("spawn")) as pool:

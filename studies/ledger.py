@@ -49,7 +49,7 @@ class Finished:
     key: str
     design_id: str
     seed: int
-    outcome: str  # "ok" | "failed" | "stopped" | "error"
+    outcome: str  # "ok" | "failed" | "stopped" | "error" | "interrupted"
     val_acc: float | None
     reason: str | None
     seconds: float  # from Tune's start of the trial to its end
@@ -73,6 +73,7 @@ class Ledger:
                 study, ((k, r) for k in sorted(self.recorded_before)
                         if (r := store.read(k)) is not None), plan.design_ids)
         self.running: dict[str, Running] = {}  # by Tune trial id
+        self.peak_running = 0  # most trials seen running at once: the sweep's parallelism
         self.finished: list[Finished] = []
         self.given_up: set[str] = set()  # errored or interrupted here: not retried this run
         self.stopped_by_scheduler: dict[str, int] = {}  # Tune trial id -> epoch
@@ -157,6 +158,8 @@ class Ledger:
     def started(self, tune_trial_id: str) -> None:
         if tune_trial_id in self.running:
             self.running[tune_trial_id].started = time.monotonic()
+            self.peak_running = max(self.peak_running, sum(
+                r.started is not None for r in self.running.values()))
 
     def epoch(self, tune_trial_id: str, row: dict[str, Any], device: str | None) -> None:
         if tune_trial_id in self.running:
@@ -173,7 +176,7 @@ class Ledger:
             self.storage.record_heartbeat(run.optuna_trial_id)
 
     def finish(self, tune_trial_id: str, record: dict[str, Any] | None,
-               error: str | None = None) -> Finished | None:
+               error: str | None = None, interrupted: bool = False) -> Finished | None:
         """Record the outcome of a trial: its record (or a stopped record built here when
         ASHA stopped it), or, with no record, an error that leaves the key to a re-run."""
         run = self.running.pop(tune_trial_id, None)
@@ -187,7 +190,8 @@ class Ledger:
             self.given_up.add(run.key)
             reason = error or "interrupted before it finished"
             _fail_quietly(self.storage, run.optuna_trial_id, reason)
-            done = Finished(run.key, run.design_id, run.seed, "error", None, reason, seconds)
+            done = Finished(run.key, run.design_id, run.seed,
+                            "interrupted" if interrupted else "error", None, reason, seconds)
         else:
             with self.store.lock():
                 self.store.write(record)
@@ -201,10 +205,15 @@ class Ledger:
         self.finished.append(done)
         return done
 
-    def abandon_all(self, reason: str) -> None:
-        """Fail the Optuna trials of everything still registered (the sweep is ending)."""
+    def abandon_all(self, reason: str = "the sweep ended before the trial did; "
+                                        "the same command runs it again") -> None:
+        """Fail the Optuna trials of everything still registered (the sweep is ending).
+
+        Shown as ``interrupted``, not ``error``: nothing went wrong with these trials (a
+        Ctrl-C or the end of the run cut them off), and the same command runs them again.
+        """
         for tune_trial_id in list(self.running):
-            self.finish(tune_trial_id, None, reason)
+            self.finish(tune_trial_id, None, reason, interrupted=True)
 
     def _stopped_record(self, run: Running, epoch: int, seconds: float) -> dict[str, Any]:
         """The record of a trial ASHA stopped: its curve so far, no final accuracy."""
@@ -234,8 +243,8 @@ class Ledger:
     # --- for the progress display and the summary ----------------------------------------
 
     def counts(self) -> dict[str, int]:
-        """ok / failed / stopped / error this run, running and pending now, recorded before."""
-        out = {k: 0 for k in ("ok", "failed", "stopped", "error")}
+        """ok/failed/stopped/error/interrupted this run, running/pending now, recorded before."""
+        out = {k: 0 for k in ("ok", "failed", "stopped", "error", "interrupted")}
         for f in self.finished:
             out[f.outcome] += 1
         out["running"] = sum(r.started is not None for r in self.running.values())

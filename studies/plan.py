@@ -77,14 +77,19 @@ class Plan:
     def ordered_pairs(self) -> list[tuple[str, int]]:
         """The trials of a grid or random search, in scheduling order, first ``target``.
 
-        grid: plan order, all seeds of a design together. random: the designs in a
-        permutation drawn from ``sampler_seed`` (sampling without replacement, which on a
-        finite list beats Optuna's RandomSampler: it never proposes a design twice), all
-        seeds of a design together. Adaptive searches choose as they go; for them this is
-        the plan order, used only to list the keys.
+        grid: seed-major, every design once in plan order before any design twice, so a
+        sweep stopped part-way (or cut by ``max_trials``) has covered the whole space at its
+        first seeds; the 54-trial fig2 sweep ran design-major and an interruption left some
+        designs with three seeds and most with none. random: the designs in a permutation
+        drawn from ``sampler_seed`` (sampling without replacement, which on a finite list
+        beats Optuna's RandomSampler: it never proposes a design twice), all seeds of a
+        design together. Adaptive searches choose as they go; for them this is the plan
+        order, used only to list the keys.
         """
         designs = list(self.design_ids)
         if self.search == "random":
             random.Random(self.sampler_seed).shuffle(designs)
-        pairs = [(d, s) for d in designs for s in self.seeds]
+            pairs = [(d, s) for d in designs for s in self.seeds]
+        else:
+            pairs = [(d, s) for s in self.seeds for d in designs]
         return pairs if self.adaptive else pairs[: self.target]

@@ -2,8 +2,8 @@
 
 ``python studies/run.py --preset fig3`` runs one. Each preset is a fixed list of design ids,
 so a preset means the same trials on every machine and in every version of the enumeration;
-``tests/test_studies_presets.py`` checks that every id parses and that the fig2/fig3 lists
-are what their rules (below) give under ``FIG_BUDGET``.
+``tests/test_studies_cli.py`` checks that every id parses and that the fig2/fig3/table lists
+are what their rules (below) give under ``FIG_BUDGET`` and ``TABLE_BUDGET``.
 
 Budgets. The plain8 presets run at the ``cpu`` fidelity on a 2-core machine, where a
 trial's cost grows with the width and the number of group convolutions (the nets are
@@ -30,6 +30,7 @@ FIG_BUDGET = 40_000  # parameters of the whole plain8 net for 10 classes; see th
 FIG2_L = (2, 3, 4)  # the paper's Figure 2 panels (a)-(c); L counts the channel-wise 3x3
 FIG2_K = (3, 4, 6, 8, 12, 16)  # uniform branch size of the L-1 group 1x1 convolutions
 FIG3_L = (2, 3, 4, 5, 6, 7)  # wide enough that ln(C) (about 5 here) lies inside
+TABLE_BUDGET = 10_000  # the benchmark table's space: enumerate_designs(10_000, num_classes=10)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,33 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         design_ids=_ids("""
             plain8-c72-k1.g1 plain8-c144-k1.12.12 plain8-c156-k1.6.6.6
             plain8-c160-k1.4.4.4.4 plain8-c156-k1.3.3.3.3.3 plain8-c138-k1.3.3.3.3.3.3
+        """),
+    ),
+    Preset(
+        # Rule: enumerate_designs(TABLE_BUDGET, "plain8", num_classes=10), every design of
+        # the default space (L = 2..6, uniform K, fixed branch counts, strict factorisations)
+        # in enumeration order: 51 designs, widths 12-76. The smallest budget with at least
+        # 30 designs whose trials stay cheap here (~15-30 s at the cpu fidelity): 3 seeds is
+        # 153 trials, about 40 min on 2 cores. The grid is seed-major, so a sweep stopped
+        # part-way has covered the whole table at its first seed.
+        name="table",
+        summary="The benchmark table: every plain8 design under 10k params (51), for replay",
+        design_ids=_ids("""
+            plain8-c24-k1.24 plain8-c32-k1.16 plain8-c56-k1.g8 plain8-c48-k1.12
+            plain8-c60-k1.6 plain8-c56-k1.8 plain8-c40-k1.g2 plain8-c68-k1.4 plain8-c72-k1.3
+            plain8-c76-k1.2 plain8-c32-k1.32 plain8-c16-k1.16.16 plain8-c32-k1.g4.g4
+            plain8-c36-k1.6.6 plain8-c28-k1.g2.g2 plain8-c40-k1.8.8 plain8-c45-k1.9.5
+            plain8-c48-k1.6.6 plain8-c64-k1.2.2 plain8-c36-k1.12.12 plain8-c60-k1.3.3
+            plain8-c56-k1.4.4 plain8-c27-k1.3.3.3 plain8-c16-k1.16.16.16
+            plain8-c24-k1.12.12.12 plain8-c36-k1.6.6.6 plain8-c32-k1.8.8.8
+            plain8-c44-k1.4.4.4 plain8-c56-k1.2.2.2 plain8-c48-k1.4.4.3 plain8-c51-k1.3.3.3
+            plain8-c16-k1.2.2.2.2 plain8-c16-k1.g4.g4.g4.g4 plain8-c12-k1.12.12.12.12
+            plain8-c20-k1.g2.g2.g2.g2 plain8-c24-k1.8.8.8.8 plain8-c16-k1.16.16.16.16
+            plain8-c40-k1.5.2.2.2 plain8-c30-k1.6.6.6.6 plain8-c42-k1.3.3.3.3
+            plain8-c48-k1.2.2.2.2 plain8-c40-k1.4.4.4.4 plain8-c16-k1.g4.g4.g4.g4.g4
+            plain8-c12-k1.12.12.12.12.12 plain8-c32-k1.2.2.2.2.2 plain8-c24-k1.6.6.6.6.6
+            plain8-c32-k1.4.4.4.4.4 plain8-c20-k1.g2.g2.g2.g2.g2 plain8-c24-k1.8.8.8.8.8
+            plain8-c44-k1.2.2.2.2.2 plain8-c39-k1.3.3.3.3.3
         """),
     ),
     Preset(

@@ -96,7 +96,8 @@ def status(ledger: Ledger) -> str:
     finished = c["ok"] + c["failed"] + c["stopped"]
     done = c["before"] + finished
     parts = [f"done {done}/{ledger.plan.target}"]
-    kinds = [f"{k} {c[k]}" for k in ("ok", "failed", "stopped", "error", "before") if c[k]]
+    kinds = [f"{k} {c[k]}" for k in ("ok", "failed", "stopped", "error", "interrupted", "before")
+             if c[k]]
     if kinds:
         parts[0] += " (" + ", ".join(kinds) + ")"
     parts.append(f"running {c['running']}" + (f" +{c['pending']} queued" if c["pending"] else ""))
@@ -111,13 +112,16 @@ def status(ledger: Ledger) -> str:
 
 def estimate_left(ledger: Ledger) -> float | None:
     """Seconds until the sweep ends, from the mean duration of this run's finished trials."""
-    took = [f.seconds for f in ledger.finished if f.outcome != "error" and f.seconds > 0]
+    took = [f.seconds for f in ledger.finished
+            if f.outcome not in ("error", "interrupted") and f.seconds > 0]
     if not took:
         return None
     mean = statistics.fmean(took)
     now = time.monotonic()
     running = [r for r in ledger.running.values() if r.started is not None]
-    slots = max(1, len(running))
+    # The parallelism seen so far, not the trials running this instant: between one trial's
+    # end and the next one's start fewer run, and dividing by that doubled the estimate.
+    slots = max(1, len(running), ledger.peak_running)
     in_flight = sum(max(0.0, mean - (now - r.started)) for r in running) / slots
     waiting = ledger.to_start() + sum(r.started is None for r in ledger.running.values())
     return in_flight + math.ceil(waiting / slots) * mean

@@ -45,7 +45,7 @@ class Recorder(tune.Callback):
         self.ledger.finish(trial.trial_id, None, error=_error_line(trial))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self.ledger.abandon_all("the sweep ended before the trial did")
+        self.ledger.abandon_all()
 
 
 class RecordingASHA(ASHAScheduler):

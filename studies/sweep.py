@@ -121,7 +121,7 @@ def _run_tune(cfg: SweepConfig, ledger: Ledger, err: TextIO) -> None:
         with _env(RAY_AIR_NEW_OUTPUT="0"):
             tuner.fit()
     finally:
-        ledger.abandon_all("the sweep ended before the trial did")
+        ledger.abandon_all()
         if own_ray:
             ray.shutdown()
 

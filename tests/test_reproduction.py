@@ -38,3 +38,18 @@ def test_every_export_has_its_report_and_three_seeds():
         ok = df[df.status == "ok"]
         assert ok.groupby("design_id").seed.nunique().min() >= 3, csv.stem
         assert (ok.fidelity == "cpu").all() and (ok.dataset == "cifar10").all()
+
+
+def test_update_rewrites_both_tables_in_place_and_keeps_the_rest(tmp_path, doc, capsys):
+    stale = tmp_path / "reproduction.md"
+    text = doc.replace(rp.table_in_doc(doc), "| old |").replace(
+        rp.table_in_doc(doc, rp.DESIGNS_BEGIN, rp.DESIGNS_END), "| older |")
+    stale.write_text(text)
+    assert rp.main(["table", str(EXPORTS), "--update", str(stale)]) == 0
+    assert stale.read_text() == doc  # exactly the committed document
+    assert rp.main(["table", str(EXPORTS), "--update", str(stale)]) == 0
+    assert "already current" in capsys.readouterr().out
+    (tmp_path / "bare.md").write_text("no markers here\n")
+    assert rp.main(["table", str(EXPORTS), "--update", str(tmp_path / "bare.md")]) == 2
+    assert "no <!-- verdicts:begin -->" in capsys.readouterr().err
+    assert (tmp_path / "bare.md").read_text() == "no markers here\n"

@@ -13,7 +13,15 @@ import pytest
 import search_space as ss
 from studies import run
 from studies.plan import Plan
-from studies.presets import FIG2_K, FIG2_L, FIG3_L, FIG_BUDGET, PRESETS, get_preset
+from studies.presets import (
+    FIG2_K,
+    FIG2_L,
+    FIG3_L,
+    FIG_BUDGET,
+    PRESETS,
+    TABLE_BUDGET,
+    get_preset,
+)
 from studies.store import RecordStore, record_key, trial_key, write_json_atomic
 
 # --- store --------------------------------------------------------------------------------
@@ -58,9 +66,11 @@ def _plan(**kw):
     return Plan(**{**base, **kw})
 
 
-def test_grid_order_is_design_major_and_cut_at_max_trials():
+def test_grid_order_is_seed_major_and_cut_at_max_trials():
     p = _plan(max_trials=3)
-    assert p.ordered_pairs() == [("a", 0), ("a", 1), ("b", 0)]
+    assert p.ordered_pairs() == [("a", 0), ("b", 0), ("c", 0)]
+    assert _plan().ordered_pairs() == [("a", 0), ("b", 0), ("c", 0), ("a", 1), ("b", 1),
+                                       ("c", 1)]
     assert p.target == 3 and _plan().target == 6
     assert len(p.all_pairs()) == 6
 
@@ -115,6 +125,15 @@ def test_fig2_is_the_widest_uniform_k_design_for_each_k_and_l():
         assert ss.describe(wider, num_classes=10)["params"] > FIG_BUDGET  # the widest
     # About equal parameters: every design within 15% of the budget.
     assert min(ss.describe(d, num_classes=10)["params"] for d in designs) > 0.85 * FIG_BUDGET
+
+
+def test_table_is_the_whole_enumerated_space_under_its_budget():
+    p = get_preset("table")
+    assert list(p.design_ids) == [
+        d.id for d in ss.enumerate_designs(TABLE_BUDGET, "plain8", num_classes=10)]
+    assert len(p.design_ids) >= 30 and p.fidelity == "cpu" and p.seeds == (0, 1, 2)
+    assert max(ss.describe(ss.parse(i), num_classes=10)["params"]
+               for i in p.design_ids) <= TABLE_BUDGET
 
 
 def test_fig3_is_the_most_balanced_dense_design_of_each_l():
@@ -277,3 +296,43 @@ def test_summary_ranks_designs_by_mean_val_acc_over_ok_seeds():
     assert lines[0].split() == ["design", "params", "ok", "val_acc", "test_acc", "wall_s",
                                 "failed"]
     assert lines[2].split()[:4] == ["a", "1,000", "2/2", "0.600"] and "stopped" in lines[3]
+
+
+def test_estimate_left_divides_by_the_sweeps_parallelism_not_this_instants():
+    import time
+    from types import SimpleNamespace
+
+    from studies.progress import estimate_left
+
+    # One 100 s trial finished, one just started, four waiting; two ran at once before.
+    ledger = SimpleNamespace(finished=[SimpleNamespace(outcome="ok", seconds=100.0)],
+                             running={"t": SimpleNamespace(started=time.monotonic())},
+                             to_start=lambda: 4, peak_running=2)
+    assert 240 < estimate_left(ledger) <= 250  # 100/2 in flight + 2 rounds of 100
+    ledger.peak_running = 1
+    assert 490 < estimate_left(ledger) <= 500
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_trials_cut_off_by_the_end_of_a_sweep_show_as_interrupted_not_error(tmp_path):
+    from studies import study as st
+    from studies.ledger import Ledger, Running
+    from studies.progress import describe_outcome, status
+    from studies.search import make_sampler
+
+    plan = _plan()
+    storage = st.open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = st.open_study(storage, plan.name, make_sampler("grid", 0, plan.target))
+    ledger = Ledger(plan, RecordStore(tmp_path), study, storage, fidelity="smoke",
+                    num_classes=10)
+    for i, (d, s) in enumerate(plan.ordered_pairs()[:2]):
+        t = study.ask()
+        ledger.register(Running(plan.key(d, s), d, s, t._trial_id, t.number, f"tune{i}"))
+        ledger.started(f"tune{i}")
+    ledger.finish("tune0", None, error="RayTaskError: boom")
+    ledger.abandon_all()
+    outcomes = [f.outcome for f in ledger.finished]
+    assert outcomes == ["error", "interrupted"]
+    assert describe_outcome(ledger.finished[1]).startswith("interrupted b s0  the sweep ended")
+    assert "(error 1, interrupted 1)" in status(ledger)
+    assert ledger.peak_running == 2

@@ -1,0 +1,38 @@
+"""benchmarks/proxy_gpu.py, the Ray-free runner of the lent GPU machines, on the CPU."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import proxy_gpu  # noqa: E402
+
+
+def _args(tmp_path: Path, *extra: str) -> list[str]:
+    return ["--preset", "smoke", "--fidelity", "smoke", "--dataset", "synthetic",
+            "--seeds", "0", "--procs", "1", "--device", "cpu", "--data-dir", str(tmp_path),
+            "--run-dir", str(tmp_path / "run"), *extra]
+
+
+def test_records_a_shortened_fidelity_under_its_own_name_and_resumes(tmp_path, capfd):
+    assert proxy_gpu.main(_args(tmp_path, "--epochs", "1")) == 0
+    records = [json.loads(p.read_text()) for p in (tmp_path / "run" / "records").glob("*.json")]
+    assert len(records) == 3
+    assert {r["fidelity"] for r in records} == {"smoke-e1"}
+    assert all(r["status"] == "ok" and len(r["curve"]) == 1 for r in records)
+    assert all(r["fidelity_config"]["epochs"] == 1 for r in records)
+    out = capfd.readouterr().out  # the workers are processes: read the file descriptors
+    assert "epoch 1: val" in out  # per-epoch progress from the workers
+    assert proxy_gpu.main(_args(tmp_path, "--epochs", "1")) == 0
+    assert "0 trials to run" in capfd.readouterr().out
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    assert proxy_gpu.main(_args(tmp_path, "--epochs", "0")) == 2
+    assert capsys.readouterr().err.strip() == "proxy_gpu.py: error: --epochs 0 must be >= 1"
+    assert proxy_gpu.main(_args(tmp_path)[:1] + ["nope"] + _args(tmp_path)[2:]) == 2
+    assert "unknown preset 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # nothing half-written
