@@ -117,10 +117,10 @@ def blocks(release: str | Path, replay_json: str | Path,
     from .benchmark import Benchmark
 
     bench = Benchmark.load(release)
-    if budgets is None:  # the quartiles of the designs' params and the largest, up to 500s
-        params = sorted(bench.query(d).params for d in bench.designs())
-        budgets = sorted({int(math.ceil(params[min(len(params) - 1, int(q * len(params)))]
-                                        / 500) * 500) for q in (0.25, 0.5, 0.75, 1.0)})
+    if budgets is None:  # every 1,000 params from the smallest design's up to the largest's
+        params = [bench.query(d).params for d in bench.designs()]
+        budgets = range(math.ceil(min(params) / 1000) * 1000, math.ceil(max(params) / 1000)
+                        * 1000 + 1, 1000)
     return {"table": table_block(release), "best": best_block(bench, budgets),
             "pareto": pareto_block(bench), "replay": replay_block(replay_json)}
 

@@ -12,8 +12,8 @@ memory-bound: every group convolution carries a BatchNorm pass over C channels).
 <= 294 and reproduces the paper's own widths: Table 2's smallest pair (about 4,700 weights
 per block: Xception C=64, IGCV2 C=144) and Figure 2's widths (L=4: C = 204, 184, 156, 136,
 108 for K = 3, 4, 6, 8, 12 against the paper's 222, 184, 144, 112, 84 read off the
-figure). At 3 seeds fig2 is 54 trials and fig3 18: about an hour and 17 minutes here;
-docs/studies.md has the measurements. The res-net presets default to the ``proxy`` fidelity
+figure). At 3 seeds fig2 is 54 trials and fig3 18; docs/reproduction.md has the wall
+times measured here. The res-net presets default to the ``proxy`` fidelity
 (a GPU); run them on a CPU with ``--fidelity cpu`` at your own cost.
 
 Example:
