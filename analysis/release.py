@@ -109,14 +109,14 @@ def write_release(
     manifest = _manifest(df, version, name)
     out.mkdir(parents=True, exist_ok=True)
     payload = _encode(df)
-    _atomic_write(parquet, lambda f: payload.to_parquet(f, index=False))
+    atomic_write(parquet, lambda f: payload.to_parquet(f, index=False))
     try:
         manifest["parquet"] = {
             "file": parquet.name,
             "bytes": parquet.stat().st_size,
             "sha256": sha256_of(parquet),
         }
-        _atomic_write(
+        atomic_write(
             manifest_path,
             lambda f: f.write(json.dumps(manifest, indent=2, sort_keys=True).encode()),
         )
@@ -196,9 +196,9 @@ def write_records(df: pd.DataFrame, path: str | Path) -> Path:
         raise ValueError(f"{p}: export to {' or '.join(EXPORT_SUFFIXES)}")
     payload = _encode(df.drop(columns=[c for c in _LOCAL_COLUMNS if c in df.columns]))
     if p.suffix.lower() == ".parquet":
-        _atomic_write(p, lambda f: payload.to_parquet(f, index=False))
+        atomic_write(p, lambda f: payload.to_parquet(f, index=False))
     else:
-        _atomic_write(p, lambda f: f.write(payload.to_csv(index=False).encode()))
+        atomic_write(p, lambda f: f.write(payload.to_csv(index=False).encode()))
     return p
 
 
@@ -299,7 +299,9 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return m
 
 
-def _atomic_write(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Any) -> None:
+    """Write ``path`` whole or not at all: ``write(binary_file)`` into a temporary file
+    beside it, then ``os.replace``; readable by all (umask permitting), like any output."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

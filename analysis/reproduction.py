@@ -102,7 +102,7 @@ def update_doc(doc_path: str | Path, export_dir: str | Path) -> bool:
     The rest of the document is left as it is; the file is replaced atomically. Returns
     whether anything changed.
     """
-    from .release import _atomic_write
+    from .release import atomic_write
 
     path = Path(doc_path)
     doc = old = path.read_text()
@@ -112,7 +112,7 @@ def update_doc(doc_path: str | Path, export_dir: str | Path) -> bool:
         head, rest = doc.split(begin, 1)
         doc = head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1]
     if doc != old:
-        _atomic_write(path, lambda f: f.write(doc.encode()))
+        atomic_write(path, lambda f: f.write(doc.encode()))
     return doc != old
 
 

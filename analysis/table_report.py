@@ -135,7 +135,7 @@ def block_in_doc(doc: str, block: str) -> str:
 
 def update_doc(doc_path: str | Path, new: dict[str, str]) -> bool:
     """Rewrite each block between its markers; the rest stays. Atomic. True if changed."""
-    from .release import _atomic_write
+    from .release import atomic_write
 
     path = Path(doc_path)
     doc = old = path.read_text()
@@ -145,7 +145,7 @@ def update_doc(doc_path: str | Path, new: dict[str, str]) -> bool:
         head, rest = doc.split(begin, 1)
         doc = head + begin + "\n" + text + "\n" + end + rest.split(end, 1)[1]
     if doc != old:
-        _atomic_write(path, lambda f: f.write(doc.encode()))
+        atomic_write(path, lambda f: f.write(doc.encode()))
     return doc != old
 
 
