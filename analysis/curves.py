@@ -54,10 +54,14 @@ def figure3(s: Slice) -> list[Verdict]:
         return [s.inconclusive(c, "no ok records") for c in CLAIMS]
     found = sweeps(s.designs)
     if not found:
-        levels = s.designs.groupby([*selection.GROUP_KEYS, "bin"], dropna=False)["L"].nunique()
+        # Count levels among the designs sweeps() can use, so the message adds up (fig2's
+        # sparse L=2 designs once made it say "need >= 3 levels ... (most: 3)").
+        d = s.designs
+        ok = selection.family_matches(d["family"], *selection.SEPARATED) & selection.is_dense(d)
+        levels = d[ok].groupby([*selection.GROUP_KEYS, "bin"], dropna=False)["L"].nunique()
         reason = (
-            "no equal-parameter group of separated-form designs with >= 3 levels of L"
-            f" (most: {levels.max()})"
+            "no equal-parameter group of separated-form designs with a dense composed kernel"
+            f" at >= 3 levels of L (most: {int(levels.max()) if len(levels) else 0})"
         )
         return [s.inconclusive(c, reason) for c in CLAIMS]
     out = []

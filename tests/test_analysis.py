@@ -381,3 +381,22 @@ def test_import_analysis_is_light_and_never_pulls_torch_or_ray():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)
+
+
+def test_fig3_claims_on_a_fig2_sweep_count_only_the_usable_levels_of_L():
+    # fig2's L=2 designs are sparse (density < 1), so only L = 3 and 4 can form a Figure 3
+    # sweep: the message must say 2 levels, not the 3 that all designs have.
+    import pandas as pd
+
+    import search_space as ss
+    from analysis.claims import check_claims
+    from studies.presets import get_preset
+
+    rows = [{**ss.describe(ss.parse(d), num_classes=10), "design_id": d, "seed": s,
+             "status": "ok", "fidelity": "cpu", "dataset": "cifar10",
+             "val_acc": 0.4 + 0.001 * i + 0.002 * s, "test_acc": 0.4 + 0.001 * i}
+            for i, d in enumerate(get_preset("fig2").design_ids) for s in range(2)]
+    concave = [v for v in check_claims(pd.DataFrame(rows)) if "concave in L" in v.statement]
+    assert concave and all(v.verdict == "inconclusive" for v in concave)
+    assert all("dense composed kernel at >= 3 levels of L (most: 2)" in v.detail
+               for v in concave)
