@@ -107,7 +107,8 @@ def _per_seed(d: pd.DataFrame, metric: str) -> pd.DataFrame:
 def _tail(K: Any) -> str:
     """The first stage's 1x1 branch sizes (all of K when the 3x3 is a group convolution)."""
     k = selection.first_stage(K)
-    return ",".join(map(str, k[1:] if k and k[0] == 1 else k))
+    tail = k[1:] if k and k[0] == 1 else k
+    return str(tail[0]) if len(set(tail)) == 1 else ",".join(map(str, tail))  # K=12, not 12,12
 
 
 def _fig2(d: pd.DataFrame, metric: str) -> Any:
@@ -146,8 +147,12 @@ def _fig2(d: pd.DataFrame, metric: str) -> Any:
         ax.set_ylim(bottom=max(0.0, lo - 0.05))
         first = g.iloc[0]
         ax.set_title(f"{first['net']} d{first['depth']}, L={int(first['L'])}, {_params(g)}")
-        ax.set_xlabel("branch size K of the 1x1 convolutions, width C")
+        ax.set_xlabel("K of the 1x1 convs, width C")
         ax.tick_params(axis="x", labelsize=7)
+        if ax is axes[0][-1]:  # one legend, beside the last panel, where it hides no bar
+            sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
+        elif ax.get_legend() is not None:
+            ax.get_legend().remove()
     fig.suptitle("Figure 2 analogue: complementary condition")
     return fig
 
