@@ -19,8 +19,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-BEGIN, END = "<!-- verdicts:begin -->", "<!-- verdicts:end -->"
-DESIGNS_BEGIN, DESIGNS_END = "<!-- designs:begin -->", "<!-- designs:end -->"
+from .doc_blocks import between, markers
+
+BEGIN, END = markers("verdicts")
+DESIGNS_BEGIN, DESIGNS_END = markers("designs")
 
 
 def export(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
@@ -90,10 +92,8 @@ def design_table(export_dir: str | Path) -> str:
 
 
 def table_in_doc(doc: str, begin: str = BEGIN, end: str = END) -> str:
-    """The table a document carries between two markers."""
-    if begin not in doc or end not in doc:
-        raise ValueError(f"the document has no {begin} ... {end} block")
-    return doc.split(begin, 1)[1].split(end, 1)[0].strip()
+    """The table a document carries between two markers (the verdicts block by default)."""
+    return between(doc, begin, end)
 
 
 def update_doc(doc_path: str | Path, export_dir: str | Path) -> bool:
@@ -102,18 +102,10 @@ def update_doc(doc_path: str | Path, export_dir: str | Path) -> bool:
     The rest of the document is left as it is; the file is replaced atomically. Returns
     whether anything changed.
     """
-    from .release import atomic_write
+    from .doc_blocks import update_doc as rewrite
 
-    path = Path(doc_path)
-    doc = old = path.read_text()
-    for (begin, end), table in (((BEGIN, END), verdict_table(export_dir)),
-                                ((DESIGNS_BEGIN, DESIGNS_END), design_table(export_dir))):
-        table_in_doc(doc, begin, end)  # raises ValueError when the block is missing
-        head, rest = doc.split(begin, 1)
-        doc = head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1]
-    if doc != old:
-        atomic_write(path, lambda f: f.write(doc.encode()))
-    return doc != old
+    return rewrite(doc_path, {"verdicts": verdict_table(export_dir),
+                              "designs": design_table(export_dir)})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

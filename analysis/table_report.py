@@ -20,11 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .doc_blocks import block_in_doc, markers, update_doc  # noqa: F401 (re-exported)
+
 BLOCKS = ("table", "best", "pareto", "replay")
-
-
-def markers(block: str) -> tuple[str, str]:
-    return f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
 
 
 def _pm(mean: float | None, std: float | None, digits: int = 3) -> str:
@@ -123,30 +121,6 @@ def blocks(release: str | Path, replay_json: str | Path,
                         * 1000 + 1, 1000)
     return {"table": table_block(release), "best": best_block(bench, budgets),
             "pareto": pareto_block(bench), "replay": replay_block(replay_json)}
-
-
-def block_in_doc(doc: str, block: str) -> str:
-    """The text a document carries between a block's markers."""
-    begin, end = markers(block)
-    if begin not in doc or end not in doc:
-        raise ValueError(f"the document has no {begin} ... {end} block")
-    return doc.split(begin, 1)[1].split(end, 1)[0].strip()
-
-
-def update_doc(doc_path: str | Path, new: dict[str, str]) -> bool:
-    """Rewrite each block between its markers; the rest stays. Atomic. True if changed."""
-    from .release import atomic_write
-
-    path = Path(doc_path)
-    doc = old = path.read_text()
-    for block, text in new.items():
-        block_in_doc(doc, block)  # raises ValueError when the block is missing
-        begin, end = markers(block)
-        head, rest = doc.split(begin, 1)
-        doc = head + begin + "\n" + text + "\n" + end + rest.split(end, 1)[1]
-    if doc != old:
-        atomic_write(path, lambda f: f.write(doc.encode()))
-    return doc != old
 
 
 def main(argv: Sequence[str] | None = None) -> int:

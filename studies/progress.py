@@ -121,7 +121,7 @@ def estimate_left(ledger: Ledger) -> float | None:
     running = [r for r in ledger.running.values() if r.started is not None]
     # The parallelism seen so far, not the trials running this instant: between one trial's
     # end and the next one's start fewer run, and dividing by that doubled the estimate.
-    slots = max(1, len(running), ledger.peak_running)
+    slots = max(1, ledger.peak_running)  # >= the trials running now
     in_flight = sum(max(0.0, mean - (now - r.started)) for r in running) / slots
     waiting = ledger.to_start() + sum(r.started is None for r in ledger.running.values())
     return in_flight + math.ceil(waiting / slots) * mean
