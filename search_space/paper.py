@@ -83,6 +83,25 @@ PAPER_NETS: tuple[PaperNet, ...] = (
 )
 
 
+# Figure 2: (L, K, C) of each bar. L counts the group 1x1 convolutions that follow the
+# channel-wise 3x3 (so the block has L + 1 convolutions): only then do the block weights
+# 9C + L*C*K come to about 4,700, Table 2's smallest budget, for every bar (4,488-4,860).
+FIG2_BARS: tuple[tuple[int, int, int], ...] = (
+    (2, 4, 272), (2, 6, 222), (2, 8, 184), (2, 12, 144), (2, 16, 112),
+    (3, 3, 258), (3, 4, 220), (3, 6, 174), (3, 8, 136), (3, 12, 108),
+    (4, 3, 222), (4, 4, 184), (4, 6, 144), (4, 8, 112), (4, 12, 84),
+)
+
+
+def fig2_design_id(L: int, K: int, C: int) -> str:
+    """The plain8 id of a Figure 2 bar: channel-wise 3x3, then L group 1x1 of branch size K.
+
+    >>> fig2_design_id(2, 12, 144)
+    'plain8-c144-k1.12.12'
+    """
+    return f"plain8-c{C}-k1" + f".{K}" * L
+
+
 def ours(net: PaperNet) -> tuple[int, int]:
     """Our (params, multiply-adds) in the convention of the paper's table."""
     d = describe(parse(net.design_id))

@@ -8,13 +8,12 @@ are what their rules (below) give under ``FIG_BUDGET`` and ``TABLE_BUDGET``.
 Budgets. The plain8 presets run at the ``cpu`` fidelity on a 2-core machine, where a
 trial's cost grows with the width and the number of group convolutions (the nets are
 memory-bound: every group convolution carries a BatchNorm pass over C channels).
-``FIG_BUDGET`` = 40,000 parameters (10 classes) keeps every fig2/fig3 design at width
-<= 294 and reproduces the paper's own widths: Table 2's smallest pair (about 4,700 weights
-per block: Xception C=64, IGCV2 C=144) and Figure 2's widths (L=4: C = 204, 184, 156, 136,
-108 for K = 3, 4, 6, 8, 12 against the paper's 222, 184, 144, 112, 84 read off the
-figure). At 3 seeds fig2 is 54 trials and fig3 18; docs/reproduction.md has the wall
-times measured here. The res-net presets default to the ``proxy`` fidelity
-(a GPU); run them on a CPU with ``--fidelity cpu`` at your own cost.
+``FIG_BUDGET`` = 40,000 parameters (10 classes) is about Table 2's smallest budget (4,700
+weights per block: Xception C=64, IGCV2 C=144) and keeps every fig3 design at width <= 160;
+fig2 is the paper's own 15 bars at the paper's widths (about 4,700 block weights each,
+36,000-50,000 parameters in the whole net). At 3 seeds fig2 is 45 trials and fig3 18;
+docs/reproduction.md has the wall times measured here. The res-net presets default to the
+``proxy`` fidelity (a GPU); run them on a CPU with ``--fidelity cpu`` at your own cost.
 
 Example:
     >>> p = get_preset("table2")
@@ -26,11 +25,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from search_space.paper import FIG2_BARS, fig2_design_id
+
 FIG_BUDGET = 40_000  # parameters of the whole plain8 net for 10 classes; see the docstring
-FIG2_L = (2, 3, 4)  # the paper's Figure 2 panels (a)-(c); L counts the channel-wise 3x3
-FIG2_K = (3, 4, 6, 8, 12, 16)  # uniform branch size of the L-1 group 1x1 convolutions
 FIG3_L = (2, 3, 4, 5, 6, 7)  # wide enough that ln(C) (about 5 here) lies inside
 TABLE_BUDGET = 10_000  # the benchmark table's space: enumerate_designs(10_000, num_classes=10)
+TABLE40K_BUDGET = FIG_BUDGET  # table 1.1: the paper's regime (Table 2's smallest budget)
 
 
 @dataclass(frozen=True)
@@ -81,19 +81,12 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         fidelity="smoke", seeds=(0,), dataset="synthetic",
     ),
     Preset(
-        # Rule: for each L in FIG2_L and K in FIG2_K, the uniform-K IGCV2 II design
-        # (channel-wise 3x3, then L-1 group 1x1 convs of branch size K) at the largest width
-        # within FIG_BUDGET. Only L=3, K=12 (C=144) is strictly complementary.
+        # The paper's own 15 bars (search_space.paper.FIG2_BARS): channel-wise 3x3, then L
+        # group 1x1 convolutions of branch size K, at the paper's widths. In Figure 2, L
+        # counts the group 1x1 convolutions only (Figure 3 and our ids count the 3x3 too).
         name="fig2",
-        summary="Figure 2: complementary condition, K and L varied at about equal params",
-        design_ids=_ids("""
-            plain8-c294-k1.3 plain8-c280-k1.4 plain8-c258-k1.6 plain8-c240-k1.8
-            plain8-c204-k1.12 plain8-c176-k1.16
-            plain8-c240-k1.3.3 plain8-c224-k1.4.4 plain8-c198-k1.6.6 plain8-c176-k1.8.8
-            plain8-c144-k1.12.12 plain8-c112-k1.16.16
-            plain8-c204-k1.3.3.3 plain8-c184-k1.4.4.4 plain8-c156-k1.6.6.6
-            plain8-c136-k1.8.8.8 plain8-c108-k1.12.12.12 plain8-c80-k1.16.16.16
-        """),
+        summary="Figure 2: the paper's 15 (L, K, C) bars, L = 2, 3, 4 group 1x1 convs",
+        design_ids=tuple(fig2_design_id(*bar) for bar in FIG2_BARS),
     ),
     Preset(
         # Rule: for each L in FIG3_L, among uniform-K designs at the largest width within
@@ -133,6 +126,39 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
             plain8-c12-k1.12.12.12.12.12 plain8-c32-k1.2.2.2.2.2 plain8-c24-k1.6.6.6.6.6
             plain8-c32-k1.4.4.4.4.4 plain8-c20-k1.g2.g2.g2.g2.g2 plain8-c24-k1.8.8.8.8.8
             plain8-c44-k1.2.2.2.2.2 plain8-c39-k1.3.3.3.3.3
+        """),
+    ),
+    Preset(
+        # Rule: enumerate_designs(TABLE40K_BUDGET, "plain8", num_classes=10) in enumeration
+        # order: 68 designs, widths 24-310, holding Table 2's smallest pair (Xception C=64,
+        # IGCV2 C=144) and the fig3 designs of L = 2..6. Release 1.1 of the benchmark table.
+        name="table40k",
+        summary="Table 1.1: every plain8 design under 40k params (68), the paper's regime",
+        design_ids=_ids("""
+            plain8-c64-k1.64 plain8-c176-k1.16 plain8-c144-k1.24 plain8-c160-k1.g8
+            plain8-c204-k1.12 plain8-c96-k1.g2 plain8-c258-k1.6 plain8-c280-k1.4
+            plain8-c72-k1.g1 plain8-c128-k1.32 plain8-c240-k1.8 plain8-c294-k1.3
+            plain8-c310-k1.2 plain8-c64-k1.g8.g8 plain8-c80-k1.g4.g4
+            plain8-c72-k1.24.24 plain8-c64-k1.32.32 plain8-c112-k1.16.16
+            plain8-c68-k1.g2.g2 plain8-c144-k1.12.12 plain8-c176-k1.8.8
+            plain8-c240-k1.3.3 plain8-c224-k1.4.4 plain8-c260-k1.2.2
+            plain8-c198-k1.6.6 plain8-c64-k1.g8.g8.g8 plain8-c32-k1.32.32.32
+            plain8-c64-k1.g4.g4.g4 plain8-c48-k1.24.24.24 plain8-c125-k1.5.5.5
+            plain8-c80-k1.16.16.16 plain8-c56-k1.g2.g2.g2 plain8-c108-k1.12.12.12
+            plain8-c136-k1.8.8.8 plain8-c156-k1.6.6.6 plain8-c160-k1.8.5.4
+            plain8-c184-k1.4.4.4 plain8-c224-k1.2.2.2 plain8-c204-k1.3.3.3
+            plain8-c160-k1.10.4.4 plain8-c81-k1.3.3.3.3 plain8-c64-k1.g8.g8.g8.g8
+            plain8-c32-k1.32.32.32.32 plain8-c64-k1.16.16.16.16
+            plain8-c48-k1.24.24.24.24 plain8-c84-k1.12.12.12.12 plain8-c112-k1.8.8.8.8
+            plain8-c132-k1.6.6.6.6 plain8-c162-k1.6.3.3.3 plain8-c198-k1.2.2.2.2
+            plain8-c177-k1.3.3.3.3 plain8-c160-k1.4.4.4.4 plain8-c32-k1.2.2.2.2.2
+            plain8-c24-k1.24.24.24.24.24 plain8-c48-k1.g4.g4.g4.g4.g4
+            plain8-c64-k1.g8.g8.g8.g8.g8 plain8-c48-k1.16.16.16.16.16
+            plain8-c144-k1.4.3.3.2.2 plain8-c32-k1.32.32.32.32.32
+            plain8-c44-k1.g2.g2.g2.g2.g2 plain8-c144-k1.6.3.2.2.2
+            plain8-c72-k1.12.12.12.12.12 plain8-c144-k1.9.2.2.2.2
+            plain8-c96-k1.8.8.8.8.8 plain8-c114-k1.6.6.6.6.6 plain8-c176-k1.2.2.2.2.2
+            plain8-c156-k1.3.3.3.3.3 plain8-c140-k1.4.4.4.4.4
         """),
     ),
     Preset(

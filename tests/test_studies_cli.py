@@ -14,11 +14,10 @@ import search_space as ss
 from studies import run
 from studies.plan import Plan
 from studies.presets import (
-    FIG2_K,
-    FIG2_L,
     FIG3_L,
     FIG_BUDGET,
     PRESETS,
+    TABLE40K_BUDGET,
     TABLE_BUDGET,
     get_preset,
 )
@@ -113,18 +112,32 @@ def _uniform_k(d: ss.Design) -> int:
     return ks.pop()
 
 
-def test_fig2_is_the_widest_uniform_k_design_for_each_k_and_l():
+def test_fig2_is_the_papers_fifteen_bars():
+    # Figure 2 of the paper: (K, C) per bar; L counts the group 1x1 convolutions.
+    paper = {2: ((4, 272), (6, 222), (8, 184), (12, 144), (16, 112)),
+             3: ((3, 258), (4, 220), (6, 174), (8, 136), (12, 108)),
+             4: ((3, 222), (4, 184), (6, 144), (8, 112), (12, 84))}
     designs = [ss.parse(i) for i in get_preset("fig2").design_ids]
-    assert sorted((d.L, _uniform_k(d)) for d in designs) == sorted(
-        (L, k) for L in FIG2_L for k in FIG2_K)
+    got = {}
     for d in designs:
-        info = ss.describe(d, num_classes=10)
-        assert info["params"] <= FIG_BUDGET and d.K[0][0] == 1
-        wider = ss.Design(net="plain8", depth=8, width=d.width + _uniform_k(d),
-                          K=((1,) + (_uniform_k(d),) * (d.L - 1),))
-        assert ss.describe(wider, num_classes=10)["params"] > FIG_BUDGET  # the widest
-    # About equal parameters: every design within 15% of the budget.
-    assert min(ss.describe(d, num_classes=10)["params"] for d in designs) > 0.85 * FIG_BUDGET
+        assert d.net == "plain8" and d.K[0][0] == 1  # channel-wise 3x3 first
+        got.setdefault(d.L - 1, []).append((_uniform_k(d), d.width))
+        # about equal block weights: 9C + L*C*K within 10% of Table 2's 4,700
+        block = ss.describe(d, num_classes=10)["block_params"]
+        assert block == 9 * d.width + (d.L - 1) * d.width * _uniform_k(d)
+        assert abs(block / 4_700 - 1) <= 0.10
+    assert {L: tuple(pairs) for L, pairs in got.items()} == paper
+    assert len(designs) == 15
+
+
+def test_table40k_is_the_whole_enumerated_space_under_its_budget():
+    p = get_preset("table40k")
+    assert list(p.design_ids) == [
+        d.id for d in ss.enumerate_designs(TABLE40K_BUDGET, "plain8", num_classes=10)]
+    assert len(p.design_ids) == 68 and p.fidelity == "cpu" and p.seeds == (0, 1, 2)
+    widths = [ss.parse(i).width for i in p.design_ids]
+    assert (min(widths), max(widths)) == (24, 310)
+    assert {"plain8-c64-k1.64", "plain8-c144-k1.12.12"} <= set(p.design_ids)  # Table 2's pair
 
 
 def test_table_is_the_whole_enumerated_space_under_its_budget():
