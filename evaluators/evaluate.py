@@ -73,7 +73,7 @@ def evaluate(design: ss.Design | str, fidelity: Fidelity | str = "smoke",
         raise ValueError(f"unknown dataset {dataset!r}; accepted: {', '.join(DATASETS)}")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     threads = threads or fidelity.threads or torch.get_num_threads()
-    with _torch_state(threads, dev):
+    with _torch_state(threads, dev, deterministic=fidelity.deterministic):
         data = load_dataset(dataset, data_dir)
         # The net is built for the dataset's own image size (64: stride-2 stem for Tiny
         # ImageNet); a fidelity's smaller resolution feeds it smaller images.
@@ -159,8 +159,12 @@ def _describe(design: ss.Design, num_classes: int, input_size: int) -> dict[str,
 
 
 @contextlib.contextmanager
-def _torch_state(threads: int, device: torch.device) -> Iterator[None]:
-    """Thread count and deterministic algorithms for one trial; restored afterwards."""
+def _torch_state(threads: int, device: torch.device, *,
+                 deterministic: bool = True) -> Iterator[None]:
+    """Thread count and deterministic algorithms for one trial; restored afterwards.
+
+    ``deterministic=False`` (``Fidelity.deterministic``) matters on CUDA only: cuDNN then
+    autotunes and may pick non-deterministic kernels."""
     saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
              torch.is_deterministic_algorithms_warn_only_enabled(),
              torch.backends.cudnn.benchmark)
@@ -168,8 +172,9 @@ def _torch_state(threads: int, device: torch.device) -> Iterator[None]:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
     torch.set_num_threads(threads)
     # On CUDA a few kernels have no deterministic variant: warn rather than fail the trial.
-    torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
-    torch.backends.cudnn.benchmark = False
+    deterministic = deterministic or device.type != "cuda"
+    torch.use_deterministic_algorithms(deterministic, warn_only=device.type == "cuda")
+    torch.backends.cudnn.benchmark = not deterministic
     try:
         yield
     finally:

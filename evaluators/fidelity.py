@@ -64,6 +64,11 @@ class Fidelity:
     #                         0 skips the measurement (latency fields are then null).
     latency_resolution: int | None = None  # input side for latency; None = the size the net is
     #                                        built for (describe()["input_size"]), as its FLOPs.
+    deterministic: bool = True  # CUDA: torch.use_deterministic_algorithms and cudnn.benchmark
+    #                             off, so a seed repeats its curve; False lets cuDNN autotune
+    #                             and use non-deterministic kernels (2.6x faster for IGCV2 L=7
+    #                             on an H100, docs/fidelities.md). CPU runs are deterministic
+    #                             either way.
 
     def __post_init__(self) -> None:
         def bad(field: str, value: object, accepted: str) -> ValueError:
@@ -93,7 +98,16 @@ class Fidelity:
         """The config as a JSON-ready dict (tuples become lists)."""
         config = dataclasses.asdict(self)
         config["lr_milestones"] = list(self.lr_milestones)
+        # Fields added after records existed are left out at their default, which is what
+        # those records ran with: run directories (run.json) and exports made before keep
+        # matching the config of the same fidelity.
+        for name, default in _LATER_FIELDS.items():
+            if config[name] == default:
+                del config[name]
         return config
+
+
+_LATER_FIELDS = {"deterministic": True}  # field -> the behaviour before the field existed
 
 
 FIDELITIES: dict[str, Fidelity] = {
@@ -119,6 +133,18 @@ FIDELITIES: dict[str, Fidelity] = {
     # Section 4.1 as written (CIFAR; for Tiny ImageNet the paper used epochs=200).
     "paper": Fidelity(name="paper", epochs=400, latency_warmup=5, latency_reps=20),
 }
+
+# --- the GPU rung of issue 13 (evaluators.multi_model trains a design's seeds at once) ---
+# Full CIFAR-10 at 32x32 (45,000 train + 5,000 val, all 10,000 test), 15 epochs: half the
+# `proxy` rung, the least the issue accepts, so that fig3 (6 designs x 3 seeds, 12.2M training
+# images) can fit 10 minutes of one GPU. Batch 64 and lr 0.1 are the paper's (section 4.1):
+# the engine gets its parallelism from the model axis (3 seeds = 192 images per kernel), so the
+# recipe need not change with it, and every rung keeps one recipe. Deterministic kernels off:
+# they cost up to 2.6x on an H100 (docs/fidelities.md); curves then depend on kernel timing,
+# which the records say (fidelity_config["deterministic"] = false).
+FIDELITIES["proxy15"] = Fidelity(
+    name="proxy15", epochs=15, deterministic=False, latency_warmup=5, latency_reps=20,
+)
 
 
 def get_fidelity(name: str) -> Fidelity:

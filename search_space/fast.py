@@ -101,15 +101,20 @@ def segments(block: Block) -> tuple[_Run, ...]:
     return tuple(runs)
 
 
+# The two caches below create their tensors outside inference mode: a cached inference
+# tensor (first made by an eval pass under torch.inference_mode, e.g. a latency measurement)
+# cannot be saved for backward by a later training step in the same process.
 @functools.lru_cache(maxsize=256)
 def _shuffle_perm(c: int, g: int, device: torch.device) -> torch.Tensor:
     # ChannelShuffle: new channel k*g + i is old channel i*(c/g) + k.
-    return torch.arange(c, device=device).view(g, c // g).t().reshape(-1)
+    with torch.inference_mode(False):
+        return torch.arange(c, device=device).view(g, c // g).t().reshape(-1)
 
 
 @functools.lru_cache(maxsize=256)
 def _eye(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    return torch.eye(n, dtype=dtype, device=device)
+    with torch.inference_mode(False):
+        return torch.eye(n, dtype=dtype, device=device)
 
 
 def _dense(w: torch.Tensor, groups: int) -> torch.Tensor:

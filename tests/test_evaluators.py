@@ -30,10 +30,28 @@ def smoke_result() -> ev.Result:
 
 
 def test_registry_and_unknown_name():
-    assert list(ev.FIDELITIES) == ["smoke", "cpu", "proxy", "paper"]
+    assert list(ev.FIDELITIES) == ["smoke", "cpu", "proxy", "paper", "proxy15"]
     assert ev.get_fidelity("paper").epochs == 400 and ev.get_fidelity("paper").batch_size == 64
-    with pytest.raises(ValueError, match=r"'fast'.*smoke, cpu, proxy, paper"):
+    with pytest.raises(ValueError, match=r"'fast'.*smoke, cpu, proxy, paper, proxy15"):
         ev.get_fidelity("fast")
+
+
+def test_proxy15_is_full_cifar_at_32_for_15_epochs_without_deterministic_kernels():
+    f = ev.get_fidelity("proxy15")
+    assert (f.train_size, f.test_size, f.resolution, f.epochs) == (None, None, None, 15)
+    assert (f.batch_size, f.lr, f.deterministic) == (64, 0.1, False)
+    assert f.to_dict()["deterministic"] is False
+    # A field at the behaviour records had before it existed is left out of the config, so
+    # run directories and exports made earlier still match (studies/run.py IDENTITY).
+    assert "deterministic" not in ev.get_fidelity("cpu").to_dict()
+
+
+def test_deterministic_false_changes_nothing_on_a_cpu():
+    from evaluators.evaluate import _torch_state
+
+    with _torch_state(1, torch.device("cpu"), deterministic=False):
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.backends.cudnn.benchmark
 
 
 def test_fidelity_rejects_bad_values_naming_them():

@@ -283,3 +283,17 @@ def test_reference_path_is_the_reference_forward():
     with pytest.raises(ValueError, match="path"):
         FastBlock(block, path="gpu")
     assert copy.deepcopy(fast).path == "reference"
+
+
+def test_training_after_a_first_pass_under_inference_mode():
+    """The fused path's cached helper tensors made under torch.inference_mode (a latency
+    measurement before any training in the process) must not break a later training step."""
+    fast_module._eye.cache_clear()
+    fast_module._shuffle_perm.cache_clear()
+    torch.manual_seed(0)
+    net = ss.build(ss.parse("plain8-c16-k1.4.4"), num_classes=10)
+    x = torch.randn(4, 3, 8, 8)
+    with torch.inference_mode():
+        net.eval()(x)
+    net.train()(x).sum().backward()  # raised "Inference tensors cannot be saved for backward"
+    assert all(p.grad is not None for p in net.parameters())
