@@ -1,0 +1,553 @@
+"""The multi-model engine: train many small nets at once in one process, one record each.
+
+The plain8/res nets are tiny for an H100-class GPU: trained one at a time, a step is a few
+hundred small kernel launches and slow grouped-convolution kernels (docs/fidelities.md:
+IGCV2 C=144 at 2,100 images/s on an H100). This engine trains N models of one design -- its
+seeds -- as one :class:`~evaluators.folded.FoldedNet` (the model axis folded into channels),
+and several designs side by side, each such group on its own CUDA stream. Per model it is the
+one-model path of ``evaluate()``/``train_epochs`` exactly, within float rounding:
+
+- the same initial weights (``torch.manual_seed(seed)`` then ``search_space.build``), folded;
+- the same data order and augmentation: one CPU generator per seed, drawn in the same order
+  (the epoch's permutation, then per step the crop offsets and flips);
+- the loss is the sum of the N per-model mean cross-entropies, so each model's gradient is
+  its own; SGD (Nesterov, weight decay) is elementwise, so one step over the folded
+  parameters is N independent steps; the learning-rate schedule is ``train.lr_factor``;
+- BatchNorm statistics per channel are per model (``folded``'s docstring).
+
+``tests/test_multi_model.py`` holds curves, weights and records to the one-model path's.
+
+GPU levers (``EngineOptions``; ``benchmarks/engine_throughput.py`` measures each):
+``conv1x1`` (how group 1x1 convolutions run), ``cuda_graph`` (each training step captured
+once and replayed: one launch instead of hundreds, the step's host cost gone), ``streams``
+(groups of several designs overlap on the GPU), and ``Fidelity.deterministic``.
+
+Time. A record's ``wall_s`` and its curve's ``seconds`` are its share of the process: the
+wall time divided by the number of models trained together, so that summing records still
+gives GPU time.
+
+Example:
+    >>> import evaluators as ev
+    >>> rs = evaluate_many([("plain8-c16-k1.4.4", (0, 1))], "smoke", "synthetic")  # doctest: +SKIP
+    >>> [(r.seed, r.status) for r in rs]  # doctest: +SKIP
+    [(0, 'ok'), (1, 'ok')]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+import search_space as ss
+from evaluators.augment import CIFAR_PAD, TINY_SCALE, normalize, scale_crop_flip
+from evaluators.data import DATASETS, load_dataset
+from evaluators.evaluate import _describe, _device_name, _torch_state, failure_reason, git_commit
+from evaluators.fidelity import Fidelity, get_fidelity
+from evaluators.folded import CONV1X1, FoldedNet, unfold_states
+from evaluators.latency import measure_latency
+from evaluators.result import Result
+from evaluators.splits import Splits, make_splits
+from evaluators.train import lr_factor
+from search_space.plan import net_plan
+
+CHECK_EVERY_CUDA = 50  # steps between loss-finiteness checks on GPU (each one syncs), as train
+Trials = Sequence[tuple["ss.Design | str", Sequence[int]]]  # (design, its seeds), one group each
+Progress = Callable[[str, int, dict[str, Any]], object]  # (design id, seed, curve row)
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the engine computes; none of it changes what a model learns beyond rounding.
+
+    Attributes:
+        conv1x1: "grouped", "dense" or "bmm" (``evaluators.folded``). Default "dense": one
+            GEMM per model and layer, shuffles folded into weights (no copies).
+        cuda_graph: capture each training step as a CUDA graph and replay it (CUDA only).
+        streams: give each group its own CUDA stream when several train together (CUDA only).
+        dtype: parameter dtype; None = float32. Tests use torch.float64.
+    """
+
+    conv1x1: str = "dense"
+    cuda_graph: bool = True
+    streams: bool = True
+    dtype: torch.dtype | None = None
+
+    def __post_init__(self) -> None:
+        if self.conv1x1 not in CONV1X1:
+            raise ValueError(f"conv1x1={self.conv1x1!r}; accepted: {', '.join(CONV1X1)}")
+
+    def record(self, device: torch.device) -> dict[str, Any]:
+        """What ran, for the records' ``fidelity_config["engine"]`` (CUDA levers off on CPU)."""
+        cuda = device.type == "cuda"
+        return {"name": "multi_model", "conv1x1": self.conv1x1,
+                "cuda_graph": self.cuda_graph and cuda, "streams": self.streams and cuda}
+
+
+class FoldedSGD:
+    """``torch.optim.SGD(nesterov=True, momentum, weight_decay)`` as elementwise foreach ops
+    with the learning rate in a device tensor, so a CUDA graph can capture the step (torch's
+    SGD passes a Python float per step). Momentum starts at zero, which makes the first step
+    torch's (``buf = grad``)."""
+
+    def __init__(self, params: list[torch.Tensor], fidelity: Fidelity) -> None:
+        self.params = params
+        self.momenta = [torch.zeros_like(p) for p in params]
+        self.neg_lr = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
+        self.momentum, self.weight_decay = fidelity.momentum, fidelity.weight_decay
+
+    def set_lr(self, lr: float) -> None:
+        self.neg_lr.fill_(-lr)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        grads = [p.grad for p in self.params]
+        d = torch._foreach_add(grads, self.params, alpha=self.weight_decay)
+        torch._foreach_mul_(self.momenta, self.momentum)
+        torch._foreach_add_(self.momenta, d)
+        torch._foreach_add_(d, self.momenta, alpha=self.momentum)  # Nesterov
+        torch._foreach_mul_(d, self.neg_lr)
+        torch._foreach_add_(self.params, d)
+
+
+@dataclass
+class _Graph:
+    """One captured training step and its static inputs and outputs."""
+
+    graph: Any  # torch.cuda.CUDAGraph
+    x: torch.Tensor
+    y: torch.Tensor
+    loss: torch.Tensor
+    correct: torch.Tensor
+
+
+class _Group:
+    """The seeds of one design, trained as one FoldedNet."""
+
+    def __init__(self, design: ss.Design, seeds: Sequence[int], splits: Splits,
+                 fidelity: Fidelity, input_size: int, device: torch.device,
+                 options: EngineOptions) -> None:
+        self.design, self.seeds, self.device = design, tuple(seeds), device
+        self.models = len(self.seeds)
+        nets = []
+        for seed in self.seeds:  # as evaluate()'s _trial: seed, then build
+            torch.manual_seed(seed)
+            nets.append(ss.build(design, num_classes=splits.num_classes, input_size=input_size))
+        plan = net_plan(design, splits.num_classes, input_size)
+        net = FoldedNet.from_nets(plan, nets, options.conv1x1)
+        net = net.to(device=device, dtype=options.dtype or torch.float32)
+        if device.type == "cuda":
+            net = net.to(memory_format=torch.channels_last)
+        self.net, self.plan = net, plan
+        self.generators = [torch.Generator().manual_seed(seed) for seed in self.seeds]
+        self.params = list(net.parameters())
+        self.sgd = FoldedSGD(self.params, fidelity)
+        cuda = device.type == "cuda"
+        self.use_graph = options.cuda_graph and cuda
+        self.stream = torch.cuda.Stream(device) if cuda and options.streams else None
+        self.graphs: dict[int, _Graph] = {}
+        self.failed: dict[int, str] = {}  # model index -> reason
+        self.curves: list[list[dict[str, Any]]] = [[] for _ in self.seeds]
+
+    def alive(self) -> bool:
+        return len(self.failed) < self.models
+
+    def context(self) -> contextlib.AbstractContextManager:
+        return torch.cuda.stream(self.stream) if self.stream is not None else (
+            contextlib.nullcontext())
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward, backward and SGD step on a (B, 3N, H, W) batch with (N, B) labels."""
+        cuda = self.device.type == "cuda"
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda, cache_enabled=False):
+            logits = self.net(x.to(self.params[0].dtype))  # B x N x classes
+        logits = logits.float()  # as train_epochs: the loss in float32
+        # train_epochs' own call per model (N small kernels): the same rounding of each
+        # model's gradient, where one call over B x classes x N would sum in another order.
+        loss = torch.stack([F.cross_entropy(logits[:, m], y[m]) for m in range(self.models)])
+        for p in self.params:
+            p.grad = None
+        loss.sum().backward()
+        self.sgd.step()
+        return loss.detach(), (logits.argmax(2) == y.t()).sum(0)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor,
+                   lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step of every model; per-model (loss, correct count)."""
+        self.sgd.set_lr(lr)
+        if not self.use_graph:
+            return self._step(x, y)
+        graph = self.graphs.get(x.shape[0])
+        if graph is None:
+            if self.graphs:  # a second shape (the epoch's last, short batch): run it eagerly
+                return self._step(x, y)
+            graph = self.graphs[x.shape[0]] = self._capture(x, y)
+        graph.x.copy_(x)
+        graph.y.copy_(y)
+        graph.graph.replay()
+        return graph.loss, graph.correct
+
+    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> _Graph:
+        """Warm up (cuDNN autotuning, autograd's buffers) on a side stream, restore every
+        tensor the warm-up changed, and capture one step (torch.cuda.graphs docs' recipe)."""
+        state = [*self.params, *self.net.buffers(), *self.sgd.momenta]
+        saved = [t.detach().clone() for t in state]
+        x, y = x.clone(), y.clone()
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self._step(x, y)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        with torch.no_grad():
+            for t, v in zip(state, saved, strict=True):
+                t.copy_(v)
+        for p in self.params:
+            p.grad = None
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            loss, correct = self._step(x, y)
+        # The graph writes these gradients on every replay: keep them alive with it, since an
+        # eager step (short last batch) sets p.grad anew.
+        self.graph_grads = [p.grad for p in self.params]
+        return _Graph(graph, x, y, loss, correct)
+
+
+def crop_flip_many(images: torch.Tensor, pad: int,
+                   generators: Sequence[torch.Generator]) -> torch.Tensor:
+    """``augment.crop_flip`` of each model's batch with that model's generator, in one gather.
+
+    Args:
+        images: N x B x C x H x W (uint8), model m's batch in ``images[m]``.
+        pad: pixels of zero padding per side.
+        generators: one per model, drawn as crop_flip draws (offsets y, x, then flips).
+
+    Returns:
+        N x B x C x H x W, equal to ``stack([crop_flip(images[m], pad, generators[m])])``.
+    """
+    n, b, c, h, w = images.shape
+    draws = []
+    for g in generators:
+        dy = torch.randint(0, 2 * pad + 1, (b,), generator=g)
+        dx = torch.randint(0, 2 * pad + 1, (b,), generator=g)
+        flip = torch.rand(b, generator=g) < 0.5
+        draws.append(torch.stack([dy, dx, flip.long()]))
+    dy, dx, flip = torch.stack(draws, 1).flatten(1).to(images.device)  # one copy to the device
+    padded = F.pad(images.reshape(n * b, c, h, w), (pad, pad, pad, pad))
+    rows = dy[:, None] + torch.arange(h, device=images.device)
+    cols = dx[:, None] + torch.arange(w, device=images.device)
+    cols = torch.where(flip[:, None].bool(), cols.flip(1), cols)
+    batch = torch.arange(n * b, device=images.device)[:, None, None]
+    out = padded[batch, :, rows[:, :, None], cols[:, None, :]]  # NB x H x W x C
+    return out.view(n, b, h, w, c).permute(0, 1, 4, 2, 3)
+
+
+def _train_batch(splits: Splits, idx: torch.Tensor, generators: Sequence[torch.Generator],
+                 cuda: bool) -> torch.Tensor:
+    """The N models' augmented, normalised batches side by side: B x 3N x H x W."""
+    images = splits.train_images[idx]  # N x B x 3 x H x W
+    if splits.augmentation == "crop_flip":
+        pad = max(1, round(CIFAR_PAD * images.shape[-1] / 32))  # as train._train_batch
+        images = crop_flip_many(images, pad, generators)
+    elif splits.augmentation == "scale_crop_flip":
+        images = torch.stack([scale_crop_flip(im, TINY_SCALE, g)
+                              for im, g in zip(images, generators, strict=True)])
+    n, b, c, h, w = images.shape
+    x = images.permute(1, 3, 4, 0, 2).reshape(b, h, w, n * c).permute(0, 3, 1, 2)
+    x = normalize(x, splits.mean.repeat(n), splits.std.repeat(n))  # channels-last layout
+    return x if cuda else x.contiguous()  # the CPU path trains NCHW, as train_epochs
+
+
+@torch.inference_mode()
+def accuracy_many(net: FoldedNet, images: torch.Tensor, labels: torch.Tensor,
+                  splits: Splits, *, batch_size: int) -> list[float]:
+    """Top-1 accuracy in [0, 1] of each of the N folded models (eval mode, no augmentation)."""
+    cuda = images.device.type == "cuda"
+    was_training = net.training
+    net.eval()
+    n = net.models
+    dtype = next(net.parameters()).dtype
+    correct = torch.zeros(n, dtype=torch.int64, device=images.device)
+    for start in range(0, images.shape[0], batch_size):
+        x = normalize(images[start:start + batch_size], splits.mean, splits.std)
+        x = x.repeat(1, n, 1, 1).to(dtype)  # every model sees the same images
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            logits = net(x)  # B x N x classes
+        correct += (logits.argmax(2) == labels[start:start + batch_size, None]).sum(0)
+    net.train(was_training)
+    return [c / images.shape[0] for c in correct.tolist()]
+
+
+class MultiTrainer:
+    """Groups -- a design and its seeds, one FoldedNet each -- trained side by side, step by
+    step, over one set of splits (every group has the same steps per epoch).
+
+    Args:
+        trials: (design, seeds) per group.
+        splits: the data, on ``device`` (``evaluators.splits.make_splits``).
+        fidelity: the training budget.
+        input_size: the side the nets are built for (``describe()["input_size"]``).
+        device: where to train.
+        options: the engine's levers.
+
+    A model whose loss turns non-finite is failed (``failed``), as ``train_epochs`` raises
+    ``Diverged``; its slice of the folded tensors goes on computing, harmlessly, since no
+    operation mixes models. An exception in a group's step fails that group's models.
+    """
+
+    def __init__(self, trials: Sequence[tuple[ss.Design, Sequence[int]]], splits: Splits,
+                 fidelity: Fidelity, *, input_size: int, device: torch.device,
+                 options: EngineOptions) -> None:
+        self.splits, self.fidelity, self.device = splits, fidelity, device
+        self.input_size = input_size
+        self.groups = [_Group(d, seeds, splits, fidelity, input_size, device, options)
+                       for d, seeds in trials]
+        self.models = sum(g.models for g in self.groups)
+        self.n = splits.train_images.shape[0]
+        self.steps = math.ceil(self.n / fidelity.batch_size)
+        self.sizes = torch.full((self.steps,), float(fidelity.batch_size), device=device)
+        self.sizes[-1] = self.n - fidelity.batch_size * (self.steps - 1)
+
+    def epochs(self) -> Iterator[list[tuple[_Group, int, dict[str, Any]]]]:
+        """Train epoch by epoch; yield (group, model index, curve row) of each model alive.
+
+        A row is ``train_epochs``'s: epoch, train_loss, train_acc, val_acc, and seconds --
+        the epoch's wall time (validation included) divided by the models trained together.
+        """
+        if self.device.type == "cuda":
+            for g in self.groups:
+                if g.stream is not None:
+                    g.stream.wait_stream(torch.cuda.current_stream(self.device))
+        for epoch in range(1, self.fidelity.epochs + 1):
+            live = [g for g in self.groups if g.alive()]
+            if not live:
+                return
+            start = time.perf_counter()
+            self._train_epoch(epoch, live)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            rows = self._rows(epoch, live)
+            seconds = (time.perf_counter() - start) / self.models
+            for _, _, row in rows:
+                row["seconds"] = seconds
+            yield rows
+
+    def _train_epoch(self, epoch: int, live: list[_Group]) -> None:
+        fid, bs, cuda = self.fidelity, self.fidelity.batch_size, self.device.type == "cuda"
+        check_every = CHECK_EVERY_CUDA if cuda else 1  # on CPU a check is free
+        for g in live:
+            with g.context():
+                g.orders = torch.stack([torch.randperm(self.n, generator=gen)
+                                        for gen in g.generators]).to(self.device)
+                g.losses = torch.zeros(self.steps, g.models, device=self.device)
+                g.correct = torch.zeros(g.models, dtype=torch.int64, device=self.device)
+        for step in range(self.steps):
+            lr = fid.lr * lr_factor((epoch - 1) * self.steps + step, self.steps * fid.epochs,
+                                    fid)
+            for g in live:
+                if not g.alive():
+                    continue
+                with g.context():
+                    try:
+                        idx = g.orders[:, step * bs:(step + 1) * bs]
+                        x = _train_batch(self.splits, idx, g.generators, cuda)
+                        loss, correct = g.train_step(x, self.splits.train_labels[idx], lr)
+                        g.losses[step].copy_(loss)
+                        g.correct += correct
+                    except Exception as exc:  # a failed group is records, not an exception
+                        _fail(g, failure_reason(exc))
+            if (step + 1) % check_every == 0 or step + 1 == self.steps:
+                for g in live:
+                    if g.alive():
+                        _check_finite(g, step, check_every, epoch)
+
+    def _rows(self, epoch: int, live: list[_Group]) -> list[tuple[_Group, int, dict]]:
+        rows = []
+        for g in live:
+            if not g.alive():
+                continue
+            val = self._accuracies(g, self.splits.val_images, self.splits.val_labels)
+            if val is None:
+                continue
+            correct = g.correct.tolist()
+            for m in range(g.models):
+                if m not in g.failed:
+                    # train_epochs' sum (float32, over one model's steps), not a 2-D one
+                    loss = (g.losses[:, m] * self.sizes).sum().item()
+                    rows.append((g, m, {"epoch": epoch, "train_loss": loss / self.n,
+                                        "train_acc": correct[m] / self.n,
+                                        "val_acc": val[m]}))
+        return rows
+
+    def _accuracies(self, g: _Group, images: torch.Tensor,
+                    labels: torch.Tensor) -> list[float] | None:
+        try:
+            return accuracy_many(g.net, images, labels, self.splits,
+                                 batch_size=self.fidelity.eval_batch_size)
+        except Exception as exc:
+            _fail(g, failure_reason(exc))
+            return None
+
+    def test_accuracies(self) -> dict[tuple[_Group, int], float]:
+        """Test accuracy of every model still alive (failures recorded in ``failed``)."""
+        out = {}
+        for g in self.groups:
+            if g.alive():
+                test = self._accuracies(g, self.splits.test_images, self.splits.test_labels)
+                for m, acc in enumerate(test or []):
+                    if m not in g.failed:
+                        out[g, m] = acc
+        return out
+
+    def nets(self, g: _Group) -> list[torch.nn.Module]:
+        """The group's models as ``search_space.build`` nets (float32, on the device)."""
+        nets = []
+        for state in unfold_states(g.net.state_dict(), g.models):
+            net = ss.build(g.design, num_classes=self.splits.num_classes,
+                           input_size=self.input_size)
+            net.load_state_dict(state)
+            net = net.to(self.device)
+            if self.device.type == "cuda":
+                net = net.to(memory_format=torch.channels_last)
+            nets.append(net)
+        return nets
+
+
+def _fail(g: _Group, reason: str) -> None:
+    for m in range(g.models):
+        g.failed.setdefault(m, reason)
+
+
+def _check_finite(g: _Group, step: int, window: int, epoch: int) -> None:
+    """Fail each model whose loss was non-finite in the last ``window`` steps, naming the
+    first such step as ``train_epochs`` does (``diverged: loss=nan at epoch E step S``)."""
+    first = max(0, step + 1 - window)
+    bad = ~torch.isfinite(g.losses[first:step + 1])  # window x N
+    if not bool(bad.any()):
+        return
+    bad = bad.cpu()
+    for m in range(g.models):
+        if m not in g.failed and bool(bad[:, m].any()):
+            at = first + int(bad[:, m].nonzero()[0, 0])
+            value = g.losses[at, m].item()
+            g.failed[m] = f"diverged: loss={value} at epoch {epoch} step {at + 1}"
+
+
+def evaluate_many(trials: Trials, fidelity: Fidelity | str = "smoke", dataset: str = "synthetic",
+                  data_dir: Path | str | None = None, *, threads: int | None = None,
+                  device: torch.device | str | None = None,
+                  options: EngineOptions | None = None,
+                  progress: Progress | None = None) -> list[Result]:
+    """Train every (design, seed) of ``trials`` at once; one :class:`Result` each, in order.
+
+    Each design's seeds train as one FoldedNet; several designs train side by side. The
+    records are ``evaluate()``'s for the same arguments (within float rounding), except
+    ``wall_s`` and the curve's ``seconds`` (the shares of the process: module docstring)
+    and ``fidelity_config["engine"]`` (what ran: ``EngineOptions.record``).
+
+    Raises:
+        ValueError: before any training, for an unknown fidelity, dataset or design id, a
+            design without seeds, or a (design, seed) given twice.
+    """
+    start = time.perf_counter()
+    groups = [(ss.parse(d) if isinstance(d, str) else d, tuple(seeds)) for d, seeds in trials]
+    keys = [(d.id, s) for d, seeds in groups for s in seeds]
+    if not groups or any(not seeds for _, seeds in groups) or len(set(keys)) < len(keys):
+        raise ValueError(f"trials {[(d.id, s) for d, s in groups]}: need at least one design, "
+                         "each with at least one seed, no (design, seed) twice")
+    fidelity = get_fidelity(fidelity) if isinstance(fidelity, str) else fidelity
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; accepted: {', '.join(DATASETS)}")
+    options = options or EngineOptions()
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    threads = threads or fidelity.threads or torch.get_num_threads()
+    outcomes: dict[tuple[str, int], dict[str, Any]] = {k: {"curve": []} for k in keys}
+    with _torch_state(threads, dev, deterministic=fidelity.deterministic):
+        data = load_dataset(dataset, data_dir)
+        infos = {d.id: _describe(d, data.num_classes, data.resolution) for d, _ in groups}
+        size = next(iter(infos.values()))["input_size"]
+        _train(groups, data, fidelity, size, dev, options, outcomes, progress)
+        del data
+    share = (time.perf_counter() - start) / len(keys)
+    config = {**fidelity.to_dict(), "threads": threads, "engine": options.record(dev)}
+    return [_record(infos[d], fidelity.name, config, dataset, s, outcomes[d, s], share, dev)
+            for d, s in keys]
+
+
+def _train(groups: list[tuple[ss.Design, tuple[int, ...]]], data: Any, fidelity: Fidelity,
+           input_size: int, device: torch.device, options: EngineOptions,
+           outcomes: dict[tuple[str, int], dict[str, Any]], progress: Progress | None) -> None:
+    """Fill ``outcomes`` (curve, and test_acc and latency or a reason) of every model.
+
+    The trial's own exceptions become reasons; the progress callback's propagate."""
+    trainer = None
+    try:
+        splits = make_splits(data, fidelity, device)
+        trainer = MultiTrainer(groups, splits, fidelity, input_size=input_size, device=device,
+                               options=options)
+    except Exception as exc:
+        for outcome in outcomes.values():
+            outcome["reason"] = failure_reason(exc)
+        return
+    try:
+        for rows in trainer.epochs():
+            for g, m, row in rows:
+                outcomes[g.design.id, g.seeds[m]]["curve"].append(row)
+                if progress is not None:
+                    progress(g.design.id, g.seeds[m], dict(row))
+        for (g, m), acc in trainer.test_accuracies().items():
+            outcomes[g.design.id, g.seeds[m]]["test_acc"] = acc
+        if fidelity.latency_reps:
+            _measure_latencies(trainer, fidelity, outcomes)
+        for g in trainer.groups:
+            for m, reason in g.failed.items():
+                outcomes[g.design.id, g.seeds[m]]["reason"] = reason
+    finally:
+        del trainer
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _measure_latencies(trainer: MultiTrainer, fidelity: Fidelity,
+                       outcomes: dict[tuple[str, int], dict[str, Any]]) -> None:
+    """Inference latency of each model alive, as its one-model net (as evaluate() measures)."""
+    resolution = fidelity.latency_resolution or trainer.input_size
+    for g in trainer.groups:
+        if not g.alive():
+            continue
+        try:
+            for m, net in enumerate(trainer.nets(g)):
+                if m not in g.failed:
+                    outcomes[g.design.id, g.seeds[m]]["latency"] = measure_latency(
+                        net, resolution, device=trainer.device,
+                        warmup=fidelity.latency_warmup, reps=fidelity.latency_reps)
+        except Exception as exc:
+            _fail(g, failure_reason(exc))
+
+
+def _record(info: dict[str, Any], fidelity: str, config: dict[str, Any], dataset: str,
+            seed: int, outcome: dict[str, Any], wall_s: float, device: torch.device) -> Result:
+    """The record of one model: the single place that builds ``evaluators.Result``."""
+    failed = "reason" in outcome
+    curve = outcome["curve"]
+    latency = outcome.get("latency", {}) if not failed else {}
+    return Result(
+        design_id=info["id"], fidelity=fidelity, fidelity_config=config, dataset=dataset,
+        seed=seed, status="failed" if failed else "ok", reason=outcome.get("reason"),
+        curve=tuple(curve), val_acc=curve[-1]["val_acc"] if curve and not failed else None,
+        test_acc=None if failed else outcome.get("test_acc"), wall_s=wall_s,
+        latency_b1_ms=latency.get(1), latency_b64_ms=latency.get(64),
+        device=_device_name(device), torch_version=torch.__version__, commit=git_commit(),
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        design=info,
+    )
