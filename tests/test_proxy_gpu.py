@@ -17,17 +17,35 @@ def _args(tmp_path: Path, *extra: str) -> list[str]:
             "--run-dir", str(tmp_path / "run"), *extra]
 
 
+def _records(tmp_path: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in (tmp_path / "run" / "records").glob("*.json")]
+
+
 def test_records_a_shortened_fidelity_under_its_own_name_and_resumes(tmp_path, capfd):
-    assert proxy_gpu.main(_args(tmp_path, "--epochs", "1")) == 0
-    records = [json.loads(p.read_text()) for p in (tmp_path / "run" / "records").glob("*.json")]
+    assert proxy_gpu.main(_args(tmp_path, "--epochs", "1", "--designs-per-batch", "2")) == 0
+    records = _records(tmp_path)
     assert len(records) == 3
     assert {r["fidelity"] for r in records} == {"smoke-e1"}
     assert all(r["status"] == "ok" and len(r["curve"]) == 1 for r in records)
     assert all(r["fidelity_config"]["epochs"] == 1 for r in records)
+    assert all(r["fidelity_config"]["engine"]["conv1x1"] == "dense" for r in records)
     out = capfd.readouterr().out  # the workers are processes: read the file descriptors
-    assert "epoch 1: val" in out  # per-epoch progress from the workers
+    assert "2 batches of up to 2 designs" in out
+    assert "s0 epoch 1: val" in out  # per-epoch progress from the workers
     assert proxy_gpu.main(_args(tmp_path, "--epochs", "1")) == 0
     assert "0 trials to run" in capfd.readouterr().out
+
+
+def test_a_design_s_seeds_train_together_with_the_chosen_layout(tmp_path, capfd):
+    argv = _args(tmp_path, "--epochs", "1", "--conv1x1", "grouped", "--no-cuda-graph")
+    argv[argv.index("--seeds") + 1] = "0,1"
+    assert proxy_gpu.main(argv) == 0
+    records = _records(tmp_path)
+    assert sorted((r["design_id"], r["seed"]) for r in records) == sorted(
+        (d, s) for d in ("plain8-c16-k1.4.4", "plain8-c16-k1.g1", "plain8-c16-k2.g2")
+        for s in (0, 1))
+    assert {r["fidelity_config"]["engine"]["conv1x1"] for r in records} == {"grouped"}
+    assert "3 batches of up to 1 designs" in capfd.readouterr().out
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
@@ -35,4 +53,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == "proxy_gpu.py: error: --epochs 0 must be >= 1"
     assert proxy_gpu.main(_args(tmp_path)[:1] + ["nope"] + _args(tmp_path)[2:]) == 2
     assert "unknown preset 'nope'" in capsys.readouterr().err
+    assert proxy_gpu.main(_args(tmp_path, "--conv1x1", "gemm")) == 2
+    assert capsys.readouterr().err.strip() == (
+        "proxy_gpu.py: error: --conv1x1 'gemm'; accepted: grouped, dense, bmm")
+    assert proxy_gpu.main(_args(tmp_path, "--designs-per-batch", "0")) == 2
+    assert "--designs-per-batch 0 must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # nothing half-written
