@@ -196,29 +196,41 @@ class _Group:
         return graph.loss, graph.correct
 
     def _capture(self, x: torch.Tensor, y: torch.Tensor) -> _Graph:
-        """Warm up (cuDNN autotuning, autograd's buffers) on a side stream, restore every
-        tensor the warm-up changed, and capture one step (torch.cuda.graphs docs' recipe)."""
+        """Warm up (cuDNN autotuning, autograd's buffers), restore every tensor the warm-up
+        changed, and capture one step (the recipe of torch.cuda.graphs' documentation)."""
         state = [*self.params, *self.net.buffers(), *self.sgd.momenta]
         saved = [t.detach().clone() for t in state]
         x, y = x.clone(), y.clone()
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                self._step(x, y)
-        torch.cuda.current_stream(self.device).wait_stream(side)
+        _warm_up(lambda: self._step(x, y), self.device)
         with torch.no_grad():
             for t, v in zip(state, saved, strict=True):
                 t.copy_(v)
         for p in self.params:
             p.grad = None
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            loss, correct = self._step(x, y)
+        graph, (loss, correct) = _graph_of(lambda: self._step(x, y))
         # The graph writes these gradients on every replay: keep them alive with it, since an
         # eager step (short last batch) sets p.grad anew.
         self.graph_grads = [p.grad for p in self.params]
         return _Graph(graph, x, y, loss, correct)
+
+
+def _warm_up(step: Callable[[], object], device: torch.device, times: int = 3) -> None:
+    """Run ``step`` on a side stream, as a CUDA graph capture wants before it."""
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(times):
+            step()
+    torch.cuda.current_stream(device).wait_stream(side)
+
+
+def _graph_of(step: Callable[[], Any]) -> tuple[Any, Any]:
+    """``step`` captured as a CUDA graph (not run), and its outputs, which each replay
+    overwrites in place."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = step()
+    return graph, out
 
 
 def crop_flip_many(images: torch.Tensor, pad: int,

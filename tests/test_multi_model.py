@@ -134,9 +134,8 @@ def test_several_designs_side_by_side_train_as_each_alone(splits):
         alone = _trainer([(design, seeds)], splits)
         alone_curves = _curves(alone)
         for seed in seeds:
-            strip = [{k: v for k, v in r.items() if k != "seconds"} for r in curves[design, seed]]
-            assert strip == [{k: v for k, v in r.items() if k != "seconds"}
-                             for r in alone_curves[design, seed]]
+            assert _without_seconds(curves)[design, seed] == _without_seconds(
+                alone_curves)[design, seed]
         for a, b in zip(g.net.parameters(), alone.groups[0].net.parameters(), strict=True):
             assert torch.equal(a, b)
 
@@ -231,3 +230,51 @@ def test_bad_trials_are_refused_before_training():
         mm.evaluate_many([("plain8-c16-k1.4.4", (0,))], "smoke", "mnist")
     with pytest.raises(ValueError, match="conv1x1='gemm'"):
         mm.EngineOptions(conv1x1="gemm")
+
+
+class _FakeGraph:
+    """Stands in for a captured CUDA graph on the CPU: replay re-runs the step and writes its
+    outputs into the tensors the capture returned, as a replay overwrites them. A capture
+    runs nothing, so the fake undoes the step it ran to make those tensors."""
+
+    def __init__(self, step, group):
+        state = [*group.net.state_dict().values(), *group.sgd.momenta]
+        saved = [t.clone() for t in state]
+        self.step, self.out = step, step()
+        with torch.no_grad():
+            for t, v in zip(state, saved, strict=True):
+                t.copy_(v)
+
+    def replay(self):
+        for static, new in zip(self.out, self.step(), strict=True):
+            static.copy_(new)
+
+
+def test_graph_capture_leaves_training_as_eager(splits, monkeypatch):
+    """The graphed step's bookkeeping on the CPU (CUDA's capture itself needs a GPU): the
+    warm-up steps are undone, the static inputs and outputs carry every step, and the short
+    last batch runs eagerly; the weights are then the eager run's, bit for bit."""
+    captures = []
+    trials = [("plain8-c28-k1.g2.g2", (0, 1))]
+    eager = _trainer(trials, splits)
+    graphed = _trainer(trials, splits)
+    graphed.groups[0].use_graph = True
+
+    def graph_of(step):
+        fake = _FakeGraph(step, graphed.groups[0])
+        captures.append(fake)
+        return fake, fake.out
+
+    monkeypatch.setattr(mm, "_warm_up", lambda step, device, times=3: [
+        step() for _ in range(times)])
+    monkeypatch.setattr(mm, "_graph_of", graph_of)
+    assert _without_seconds(_curves(graphed)) == _without_seconds(_curves(eager))
+    assert len(captures) == 1  # the 64-image step; the 40-image one ran eagerly
+    for a, b in zip(graphed.groups[0].net.state_dict().values(),
+                    eager.groups[0].net.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def _without_seconds(curves: dict) -> dict:
+    return {k: [{f: v for f, v in row.items() if f != "seconds"} for row in rows]
+            for k, rows in curves.items()}
