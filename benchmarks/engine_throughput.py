@@ -399,9 +399,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tiny", action="store_true",
                    help="--resolution 8 --batch 8 --steps 2 --epochs 2: a check that "
                         "everything runs (CPU, tests)")
+    p.add_argument("--markdown", type=Path, metavar="JSON",
+                   help="print the docs/performance.md block of a measured JSON")
     args = p.parse_args(argv)
     if args.choose is not None:
         return _print_choice(args)
+    if args.markdown is not None:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return 0
     if args.out is None:
         print("engine_throughput.py: error: --out is required", file=sys.stderr)
         return 2
@@ -431,6 +436,53 @@ def main(argv: list[str] | None = None) -> int:
     bench.save()
     print(json.dumps(bench.out["targets"], indent=1))
     return 0
+
+
+def markdown(out: dict[str, Any]) -> str:
+    """The doc block of a benchmark JSON (docs/performance.md): images/s per design and
+    lever with the ratio to the one-model path, side by side, vmap, and the targets."""
+    cfg = out["config"]
+    levers = list(dict.fromkeys(r["lever"] for r in out["engine"] if len(r["designs"]) == 1))
+    lines = [
+        f"{out['label']}: {out['device']}, torch {out['torch']}, commit {out['commit'][:8]}, "
+        f"{out['created']}. {cfg['seeds']} models per design, {cfg['batch']} images per model "
+        f"and step at {cfg['resolution']}x{cfg['resolution']}, {cfg['steps']} steps an epoch, "
+        f"the median epoch after the first; images/s of all models, (x) = over the one-model "
+        f"path.", "",
+        "| design | one model | " + " | ".join(levers) + " |",
+        "| --- | ---: | " + " | ".join("---:" for _ in levers) + " |"]
+    base = {b["design"]: b["img_s"] for b in out["baseline"]}
+    designs = list(dict.fromkeys(d for r in out["engine"] for d in r["designs"]))
+    for d in designs:
+        cells = []
+        for lever in levers:
+            row = next((r for r in out["engine"] if r["designs"] == [d] and r["lever"] == lever),
+                       None)
+            cells.append("" if row is None else f"{row['img_s']:,.0f}" + (
+                f" ({row['over_baseline']:.2f}x)" if "over_baseline" in row else ""))
+        one = f"{base[d]:,.0f}" if d in base else ""
+        lines.append(f"| `{d}` | {one} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for r in out["together"]:
+        lines.append(f"- {len(r['designs'])} designs side by side ({r['models']} models, "
+                     f"{r['lever']}): {r['img_s']:,.0f} img/s.")
+    for r in out["vmap"]:
+        lines.append(f"- vmap over {r['models']} reference nets of `{r['design']}`: "
+                     f"{r['img_s']['vmap']:,.0f} img/s against the folded net's "
+                     f"{r['img_s']['folded']:,.0f} ({r['vmap_over_folded']:.2f}x), "
+                     "forward-backward-SGD on fixed batches.")
+    for preset, t in out["targets"].items():
+        if isinstance(t, dict) and t.get("measured"):
+            agg = (f"aggregate {t['aggregate_img_s_one_design_at_a_time']:,} img/s one design "
+                   "at a time")
+            if t.get("aggregate_at_least_50000") is not None:
+                agg += f" ({t['aggregate_over_target']:.3f} of the 50,000 target)"
+            lines.append(f"- {preset} at proxy15, projected: "
+                         f"{t['proxy15_best_projected_s']:,} s (target 600 s); {agg}.")
+    if out["skipped"] or out["errors"]:
+        lines.append(f"- Not measured (budget): {len(out['skipped'])}; errors: "
+                     f"{len(out['errors'])} (the JSON lists them).")
+    return "\n".join(lines)
 
 
 def _print_choice(args: argparse.Namespace) -> int:

@@ -381,7 +381,8 @@ class MultiTrainer:
             if (step + 1) % check_every == 0 or step + 1 == self.steps:
                 for g in live:
                     if g.alive():
-                        _check_finite(g, step, check_every, epoch)
+                        with g.context():  # read the losses on the stream that wrote them
+                            _check_finite(g, step, check_every, epoch)
 
     def _rows(self, epoch: int, live: list[_Group]) -> list[tuple[_Group, int, dict]]:
         rows = []

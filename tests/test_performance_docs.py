@@ -1,0 +1,53 @@
+"""docs/performance.md and docs/fidelities.md quote the engine's measurements and rung as
+the code and the committed JSON have them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import evaluators as ev
+from analysis.doc_blocks import block_in_doc
+from studies.presets import get_preset
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import engine_throughput  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+PERFORMANCE = (ROOT / "docs" / "performance.md").read_text()
+FIDELITIES = (ROOT / "docs" / "fidelities.md").read_text()
+
+
+def test_engine_blocks_are_the_committed_json():
+    cpu = json.loads((RESULTS / "engine_throughput_cpu.json").read_text())
+    assert cpu["device"] == "cpu" and cpu["label"].startswith("CPU run")
+    assert block_in_doc(PERFORMANCE, "engine-cpu") == engine_throughput.markdown(cpu)
+    assert "(every ratio below is under 1x)" in " ".join(PERFORMANCE.split())
+    assert all(r["over_baseline"] < 1 for r in cpu["engine"] if "over_baseline" in r)
+    gpu = RESULTS / "engine_throughput_gpu.json"
+    want = (engine_throughput.markdown(json.loads(gpu.read_text())) if gpu.exists()
+            else "Not measured yet.")
+    assert block_in_doc(PERFORMANCE, "engine-gpu") == want
+
+
+def test_the_one_model_gpu_rates_quoted_are_the_h100_json():
+    rows = json.loads((RESULTS / "step_time_h100.json").read_text())["rows"]
+    rate = {r["design"]: r["img_per_s"] for r in rows if r["impl"] == "fast"
+            and r["deterministic"]}
+    quoted = (f"{rate['plain8-c72-k1.g1']:,} images/s\nfor Xception C=72, "
+              f"{rate['plain8-c144-k1.12.12']:,} for IGCV2 C=144, "
+              f"{rate['plain8-c138-k1.3.3.3.3.3.3']:,} for IGCV2 L=7")
+    assert quoted in PERFORMANCE
+
+
+def test_proxy15_as_the_fidelities_doc_states_it():
+    f = ev.get_fidelity("proxy15")
+    fig3 = get_preset("fig3")
+    images = len(fig3.design_ids) * len(fig3.seeds) * f.epochs * 45_000
+    assert f"18 x 15 x 45,000 = {images / 1e6:.1f} million" in " ".join(FIDELITIES.split())
+    assert (f.epochs, f.batch_size, f.lr, f.deterministic) == (15, 64, 0.1, False)
+    assert "| `proxy15` | all 50,000 (45,000 + 5,000 val), all 10,000 test | native | 15 |" \
+        in FIDELITIES
