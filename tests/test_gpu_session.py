@@ -16,14 +16,16 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import engine_throughput  # noqa: E402
 
-FILES = {"device.txt", "session.log", "engine_throughput_gpu.json", "fig3_proxy15.log",
-         "fig3_proxy15_records.tgz", "table2_proxy15.log", "table2_proxy15_records.tgz"}
+FILES = {"device.txt", "session.log", "engine_throughput_gpu.json", "fig3_proxy15.tgz",
+         "table2_proxy15.tgz", "table4_proxy15.tgz"}
 
 
-def _records(tgz: Path) -> list[dict]:
+def _records(tgz: Path) -> tuple[list[dict], str]:
+    """The records and the proxy_gpu.py log in a preset's tarball."""
     with tarfile.open(tgz) as tar:
-        return [json.load(tar.extractfile(m)) for m in tar.getmembers()
-                if m.name.endswith(".json")]
+        records = [json.load(tar.extractfile(m)) for m in tar.getmembers()
+                   if m.name.startswith("./records/") and m.name.endswith(".json")]
+        return records, tar.extractfile("./proxy_gpu.log").read().decode()
 
 
 @pytest.mark.slow
@@ -37,8 +39,9 @@ def test_dry_session_leaves_its_files_and_records_under_out(tmp_path):
     bench = json.loads((tmp_path / "engine_throughput_gpu.json").read_text())
     assert bench["device"] == "cpu" and bench["label"].startswith("CPU run")
     assert bench["errors"] == []
-    for name in ("fig3", "table2"):
-        records = _records(tmp_path / f"{name}_proxy15_records.tgz")
+    for name in ("fig3", "table2", "table4"):
+        records, log = _records(tmp_path / f"{name}_proxy15.tgz")
+        assert "6 trials to run (smoke, smoke-e1, synthetic, seeds [0, 1])" in log
         assert sorted((r["design_id"], r["seed"]) for r in records) == sorted(
             (d, s) for d in ("plain8-c16-k1.4.4", "plain8-c16-k1.g1", "plain8-c16-k2.g2")
             for s in (0, 1))
