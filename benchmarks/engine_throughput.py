@@ -151,6 +151,7 @@ def time_engine(bench: Bench, designs: list[str], lever: str) -> dict[str, Any]:
         raise RuntimeError(f"models failed: {failed}")
     n = splits.train_images.shape[0] * trainer.models
     return {"designs": designs, "lever": lever, "models": trainer.models,
+            "cuda_graph": all(g.use_graph for g in trainer.groups),  # False: capture failed
             "batch_per_model": batch, "img_s": round(n / _median_epoch(walls), 1),
             "epoch_s": [round(w, 4) for w in walls],
             "warmup_extra_s": round(walls[0] - _median_epoch(walls), 3)}

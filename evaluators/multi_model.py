@@ -27,10 +27,11 @@ wall time divided by the number of models trained together, so that summing reco
 gives GPU time.
 
 Example:
-    >>> import evaluators as ev
-    >>> rs = evaluate_many([("plain8-c16-k1.4.4", (0, 1))], "smoke", "synthetic")  # doctest: +SKIP
-    >>> [(r.seed, r.status) for r in rs]  # doctest: +SKIP
-    [(0, 'ok'), (1, 'ok')]
+    >>> EngineOptions(conv1x1="grouped").record(torch.device("cpu"))  # CUDA levers: off
+    {'name': 'multi_model', 'conv1x1': 'grouped', 'cuda_graph': False, 'streams': False}
+    >>> rs = evaluate_many([("plain8-c16-k1.4.4", (0, 1))], "smoke")  # doctest: +SKIP
+    >>> [(r.seed, r.status, len(r.curve)) for r in rs]  # doctest: +SKIP
+    [(0, 'ok', 4), (1, 'ok', 4)]
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import contextlib
 import datetime
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,16 +148,16 @@ class _Group:
         net = net.to(device=device, dtype=options.dtype or torch.float32)
         if device.type == "cuda":
             net = net.to(memory_format=torch.channels_last)
-        self.net, self.plan = net, plan
+        self.net = net
         self.generators = [torch.Generator().manual_seed(seed) for seed in self.seeds]
         self.params = list(net.parameters())
         self.sgd = FoldedSGD(self.params, fidelity)
         cuda = device.type == "cuda"
-        self.use_graph = options.cuda_graph and cuda
+        self.use_graph = options.cuda_graph and cuda  # False after a failed capture
         self.stream = torch.cuda.Stream(device) if cuda and options.streams else None
         self.graphs: dict[int, _Graph] = {}
+        self.graph_grads: list[torch.Tensor | None] = []
         self.failed: dict[int, str] = {}  # model index -> reason
-        self.curves: list[list[dict[str, Any]]] = [[] for _ in self.seeds]
 
     def alive(self) -> bool:
         return len(self.failed) < self.models
@@ -189,7 +191,13 @@ class _Group:
         if graph is None:
             if self.graphs:  # a second shape (the epoch's last, short batch): run it eagerly
                 return self._step(x, y)
-            graph = self.graphs[x.shape[0]] = self._capture(x, y)
+            try:
+                graph = self.graphs[x.shape[0]] = self._capture(x, y)
+            except RuntimeError as exc:  # a step CUDA cannot capture: train on, eagerly
+                self.use_graph = False
+                warnings.warn(f"{self.design.id}: no CUDA graph, training eagerly "
+                              f"({failure_reason(exc)})", stacklevel=2)
+                return self._step(x, y)
         graph.x.copy_(x)
         graph.y.copy_(y)
         graph.graph.replay()
@@ -201,13 +209,21 @@ class _Group:
         state = [*self.params, *self.net.buffers(), *self.sgd.momenta]
         saved = [t.detach().clone() for t in state]
         x, y = x.clone(), y.clone()
-        _warm_up(lambda: self._step(x, y), self.device)
-        with torch.no_grad():
-            for t, v in zip(state, saved, strict=True):
-                t.copy_(v)
-        for p in self.params:
-            p.grad = None
-        graph, (loss, correct) = _graph_of(lambda: self._step(x, y))
+
+        def restore() -> None:  # also when capturing fails: the eager step goes on from here
+            with torch.no_grad():
+                for t, v in zip(state, saved, strict=True):
+                    t.copy_(v)
+            for p in self.params:
+                p.grad = None
+
+        try:
+            _warm_up(lambda: self._step(x, y), self.device)
+            restore()
+            graph, (loss, correct) = _graph_of(lambda: self._step(x, y))
+        except BaseException:
+            restore()
+            raise
         # The graph writes these gradients on every replay: keep them alive with it, since an
         # eager step (short last batch) sets p.grad anew.
         self.graph_grads = [p.grad for p in self.params]
@@ -484,7 +500,9 @@ def evaluate_many(trials: Trials, fidelity: Fidelity | str = "smoke", dataset: s
     options = options or EngineOptions()
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     threads = threads or fidelity.threads or torch.get_num_threads()
-    outcomes: dict[tuple[str, int], dict[str, Any]] = {k: {"curve": []} for k in keys}
+    engine = options.record(dev)
+    outcomes: dict[tuple[str, int], dict[str, Any]] = {
+        k: {"curve": [], "engine": engine} for k in keys}
     with _torch_state(threads, dev, deterministic=fidelity.deterministic):
         data = load_dataset(dataset, data_dir)
         infos = {d.id: _describe(d, data.num_classes, data.resolution) for d, _ in groups}
@@ -492,9 +510,9 @@ def evaluate_many(trials: Trials, fidelity: Fidelity | str = "smoke", dataset: s
         _train(groups, data, fidelity, size, dev, options, outcomes, progress)
         del data
     share = (time.perf_counter() - start) / len(keys)
-    config = {**fidelity.to_dict(), "threads": threads, "engine": options.record(dev)}
-    return [_record(infos[d], fidelity.name, config, dataset, s, outcomes[d, s], share, dev)
-            for d, s in keys]
+    config = {**fidelity.to_dict(), "threads": threads}
+    return [_record(infos[d], fidelity.name, {**config, "engine": outcomes[d, s]["engine"]},
+                    dataset, s, outcomes[d, s], share, dev) for d, s in keys]
 
 
 def _train(groups: list[tuple[ss.Design, tuple[int, ...]]], data: Any, fidelity: Fidelity,
@@ -525,6 +543,10 @@ def _train(groups: list[tuple[ss.Design, tuple[int, ...]]], data: Any, fidelity:
         for g in trainer.groups:
             for m, reason in g.failed.items():
                 outcomes[g.design.id, g.seeds[m]]["reason"] = reason
+            if not g.use_graph:  # never asked for, or its capture failed
+                for seed in g.seeds:
+                    outcomes[g.design.id, seed]["engine"] = {
+                        **outcomes[g.design.id, seed]["engine"], "cuda_graph": False}
     finally:
         del trainer
         if device.type == "cuda":

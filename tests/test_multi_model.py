@@ -278,3 +278,23 @@ def test_graph_capture_leaves_training_as_eager(splits, monkeypatch):
 def _without_seconds(curves: dict) -> dict:
     return {k: [{f: v for f, v in row.items() if f != "seconds"} for row in rows]
             for k, rows in curves.items()}
+
+
+def test_a_failed_capture_trains_on_eagerly_from_where_it_was(splits, monkeypatch):
+    def fail(step):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(mm, "_warm_up", lambda step, device, times=3: [
+        step() for _ in range(times)])
+    monkeypatch.setattr(mm, "_graph_of", fail)
+    trials = [("plain8-c24-k1.24", (0, 1))]
+    eager = _trainer(trials, splits)
+    graphed = _trainer(trials, splits)
+    graphed.groups[0].use_graph = True
+    with pytest.warns(UserWarning, match="no CUDA graph, training eagerly"):
+        curves = _curves(graphed)
+    assert _without_seconds(curves) == _without_seconds(_curves(eager))
+    assert graphed.groups[0].use_graph is False and not graphed.groups[0].failed
+    for a, b in zip(graphed.groups[0].net.state_dict().values(),
+                    eager.groups[0].net.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
