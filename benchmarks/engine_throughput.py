@@ -9,7 +9,8 @@ epoch a warm-up: cuDNN autotuning, CUDA-graph capture) through the code the runs
 
 - ``baseline``: the one-model path, ``train_epochs`` as ``evaluate()`` runs it
   (deterministic, default implementation, bf16 + channels_last on CUDA); N sequential runs
-  have its images/s in aggregate;
+  have its images/s in aggregate (``baseline_nondeterministic``: the same without
+  deterministic kernels, last, on CUDA);
 - the engine (``evaluators.multi_model``) with the design's ``--seeds`` seeds folded into
   one net, under each lever: the group 1x1 layout (grouped / dense / bmm), CUDA graphs,
   deterministic kernels on or off, 4x the batch per model; ``together``: all designs of the
@@ -87,7 +88,8 @@ class Bench:
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"),
             "config": {k: v for k, v in vars(args).items() if k != "out"},
-            "baseline": [], "engine": [], "together": [], "vmap": [], "eval": [],
+            "baseline": [], "baseline_nondeterministic": [], "engine": [], "together": [],
+            "vmap": [], "eval": [],
             "targets": {}, "profile": None, "skipped": [], "errors": [],
         }
 
@@ -116,12 +118,13 @@ def _median_epoch(walls: list[float]) -> float:
     return statistics.median(walls[1:]) if len(walls) > 1 else walls[0]
 
 
-def time_baseline(bench: Bench, design: str) -> dict[str, Any]:
-    """The one-model path (evaluate()'s: deterministic, default impl), seed 0."""
+def time_baseline(bench: Bench, design: str, deterministic: bool = True) -> dict[str, Any]:
+    """The one-model path (evaluate()'s: deterministic as every rung but proxy15, the
+    default implementation), seed 0."""
     a = bench.args
     splits = bench.splits(a.batch)
-    fid = bench.fidelity(a.batch, deterministic=True)
-    with _torch_state(a.threads, bench.device, deterministic=True):
+    fid = bench.fidelity(a.batch, deterministic=deterministic)
+    with _torch_state(a.threads, bench.device, deterministic=deterministic):
         torch.manual_seed(0)
         model = ss.build(ss.parse(design), num_classes=10, input_size=32).to(bench.device)
         if bench.device.type == "cuda":
@@ -450,9 +453,10 @@ def markdown(out: dict[str, Any]) -> str:
         f"and step at {cfg['resolution']}x{cfg['resolution']}, {cfg['steps']} steps an epoch, "
         f"the median epoch after the first; images/s of all models, (x) = over the one-model "
         f"path.", "",
-        "| design | one model | " + " | ".join(levers) + " |",
-        "| --- | ---: | " + " | ".join("---:" for _ in levers) + " |"]
+        "| design | one model | one model, non-det. | " + " | ".join(levers) + " |",
+        "| --- | ---: | ---: | " + " | ".join("---:" for _ in levers) + " |"]
     base = {b["design"]: b["img_s"] for b in out["baseline"]}
+    nondet = {b["design"]: b["img_s"] for b in out.get("baseline_nondeterministic", [])}
     designs = list(dict.fromkeys(d for r in out["engine"] for d in r["designs"]))
     for d in designs:
         cells = []
@@ -462,7 +466,8 @@ def markdown(out: dict[str, Any]) -> str:
             cells.append("" if row is None else f"{row['img_s']:,.0f}" + (
                 f" ({row['over_baseline']:.2f}x)" if "over_baseline" in row else ""))
         one = f"{base[d]:,.0f}" if d in base else ""
-        lines.append(f"| `{d}` | {one} | " + " | ".join(cells) + " |")
+        two = f"{nondet[d]:,.0f}" if d in nondet else ""
+        lines.append(f"| `{d}` | {one} | {two} | " + " | ".join(cells) + " |")
     lines.append("")
     for r in out["together"]:
         lines.append(f"- {len(r['designs'])} designs side by side ({r['models']} models, "
@@ -512,7 +517,9 @@ def _measure_profile(bench: Bench, design: str) -> None:
 
 
 def run(bench: Bench) -> None:
-    """Every measurement, most wanted first (the budget cuts from the end)."""
+    """Every measurement, most wanted first (the budget cuts from the end): per preset the
+    engine's default and the one-model path per design, forward rates and all designs side
+    by side; then the other levers on the first preset's designs; then vmap."""
     presets = {name: list(get_preset(name).design_ids) for name in bench.args.presets}
     for name, designs in presets.items():
         for d in designs:
@@ -526,13 +533,17 @@ def run(bench: Bench) -> None:
             _measure(bench, "eval", d, lambda d=d: time_eval(bench, d))
         _measure(bench, "together", f"{name} {DEFAULT_LEVER}",
                  lambda designs=designs: time_engine(bench, designs, DEFAULT_LEVER))
-        if name == bench.args.presets[0]:  # the levers on the first preset (fig3 by default)
-            for lever in [lv for lv in bench.args.levers if lv not in (DEFAULT_LEVER, "vmap")]:
-                for d in designs:
-                    _measure(bench, "engine", f"{d} {lever}",
-                             lambda d=d, lever=lever: time_engine(bench, [d], lever))
-            if "vmap" in bench.args.levers:
-                _measure(bench, "vmap", designs[1], lambda d=designs[1]: time_vmap(bench, d))
+    first = presets[bench.args.presets[0]]
+    for lever in [lv for lv in bench.args.levers if lv not in (DEFAULT_LEVER, "vmap")]:
+        for d in first:
+            _measure(bench, "engine", f"{d} {lever}",
+                     lambda d=d, lever=lever: time_engine(bench, [d], lever))
+    if "vmap" in bench.args.levers:
+        _measure(bench, "vmap", first[1], lambda d=first[1]: time_vmap(bench, d))
+    if bench.device.type == "cuda":  # the one-model path without deterministic kernels
+        for d in first:
+            _measure(bench, "baseline_nondeterministic", d,
+                     lambda d=d: time_baseline(bench, d, deterministic=False))
 
 
 if __name__ == "__main__":
