@@ -24,6 +24,9 @@ from .theory import (
     params_lower_bound,
     params_q,
     satisfies_product,
+    theory_score,
+    widest_width,
+    xception_width,
 )
 
 __all__ = [
@@ -45,4 +48,7 @@ __all__ = [
     "params_q",
     "parse",
     "satisfies_product",
+    "theory_score",
+    "widest_width",
+    "xception_width",
 ]
