@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -418,6 +419,46 @@ def score_design(design: ss.Design | str, seed: int, batch: ProxyBatch,
             "seconds": seconds, "errors": errors, "wall_s": time.perf_counter() - start}
 
 
+def zc_record(design: ss.Design | str, seed: int, batch: ProxyBatch,
+              config: ZeroCostConfig | None = None, *, num_classes: int = 10,
+              input_size: int | None = None) -> dict[str, Any]:
+    """:func:`score_design` as a record of the ``zc`` fidelity, in the layout of
+    ``Result.to_dict()`` (describe() keys, then the record's own), plus one key
+    ``zero_cost``: ``{"scores", "seconds", "errors"}`` of :func:`score_design`.
+
+    Keyed like every record by (design, fidelity ``config.name``, dataset, seed). Status
+    "ok" with an empty curve and no accuracies; "failed" (``zero_cost`` None) only when the
+    design itself cannot be scored (a proxy failing alone is a None score, not a failure).
+    ``fidelity_config`` is the config plus the batch's train-split indices.
+    """
+    from evaluators.evaluate import failure_reason, git_commit
+
+    config = config or ZeroCostConfig()
+    design = ss.parse(design) if isinstance(design, str) else design
+    start = time.perf_counter()
+    try:
+        out = score_design(design, seed, batch, config, num_classes=num_classes,
+                           input_size=input_size)
+        zc, reason = {k: out[k] for k in ("scores", "seconds", "errors")}, None
+    except Exception as exc:  # a failed design is a record, as in evaluate()
+        zc, reason = None, failure_reason(exc)
+    info = ss.describe(design, num_classes=num_classes, input_size=input_size)
+    scores = zc["scores"] if zc else {}
+    return {
+        **info,
+        "design_id": design.id, "fidelity": config.name,
+        "fidelity_config": {**config.to_dict(), "batch_indices": list(batch.indices)},
+        "dataset": batch.dataset, "seed": seed,
+        "status": "ok" if zc else "failed", "reason": reason, "curve": [],
+        "val_acc": None, "test_acc": None, "wall_s": time.perf_counter() - start,
+        "latency_b1_ms": scores.get("latency_b1_ms"),
+        "latency_b64_ms": scores.get("latency_b64_ms"),
+        "device": "cpu", "torch_version": torch.__version__, "commit": git_commit(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "zero_cost": zc,
+    }
+
+
 def _run(names: tuple[str, ...], job: Callable[[], Any], scores: dict, seconds: dict,
          errors: dict) -> None:
     """Run one proxy; a failure or a non-finite value scores None with its reason."""
@@ -464,5 +505,6 @@ __all__ = [
     "score_design",
     "snip",
     "synflow",
+    "zc_record",
     "zen",
 ]

@@ -299,3 +299,61 @@ def test_theory_score_references_and_peak():
     drop = math.log(2) / (2 * math.log(c_max / c_min))
     assert ss.theory_score(wide, q / (9 * wide**2), 0.5, q) == pytest.approx(
         dense(wide) - drop)
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+CLI = ["--designs", "plain8-c16-k1.4.4,plain8-c16-k1.g1", "--dataset", "synthetic",
+       "--resolution", "8", "--batch-size", "16", "--latency-reps", "0"]
+
+
+def test_cli_writes_records_and_resumes(tmp_path, capsys):
+    import json
+
+    from studies.zero_cost import main
+
+    out = tmp_path / "zc.jsonl"
+    assert main([*CLI, "--seeds", "1", "--out", str(out)]) == 0
+    first = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["design_id"], r["seed"]) for r in first] == [
+        ("plain8-c16-k1.4.4", 0), ("plain8-c16-k1.g1", 0)]
+    r = first[0]
+    assert r["fidelity"] == "zc" and r["status"] == "ok" and r["curve"] == []
+    assert r["id"] == r["design_id"] and r["params"] == 2842  # describe() keys, flattened
+    assert len(r["fidelity_config"]["batch_indices"]) == 16
+    assert set(r["zero_cost"]["scores"]) == set(SCORES)
+    # Again with one more seed: only seed 1 is computed; the seed-0 records are kept as is.
+    assert main([*CLI, "--seeds", "2", "--out", str(out)]) == 0
+    second = [json.loads(line) for line in out.read_text().splitlines()]
+    assert second[:2] == first and [x["seed"] for x in second[2:]] == [1, 1]
+    assert "2 to score, 2 in" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--preset", "nope"], "unknown preset 'nope'"),
+    (["--budget", "40k", "--designs", "plain8-c16-k1.4.4"], "exactly one of"),
+    (["--budget", "lots"], "budget 'lots'"),
+    (["--designs", "plain8-c16-k1.4.4", "--seeds", "0,0"], "--seeds '0,0'"),
+    (["--designs", "plain8-c16-k1.4.4", "--dataset", "mnist"], "unknown dataset 'mnist'"),
+    (["--designs", "plain8-c16-k1.4.4", "--dataset", "synthetic", "--batch-size", "1"],
+     "batch_size=1"),
+])
+def test_cli_bad_input_exits_2_writing_nothing(tmp_path, capsys, argv, message):
+    from studies.zero_cost import main
+
+    out = tmp_path / "zc.jsonl"
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_refuses_a_file_of_another_config(tmp_path, capsys):
+    from studies.zero_cost import main
+
+    out = tmp_path / "zc.jsonl"
+    assert main([*CLI, "--seeds", "1", "--max-designs", "1", "--out", str(out)]) == 0
+    before = out.read_text()
+    assert main([*CLI[:-2], "--latency-reps", "1", "--seeds", "1", "--out", str(out)]) == 2
+    assert "another config" in capsys.readouterr().err and out.read_text() == before
