@@ -179,4 +179,45 @@ def _spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.where(den > 0, (rx * ry).sum(axis=1) / den, np.nan)
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m analysis.proxy_ranks RUN_DIR ZC.jsonl``: print the correlation table."""
+    import argparse
+    import sys
+
+    from analysis.load import load_results
+
+    p = argparse.ArgumentParser(prog="python -m analysis.proxy_ranks",
+                                description=main.__doc__)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="trained records (accuracy)")
+    p.add_argument("scores", metavar="ZC.jsonl", help="zc records (python -m studies.zero_cost)")
+    p.add_argument("--metric", default="test_acc", choices=("test_acc", "val_acc"))
+    p.add_argument("--fidelity", help="the trained fidelity (default: the run's only one)")
+    p.add_argument("--n-boot", type=int, default=2000)
+    p.add_argument("--matrix", action="store_true", help="also the proxy-vs-proxy matrix")
+    args = p.parse_args(argv)
+    try:
+        runs = load_results(args.run_dir)
+        scores = read_scores(args.scores)
+    except (OSError, ValueError) as e:
+        print(f"proxy_ranks: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    fids = sorted(runs["fidelity"].dropna().unique())
+    fid = args.fidelity or (fids[0] if len(fids) == 1 else None)
+    if fid not in fids or scores.empty:
+        print(f"proxy_ranks: error: --fidelity {fid!r}: the run holds {fids}; and "
+              f"{len(scores)} zc scores", file=sys.stderr)
+        return 2
+    acc = runs[runs["fidelity"].eq(fid) & runs["status"].eq("ok")]
+    table = rank_correlations(acc, scores, metric=args.metric, n_boot=args.n_boot)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(table.round(3).to_string(index=False))
+        if args.matrix:
+            print(proxy_matrix(scores, accuracy=acc, metric=args.metric).round(2))
+    return 0
+
+
 __all__ = ["proxy_matrix", "rank_correlations", "read_scores", "scores_frame", "top_weights"]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -357,3 +357,17 @@ def test_cli_refuses_a_file_of_another_config(tmp_path, capsys):
     before = out.read_text()
     assert main([*CLI[:-2], "--latency-reps", "1", "--seeds", "1", "--out", str(out)]) == 2
     assert "another config" in capsys.readouterr().err and out.read_text() == before
+
+
+def test_docs_quote_the_default_config():
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[1] / "docs" / "proxies.md").read_text()
+    cfg = ZeroCostConfig()
+    assert f"{cfg.batch_size} images of the official train split" in doc
+    assert f"(`batch_seed` {cfg.batch_seed})" in doc and cfg.resolution is None
+    assert f"k = {cfg.jacob_k:.0e}".replace("e-0", "e-") in doc
+    assert f"f(x + {cfg.zen_alpha:g} eps)" in doc
+    assert f"; {cfg.zen_batch_size} images |" in doc
+    assert f"({cfg.latency_warmup} warm-up, {cfg.latency_reps} timed)" in doc
+    assert cfg.threads == 1 and "One thread" in doc
