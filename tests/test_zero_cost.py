@@ -212,9 +212,8 @@ def test_seeded_build_is_the_training_init():
     assert ref.keys() == fast.keys() and all(torch.equal(ref[k], fast[k]) for k in ref)
 
 
-@pytest.mark.parametrize("design", ["plain8-c24-k1.g4.g4", "res8-c16-k1.4.4"])
-def test_gradient_proxies_agree_across_block_implementations(design, batch):
-    d = ss.parse(design)
+def test_gradient_proxies_agree_across_block_implementations(batch):
+    d = ss.parse("res8-c16-k1.4.4")
     torch.manual_seed(0)
     ref = ss.build(d, num_classes=10, impl="reference")
     fast = ss.build(d, num_classes=10)
