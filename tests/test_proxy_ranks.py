@@ -120,3 +120,26 @@ def test_proxy_matrix(tables):
     means = sc.groupby("design_id")[["same", "noise"]].mean()
     assert m.loc["same", "noise"] == pytest.approx(
         kendalltau(means["same"], means["noise"]).statistic)
+
+
+def test_cli_on_a_fake_run(tmp_path, capsys):
+    import json
+
+    from analysis import fake
+    from analysis.proxy_ranks import main
+
+    run = fake.write_fake_run(tmp_path / "run")
+    cpu = [r for r in fake.fake_records() if r["fidelity"] == "cpu" and r["status"] == "ok"]
+    zc = tmp_path / "zc.jsonl"
+    zc.write_text("".join(json.dumps({
+        "design_id": r["design_id"], "seed": r["seed"], "status": "ok",
+        "zero_cost": {"scores": {"acc": r["test_acc"], "minus": -r["test_acc"]}}}) + "\n"
+        for r in cpu))
+    assert main([str(run), str(zc), "--fidelity", "cpu", "--n-boot", "100"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["proxy", "n_designs", "top_k", "kendall"]
+    assert lines[1].split()[3] == "1.0" and lines[2].split()[3] == "-1.0"
+    # Two fidelities in the run and none chosen: one line, exit 2.
+    assert main([str(run), str(zc)]) == 2
+    err = capsys.readouterr().err
+    assert "--fidelity None" in err and len(err.strip().splitlines()) == 1
