@@ -3,12 +3,13 @@
     python benchmarks/zero_cost_time.py --data-dir /work/data \\
         --designs plain8-c64-k1.64 plain8-c144-k1.12.12 --out /tmp/zc_time.json
 
-One seed per design, one at a time, in one process (the first design also pays the default
-block implementation's one-off start-up, a few seconds: it is timed separately as
-``warmup_s`` on a tiny design first). Wall seconds depend on how busy the machine is: the
-load average is recorded before and after each design, and CPU seconds (this process,
-all threads) are recorded beside wall seconds. Seconds per million multiply-adds
-(``s_per_mflop``) let a space's total be extrapolated from ``describe()["flops"]``.
+One seed per design, one at a time, in one process; the JSON is rewritten after each
+design, so a run stopped by a time or memory limit keeps what it measured. The first
+scoring pays one-off start-ups (a tiny design is scored first, timed as ``warmup_s``).
+Wall seconds depend on how busy the machine is: the load average is recorded before and
+after each design, and CPU seconds (this process, all threads) beside wall seconds.
+Seconds per million multiply-adds (``s_per_mflop``) are there to extrapolate a space's
+total; ``maxrss_mb`` is the process's peak so far (it only grows).
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     zc.score_design("plain8-c16-k1.4.4", 0, batch,
                     dataclasses.replace(config, latency_reps=0), num_classes=data.num_classes)
     warmup_s = time.perf_counter() - t0
-    rows = []
+    rows: list[dict] = []
+    head = {"config": config.to_dict(), "batch_s": batch_s, "warmup_s": warmup_s,
+            "cpus": os.cpu_count(), "commit": git_commit(), "designs": rows}
     for design_id in args.designs:
         d = ss.parse(design_id)
         info = ss.describe(d, num_classes=data.num_classes)
@@ -69,9 +72,10 @@ def main(argv: list[str] | None = None) -> int:
             "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         })
         print(json.dumps(rows[-1]), file=sys.stderr)
-    result = {"config": config.to_dict(), "batch_s": batch_s, "warmup_s": warmup_s,
-              "cpus": os.cpu_count(), "commit": git_commit(), "designs": rows}
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        # After each design: a run killed later (time, memory) keeps what it measured.
+        tmp = Path(f"{args.out}.tmp")
+        tmp.write_text(json.dumps(head, indent=1) + "\n")
+        os.replace(tmp, args.out)
     return 0
 
 
