@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import os
 import socket
 import sys
 from pathlib import Path
@@ -351,8 +352,26 @@ def _check_data(evaluators: Any, dataset: str, data_dir: str | None) -> str | No
             raise UsageError(f"no Tiny ImageNet in {root}: expected "
                              f"{evaluators.data.TINYIMAGENET_LAYOUT}")
     else:
-        evaluators.load_dataset(dataset, root)  # raises DatasetError (a ValueError)
+        try:
+            evaluators.load_dataset(dataset, root)  # raises DatasetError (a ValueError)
+        except evaluators.DatasetNotFoundError as e:
+            raise UsageError(f"{_one_line(e)}; {_data_remedies(dataset, root)}") from None
     return str(root.resolve())
+
+
+def _data_remedies(dataset: str, root: Path) -> str:
+    """The ways to a missing dataset, for its one-line error."""
+    folder = {"cifar10": "cifar-10-batches-py/", "cifar100": "cifar-100-python/"}[dataset]
+    ways = [f"give --data-dir DIR holding {folder}"]
+    if dataset == "cifar10":
+        # The project's shared folder sits beside the checkout (README: ../shared/data);
+        # shown as typed from the checkout, else in full.
+        checkout = Path(__file__).resolve().parents[1]
+        script = checkout.parent / "shared" / "data" / "prepare_cifar10.py"
+        shown = os.path.relpath(script) if Path.cwd().resolve() == checkout else script
+        ways.append(f"without internet run `python {shown} {root}`")
+    ways.append("use --dataset synthetic")
+    return "or " + ", or ".join(ways)
 
 
 def _check_run_dir(request: Request) -> None:

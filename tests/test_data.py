@@ -8,6 +8,7 @@ import io
 import os
 import pickle
 import tarfile
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -190,7 +191,7 @@ def test_download_with_wrong_md5_leaves_nothing(tmp_path):
     root = tmp_path / "data"
     with pytest.raises(DatasetError, match="md5"):
         download_and_extract(url, "0" * 32, root, "cifar-10-batches-py")
-    assert list(root.iterdir()) == []
+    assert not root.exists()  # the data directory it created is removed again
 
 
 def test_failed_download_is_not_found_and_leaves_nothing(tmp_path):
@@ -198,7 +199,22 @@ def test_failed_download_is_not_found_and_leaves_nothing(tmp_path):
     url = (tmp_path / "absent.tar.gz").as_uri()
     with pytest.raises(DatasetNotFoundError, match="absent.tar.gz"):
         download_and_extract(url, "0" * 32, root, "cifar-10-batches-py")
-    assert list(root.iterdir()) == []
+    assert not root.exists()  # the data directory it created is removed again
+
+
+def test_missing_dataset_without_network_creates_no_directory(tmp_path, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    root = tmp_path / "a" / "data"
+    with pytest.raises(DatasetNotFoundError, match="Name or service not known"):
+        load_dataset("cifar10", root)
+    assert os.listdir(tmp_path) == []  # neither data/ nor its missing parent a/
+    (tmp_path / "keep").mkdir()  # a directory that was there before stays
+    with pytest.raises(DatasetNotFoundError):
+        load_dataset("cifar100", tmp_path / "keep")
+    assert os.listdir(tmp_path) == ["keep"] and os.listdir(tmp_path / "keep") == []
 
 
 def test_local_copy_with_other_md5_is_read_without_download(tmp_path, monkeypatch):

@@ -255,6 +255,35 @@ def test_unreachable_address_exits_2_within_seconds(tmp_path, monkeypatch, capsy
     assert "Ray Client addresses are not supported" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("data_dir", [None, "given"])
+def test_missing_dataset_without_network_names_the_three_ways_and_creates_nothing(
+        data_dir, tmp_path, monkeypatch, capsys):
+    import urllib.error
+    import urllib.request
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    monkeypatch.delenv("IGCBENCH_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    argv = ["--preset", "table2"]
+    if data_dir:
+        (tmp_path / data_dir).mkdir()
+        argv += ["--data-dir", data_dir]
+    assert run.main(argv) == 2
+    err = capsys.readouterr().err
+    root = data_dir or "data"
+    assert err.count("\n") == 1 and err.startswith(
+        f"run.py: error: {root}/cifar-10-batches-py is missing and downloading "
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz failed"), err
+    assert "give --data-dir DIR holding cifar-10-batches-py/" in err
+    assert "/shared/data/prepare_cifar10.py " + root + "`" in err
+    assert "--dataset synthetic" in err
+    assert os.listdir(tmp_path) == ([data_dir] if data_dir else [])  # no data/, no runs/
+    assert not data_dir or os.listdir(tmp_path / data_dir) == []  # no partial download
+
+
 def test_a_run_directory_refuses_another_sweep(tmp_path, capsys):
     run_dir = tmp_path / "r"
     args = run.build_parser().parse_args(["--preset", "smoke", "--run-dir", str(run_dir)])
