@@ -6,6 +6,7 @@ Example:
     >>> r.status, r.val_acc, r.test_acc, r.latency_b1_ms  # doctest: +SKIP
 """
 
+from evaluators.checkpoint import remove_checkpoint
 from evaluators.data import DATASETS, Dataset, load_dataset, make_synthetic
 from evaluators.errors import DatasetError, DatasetNotFoundError, Diverged
 from evaluators.evaluate import evaluate
@@ -27,4 +28,5 @@ __all__ = [
     "load_dataset",
     "make_synthetic",
     "measure_latency",
+    "remove_checkpoint",
 ]

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 import search_space as ss
+from evaluators.checkpoint import EpochCheckpoint
 from evaluators.data import DATASETS, Dataset, load_dataset
 from evaluators.errors import Diverged
 from evaluators.fidelity import Fidelity, get_fidelity
@@ -37,7 +38,7 @@ Progress = Callable[[dict[str, Any]], object]
 def evaluate(design: ss.Design | str, fidelity: Fidelity | str = "smoke",
              dataset: str = "synthetic", seed: int = 0, data_dir: Path | str | None = None,
              *, threads: int | None = None, device: torch.device | str | None = None,
-             progress: Progress | None = None) -> Result:
+             progress: Progress | None = None, checkpoint: Path | str | None = None) -> Result:
     """Train ``design`` as ``fidelity`` says and return its result record.
 
     A failed trial does not raise: it returns ``status="failed"`` with the reason
@@ -61,6 +62,13 @@ def evaluate(design: ss.Design | str, fidelity: Fidelity | str = "smoke",
         progress: called with a copy of each epoch's curve row (epoch, train_loss,
             train_acc, val_acc, seconds) as soon as the epoch ends. Exceptions it raises are
             NOT caught: they propagate out of evaluate() (Ray Tune stops trials this way).
+            A resumed trial calls it for the restored epochs too, first, in order.
+        checkpoint: a file for per-epoch checkpoints (evaluators.checkpoint): written
+            after every epoch; if it holds a valid checkpoint of this trial (same design,
+            dataset, seed, fidelity config, device kind), training resumes after its epoch
+            and the result equals an uninterrupted run's (``wall_s`` adds the interrupted
+            runs' training time). Left in place: remove it with
+            ``evaluators.remove_checkpoint`` once the record is stored.
 
     Returns:
         The :class:`Result`; its ``design`` holds ``search_space.describe()`` of the net
@@ -80,7 +88,11 @@ def evaluate(design: ss.Design | str, fidelity: Fidelity | str = "smoke",
         info = _describe(design, data.num_classes, data.resolution)
         curve: list[dict[str, Any]] = []
         outcome: dict[str, Any] = {}
-        for row in _trial(design, info["input_size"], data, fidelity, seed, dev, outcome):
+        ckpt = None if checkpoint is None else EpochCheckpoint(
+            Path(checkpoint), {"design_id": design.id, "dataset": dataset,
+                               "num_classes": data.num_classes})
+        for row in _trial(design, info["input_size"], data, fidelity, seed, dev, outcome,
+                          ckpt):
             curve.append(row)
             if progress is not None:
                 progress(dict(row))
@@ -96,7 +108,7 @@ def evaluate(design: ss.Design | str, fidelity: Fidelity | str = "smoke",
         curve=tuple(curve),
         val_acc=curve[-1]["val_acc"] if curve and "reason" not in outcome else None,
         test_acc=outcome.get("test_acc"),
-        wall_s=time.perf_counter() - start,
+        wall_s=time.perf_counter() - start + (ckpt.resumed_s if ckpt else 0.0),
         latency_b1_ms=latency.get(1),
         latency_b64_ms=latency.get(64),
         device=_device_name(dev),
@@ -108,7 +120,8 @@ def evaluate(design: ss.Design | str, fidelity: Fidelity | str = "smoke",
 
 
 def _trial(design: ss.Design, input_size: int, data: Dataset, fidelity: Fidelity, seed: int,
-           device: torch.device, outcome: dict[str, Any]) -> Iterator[dict[str, Any]]:
+           device: torch.device, outcome: dict[str, Any],
+           checkpoint: EpochCheckpoint | None = None) -> Iterator[dict[str, Any]]:
     """Yield curve rows; on return ``outcome`` holds test_acc and latency, or a reason.
 
     The data go to the device inside the trial, so that running out of device memory there
@@ -125,7 +138,8 @@ def _trial(design: ss.Design, input_size: int, data: Dataset, fidelity: Fidelity
         model = model.to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
-        yield from train_epochs(model, splits, fidelity, seed=seed, device=device)
+        yield from train_epochs(model, splits, fidelity, seed=seed, device=device,
+                                checkpoint=checkpoint)
         outcome["test_acc"] = accuracy(model, splits.test_images, splits.test_labels, splits,
                                        batch_size=fidelity.eval_batch_size)
         if fidelity.latency_reps:
