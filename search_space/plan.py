@@ -89,6 +89,57 @@ class Block:
 
 
 @dataclass(frozen=True)
+class Run:
+    """One fused segment of FastBlock (search_space.fast): [a k x k conv, its BN, shuffle],
+    then (1x1 conv, BN, shuffle)*, [ReLU]. Here, beside the plan, so that torch-free code
+    (search_space.cost_model) counts the runs FastBlock computes.
+
+    ``spatial``: module index of the k x k convolution that opens the run, with ``lead`` its
+    (BN index, shuffle branches); both None when the run opens with a 1x1 convolution.
+    ``steps``: (conv index, BN index, shuffle branches, groups) of each 1x1 convolution.
+    ``cin``: channels entering the affine part (the spatial convolution's output, if any).
+    """
+
+    cin: int
+    cout: int
+    spatial: int | None
+    lead: tuple[int, int] | None
+    steps: tuple[tuple[int, int, int, int], ...]
+    relu: bool
+
+
+def segments(block: Block) -> tuple[Run, ...]:
+    """Cut a block into runs (module indices as in ReferenceBlock: conv, BN, [shuffle],
+    [ReLU] per convolution). A run ends at a ReLU, before a spatial conv, or at the end."""
+    runs: list[Run] = []
+    idx = 0
+    run: dict | None = None
+
+    def close(relu: bool) -> None:
+        nonlocal run
+        if run is not None:
+            runs.append(Run(run["cin"], run["cout"], run["spatial"], run["lead"],
+                            tuple(run["steps"]), relu))
+        run = None
+
+    for conv, g, relu in zip(block.convs, block.shuffle, block.relu, strict=True):
+        ci, bi = idx, idx + 1
+        if conv.k == 1 and conv.stride == 1:
+            if run is None:
+                run = {"cin": conv.cin, "spatial": None, "lead": None, "steps": []}
+            run["steps"].append((ci, bi, g, conv.groups))
+        else:
+            close(relu=False)
+            run = {"cin": conv.cout, "spatial": ci, "lead": (bi, g), "steps": []}
+        run["cout"] = conv.cout
+        idx += 2 + (g > 1) + relu
+        if relu:
+            close(relu=True)
+    close(relu=False)
+    return tuple(runs)
+
+
+@dataclass(frozen=True)
 class NetPlan:
     """A whole network. ``stage_blocks``: one C->C block per stage at its width and
     resolution, the unit in which the paper counts (and in which connectivity is measured).
