@@ -57,6 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--records", nargs="*", default=[],
                    help="folders of run directories (RUN/records/*.json) to add")
     p.add_argument("--out", required=True, help="output JSON file")
+    p.add_argument("--wide", action="store_true",
+                   help="also time training steps of wide nets on both block paths "
+                        "(8x8, batch 8; about 3 CPU-minutes)")
     p.add_argument("--update-doc", metavar="MD",
                    help="rewrite the <!-- cost-model --> block of this markdown file")
     args = p.parse_args(argv)
@@ -173,6 +176,47 @@ def evaluate(records: list[dict[str, Any]], calibrations: dict[str, Any]) -> dic
 KEYS = ("raw", "design_out", "flops_design_out", "online", "sweep_out", "flops_sweep_out")
 
 
+WIDE = ("plain8-c200-k1.g2.g2.g2.g2.g2", "plain8-c620-k1.g4", "plain8-c1504-k1.16.16.16")
+WIDE_RESOLUTION, WIDE_BATCH = 8, 8  # small, so that the fused path's steps stay affordable
+
+
+def wide_steps(calibrations: dict[str, Any]) -> list[dict[str, Any]]:
+    """Seconds of one training step of 0.65M-budget nets on each block path, measured (after
+    one untimed step) and predicted by that path's calibration."""
+    import torch
+
+    import search_space as ss
+    from search_space.cost_model import per_image_work
+
+    out = []
+    torch.set_num_threads(1)
+    for design in WIDE:
+        for impl, path in (("fast", "fused"), ("reference", "reference")):
+            cal = next(c for k, c in calibrations.items() if k.startswith(impl + "|"))
+            torch.manual_seed(0)
+            model = ss.build(ss.parse(design), num_classes=10, impl=impl)
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            x = torch.randn(WIDE_BATCH, 3, WIDE_RESOLUTION, WIDE_RESOLUTION)
+            y = torch.randint(0, 10, (WIDE_BATCH,))
+            times = []
+            for _ in range(2):
+                t0 = time.perf_counter()
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                times.append(time.perf_counter() - t0)
+            w = per_image_work(design, resolution=WIDE_RESOLUTION, paths=(path, path),
+                               batch_size=WIDE_BATCH)
+            a, b, c = cal.train
+            out.append({"design_id": design, "impl": impl, "measured_s": times[-1],
+                        "first_step_s": times[0], "predicted_s": WIDE_BATCH * (
+                            a * w.train_elements + b * w.train_macs + c)})
+            print(design, impl, f"{times[-1]:.2f} s, predicted {out[-1]['predicted_s']:.2f}",
+                  flush=True)
+    return out
+
+
 def noise_floor(rows: list[dict[str, Any]]) -> float | None:
     """Median |wall_s / the design's median wall_s - 1| over designs with several seeds:
     how much the same trial's time varied in this sweep (what no model of the design can
@@ -242,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
                                         threads=shape[3], impl=shape[0])
             seconds[key] = time.perf_counter() - t0
     result = evaluate(records, calibrations)
+    if args.wide:
+        result["wide"] = wide_steps(calibrations)
     out = {
         "command": "python benchmarks/cost_model.py " + " ".join(sys.argv[1:] if argv is None
                                                                  else argv),
@@ -293,6 +339,16 @@ def doc_block(result: dict[str, Any]) -> str:
               "within a sweep (median |wall_s / the design's median - 1|): "
               + ", ".join(f"{s} {v['noise_floor']:.1%}" for s, v in
                           result["by_sweep"].items() if v["noise_floor"] is not None) + "."]
+    if result.get("wide"):
+        lines += ["", f"One training step of 0.65M-budget nets ({WIDE_RESOLUTION}x"
+                  f"{WIDE_RESOLUTION}, batch {WIDE_BATCH}, 1 thread; `--wide`), seconds:", "",
+                  "| design | fast: measured | fast: predicted | reference: measured | "
+                  "reference: predicted |", "| --- | --- | --- | --- | --- |"]
+        for design in dict.fromkeys(r["design_id"] for r in result["wide"]):
+            by = {r["impl"]: r for r in result["wide"] if r["design_id"] == design}
+            lines.append(f"| `{design}` | " + " | ".join(
+                f"{by[i]['measured_s']:.2f} | {by[i]['predicted_s']:.2f}"
+                for i in ("fast", "reference")) + " |")
     return "\n".join(lines)
 
 

@@ -16,8 +16,11 @@ where, per image at the trial's resolution, ``elements`` counts the activation v
 block path reads or writes (a run's input and output; on the reference path every conv's
 output and its BN, shuffle and ReLU passes), ``macs`` the multiply-adds it performs (the
 spatial convs, the run GEMMs and, in training, their Gram matrices; on the reference path
-each conv's, a group 1x1 counted as dense) and ``c`` a per-image constant (the step's
-fixed costs over the batch). (a, b, c) are measured separately for training steps
+each conv's) and ``c`` a per-image constant (the step's fixed costs over the batch). The
+fast path also composes each run's dense C x C matrix once per training step, in float64
+(C^3 multiply-adds per 1x1 convolution and product, forward and backward): shared by the
+batch's images, negligible at C=144, and what makes wide nets slow on it (C=1504: tens of
+seconds a step whatever the batch). (a, b, c) are measured separately for training steps
 (forward, backward, update) and for evaluation forwards; the images are the fidelity's:
 train images x epochs, validation images x epochs and the test images (evaluation), and
 the latency passes. FLOPs alone predict badly here: Xception C=64 and IGCV2 C=144 have
@@ -55,6 +58,11 @@ PATHS = ("fused", "reference")  # how a block is computed (search_space.fast.DEV
 DATASET_SIZES = {"synthetic": (2_000, 500, 32), "cifar10": (50_000, 10_000, 32),
                  "cifar100": (50_000, 10_000, 32), "tinyimagenet": (100_000, 10_000, 64)}
 LATENCY_BATCHES = (1, 64)  # evaluators.latency.BATCH_SIZES
+COMPOSE_MACS = 4  # probe-GEMM multiply-adds per multiply-add of a run's composition: w @ A
+#                   and A @ cov, forward and backward, in float64 (12x the product), but
+#                   square products run faster than the probes' tall GEMMs; 4 was set from
+#                   measured training steps of plain8-c620-k1.g4 and -c1504-k1.16.16.16
+#                   (8x8, batch 8; benchmarks/cost_model.py --wide, docs/studies.md)
 DEFAULT_OVERHEAD_S = 5.0  # per trial: loading the data, splits, building the net (records:
 #                           wall_s less the epochs, test and latency passes, 3-6 s here)
 
@@ -71,10 +79,11 @@ class Work:
 
 def per_image_work(design: Design | str, *, resolution: int | None = None,
                    num_classes: int = 10, input_size: int | None = None,
-                   paths: tuple[str, str] = ("fused", "fused")) -> Work:
+                   paths: tuple[str, str] = ("fused", "fused"), batch_size: int = 64) -> Work:
     """The work of one image through ``design`` (built for ``input_size``) at ``resolution``.
 
     ``paths``: (training, evaluation) block path, each "fused" or "reference".
+    ``batch_size``: training images per step, which share the fused path's per-step work.
 
     Example:
         >>> w = per_image_work("plain8-c64-k1.64", resolution=16)
@@ -96,8 +105,10 @@ def per_image_work(design: Design | str, *, resolution: int | None = None,
             elements, macs = elements + e, macs + m
         out.append((elements * scale, macs * scale))
     (train_e, train_m), (eval_e, eval_m) = out
-    if paths[0] == "fused":  # the Gram matrix of each run's input, training only
-        train_m += sum(_gram(b) for b in (*plan.blocks, *plan.head)) * scale
+    if paths[0] == "fused":  # the Gram matrix of each run's input, training only, and the
+        blocks = (*plan.blocks, *plan.head)  # composition of its matrix, once per step
+        train_m += sum(_gram(b) for b in blocks) * scale
+        train_m += COMPOSE_MACS * sum(_compose(b) for b in blocks) / batch_size
     return Work(train_e, train_m, eval_e, eval_m)
 
 
@@ -115,6 +126,16 @@ def _fused(block: Block) -> tuple[float, float]:
     return elements, macs
 
 
+def _compose(block: Block) -> float:
+    """Multiply-adds of one product per 1x1 conv of each run: (C_out x C_in) @ (C_in x cin)."""
+    total = 0.0
+    for run in segments(block):
+        for conv_index, *_ in run.steps:
+            conv = _conv_at(block, conv_index)
+            total += conv.cout * conv.cin * run.cin
+    return total
+
+
 def _gram(block: Block) -> float:
     return sum(run.cin ** 2 * _run_pixels(block, run.spatial) for run in segments(block))
 
@@ -122,14 +143,14 @@ def _gram(block: Block) -> float:
 def _reference(block: Block) -> tuple[float, float]:
     """(elements, macs) on the reference path: conv, BN, [shuffle copy], [ReLU] each.
 
-    A group 1x1 convolution counts the multiply-adds of a dense one: on the CPU it costs as
-    much (``../shared/notes/cpu-probes.md``: 121 ms grouped, 113 ms dense, C=144).
+    (A group 1x1 convolution counted as dense, as ``../shared/notes/cpu-probes.md`` found
+    at C=144, predicted wide nets 4x too slow: at C=432-620 their groups are cheap.)
     """
     elements = macs = 0.0
     for conv, shuffle, relu in zip(block.convs, block.shuffle, block.relu, strict=True):
         passes = 2 + (shuffle > 1) + relu
         elements += conv.cin * conv.hw_in ** 2 + passes * conv.cout * conv.hw_out ** 2
-        macs += conv.macs if conv.k > 1 else conv.cin * conv.cout * conv.hw_out ** 2
+        macs += conv.macs
     return elements, macs
 
 
@@ -239,7 +260,8 @@ def compute_seconds(design: Design | str, fidelity: Mapping[str, Any], dataset: 
 
     def work(resolution: int) -> Work:
         return per_image_work(design, resolution=resolution, num_classes=classes,
-                              input_size=side, paths=calibration.paths)
+                              input_size=side, paths=calibration.paths,
+                              batch_size=int(fidelity.get("batch_size", 64)))
 
     def cost(coef: tuple[float, float, float], elements: float, macs: float) -> float:
         return coef[0] * elements + coef[1] * macs + coef[2]

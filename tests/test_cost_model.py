@@ -15,6 +15,7 @@ import torch
 
 import search_space as ss
 from search_space.cost_model import (
+    COMPOSE_MACS,
     DATASET_SIZES,
     Calibration,
     compute_seconds,
@@ -49,19 +50,26 @@ def test_work_of_a_small_igcv2_net_counted_by_hand():
     w = per_image_work("plain8-c16-k1.4.4")
     assert w.train_elements == w.eval_elements == stem_e + 6 * block_e
     assert w.eval_macs == stem_m + 6 * block_m
-    assert w.train_macs == w.eval_macs + 6 * 16 * 16 * px  # the Gram matrix of each run
+    compose = COMPOSE_MACS * 6 * 2 * 16 ** 3 / 64  # two 1x1 convs a run, once per step
+    assert w.train_macs == w.eval_macs + 6 * 16 * 16 * px + compose  # and each run's Gram
     quarter = per_image_work("plain8-c16-k1.4.4", resolution=16)
-    assert quarter.train_macs == w.train_macs / 4  # every layer's pixels scale
+    assert quarter.train_macs - compose == pytest.approx((w.train_macs - compose) / 4)
 
 
 def test_fused_path_costs_igcv2_like_xception_of_its_width_the_reference_path_does_not():
     igcv2, xception = "plain8-c144-k1.12.12", "plain8-c144-k1.144"
-    assert per_image_work(igcv2) == per_image_work(xception)  # one GEMM per block either way
+    a, b = per_image_work(igcv2), per_image_work(xception)
+    assert (a.eval_elements, a.eval_macs) == (b.eval_elements, b.eval_macs)  # one GEMM a run
+    # Training composes each run's C x C matrix once per step: one product per 1x1 conv.
+    assert a.train_macs - b.train_macs == pytest.approx(
+        COMPOSE_MACS * 6 * 144 ** 3 / 64)
     ref = ("reference", "reference")
     a, b = per_image_work(igcv2, paths=ref), per_image_work(xception, paths=ref)
     assert a.train_elements > b.train_elements  # a BN (and shuffle) pass per group conv
-    # A group 1x1 counts as a dense one: IGCV2 has two 144x144 per block, Xception one.
-    assert a.train_macs - b.train_macs == 6 * 144 * 144 * 32 * 32
+    for design in (igcv2, xception):  # the reference path does the multiply-adds counted
+        info = ss.describe(ss.parse(design), num_classes=10)
+        fc = info["width"] * 10
+        assert per_image_work(design, paths=ref).eval_macs + fc == info["flops"]
     with pytest.raises(ValueError, match="path 'gpu'"):
         per_image_work(igcv2, paths=("gpu", "fused"))
 
