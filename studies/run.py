@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                       + " (default: cifar10, or the preset's)")
     what.add_argument("--data-dir", help="directory holding the dataset (the same path on "
                                          "every Ray node); default $IGCBENCH_DATA or ./data")
-    what.add_argument("--fidelity", help="training budget: smoke, cpu, proxy, paper "
+    what.add_argument("--fidelity", help="training budget: smoke, cpu, cpu2, proxy, paper "
                                          "(default: cpu, or the preset's)")
     what.add_argument("--seeds", help="N (seeds 0..N-1) or a list 0,1,2 "
                                       "(default: 1, or the preset's)")

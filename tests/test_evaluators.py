@@ -30,9 +30,9 @@ def smoke_result() -> ev.Result:
 
 
 def test_registry_and_unknown_name():
-    assert list(ev.FIDELITIES) == ["smoke", "cpu", "proxy", "paper"]
+    assert list(ev.FIDELITIES) == ["smoke", "cpu", "cpu2", "proxy", "paper"]
     assert ev.get_fidelity("paper").epochs == 400 and ev.get_fidelity("paper").batch_size == 64
-    with pytest.raises(ValueError, match=r"'fast'.*smoke, cpu, proxy, paper"):
+    with pytest.raises(ValueError, match=r"'fast'.*smoke, cpu, cpu2, proxy, paper"):
         ev.get_fidelity("fast")
 
 
