@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="F",
         help="'about equal params' means within a factor 1+F (default 0.25)",
     )
-    r.add_argument("--n-boot", type=int, default=2000, metavar="B", help="bootstrap replicates")
+    r.add_argument("--n-boot", type=int, default=4000, metavar="B", help="bootstrap replicates")
     r.add_argument("--seed", type=int, default=0, help="bootstrap RNG seed (default 0)")
 
     d = sub.add_parser("dashboard", help="serve optuna-dashboard on the run's study")
