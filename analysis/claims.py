@@ -54,9 +54,10 @@ def check_claims(
         At least one Verdict per claim and (fidelity, dataset) slice, each slice's verdicts
         Holm-adjusted as one family; never raises for lack of data.
 
-    Example:
-        >>> from analysis import load_results, check_claims          # doctest: +SKIP
-        >>> [v for v in check_claims(load_results("runs/fig3")) if v.verdict == "supported"]
+    Example (needs a run directory):
+        >>> from analysis import load_results, check_claims
+        >>> vs = check_claims(load_results("runs/fig3"))  # doctest: +SKIP
+        >>> [v.claim for v in vs if v.verdict == "supported"]  # doctest: +SKIP
     """
     opts = Options(metric, param_tol, balanced_max, n_boot, seed)
     out: list[Verdict] = []

@@ -19,7 +19,7 @@ from search_space.paper import FIG2_BARS, fig2_design_id
 from . import selection
 from .contrasts import linear, over_groups, statistic
 from .selection import Slice
-from .verdicts import Verdict, make_verdict, untested
+from .verdicts import BAR_PAIRS, Verdict, make_verdict, untested
 
 PANELS = {2: "a", 3: "b", 4: "c"}  # the paper's L -> its panel letter
 CLAIMS = ("fig2_best_near_complementary", "fig2b_beats_a_and_c", "fig2_denser_beats_sparser")
@@ -136,6 +136,6 @@ def denser_beats_sparser(s: Slice, found: dict[int, pd.DataFrame]) -> list[Verdi
     seeds = linear(rows, weights, n_boot=s.opts.n_boot, rng=s.opts.rng())
     out = [make_verdict(claim, seeds, s.fidelity, s.dataset, detail)]
     if len(pairs) >= 2:
-        out.append(make_verdict(claim, over_groups(diffs, "bar pairs"), s.fidelity, s.dataset,
+        out.append(make_verdict(claim, over_groups(diffs, BAR_PAIRS), s.fidelity, s.dataset,
                                 detail))
     return out

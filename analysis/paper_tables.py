@@ -18,7 +18,7 @@ from search_space.paper import PAPER_NETS
 
 from .contrasts import over_groups, replicated, statistic
 from .selection import Slice
-from .verdicts import Verdict, make_verdict, untested
+from .verdicts import BUDGETS, DEPTHS, WIDTHS, Verdict, make_verdict, untested
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,12 @@ class Comparison:
 
 
 COMPARISONS = (
-    Comparison("table2_igcv2_vs_xception", "2", 2, "IGCV2", ("Xception",), "budgets"),
-    Comparison("table3_igcv2_vs_xception", "3", 3, "IGCV2*", ("Xception",), "widths"),
-    Comparison("table3_igcv2_vs_igcv1", "3", 3, "IGCV2*", ("IGCV1",), "widths"),
-    Comparison("table4_igcv2_vs_xception", "4", 2, "IGCV2", ("Xception",), "depths"),
-    Comparison("table5_igcv2ii_best", "5", 3, "IGCV2 II", ("IGCV1", "IGCV2 I "), "budgets"),
-    Comparison("table6_igcv2_vs_igcv1", "6", 2, "IGCV2", ("IGCV1",), "depths"),
+    Comparison("table2_igcv2_vs_xception", "2", 2, "IGCV2", ("Xception",), BUDGETS),
+    Comparison("table3_igcv2_vs_xception", "3", 3, "IGCV2*", ("Xception",), WIDTHS),
+    Comparison("table3_igcv2_vs_igcv1", "3", 3, "IGCV2*", ("IGCV1",), WIDTHS),
+    Comparison("table4_igcv2_vs_xception", "4", 2, "IGCV2", ("Xception",), DEPTHS),
+    Comparison("table5_igcv2ii_best", "5", 3, "IGCV2 II", ("IGCV1", "IGCV2 I "), BUDGETS),
+    Comparison("table6_igcv2_vs_igcv1", "6", 2, "IGCV2", ("IGCV1",), DEPTHS),
 )
 CLAIMS = tuple(c.claim for c in COMPARISONS)
 

@@ -14,13 +14,13 @@ the committed records.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from .claim_texts import CLAIMS
+from .cli import OneLineParser
 from .verdicts import EXACT, Verdict
 
 
@@ -126,27 +126,24 @@ def design_table(export_dir: str | Path) -> str:
 
 
 def update_doc(doc_path: str | Path, export_dir: str | Path) -> bool:
-    """Rewrite the summary, verdict and design tables between their markers in ``doc_path``.
+    """Rewrite the summary, verdict, rank-agreement and design tables between their markers
+    in ``doc_path``.
 
     The rest of the document is left as it is; the file is replaced atomically. Returns
     whether anything changed.
     """
     from .doc_blocks import update_doc as rewrite
+    from .rank_agreement import table as rank_table
 
     return rewrite(doc_path, {"summary": summary_table(export_dir),
                               "verdicts": verdict_table(export_dir),
+                              "ranks": rank_table(export_dir),
                               "designs": design_table(export_dir)})
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line and exit 2, not argparse's usage block
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    p = _Parser(prog="python -m analysis.reproduction", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    p = OneLineParser(prog="python -m analysis.reproduction", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=OneLineParser)
     e = sub.add_parser("export", help="records export + HTML report per run directory")
     e.add_argument("runs", nargs="+")
     e.add_argument("--out", required=True)

@@ -27,11 +27,14 @@ from .claim_texts import CLAIMS
 
 Interval = Callable[[float], tuple[float, float]]
 
-#: Units of inference, named in every verdict's detail.
+#: Units of inference, named in every verdict's detail. The groups a claim compares in
+#: (budgets of Table 2, depths of Table 4, pairs of Figure 2's bars ...) are named as such.
 SEEDS = "seeds within designs"
 DESIGNS = "designs"
 GROUPS = "equal-parameter groups"
+BUDGETS, WIDTHS, DEPTHS, BAR_PAIRS = "budgets", "widths", "depths", "bar pairs"
 EXACT = "exact"
+UNITS = (SEEDS, DESIGNS, GROUPS, BUDGETS, WIDTHS, DEPTHS, BAR_PAIRS, EXACT)
 NAN = float("nan")
 
 

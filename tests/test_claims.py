@@ -324,3 +324,30 @@ def test_docs_analysis_lists_every_claim():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "analysis.md").read_text()
     for key in CLAIMS:
         assert f"| `{key}` |" in doc, key
+
+
+# ---------------------------------------------------------------- rank agreement (not a claim)
+
+
+def test_rank_agreement_between_fidelities_with_seed_and_design_bootstrap():
+    from analysis.rank_agreement import rank_agreement
+
+    ids = [i for i in get_preset("table40k").design_ids][:10]
+    base = dict(zip(ids, np.linspace(0.40, 0.49, len(ids)), strict=True))
+    cheap = frame(base, noise=0.001, fidelity="cpu")
+    agree = pd.concat([cheap, frame({d: a + 0.2 for d, a in base.items()}, noise=0.001,
+                                    fidelity="cpu2", rng_seed=1)])
+    (r,) = rank_agreement(agree, n_boot=500)
+    assert (r.fidelity_a, r.fidelity_b, r.n_designs, r.top_k) == ("cpu", "cpu2", 10, 3)
+    assert r.tau == pytest.approx(1.0) and r.rho == pytest.approx(1.0)
+    assert r.top_overlap == 1.0 and r.tau_low > 0.5  # designs resampled: ties lower tau-b
+    flipped = pd.concat([cheap, frame({d: 0.9 - a for d, a in base.items()}, noise=0.001,
+                                      fidelity="cpu2", rng_seed=1)])
+    (r,) = rank_agreement(flipped, n_boot=500)
+    assert r.tau == pytest.approx(-1.0) and r.top_overlap == 0.0 and r.tau_high < 0
+    # seed noise as large as the spread: the interval must be wide and cover zero
+    noisy = pd.concat([frame(base, noise=0.05, fidelity="cpu"),
+                       frame(base, noise=0.05, fidelity="cpu2", rng_seed=2)])
+    (r,) = rank_agreement(noisy, n_boot=500)
+    assert r.tau_low < 0 < r.tau_high
+    assert rank_agreement(cheap, n_boot=100) == []  # one fidelity: nothing to compare
