@@ -8,8 +8,9 @@ Example:
     >>> import evaluators as ev
     >>> ev.get_fidelity("cpu").epochs, ev.NUM_CLASSES["cifar10"], "Result" in dir(ev)
     (2, 10, True)
-    >>> r = ev.evaluate("plain8-c64-k1.64", fidelity="smoke", dataset="synthetic")  # doctest: +SKIP
-    >>> r.status, r.val_acc, r.test_acc, r.latency_b1_ms  # doctest: +SKIP
+
+``ev.evaluate(design, fidelity, dataset, seed)`` trains and returns a ``Result``; its example
+(a real smoke training) is in :mod:`evaluators.evaluation`.
 """
 
 from __future__ import annotations

@@ -11,13 +11,15 @@ trained, then the record's own keys (:data:`RECORD_KEYS`). Its file is
 ``records/<record_key>.json``, written by :func:`write_json_atomic`.
 
 Example:
-    >>> r = Result(design_id="x", fidelity="smoke", fidelity_config={}, dataset="synthetic",
-    ...     seed=0, status="ok", reason=None, curve=(), val_acc=0.5, test_acc=0.5, wall_s=1.0,
-    ...     latency_b1_ms=None, latency_b64_ms=None, device="cpu", torch_version="2",
-    ...     commit="unknown", created="2025-01-01T00:00:00+00:00", design={"id": "x"})
+    >>> info = describe_info("plain8-c144-k1.12.12", num_classes=10)
+    >>> r = Result(design_id=info["id"], fidelity="cpu", fidelity_config={"epochs": 2},
+    ...     dataset="cifar10", seed=0, status="ok", reason=None, curve=(), val_acc=0.41,
+    ...     test_acc=0.40, wall_s=160.0, latency_b1_ms=None, latency_b64_ms=None,
+    ...     device="cpu", torch_version="2.13.0", commit="unknown",
+    ...     created="2026-01-01T00:00:00+00:00", design=info)
     >>> record = r.to_dict()
-    >>> record_key(record), record["id"], Result.from_dict(record) == r
-    ('1d9d16f4b0a6fed0', 'x', True)
+    >>> record_key(record), record["params"], Result.from_dict(record) == r
+    ('5dbc94b10bebd11e', 39322, True)
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import search_space as ss  # noqa: E402
 from evaluators.catalog import DATASETS, IMAGE_SIZE, NUM_CLASSES  # noqa: E402
-from evaluators.record import provenance, utc_now, write_json_atomic  # noqa: E402
+from evaluators.record import provenance, records_dir, utc_now, write_json_atomic  # noqa: E402
 from studies.budget import parse_budget  # noqa: E402
 from studies.dry_run import write_dry_run  # noqa: E402
 from studies.plan import SEARCHES, Plan, parse_seeds  # noqa: E402
@@ -351,7 +351,7 @@ def _check_run_dir(request: Request) -> None:
 
 
 def _create_run_dir(request: Request, argv: list[str]) -> None:
-    (request.run_dir / "records").mkdir(parents=True, exist_ok=True)
+    records_dir(request.run_dir).mkdir(parents=True, exist_ok=True)
     path = request.run_dir / "run.json"
     if not path.exists():  # written once: later runs of the same sweep keep the first
         write_json_atomic(path, request.config(argv))
