@@ -190,8 +190,8 @@ class Provenance:
 
 @functools.lru_cache(maxsize=1)
 def provenance() -> Provenance:
-    """Of the checkout holding this package, once per process: the code a process runs is
-    what it imported when it started, so a later edit is not this process's code."""
+    """Of the checkout holding this package, taken once per process (at its first record):
+    a process runs the code it imported, so an edit made while it runs is not its code."""
     return checkout_provenance(REPO)
 
 
