@@ -88,22 +88,16 @@ def make_figures(
 
 
 def _figure(n_rows: int, n_cols: int, w: float = 3.6, h: float = 3.0) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from .figure_style import new_figure
 
-    fig = Figure(figsize=(w * n_cols, h * n_rows), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(n_rows, n_cols, squeeze=False)
-    return fig, axes
+    return new_figure(w * n_cols, h * n_rows, n_rows, n_cols)
 
 
 def _save(fig: Any, out: Path, name: str, title: str) -> FigureFile:
+    from .figure_style import save_png_svg
+
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
-    png, svg = out / f"{safe}.png", out / f"{safe}.svg"
-    fig.savefig(png, dpi=110)
-    fig.set_layout_engine("none")  # keep the layout the PNG got: laying out again costs a draw
-    fig.savefig(svg)
-    return FigureFile(safe, title, png, svg)
+    return FigureFile(safe, title, *save_png_svg(fig, out / safe))
 
 
 def _per_seed(d: pd.DataFrame, metric: str) -> pd.DataFrame:

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from . import selection, stats
-from .cli import OneLineParser
+from .cli import ArgumentParser
 
 MIN_DESIGNS = 4  # Kendall tau over fewer designs takes too few values to mean anything
 
@@ -149,7 +149,7 @@ def table(export_dir: str | Path, *, n_boot: int = 4000) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = OneLineParser(prog="python -m analysis.rank_agreement",
+    p = ArgumentParser(prog="python -m analysis.rank_agreement",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("export_dir", help="folder of record exports (*.csv)")
     args = p.parse_args(argv)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .claim_texts import CLAIMS
-from .cli import OneLineParser
+from .cli import ArgumentParser
 from .verdicts import EXACT, Verdict
 
 
@@ -142,8 +142,8 @@ def update_doc(doc_path: str | Path, export_dir: str | Path) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = OneLineParser(prog="python -m analysis.reproduction", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True, parser_class=OneLineParser)
+    p = ArgumentParser(prog="python -m analysis.reproduction", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=ArgumentParser)
     e = sub.add_parser("export", help="records export + HTML report per run directory")
     e.add_argument("runs", nargs="+")
     e.add_argument("--out", required=True)

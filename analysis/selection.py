@@ -20,7 +20,7 @@ DENSE_TOL = 1e-9
 #: Designs compare only within one net template and depth (the equal-parameter groups).
 GROUP_KEYS = ["net", "depth"]
 #: describe()["family"] of the paper's recommended block, IGCV2 II: a channel-wise 3x3 then
-#: group 1x1 convolutions (IGCV2*(Cx) of Table 1 is the same family).
+#: group 1x1 convolutions (IGCV2*(Cx) of Table 1 is this family too).
 IGCV2 = ("igcv2",)
 #: The separated form at any L: IGCV2 II and its L = 2 member with a dense 1x1, Xception.
 #: Figures 2 and 3 and the balance condition are about this form (Sec. 3.2, 4.2).

@@ -7,10 +7,9 @@ be traced to the budget that produced it. Section 4.1 of the IGCV2 paper fixes t
 epochs, batch 64); the cheaper fidelities keep that recipe and shrink the budget.
 
 Example:
-    >>> import dataclasses
-    >>> f = get_fidelity("smoke")
-    >>> dataclasses.replace(f, lr=100.0).lr
-    100.0
+    >>> f = with_changes(get_fidelity("smoke"), lr=100.0)
+    >>> f.name, f.lr
+    ('smoke+lr=100.0', 100.0)
 """
 
 from __future__ import annotations
@@ -18,16 +17,17 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 LR_SCHEDULES = ("step", "cosine")
 
 
 @dataclass(frozen=True)
 class Fidelity:
-    """One training budget. Override a field with ``dataclasses.replace(fidelity, lr=...)``.
+    """One training budget. Change fields with :func:`with_changes`, which also renames it.
 
-    Records are keyed by the fidelity's ``name``; give a modified fidelity a new name if its
-    records share a run directory with the original's.
+    Records are keyed by the fidelity's ``name``, so a modified fidelity needs a new name
+    when its records share a run directory with the original's.
     """
 
     name: str
@@ -143,3 +143,21 @@ def get_fidelity(name: str) -> Fidelity:
     except (KeyError, TypeError):
         raise ValueError(
             f"unknown fidelity {name!r}; accepted: {', '.join(FIDELITIES)}") from None
+
+
+def with_changes(fidelity: Fidelity, **changes: Any) -> Fidelity:
+    """``fidelity`` with fields changed and named after the changes (``proxy+epochs=2``),
+    so that its records get their own keys. The one way a modified fidelity is named.
+
+    Raises:
+        ValueError: an unknown field (naming the accepted ones) or a bad value.
+    """
+    names = {f.name for f in dataclasses.fields(Fidelity)} - {"name"}
+    unknown = sorted(set(changes) - names)
+    if unknown:
+        raise ValueError(f"unknown fidelity field {unknown[0]!r}; accepted: "
+                         f"{', '.join(sorted(names))}")
+    if not changes:
+        return fidelity
+    suffix = "+".join(f"{k}={v}" for k, v in changes.items())
+    return dataclasses.replace(fidelity, name=f"{fidelity.name}+{suffix}", **changes)

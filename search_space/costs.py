@@ -9,6 +9,14 @@ from .design import IMAGENET_NETS, Design
 from .plan import Block, NetPlan, net_plan
 from .theory import S3x3
 
+#: The keys of describe(), in its order (the columns a result record takes from it).
+DESCRIBE_KEYS = (
+    "id", "net", "depth", "width", "stem", "family", "L", "K", "spatial", "expansion",
+    "nonlinear", "complementarity", "params", "flops", "block_params", "block_flops",
+    "paper_params", "paper_flops", "non_sparsity", "density", "min_paths", "max_paths",
+    "balance_deviation", "num_classes", "input_size",
+)  # fmt: skip
+
 
 def describe(d: Design, num_classes: int | None = None, input_size: int | None = None) -> dict:
     """Every cost and structural property of a design, as a JSON-serialisable dict.

@@ -13,8 +13,10 @@ import pandas as pd
 import pytest
 
 import analysis
-from analysis import fake, stats
+from analysis import stats
 from analysis.pareto import hypervolume_2d, pareto_front, pareto_mask
+
+import fake_records as fake
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -161,17 +163,17 @@ def test_pareto_ties_stay_on_the_front():
 
 
 def test_pareto_fronts_of_a_results_frame():
-    xc = fake.describe(64, (1, 64))  # 36,260 params, the cheapest
-    v2 = fake.describe(144, (1, 12, 12))  # 46,900 params, the most accurate
-    dense = fake.describe(112, (1, 16, 16))  # 41,876 params, worse than the cheaper xc
+    xc = fake.describe(64, (1, 64))  # 37,924 params, the cheapest
+    v2 = fake.describe(144, (1, 12, 12))  # 52,372 params, the most accurate
+    dense = fake.describe(112, (1, 16, 16))  # 46,132 params, worse than the cheaper xc
     df = planted([(xc, 0.60), (v2, 0.65), (dense, 0.58)], noise=0.0)
     fronts = {f.cost: f for f in analysis.pareto_fronts(df)}
     assert set(fronts) == {"params", "flops", "latency_b1_ms"}
     p = fronts["params"]
     assert p.ids == (xc["id"], v2["id"]) and p.n_points == 3
-    assert p.costs == (36260.0, 46900.0) and p.values == pytest.approx((0.60, 0.65))
+    assert p.costs == (37924.0, 52372.0) and p.values == pytest.approx((0.60, 0.65))
     assert p.metric == "test_acc_mean"
-    assert p.hypervolume == pytest.approx((46900 - 36260) * 0.60 + (1.1 * 46900 - 46900) * 0.65)
+    assert p.hypervolume == pytest.approx((52372 - 37924) * 0.60 + (1.1 * 52372 - 52372) * 0.65)
 
 
 # ---------------------------------------------------------------- import hygiene

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 import analysis
-from analysis import fake
 from analysis.__main__ import main
+
+import fake_records as fake
 
 N_BOOT = 300  # the report's numbers are checked against check_claims at the same settings
 

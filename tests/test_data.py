@@ -17,8 +17,9 @@ from evaluators import DatasetError, DatasetNotFoundError, get_fidelity, make_sy
 from evaluators.augment import channel_stats, crop_flip, normalize, resize, scale_crop_flip
 from evaluators.data import load_cifar10, load_cifar100, load_dataset, load_tinyimagenet
 from evaluators.download import download_and_extract
-from evaluators.fakes import write_fake_cifar, write_fake_tinyimagenet
 from evaluators.splits import make_splits, split_indices
+
+from fake_data import write_fake_cifar, write_fake_tinyimagenet
 
 # --- CIFAR ----------------------------------------------------------------------------------
 
