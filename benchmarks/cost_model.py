@@ -1,4 +1,4 @@
-"""How well the cost model (search_space.cost_model) predicts recorded trial times.
+"""How well the cost model (evaluators.cost_model) predicts recorded trial times.
 
     python benchmarks/cost_model.py --records /work/runs \
         --out benchmarks/results/cost_model_cpu.json
@@ -39,21 +39,19 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout
 
+from analysis.cli import ArgumentParser  # noqa: E402
+from evaluators.record import write_json_atomic  # noqa: E402
+
 COMMITTED = ("fig3", "table2", "fig2")  # docs/reproduction/<name>-cpu-cifar10.csv
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, not the usage block
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = _Parser(prog="benchmarks/cost_model.py", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="benchmarks/cost_model.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--records", nargs="*", default=[],
                    help="folders of run directories (RUN/records/*.json) to add")
     p.add_argument("--out", required=True, help="output JSON file")
@@ -113,7 +111,7 @@ def implementation(commit: str, cache: dict[str, str]) -> str:
 
 def flops_work(rec: dict[str, Any]) -> float:
     """FLOPs x images of a trial: the baseline's compute (training counted 3x a forward)."""
-    from search_space.cost_model import trial_shape
+    from evaluators.cost_model import trial_shape
 
     shape = trial_shape(rec["fidelity_config"], rec["dataset"])
     per_image = float(rec["flops"]) * (shape.resolution / rec["input_size"]) ** 2
@@ -134,7 +132,7 @@ def errors(rows: list[dict[str, Any]], key: str) -> dict[str, float | int]:
 
 
 def evaluate(records: list[dict[str, Any]], calibrations: dict[str, Any]) -> dict[str, Any]:
-    from search_space.cost_model import DEFAULT_OVERHEAD_S, compute_seconds
+    from evaluators.cost_model import DEFAULT_OVERHEAD_S, compute_seconds
 
     rows = []
     for rec in records:
@@ -186,7 +184,7 @@ def wide_steps(calibrations: dict[str, Any]) -> list[dict[str, Any]]:
     import torch
 
     import search_space as ss
-    from search_space.cost_model import per_image_work
+    from evaluators.cost_model import per_image_work
 
     out = []
     torch.set_num_threads(1)
@@ -298,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         "commits": impls,
         **result,
     }
-    Path(args.out).write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+    write_json_atomic(args.out, out)
     if args.update_doc:
         from analysis.doc_blocks import update_doc
 
@@ -309,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-COLUMNS = (("raw", "calibration only"), ("design_out", "scale from the sweep's other designs"),
+ERROR_KINDS = (("raw", "calibration only"), ("design_out", "scale from the sweep's other designs"),
            ("online", "scale from the sweep's earlier records"),
            ("sweep_out", "scale from the other sweeps"),
            ("flops_design_out", "FLOPs model, other designs"),
@@ -322,14 +320,14 @@ def doc_block(result: dict[str, Any]) -> str:
     def cell(stats: dict[str, Any] | None) -> str:
         return "" if stats is None else f"{stats['median']:.0%} ({stats['p90']:.0%})"
 
-    head = "| records | block implementation | n | " + " | ".join(n for _, n in COLUMNS) + " |"
-    lines = [head, "|" + " --- |" * (3 + len(COLUMNS))]
+    head = "| records | block implementation | n | " + " | ".join(n for _, n in ERROR_KINDS) + " |"
+    lines = [head, "|" + " --- |" * (3 + len(ERROR_KINDS))]
     for impl, stats in result["by_impl"].items():
         lines.append(f"| all | {IMPL_NAMES.get(impl, impl)} | {stats['raw']['n']} | "
-                     + " | ".join(cell(stats.get(k)) for k, _ in COLUMNS) + " |")
+                     + " | ".join(cell(stats.get(k)) for k, _ in ERROR_KINDS) + " |")
     for sweep, stats in result["by_sweep"].items():
         lines.append(f"| {sweep} | {stats['impl']} | {stats['raw']['n']} | "
-                     + " | ".join(cell(stats.get(k)) for k, _ in COLUMNS) + " |")
+                     + " | ".join(cell(stats.get(k)) for k, _ in ERROR_KINDS) + " |")
     cal = result["calibrations"]
     lines += ["", "Median (90th percentile) of |predicted - recorded| / recorded `wall_s`. "
               f"Run {result['created']} (`{result['command']}`), 1-minute load average "

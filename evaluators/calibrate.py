@@ -1,4 +1,4 @@
-"""Measure this machine's speed for the cost model (search_space.cost_model), and cache it.
+"""Measure this machine's speed for the cost model (evaluators.cost_model), and cache it.
 
 A few seconds of training steps and evaluation forwards of probe nets, built as trials
 build them (``search_space.build``, the default block implementation) and run as trials run
@@ -33,9 +33,10 @@ import torch
 from scipy.optimize import nnls
 
 import search_space as ss
+from evaluators.cost_model import Calibration, per_image_work
 from evaluators.fidelity import Fidelity
+from evaluators.record import write_json_atomic
 from evaluators.train import make_optimizer
-from search_space.cost_model import Calibration, per_image_work
 
 #: Xception at three widths: elements grow with C and multiply-adds with C^2, so they
 #: separate the per-element, per-multiply-add and per-image costs; an IGCV2 net with three
@@ -106,9 +107,7 @@ def save_calibration(cal: Calibration) -> None:
     entries = _read_cache()
     entries[cache_key(cal)] = cal.to_dict()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, entries)
 
 
 def _read_cache() -> dict[str, Any]:

@@ -29,13 +29,13 @@ Example:
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from evaluators.record import write_atomic
 
 FORMAT = 1  # bump when the saved fields change; an older file is then ignored
 
@@ -68,16 +68,7 @@ def save_checkpoint(checkpoint: EpochCheckpoint, state: dict[str, Any], *,
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "identity": checkpoint.identity, "elapsed_s": elapsed_s,
                **state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: torch.save(payload, f))
 
 
 def load_checkpoint(checkpoint: EpochCheckpoint) -> dict[str, Any] | None:

@@ -36,10 +36,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from evaluators.catalog import DATASETS  # noqa: F401 (re-exported; the catalog owns them)
 from evaluators.download import download_and_extract
 from evaluators.errors import DatasetError, DatasetNotFoundError
-
-DATASETS = ("synthetic", "cifar10", "cifar100", "tinyimagenet")
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"

@@ -29,7 +29,8 @@ from studies.ledger import Ledger
 from studies.plan import Plan
 from studies.progress import Progress, fmt_seconds, write_summary
 from studies.recorder import Recorder, make_asha
-from studies.search import DesignSearcher, make_sampler
+from studies.sampling import make_sampler
+from studies.search import DesignSearcher
 from studies.store import RecordStore
 from studies.trainable import run_trial
 

@@ -1,4 +1,4 @@
-"""The cost model (search_space.cost_model), its calibration (evaluators.calibrate), and the
+"""The cost model (evaluators.cost_model), its calibration (evaluators.calibrate), and the
 numbers docs/studies.md quotes from benchmarks/results/cost_model_cpu.json."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import search_space as ss
-from search_space.cost_model import (
+from evaluators.cost_model import (
     COMPOSE_MACS,
     DATASET_SIZES,
     Calibration,
@@ -34,7 +34,7 @@ CAL = Calibration(machine="m", torch_version="t", device="cpu", threads=1,
 
 
 def test_the_model_imports_no_torch():
-    code = "import sys, search_space.cost_model; print('torch' in sys.modules)"
+    code = "import sys, evaluators.cost_model; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                           text=True, check=True)
     assert done.stdout.strip() == "False"

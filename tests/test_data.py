@@ -26,8 +26,9 @@ from evaluators.data import (
     load_tinyimagenet,
 )
 from evaluators.download import download_and_extract
-from evaluators.fakes import write_fake_cifar, write_fake_tinyimagenet
 from evaluators.splits import make_splits, split_indices
+
+from fake_data import write_fake_cifar, write_fake_tinyimagenet
 
 REAL_CIFAR10 = Path(os.environ.get("IGCBENCH_DATA", "/work/data")) / "cifar-10-batches-py"
 

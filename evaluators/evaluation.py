@@ -1,20 +1,19 @@
 """evaluate(): train one design at one fidelity on one dataset with one seed -> Result.
 
+(The module is not called ``evaluate``: ``evaluators.evaluate`` is this function, and a
+submodule of that name would replace it on the package once imported.)
+
 Example:
     >>> import evaluators as ev
     >>> r = ev.evaluate("plain8-c64-k1.64", fidelity="smoke", dataset="synthetic", seed=0)
-    >>> r.status, r.val_acc > 0.5  # doctest: +SKIP
-    ('ok', True)
+    >>> r.status, r.val_acc > 0.5, r.commit_dirty in (True, False)
+    ('ok', True, True)
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
-import functools
-import json
 import os
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,12 +22,13 @@ from typing import Any
 import torch
 
 import search_space as ss
+from evaluators.catalog import DATASETS
 from evaluators.checkpoint import EpochCheckpoint
-from evaluators.data import DATASETS, Dataset, load_dataset
+from evaluators.data import Dataset, load_dataset
 from evaluators.errors import Diverged
 from evaluators.fidelity import Fidelity, get_fidelity
 from evaluators.latency import measure_latency
-from evaluators.result import Result
+from evaluators.record import Result, describe_info, provenance, utc_now
 from evaluators.splits import make_splits
 from evaluators.train import accuracy, train_epochs
 
@@ -85,7 +85,7 @@ def evaluate(design: ss.Design | str, fidelity: Fidelity | str = "smoke",
         data = load_dataset(dataset, data_dir)
         # The net is built for the dataset's own image size (64: stride-2 stem for Tiny
         # ImageNet); a fidelity's smaller resolution feeds it smaller images.
-        info = _describe(design, data.num_classes, data.resolution)
+        info = describe_info(design, data.num_classes, data.resolution)
         curve: list[dict[str, Any]] = []
         outcome: dict[str, Any] = {}
         ckpt = None if checkpoint is None else EpochCheckpoint(
@@ -97,6 +97,7 @@ def evaluate(design: ss.Design | str, fidelity: Fidelity | str = "smoke",
             if progress is not None:
                 progress(dict(row))
     latency = outcome.get("latency", {})
+    where = provenance()
     return Result(
         design_id=design.id,
         fidelity=fidelity.name,
@@ -113,8 +114,9 @@ def evaluate(design: ss.Design | str, fidelity: Fidelity | str = "smoke",
         latency_b64_ms=latency.get(64),
         device=_device_name(dev),
         torch_version=torch.__version__,
-        commit=git_commit(),
-        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        commit=where.commit,
+        commit_dirty=where.dirty,
+        created=utc_now(),
         design=info,
     )
 
@@ -166,12 +168,6 @@ def failure_reason(exc: BaseException) -> str:
     return f"error: {type(exc).__name__}: {message}"
 
 
-def _describe(design: ss.Design, num_classes: int, input_size: int) -> dict[str, Any]:
-    """describe() of the net built for ``num_classes`` and ``input_size``, as JSON types."""
-    info = ss.describe(design, num_classes=num_classes, input_size=input_size)
-    return json.loads(json.dumps(info))
-
-
 @contextlib.contextmanager
 def _torch_state(threads: int, device: torch.device) -> Iterator[None]:
     """Thread count and deterministic algorithms for one trial; restored afterwards."""
@@ -196,15 +192,3 @@ def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
     return device.type
-
-
-@functools.lru_cache(maxsize=1)
-def git_commit() -> str:
-    """``git rev-parse HEAD`` of the checkout holding this package; "unknown" otherwise."""
-    try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parents[1],
-                              capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    commit = done.stdout.strip()
-    return commit if done.returncode == 0 and commit else "unknown"

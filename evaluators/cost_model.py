@@ -48,8 +48,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .design import Design, parse
-from .plan import Block, Conv, net_plan, segments
+from evaluators.catalog import NUM_CLASSES
+from search_space.design import Design, parse
+from search_space.plan import Block, Conv, net_plan, segments
 
 PATHS = ("fused", "reference")  # how a block is computed (search_space.fast.DEVICE_PATH)
 
@@ -255,7 +256,7 @@ def compute_seconds(design: Design | str, fidelity: Mapping[str, Any], dataset: 
                     calibration: Calibration, *, num_classes: int | None = None) -> float:
     """The trial's compute seconds as the probes ran them (no overhead, scale 1)."""
     shape = trial_shape(fidelity, dataset)
-    classes = num_classes or {"cifar100": 100, "tinyimagenet": 200}.get(dataset, 10)
+    classes = num_classes or NUM_CLASSES.get(dataset, 10)
     side = DATASET_SIZES[dataset][2]
 
     def work(resolution: int) -> Work:
