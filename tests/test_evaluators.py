@@ -79,7 +79,9 @@ def test_result_records_the_net_config_and_environment(smoke_result):
     assert r.dataset == "synthetic" and r.seed == 0 and r.device == "cpu"
     assert r.torch_version == torch.__version__ and r.commit
     assert datetime.datetime.fromisoformat(r.created).utcoffset() == datetime.timedelta(0)
-    assert 0 < r.latency_b1_ms < r.latency_b64_ms
+    # both measured (their order is a timing: on a loaded machine a batch-1 median of 2
+    # reps can exceed batch 64's at 8x8, so it is not asserted here)
+    assert r.latency_b1_ms > 0 and r.latency_b64_ms > 0
     assert r.wall_s >= sum(row["seconds"] for row in r.curve)
 
 
