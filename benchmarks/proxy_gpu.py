@@ -10,15 +10,15 @@ alike, and a re-run skips what is recorded.
     python benchmarks/proxy_gpu.py --preset fig3 --fidelity proxy --seeds 0,1 --procs 4 \\
         --data-dir DATA --run-dir runs/fig3-proxy-gpu --deadline-s 330
 
-Trials start in seed-major order (every design once before any twice) and none starts after
-``--deadline-s``; those running then finish. Exit status 0 when every started trial was
-recorded, 2 on bad input.
+Trials start in the grid order of ``studies.plan.Plan`` (seed-major: every design once before
+any twice) and none starts after ``--deadline-s``; those running then finish. ``--epochs N``
+shortens the fidelity, named as ``studies/run.py`` names a changed one (``proxy+epochs=N``).
+Exit status 0 when every started trial was recorded, 2 on bad input.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import multiprocessing as mp
 import sys
 import time
@@ -27,9 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from evaluators.fidelity import get_fidelity  # noqa: E402
+from evaluators.fidelity import get_fidelity, with_changes  # noqa: E402
+from studies.plan import Plan, parse_seeds  # noqa: E402
 from studies.presets import get_preset  # noqa: E402
-from studies.store import RecordStore, trial_key  # noqa: E402
+from studies.store import RecordStore  # noqa: E402
 
 
 def _trial(design_id: str, fidelity, dataset: str, seed: int, data_dir: str,
@@ -49,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", required=True)
     p.add_argument("--fidelity", default=None, help="default: the preset's")
     p.add_argument("--epochs", type=int, default=None,
-                   help="override the fidelity's epochs; records are named FIDELITY-eN")
+                   help="override the fidelity's epochs; records are named FIDELITY+epochs=N")
     p.add_argument("--dataset", default="cifar10")
-    p.add_argument("--seeds", default="0", help="comma-separated, e.g. 0,1")
+    p.add_argument("--seeds", default="1", help="N (seeds 0..N-1) or a list 0,1,2")
     p.add_argument("--procs", type=int, default=4, help="trials sharing the device at once")
     p.add_argument("--data-dir", required=True)
     p.add_argument("--run-dir", required=True)
@@ -61,13 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         preset = get_preset(args.preset)
-        seeds = [int(s) for s in args.seeds.split(",")]
+        seeds = parse_seeds(args.seeds)
         fidelity = get_fidelity(args.fidelity or preset.fidelity)
         if args.epochs is not None:
             if args.epochs < 1:
                 raise ValueError(f"--epochs {args.epochs} must be >= 1")
-            fidelity = dataclasses.replace(fidelity, name=f"{fidelity.name}-e{args.epochs}",
-                                           epochs=args.epochs)
+            fidelity = with_changes(fidelity, epochs=args.epochs)
     except ValueError as e:
         print(f"proxy_gpu.py: error: {e}", file=sys.stderr)
         return 2
@@ -75,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"proxy_gpu.py: error: --procs {args.procs} must be >= 1", file=sys.stderr)
         return 2
     store = RecordStore(args.run_dir)
-    todo = [(d, s) for s in seeds for d in preset.design_ids
-            if not store.has(trial_key(d, fidelity.name, args.dataset, s))]
+    plan = Plan(name=preset.name, design_ids=preset.design_ids, seeds=seeds,
+                fidelity=fidelity.name, dataset=args.dataset)
+    todo = [(d, s) for d, s in plan.ordered_pairs() if not store.has(plan.key(d, s))]
     print(f"{len(todo)} trials to run ({preset.name}, {fidelity.name}, {args.dataset}, seeds "
           f"{seeds}) on {args.device} with {args.procs} at once", flush=True)
     start, failed = time.time(), 0
