@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 import evaluators as ev  # noqa: E402
 import search_space as ss  # noqa: E402
 from evaluators import zero_cost as zc  # noqa: E402
-from evaluators.evaluate import git_commit  # noqa: E402
+from evaluators.record import git_commit, write_json_atomic  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,9 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         })
         print(json.dumps(rows[-1]), file=sys.stderr)
         # After each design: a run killed later (time, memory) keeps what it measured.
-        tmp = Path(f"{args.out}.tmp")
-        tmp.write_text(json.dumps(head, indent=1) + "\n")
-        os.replace(tmp, args.out)
+        write_json_atomic(args.out, head, sort_keys=False)
     return 0
 
 

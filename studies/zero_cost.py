@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import search_space as ss
+from evaluators.catalog import NUM_CLASSES as DATASET_CLASSES
+from evaluators.record import write_atomic
 from studies.budget import parse_budget
+from studies.plan import parse_seeds
 from studies.presets import PRESETS, get_preset
-from studies.run import DATASET_CLASSES, UsageError, _one_line, _seeds
+from studies.run import UsageError, _one_line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", help="every design under this many parameters: 650000, "
                                     "650k or 0.65M (with --net)")
     p.add_argument("--net", help="with --budget: plain8 (default), res20, resD")
-    p.add_argument("--designs", help="comma-separated design ids")
+    p.add_argument("--designs", nargs="+", metavar="ID", help="design ids")
     p.add_argument("--seeds", default="0,1,2", help="initialisation seeds: N (0..N-1) or "
                                                     "0,1,2 (default)")
     p.add_argument("--dataset", default="cifar10", help="whose train split gives the batch: "
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         designs = _designs(args)
-        seeds = _seeds(args.seeds)
+        seeds = parse_seeds(args.seeds)
         out = Path(args.out)
         if not out.parent.is_dir():
             raise UsageError(f"--out {args.out!r}: directory {str(out.parent)!r} does not exist")
@@ -126,7 +127,7 @@ def _designs(args: argparse.Namespace) -> list[ss.Design]:
         designs = ss.enumerate_designs(parse_budget(args.budget), args.net or "plain8",
                                        num_classes=DATASET_CLASSES[args.dataset])
     else:
-        designs = [ss.parse(i.strip()) for i in args.designs.split(",") if i.strip()]
+        designs = [ss.parse(i) for i in args.designs]
     if args.max_designs is not None:
         if args.max_designs < 1:
             raise UsageError(f"--max-designs {args.max_designs} must be >= 1")
@@ -149,16 +150,8 @@ def _read(out: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _write(out: Path, records: list[dict[str, Any]]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            for r in records:
-                f.write(json.dumps(r, allow_nan=False) + "\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; records are for reading
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = "".join(json.dumps(r, allow_nan=False) + "\n" for r in records)
+    write_atomic(out, lambda f: f.write(text.encode()))
 
 
 if __name__ == "__main__":

@@ -125,8 +125,9 @@ def test_proxy_matrix(tables):
 def test_cli_on_a_fake_run(tmp_path, capsys):
     import json
 
-    from analysis import fake
     from analysis.proxy_ranks import main
+
+    import fake_records as fake
 
     run = fake.write_fake_run(tmp_path / "run")
     cpu = [r for r in fake.fake_records() if r["fidelity"] == "cpu" and r["status"] == "ok"]

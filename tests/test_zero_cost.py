@@ -11,22 +11,24 @@ from torch import nn
 
 import evaluators as ev
 import search_space as ss
-from evaluators.zero_cost import (
-    PROXIES,
-    SCORES,
-    ProxyBatch,
-    ZeroCostConfig,
+from evaluators.proxies import (
     activation_kernel,
     grad_norm,
     gradient_proxies,
     jacob_cov,
     jacob_cov_score,
     naswot,
-    proxy_batch,
-    score_design,
     snip,
     synflow,
     zen,
+)
+from evaluators.zero_cost import (
+    PROXIES,
+    SCORES,
+    ProxyBatch,
+    ZeroCostConfig,
+    proxy_batch,
+    score_design,
 )
 from search_space.modules import ResidualPair
 
@@ -303,7 +305,7 @@ def test_theory_score_references_and_peak():
 # --- the command line -----------------------------------------------------------------------
 
 
-CLI = ["--designs", "plain8-c16-k1.4.4,plain8-c16-k1.g1", "--dataset", "synthetic",
+CLI = ["--designs", "plain8-c16-k1.4.4", "plain8-c16-k1.g1", "--dataset", "synthetic",
        "--resolution", "8", "--batch-size", "16", "--latency-reps", "0"]
 
 
