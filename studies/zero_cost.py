@@ -2,13 +2,13 @@
 proxies of many designs (``evaluators.zero_cost``), one ``zc`` record per (design, seed).
 
 Designs come from a preset, a budget (``--budget 0.65M --net res20``, the enumeration) or
-``--designs id,id``. Records are JSON lines in ``--out``, rewritten whole after each
+``--designs ID [ID ...]``. Records are JSON lines in ``--out``, rewritten whole after each
 (design, seed), so a killed run leaves a complete file; the same command again computes
 only what the file lacks. A file made with another config (batch, resolution, dataset...)
 is refused. Bad input prints one line and exits 2, having written nothing.
 
 Example (synthetic data, two designs, seconds):
-    python -m studies.zero_cost --designs plain8-c16-k1.4.4,plain8-c16-k1.g1 \\
+    python -m studies.zero_cost --designs plain8-c16-k1.4.4 plain8-c16-k1.g1 \\
         --dataset synthetic --seeds 0 --out /tmp/zc.jsonl
 """
 
