@@ -4,18 +4,27 @@ Reads result records (docs/internals.md); never imports torch or ray. The public
 load their modules on first use, so ``import analysis`` stays cheap (pandas, scipy, seaborn
 and matplotlib are imported only by the functions that need them).
 
-Example:
-    >>> import analysis                                          # doctest: +SKIP
-    >>> df = analysis.load_results("runs/fig3")
-    >>> for v in analysis.check_claims(df):
+Example (the committed release; a run directory loads with ``load_results("runs/NAME")``):
+    >>> import analysis
+    >>> from pathlib import Path
+    >>> df = analysis.read_release(
+    ...     Path(analysis.__file__).parents[1] / "releases" / "igcbench-1.0.json").records
+    >>> best = analysis.aggregate(df).sort_values("val_acc_mean").iloc[-1]
+    >>> len(df), best.design_id, round(float(best.val_acc_mean), 4), int(best.val_acc_n)
+    (153, 'plain8-c76-k1.2', 0.3875, 3)
+    >>> front = next(f for f in analysis.pareto_fronts(df) if f.cost == "params")
+    >>> front.metric, front.ids[:2]
+    ('test_acc_mean', ('plain8-c16-k1.2.2.2.2', 'plain8-c16-k1.16.16'))
+    >>> for v in analysis.check_claims(df):                              # doctest: +SKIP
     ...     print(v.claim, v.fidelity, v.verdict, v.effect, (v.ci_low, v.ci_high))
-    >>> analysis.write_report("runs/fig3")                       # runs/fig3/report.html
+    >>> analysis.write_report("runs/fig3")         # writes runs/fig3/report.html  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from evaluators.lazy import lazy_exports
 
 _EXPORTS = {
     "load_results": "load",
@@ -39,7 +48,7 @@ _EXPORTS = {
     "write_release": "release",
     "read_release": "release",
     "ChecksumError": "release",
-    "ReplayTable": "replay",
+    "ReplayTable": "replay_table",
     "replay_many": "replay",
 }
 
@@ -77,17 +86,9 @@ if TYPE_CHECKING:
     from .load import aggregate, frame_from_records, load_results
     from .pareto import ParetoFront, hypervolume_2d, pareto_front, pareto_fronts
     from .release import ChecksumError, read_release, write_release
-    from .replay import ReplayTable, replay_many
+    from .replay import replay_many
+    from .replay_table import ReplayTable
     from .report import ReportInputError, write_report
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value  # later look-ups skip this hook
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,9 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .cli import ArgumentParser, fail
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m analysis", description=__doc__)
+    p = ArgumentParser(prog="python -m analysis", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("report", help="write one self-contained HTML report of a run")
@@ -27,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="F",
         help="'about equal params' means within a factor 1+F (default 0.25)",
     )
-    r.add_argument("--n-boot", type=int, default=2000, metavar="B", help="bootstrap replicates")
+    r.add_argument("--n-boot", type=int, default=4000, metavar="B", help="bootstrap replicates")
     r.add_argument("--seed", type=int, default=0, help="bootstrap RNG seed (default 0)")
 
     d = sub.add_parser("dashboard", help="serve optuna-dashboard on the run's study")
@@ -55,8 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seed=args.seed,
             )
         except ReportInputError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+            return fail("python -m analysis report", exc)
         print(out)
         return 0
     from .dashboard import DashboardInputError, serve_dashboard, storage_url
@@ -70,8 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             announce=lambda u: print(f"optuna-dashboard: {u}", flush=True),
         )
     except DashboardInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail("python -m analysis dashboard", exc)
     return 0
 
 

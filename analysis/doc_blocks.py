@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from evaluators.record import write_atomic
+
 
 def markers(block: str) -> tuple[str, str]:
     return f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
@@ -28,8 +30,6 @@ def block_in_doc(doc: str, block: str) -> str:
 
 def update_doc(doc_path: str | Path, new: dict[str, str]) -> bool:
     """Rewrite each block between its markers; the rest stays. Atomic. True if changed."""
-    from .release import atomic_write
-
     path = Path(doc_path)
     doc = old = path.read_text()
     for block, text in new.items():
@@ -38,5 +38,5 @@ def update_doc(doc_path: str | Path, new: dict[str, str]) -> bool:
         head, rest = doc.split(begin, 1)
         doc = head + begin + "\n" + text + "\n" + end + rest.split(end, 1)[1]
     if doc != old:
-        atomic_write(path, lambda f: f.write(doc.encode()))
+        write_atomic(path, lambda f: f.write(doc.encode()))
     return doc != old

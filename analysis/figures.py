@@ -7,6 +7,7 @@ changes the caller's backend or global style; seaborn and matplotlib are importe
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import selection
+from . import run_figures, selection
 from .load import aggregate
 from .pareto import ParetoFront, pareto_fronts
+from .verdicts import Verdict
 
 PALETTE = {"complementary": "tab:red", "denser": "tab:blue", "sparser": "tab:green"}
 MAX_PANELS = 6  # more equal-parameter groups than this are not legible in one figure
@@ -33,20 +35,23 @@ class FigureFile:
 
 
 def make_figures(
-    df: pd.DataFrame, out_dir: str | Path, *, metric: str | None = None, param_tol: float = 0.25
+    df: pd.DataFrame, out_dir: str | Path, *, metric: str | None = None,
+    param_tol: float = 0.25, verdicts: Sequence[Verdict] = (),
 ) -> list[FigureFile]:
     """Draw every figure the data allows, for every (fidelity, dataset), into out_dir.
 
-    Figure 2 analogue (accuracy vs K per L, bars coloured by complementarity), Figure 3
-    analogue (accuracy, width, non-sparsity vs L with seed spread), Figure 4 analogue
-    (accuracy vs depth and width of igcv2* nets) and the Pareto fronts. A figure whose data is
-    absent is skipped, not drawn empty.
+    Figure 2 (the paper's bars, coloured by complementarity), Figure 3 analogue (accuracy,
+    width, non-sparsity vs L with seed spread), Figure 4 analogue (accuracy vs depth and width
+    of igcv2* nets), the Pareto fronts, the learning curves, accuracy against width and
+    non-sparsity with the fit, and the verdicts (run_figures). A figure whose data is absent
+    is skipped, not drawn empty.
 
     Args:
         df: the results DataFrame (load_results).
         out_dir: created if missing; files are named <figure>_<fidelity>_<dataset>.{png,svg}.
         metric: accuracy column; default as in check_claims.
         param_tol: equal-parameter tolerance, as in check_claims.
+        verdicts: check_claims' verdicts, for the verdict plot of each slice.
 
     Returns:
         The figures written, in drawing order.
@@ -70,6 +75,10 @@ def make_figures(
                 for k, draw in (("fig2", _fig2), ("fig3", _fig3), ("fig4", _fig4))
             ]
             drawn.append(("pareto", _pareto(here, mine)))
+            drawn.append(("curves", run_figures.learning_curves(ok, m, _figure)))
+            drawn.append(("accuracy", run_figures.accuracy_vs_design(d, m, _figure)))
+            mine_v = [v for v in verdicts if (v.fidelity, v.dataset) == (fid, ds)]
+            drawn.append(("verdicts", run_figures.verdict_plot(mine_v, _figure)))
             for kind, fig in drawn:
                 if fig is not None:
                     title = f"{fig.get_suptitle()} [{fid}, {ds}]"
@@ -79,22 +88,16 @@ def make_figures(
 
 
 def _figure(n_rows: int, n_cols: int, w: float = 3.6, h: float = 3.0) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from .figure_style import new_figure
 
-    fig = Figure(figsize=(w * n_cols, h * n_rows), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(n_rows, n_cols, squeeze=False)
-    return fig, axes
+    return new_figure(w * n_cols, h * n_rows, n_rows, n_cols)
 
 
 def _save(fig: Any, out: Path, name: str, title: str) -> FigureFile:
+    from .figure_style import save_png_svg
+
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
-    png, svg = out / f"{safe}.png", out / f"{safe}.svg"
-    fig.savefig(png, dpi=110)
-    fig.set_layout_engine("none")  # keep the layout the PNG got: laying out again costs a draw
-    fig.savefig(svg)
-    return FigureFile(safe, title, png, svg)
+    return FigureFile(safe, title, *save_png_svg(fig, out / safe))
 
 
 def _per_seed(d: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -104,34 +107,19 @@ def _per_seed(d: pd.DataFrame, metric: str) -> pd.DataFrame:
     return long.assign(**{metric: long[metric].astype(float)})
 
 
-def _tail(K: Any) -> str:
-    """The first stage's 1x1 branch sizes (all of K when the 3x3 is a group convolution)."""
-    k = selection.first_stage(K)
-    tail = k[1:] if k and k[0] == 1 else k
-    return str(tail[0]) if len(set(tail)) == 1 else ",".join(map(str, tail))  # K=12, not 12,12
-
-
 def _fig2(d: pd.DataFrame, metric: str) -> Any:
-    """Panels of equal L and parameters that hold a (nearly) complementary design and others,
-    the most populated first, as the red bar among blue and green ones of Figure 2."""
+    """The paper's three panels (its 15 designs, as many as were run): red = the most
+    complementary bar, blue = denser, green = sparser."""
     import seaborn as sns
 
-    sep = d[selection.family_matches(d["family"], *selection.SEPARATED)]
-    keys = [*selection.GROUP_KEYS, "spatial", "L", "bin"]
-    groups = []
-    for _, g in sep.groupby(keys, dropna=False):
-        cls = selection.complementary_class(g)
-        if len(g) >= 2 and cls.eq("complementary").any():
-            groups.append(g.assign(condition=cls))
-    if not groups:
+    from .figure2 import PANELS, panels
+
+    found = {L: p for L, p in panels(d, min_seeds=1).items() if len(p) >= 2}
+    if not found:
         return None
-    groups = sorted(groups, key=len, reverse=True)[:MAX_PANELS]
-    groups.sort(key=lambda g: (int(g["L"].iloc[0]), -float(g["pcol"].max())))
-    fig, axes = _figure(1, len(groups), w=max(3.6, 7.2 / len(groups)))
-    for ax, g in zip(axes[0], groups, strict=True):
-        g = g.assign(order=g["K"].map(lambda k: max(selection.first_stage(k), default=0)))
-        g = g.sort_values(["order", "width"])
-        g = g.assign(bar=[f"K={_tail(k)}\nC={w}" for k, w in zip(g["K"], g["width"], strict=True)])
+    fig, axes = _figure(1, len(found), w=max(3.6, 7.2 / len(found)))
+    for ax, (L, g) in zip(axes[0], sorted(found.items()), strict=True):
+        g = g.assign(bar=[f"K={k}\nC={w}" for k, w in zip(g["K_bar"], g["width"], strict=True)])
         sns.barplot(
             data=_per_seed(g, metric),
             x="bar",
@@ -145,22 +133,21 @@ def _fig2(d: pd.DataFrame, metric: str) -> Any:
         )
         lo = np.nanmin(np.concatenate(list(g["values"])))
         ax.set_ylim(bottom=max(0.0, lo - 0.05))
-        first = g.iloc[0]
-        ax.set_title(f"{first['net']} d{first['depth']}, L={int(first['L'])}, {_params(g)}")
-        ax.set_xlabel("K of the 1x1 convs, width C")
+        ax.set_title(f"({PANELS[L]}) L={L} group 1x1 convs")
+        ax.set_xlabel("K, width C")
         ax.tick_params(axis="x", labelsize=7)
         if ax is axes[0][-1]:  # one legend, beside the last panel, where it hides no bar
             sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
         elif ax.get_legend() is not None:
             ax.get_legend().remove()
-    fig.suptitle("Figure 2 analogue: complementary condition")
+    fig.suptitle("Figure 2: the paper's designs, complementary condition")
     return fig
 
 
 def _fig3(d: pd.DataFrame, metric: str) -> Any:
     import seaborn as sns
 
-    from .curves import eq14_L, sweeps
+    from .figure3 import sweeps
 
     found = sweeps(d)[:MAX_PANELS]
     if not found:
@@ -179,9 +166,9 @@ def _fig3(d: pd.DataFrame, metric: str) -> Any:
             size=3,
             ax=row[0],
         )
-        l14, l14_sep = eq14_L(float(sw["width"].max()))
-        row[0].axvline(l14, ls="--", c="k", lw=0.8, label=f"ln(9C) = {l14:.2f}")
-        row[0].axvline(l14_sep, ls=":", c="k", lw=0.8, label=f"1 + ln C = {l14_sep:.2f}")
+        widest = int(sw.loc[sw["width"].idxmax(), "L"])  # the paper's dashed line
+        for ax in row:
+            ax.axvline(widest, ls="--", c="k", lw=0.8, label=f"widest, sparsest: L={widest}")
         row[0].legend(fontsize=7)
         for ax, col in ((row[1], "width"), (row[2], "non_sparsity")):
             sns.lineplot(data=sw, x="L", y=col, marker="o", ax=ax)

@@ -1,12 +1,18 @@
 """Result records -> one pandas DataFrame, and the per-design aggregate over seeds.
 
-The record schema and the run-directory layout are fixed by docs/internals.md: one JSON object
-per file under RUN_DIR/records/, written atomically (temporary file then os.replace()).
+The record (its columns, its key, how a run directory's files are read) is owned by
+:mod:`evaluators.record`; this module makes the DataFrame of it.
+
+Example:
+    >>> df = frame_from_records([{"design_id": "a", "fidelity": "cpu", "dataset": "cifar10",
+    ...     "seed": s, "status": "ok", "test_acc": acc} for s, acc in enumerate((0.5, 0.6, 0.7))])
+    >>> row = aggregate(df).iloc[0]
+    >>> f"{row.test_acc_mean:.3f} ± {row.test_acc_std:.3f} over {row.test_acc_n} seeds"
+    '0.600 ± 0.100 over 3 seeds'
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -15,21 +21,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-KEY = ("design_id", "fidelity", "dataset", "seed")
+from evaluators.record import COLUMNS, KEY, OPTIONAL_KEYS, read_records, records_dir
+from search_space import DESCRIBE_KEYS
 
-#: describe() keys of search_space (docs/internals.md); constant across the seeds of a design.
-DESCRIBE_KEYS = (
-    "id", "net", "depth", "width", "stem", "family", "L", "K", "spatial", "expansion",
-    "nonlinear", "complementarity", "params", "block_params", "paper_params", "flops",
-    "block_flops", "paper_flops", "non_sparsity", "density", "min_paths", "max_paths",
-    "balance_deviation", "num_classes", "input_size",
-)  # fmt: skip
-
-#: Per-run fields; guaranteed as columns (NaN/None when a record lacks them).
-RESULT_KEYS = (
-    *KEY, "status", "reason", "val_acc", "test_acc", "curve", "wall_s", "latency_b1_ms",
-    "latency_b64_ms", "device", "fidelity_config", "torch_version", "commit", "created",
-)  # fmt: skip
+#: Columns every results frame has (NaN/None where a record lacks them); a key that older
+#: records lack (OPTIONAL_KEYS) is a column only when some record has it, so a frame of old
+#: records, and a release of it, is what it was before the key existed.
+STANDARD_COLUMNS = tuple(c for c in COLUMNS if c not in OPTIONAL_KEYS)
 
 _FLOATS = (
     "val_acc", "test_acc", "wall_s", "latency_b1_ms", "latency_b64_ms", "params",
@@ -62,19 +60,24 @@ def load_results(run_dir: str | Path | None, *, storage: str | None = None) -> p
             given.
 
     Example:
-        >>> df = load_results("runs/fig3")                       # doctest: +SKIP
-        >>> df[df.status == "ok"].groupby("L").test_acc.mean()   # doctest: +SKIP
+        >>> import tempfile
+        >>> from studies.store import RecordStore
+        >>> run = tempfile.mkdtemp()
+        >>> key = RecordStore(run).write({"design_id": "a", "fidelity": "cpu",
+        ...     "dataset": "cifar10", "seed": 0, "status": "ok", "test_acc": 0.5})
+        >>> load_results(run)[["design_id", "seed", "test_acc"]].to_dict("records")
+        [{'design_id': 'a', 'seed': 0, 'test_acc': 0.5}]
     """
     records: list[dict[str, Any]] = []
     if run_dir is not None:
-        rec_dir = Path(run_dir) / "records"
+        rec_dir = records_dir(run_dir)
         if not rec_dir.is_dir():
             if storage is None:
                 raise FileNotFoundError(
                     f"no records directory {rec_dir} (expected RUN_DIR/records)"
                 )
         else:
-            records = [r for p in sorted(rec_dir.glob("*.json")) if (r := _read(p)) is not None]
+            records = [{**r, "record_file": str(p)} for p, r in read_records(rec_dir)]
     elif storage is None:
         raise FileNotFoundError("load_results needs a run directory or a storage URL")
     trials = _optuna_trials(storage) if storage else []
@@ -95,7 +98,7 @@ def frame_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         if r.get("design_id") is None and r.get("id") is not None:
             r["design_id"] = r["id"]
     df = pd.DataFrame(rows)
-    for col in (*RESULT_KEYS, *DESCRIBE_KEYS, "record_file"):
+    for col in (*STANDARD_COLUMNS, "record_file"):
         if col not in df.columns:
             df[col] = None
     for col in _FLOATS:
@@ -125,8 +128,9 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
         n_failed=(~ok).astype(int),
     )
     g = work.groupby(keys, sort=True, dropna=False)
-    stats = g[["val_acc", "test_acc"]].agg(["mean", "std", "count"])
-    stats.columns = [f"{m}_{s}".replace("_count", "_n") for m, s in stats.columns]
+    stats = g[["val_acc", "test_acc"]].agg([("mean", _seed_mean), ("std", _seed_std),
+                                            ("n", "count")])
+    stats.columns = [f"{m}_{s}" for m, s in stats.columns]
     extra = g.agg(
         n_failed=("n_failed", "sum"),
         latency_b1_ms=("latency_b1_ms", "median"),
@@ -136,24 +140,25 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([stats, extra, describe], axis=1).reset_index()
 
 
-def _read(path: Path) -> dict[str, Any] | None:
-    if path.name.startswith("."):
-        return None  # a writer's temporary file; the os.replace()d record is the real one
-    try:
-        rec = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        warnings.warn(f"skipping unreadable record {path}: {exc}", stacklevel=3)
-        return None
-    if not isinstance(rec, dict):
-        warnings.warn(f"skipping {path}: not a JSON object", stacklevel=3)
-        return None
-    rec.setdefault("design_id", rec.get("id"))
-    missing = [k for k in KEY if rec.get(k) is None]
-    if missing:
-        warnings.warn(f"skipping {path}: record lacks {', '.join(missing)}", stacklevel=3)
-        return None
-    rec["record_file"] = str(path)
-    return rec
+def mean_std(values: np.ndarray) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (ddof = 1) over seeds, NaN left out: the one
+    statistic over seeds of the analysis (aggregate, the benchmark table's answers).
+    None for a mean of nothing and for the spread of one value."""
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return None, None
+    return float(x.mean()), (float(x.std(ddof=1)) if x.size > 1 else None)
+
+
+def _seed_mean(x: pd.Series) -> float:
+    mean = mean_std(x.to_numpy(float))[0]
+    return np.nan if mean is None else mean
+
+
+def _seed_std(x: pd.Series) -> float:
+    std = mean_std(x.to_numpy(float))[1]
+    return np.nan if std is None else std
 
 
 def _key_of(rec: Mapping[str, Any]) -> tuple[str, str, str, int] | None:

@@ -47,15 +47,25 @@ class ParetoFront:
     n_points: int
 
 
-def pareto_mask(costs: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """True for points no other point dominates (cost <= and value >=, one strictly).
+def non_dominated(points: np.ndarray) -> np.ndarray:
+    """True for the rows of ``points`` (n points x m objectives, all minimised) that no
+    other row dominates: <= in every objective and < in one. The one dominance rule of the
+    analysis (the fronts here, the benchmark table's ``pareto``).
 
-    Identical points do not dominate each other, so a tie keeps every id on the front.
+    Identical points do not dominate each other, so a tie keeps every one on the front.
+
+    Example:
+        >>> non_dominated(np.array([[1, 5], [2, 2], [2, 3], [1, 5]])).tolist()
+        [True, True, False, True]
     """
-    c = np.asarray(costs, dtype=float)[:, None]
-    v = np.asarray(values, dtype=float)[:, None]
-    dominates = (c.T <= c) & (v.T >= v) & ((c.T < c) | (v.T > v))  # [i, j]: j dominates i
-    return ~dominates.any(axis=1)
+    x = np.asarray(points, dtype=float)
+    dominates = (x[None, :, :] <= x[:, None, :]).all(-1) & (x[None, :, :] < x[:, None, :]).any(-1)
+    return ~dominates.any(axis=1)  # dominates[i, j]: j dominates i
+
+
+def pareto_mask(costs: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """True for points no other point dominates (cost <= and value >=, one strictly)."""
+    return non_dominated(np.column_stack([np.asarray(costs, float), -np.asarray(values, float)]))
 
 
 def hypervolume_2d(costs: np.ndarray, values: np.ndarray, reference: tuple[float, float]) -> float:

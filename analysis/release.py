@@ -20,22 +20,22 @@ RUN_DIR may also be a records export (.parquet, .csv). Bad input prints one line
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import hashlib
 import json
-import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pandas as pd
 
-from .load import KEY, frame_from_records, load_results
+from evaluators.record import KEY, write_atomic
+
+from .cli import ArgumentParser, fail
+from .load import frame_from_records, load_results
 
 FORMAT = "igcbench-table"  # the manifest's "format"; a JSON without it is not a manifest
 FORMAT_VERSION = 1  # of this layout; a reader refuses a newer one
@@ -109,14 +109,14 @@ def write_release(
     manifest = _manifest(df, version, name)
     out.mkdir(parents=True, exist_ok=True)
     payload = _encode(df)
-    atomic_write(parquet, lambda f: payload.to_parquet(f, index=False))
+    write_atomic(parquet, lambda f: payload.to_parquet(f, index=False))
     try:
         manifest["parquet"] = {
             "file": parquet.name,
             "bytes": parquet.stat().st_size,
             "sha256": sha256_of(parquet),
         }
-        atomic_write(
+        write_atomic(
             manifest_path,
             lambda f: f.write(json.dumps(manifest, indent=2, sort_keys=True).encode()),
         )
@@ -196,9 +196,9 @@ def write_records(df: pd.DataFrame, path: str | Path) -> Path:
         raise ValueError(f"{p}: export to {' or '.join(EXPORT_SUFFIXES)}")
     payload = _encode(df.drop(columns=[c for c in _LOCAL_COLUMNS if c in df.columns]))
     if p.suffix.lower() == ".parquet":
-        atomic_write(p, lambda f: payload.to_parquet(f, index=False))
+        write_atomic(p, lambda f: payload.to_parquet(f, index=False))
     else:
-        atomic_write(p, lambda f: f.write(payload.to_csv(index=False).encode()))
+        write_atomic(p, lambda f: f.write(payload.to_csv(index=False).encode()))
     return p
 
 
@@ -299,33 +299,8 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return m
 
 
-def atomic_write(path: Path, write: Any) -> None:
-    """Write ``path`` whole or not at all: ``write(binary_file)`` into a temporary file
-    beside it, then ``os.replace``; readable by all (umask permitting), like any output."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a release is for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, not the usage block
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _Parser(
+    parser = ArgumentParser(
         prog="python -m analysis.release",
         description="Write a versioned, checksummed release of a table.",
     )
@@ -340,8 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.run_dir, args.out_dir, args.version, name=args.name, overwrite=args.overwrite
         )
     except (OSError, ValueError) as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(parser.prog, exc)
     m = json.loads(path.read_text())
     print(
         f"{path}: {m['records']} records, {m['designs']} designs, sha256 {m['parquet']['sha256']}"

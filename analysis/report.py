@@ -21,10 +21,11 @@ from typing import Any
 
 import pandas as pd
 
-from .claims import Verdict, check_claims
+from .claims import check_claims
 from .figures import FigureFile, make_figures
 from .load import load_results
 from .pareto import ParetoFront, pareto_fronts
+from .verdicts import Verdict
 
 CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 1400px; }
@@ -51,7 +52,7 @@ def write_report(
     storage: str | None = None,
     metric: str | None = None,
     param_tol: float = 0.25,
-    n_boot: int = 2000,
+    n_boot: int = 4000,
     seed: int = 0,
 ) -> Path:
     """Analyse a run directory and write its HTML report.
@@ -94,7 +95,8 @@ def write_report(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out.parent))
     try:
-        figs = make_figures(df, tmp / "figures", metric=metric, param_tol=param_tol)
+        figs = make_figures(df, tmp / "figures", metric=metric, param_tol=param_tol,
+                            verdicts=verdicts)
         page = render(run, df, verdicts, fronts, figs, _config(run))
         (tmp / "report.html").write_text(page, encoding="utf-8")
         dest = out.parent / "figures"
@@ -160,29 +162,38 @@ def _table(head: Iterable[str], rows: Iterable[str], cls: str) -> str:
     return f"<table class='{cls}'><tr>{th}</tr>\n" + "\n".join(rows) + "</table>"
 
 
+def _interval(lo: float, hi: float) -> str:
+    return "–" if not (math.isfinite(lo) and math.isfinite(hi)) else f"[{_num(lo)}, {_num(hi)}]"
+
+
 def _verdict_table(verdicts: Sequence[Verdict]) -> str:
+    """Tested claims: the adjusted verdict first, then the raw one, both intervals, the unit;
+    below, the claims these records could not test, with the reason."""
+    from .claim_texts import CLAIMS
+
     e = html.escape
     rows = [
         f"<tr class='verdict {v.verdict.replace(' ', '-')}' data-claim='{e(v.claim)}'>"
-        f"<td>{e(v.claim)}</td><td>{e(v.statement)}</td><td>{e(v.fidelity)}</td>"
-        f"<td>{e(v.dataset)}</td><td class='v'>{e(v.verdict)}</td>"
+        f"<td title='{e(CLAIMS[v.claim].quote)}'>{e(v.statement)}<br><small>"
+        f"{e(CLAIMS[v.claim].source)}</small></td><td>{e(v.fidelity)} / {e(v.dataset)}</td>"
+        f"<td class='v'>{e(v.verdict)}</td><td>{e(v.raw_verdict)}</td>"
         f"<td class='num'>{_num(v.effect)}</td>"
-        f"<td class='num'>[{_num(v.ci_low)}, {_num(v.ci_high)}]</td><td class='num'>{v.n}</td>"
+        f"<td class='num'>{_interval(v.ci_low, v.ci_high)}</td>"
+        f"<td class='num'>{_interval(v.adj_low, v.adj_high)}"
+        f"{'' if not math.isfinite(v.adj_level) else f' at {v.adj_level:.2%}'}</td>"
+        f"<td class='num'>{_num(v.p_value, 3)} / {_num(v.p_adjusted, 3)}</td>"
+        f"<td>{e(v.unit)}</td><td class='num'>{v.n}</td>"
         f"<td class='detail'>{e(v.detail)}</td></tr>"
         for v in verdicts
+        if v.tested
     ]
-    head = (
-        "claim",
-        "statement",
-        "fidelity",
-        "dataset",
-        "verdict",
-        "effect",
-        "95% interval",
-        "n",
-        "detail",
-    )
-    return _table(head, rows, "verdicts")
+    head = ("claim (hover: the paper's words)", "fidelity / dataset", "verdict (Holm)",
+            "raw verdict", "effect", "raw 95% interval", "adjusted interval", "p / p Holm",
+            "unit", "n", "detail")
+    untested = "".join(f"<li>{e(v.statement)} ({e(v.fidelity)} / {e(v.dataset)}): "
+                       f"{e(v.detail)}</li>" for v in verdicts if not v.tested)
+    return (_table(head, rows, "verdicts")
+            + (f"<p>Not testable on these records:</p><ul>{untested}</ul>" if untested else ""))
 
 
 def _front_table(f: ParetoFront) -> str:

@@ -6,23 +6,22 @@
 ``export`` writes, per run directory, a compact records export (``<run>.csv``: one row per
 record, the curve as JSON text; not Ray's working files) and the run's HTML report with its
 figures (``<run>/report.html``). ``table`` recomputes every claim verdict from the exports
-alone and prints the markdown table that docs/reproduction.md carries between its
-``verdicts`` markers; a test regenerates it and compares, so every number in the document
-comes from the committed records.
+alone (each export one family of verdicts, Holm-adjusted) and prints the markdown tables
+that docs/reproduction.md carries between its ``summary``, ``verdicts`` and ``designs``
+markers; a test regenerates them and compares, so every number in the document comes from
+the committed records.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .doc_blocks import between, markers
-
-BEGIN, END = markers("verdicts")
-DESIGNS_BEGIN, DESIGNS_END = markers("designs")
+from .claim_texts import CLAIMS
+from .cli import ArgumentParser
+from .verdicts import EXACT, Verdict
 
 
 def export(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
@@ -41,8 +40,9 @@ def export(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
     return written
 
 
-def verdict_rows(export_dir: str | Path) -> list[tuple[str, object]]:
-    """(sweep name, Verdict) for every claim tested on every export in the folder."""
+def verdict_rows(export_dir: str | Path) -> list[tuple[str, Verdict]]:
+    """(sweep name, Verdict) for every claim tested on every export in the folder; each
+    export is one sweep, so one family (claims.check_claims)."""
     from .claims import check_claims
     from .release import read_records
 
@@ -53,19 +53,53 @@ def verdict_rows(export_dir: str | Path) -> list[tuple[str, object]]:
     return rows
 
 
+def _num(x: float) -> str:
+    return "" if not math.isfinite(x) else f"{x:.3g}"
+
+
+def _ci(lo: float, hi: float) -> str:
+    return "" if not (math.isfinite(lo) and math.isfinite(hi)) else f"[{lo:.3g}, {hi:.3g}]"
+
+
+def _adjusted(v: Verdict) -> str:
+    if v.unit == EXACT:
+        return "(exact)"
+    return f"{_ci(v.adj_low, v.adj_high)} at {v.adj_level:.1%}"
+
+
 def verdict_table(export_dir: str | Path) -> str:
-    """The markdown verdict table of all exports in the folder."""
+    """The markdown table of every tested verdict of all exports in the folder: the
+    Holm-adjusted decision, the raw one, both intervals, the unit of inference."""
     lines = [
-        "| sweep | claim | fidelity / dataset | verdict | effect | 95% interval | n | detail |",
-        "| --- | --- | --- | --- | ---: | --- | ---: | --- |",
+        "| sweep | claim | paper | verdict (Holm) | raw verdict | effect | raw 95% interval | "
+        "adjusted interval | p (raw / Holm) | unit | n | detail |",
+        "| --- | --- | --- | --- | --- | ---: | --- | --- | --- | --- | ---: | --- |",
     ]
     for sweep, v in verdict_rows(export_dir):
-        ci = "" if math.isnan(v.ci_low) else f"[{v.ci_low:.3g}, {v.ci_high:.3g}]"
-        effect = "" if math.isnan(v.effect) else f"{v.effect:.3g}"
+        if not v.tested:
+            continue
+        p = "" if not math.isfinite(v.p_value) else f"{v.p_value:.2g} / {v.p_adjusted:.2g}"
         lines.append(
-            f"| {sweep} | {v.statement} | {v.fidelity} / {v.dataset} | **{v.verdict}** | "
-            f"{effect} | {ci} | {v.n} | {v.detail.replace('|', '/')} |"
+            f"| {sweep} | {v.statement} | {CLAIMS[v.claim].source} | **{v.verdict}** | "
+            f"{v.raw_verdict} | {_num(v.effect)} | {_ci(v.ci_low, v.ci_high)} | "
+            f"{_adjusted(v)} | {p} | {v.unit} | {v.n} | {v.detail.replace('|', '/')} |"
         )
+    return "\n".join(lines)
+
+
+def summary_table(export_dir: str | Path) -> str:
+    """One row per claim of the paper: its adjusted verdict on each sweep that tested it."""
+    by_claim: dict[str, list[str]] = {c: [] for c in CLAIMS}
+    for sweep, v in verdict_rows(export_dir):
+        if v.tested:
+            interval = _ci(v.adj_low, v.adj_high) if v.unit != EXACT else "exact"
+            by_claim[v.claim].append(f"{sweep}: **{v.verdict}** ({v.unit}; "
+                                     f"{_num(v.effect)} {interval})")
+    lines = ["| claim | paper | verdicts (Holm-adjusted; effect and adjusted interval) |",
+             "| --- | --- | --- |"]
+    for claim, cells in by_claim.items():
+        text = "<br>".join(cells) if cells else "not tested: no sweep here holds its designs"
+        lines.append(f"| {CLAIMS[claim].statement} | {CLAIMS[claim].source} | {text} |")
     return "\n".join(lines)
 
 
@@ -91,56 +125,58 @@ def design_table(export_dir: str | Path) -> str:
     return "\n".join(lines)
 
 
-def table_in_doc(doc: str, begin: str = BEGIN, end: str = END) -> str:
-    """The table a document carries between two markers (the verdicts block by default)."""
-    return between(doc, begin, end)
-
-
 def update_doc(doc_path: str | Path, export_dir: str | Path) -> bool:
-    """Rewrite the verdict and design tables between their markers in ``doc_path``.
+    """Rewrite the summary, verdict, rank-agreement and design tables between their markers
+    in ``doc_path``.
 
     The rest of the document is left as it is; the file is replaced atomically. Returns
     whether anything changed.
     """
     from .doc_blocks import update_doc as rewrite
+    from .rank_agreement import table as rank_table
 
-    return rewrite(doc_path, {"verdicts": verdict_table(export_dir),
+    return rewrite(doc_path, {"summary": summary_table(export_dir),
+                              "verdicts": verdict_table(export_dir),
+                              "ranks": rank_table(export_dir),
                               "designs": design_table(export_dir)})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m analysis.reproduction", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True)
+    p = ArgumentParser(prog="python -m analysis.reproduction", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=ArgumentParser)
     e = sub.add_parser("export", help="records export + HTML report per run directory")
     e.add_argument("runs", nargs="+")
     e.add_argument("--out", required=True)
     t = sub.add_parser("table", help="print the verdict table from the exports")
     t.add_argument("export_dir")
-    t.add_argument("--designs", action="store_true", help="the per-design table instead")
+    what = t.add_mutually_exclusive_group()
+    what.add_argument("--designs", action="store_true", help="the per-design table instead")
+    what.add_argument("--summary", action="store_true", help="the per-claim summary instead")
     t.add_argument("--update", metavar="DOC", default=None,
-                   help="rewrite both tables in DOC (between their markers) instead of printing")
+                   help="rewrite every table in DOC (between their markers) instead of printing")
     args = p.parse_args(argv)
     if args.cmd == "export":
         missing = [r for r in args.runs if not (Path(r) / "records").is_dir()]
         if missing:
-            print(f"analysis.reproduction: error: no records in {missing[0]}", file=sys.stderr)
+            print(f"{p.prog}: error: no records in {missing[0]}", file=sys.stderr)
             return 2
         for path in export(args.runs, args.out):
             print(path)
         return 0
     if not any(Path(args.export_dir).glob("*.csv")):
-        print(f"analysis.reproduction: error: no *.csv exports in {args.export_dir}",
-              file=sys.stderr)
+        print(f"{p.prog}: error: no *.csv exports in {args.export_dir}", file=sys.stderr)
         return 2
     if args.update:
         try:
             changed = update_doc(args.update, args.export_dir)
         except (OSError, ValueError) as exc:
-            print(f"analysis.reproduction: error: {args.update}: {exc}", file=sys.stderr)
+            print(f"{p.prog}: error: {args.update}: {exc}", file=sys.stderr)
             return 2
         print(f"{args.update}: tables {'updated' if changed else 'already current'}")
         return 0
-    print(design_table(args.export_dir) if args.designs else verdict_table(args.export_dir))
+    table = (design_table if args.designs else summary_table if args.summary
+             else verdict_table)
+    print(table(args.export_dir))
     return 0
 
 

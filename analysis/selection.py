@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-#: The fidelity ladder of DESIGN.md, cheapest first (for ordering pairs and figures).
-FIDELITY_ORDER = ("smoke", "cpu", "proxy", "paper")
+from evaluators.fidelity import FIDELITIES
+
+#: The fidelity ladder, cheapest first (for ordering pairs and figures): its one owner is
+#: evaluators.fidelity (torch-free), whose registry lists the rungs in that order.
+FIDELITY_ORDER = tuple(FIDELITIES)
 DENSE_TOL = 1e-9
 #: Designs compare only within one net template and depth (the equal-parameter groups).
 GROUP_KEYS = ["net", "depth"]
 #: describe()["family"] of the paper's recommended block, IGCV2 II: a channel-wise 3x3 then
-#: group 1x1 convolutions ('igcv2*' is accepted for IGCV2*(Cx) of Table 1 if a store uses it).
-IGCV2 = ("igcv2", "igcv2[*]")
+#: group 1x1 convolutions (IGCV2*(Cx) of Table 1 is this family too).
+IGCV2 = ("igcv2",)
 #: The separated form at any L: IGCV2 II and its L = 2 member with a dense 1x1, Xception.
 #: Figures 2 and 3 and the balance condition are about this form (Sec. 3.2, 4.2).
 SEPARATED = (*IGCV2, "xception")
@@ -150,21 +154,28 @@ def preference(d: pd.DataFrame, *, fill_budget: bool = False) -> pd.DataFrame:
     return d.loc[key.sort_values(list(key.columns), kind="stable").index]
 
 
-def complementary_class(d: pd.DataFrame) -> pd.Series:
-    """Figure 2's colours for one group of designs at equal L and parameters.
+@dataclass(frozen=True)
+class Options:
+    """Knobs shared by every claim test (see claims.check_claims)."""
 
-    'complementary' (red): min_paths == max_paths == 1 if any design achieves it, else the
-    dense designs with the smallest max_paths (nearly complementary); 'denser' (blue): the other
-    dense designs (more paths, more redundancy); 'sparser' (green): density < 1.
-    """
-    dense = is_dense(d)
-    strict = dense & d["min_paths"].eq(1) & d["max_paths"].eq(1)
-    if strict.any():
-        comp = strict
-    elif dense.any():
-        comp = dense & d["max_paths"].eq(d.loc[dense, "max_paths"].min())
-    else:
-        comp = pd.Series(False, index=d.index)
-    return pd.Series(
-        np.where(comp, "complementary", np.where(dense, "denser", "sparser")), index=d.index
-    )
+    metric: str | None = None
+    param_tol: float = 0.25
+    balanced_max: float = 1.25
+    n_boot: int = 4000
+    seed: int = 0
+
+    def rng(self) -> np.random.Generator:
+        """A fresh generator per test, so a verdict does not depend on which ran before it."""
+        return np.random.default_rng(self.seed)
+
+
+@dataclass(frozen=True)
+class Slice:
+    """The designs of one (fidelity, dataset), ready for the claim tests: one row per design
+    (see :func:`designs`), and the options."""
+
+    fidelity: str
+    dataset: str
+    metric: str
+    designs: pd.DataFrame
+    opts: Options

@@ -6,7 +6,7 @@ to test on plain arrays.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -210,3 +210,64 @@ def kendall_tau_b(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             out[s : s + step] = np.where(den > 0, (sx * sy).sum(axis=1) / den, np.nan)
     return out
+
+
+def p_from_interval(interval: Callable[[float], tuple[float, float]], *, tol: float = 1e-4,
+                    floor: float = 1e-6) -> float:
+    """Two-sided p-value of "the effect is zero" by inverting a family of intervals.
+
+    ``interval(level)`` gives the two-sided interval at confidence ``level``; the p-value is
+    the smallest alpha whose (1 - alpha) interval excludes zero (test-interval duality), found
+    by bisection. Bootstrap intervals resolve it only to about 1 / n_boot; ``floor`` is the
+    smallest value reported. NaN when the interval is not finite.
+
+    >>> import math
+    >>> from scipy import stats as st
+    >>> z = lambda level: (2.0 - st.norm.ppf(0.5 + level / 2), 2.0 + st.norm.ppf(0.5 + level / 2))
+    >>> round(p_from_interval(z), 4), round(float(2 * st.norm.sf(2.0)), 4)
+    (0.0455, 0.0455)
+    """
+
+    def excludes(alpha: float) -> bool:
+        lo, hi = interval(1.0 - alpha)
+        return lo > 0 or hi < 0
+
+    lo, hi = interval(CONFIDENCE)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return float("nan")
+    if excludes(floor):
+        return floor
+    if not excludes(1.0 - floor):
+        return 1.0
+    a, b = floor, 1.0 - floor  # excludes(a) is False, excludes(b) is True
+    while b - a > tol * a:
+        mid = (a * b) ** 0.5  # bisect on the log scale: p-values span decades
+        a, b = (a, mid) if excludes(mid) else (mid, b)
+    return float(b)
+
+
+def holm(p_values: Sequence[float], alpha: float = 1.0 - CONFIDENCE) -> tuple[
+        np.ndarray, np.ndarray, np.ndarray]:
+    """Holm's step-down procedure over one family of p-values (NaN = not tested).
+
+    Returns:
+        (adjusted p-values, rejected, level): ``level[i]`` is the confidence level at which
+        Holm tests hypothesis i, 1 - alpha / (m - rank + 1), rank 1 for the smallest p-value,
+        m the number of tested hypotheses; rejection needs that step and every earlier one to
+        reject. NaN entries stay NaN / False / NaN.
+
+    >>> adj, rej, level = holm([0.01, 0.04, 0.03, float("nan")])
+    >>> adj[:3].round(2).tolist(), rej.tolist(), level[:3].round(4).tolist()
+    ([0.03, 0.06, 0.06], [True, False, False, False], [0.9833, 0.95, 0.975])
+    """
+    p = np.asarray(p_values, dtype=float)
+    tested = np.flatnonzero(np.isfinite(p))
+    adj = np.full(p.shape, np.nan)
+    level = np.full(p.shape, np.nan)
+    m = len(tested)
+    running = 0.0
+    for rank, i in enumerate(tested[np.argsort(p[tested], kind="stable")], start=1):
+        running = max(running, min(1.0, (m - rank + 1) * p[i]))
+        adj[i] = running
+        level[i] = 1.0 - alpha / (m - rank + 1)
+    return adj, np.isfinite(adj) & (adj <= alpha), level

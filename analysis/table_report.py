@@ -12,7 +12,6 @@ a test can compare them with the document: ``table`` (what the release holds), `
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -20,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .cli import ArgumentParser, fail
 from .doc_blocks import block_in_doc, markers, update_doc  # noqa: F401 (re-exported)
 
 BLOCKS = ("table", "best", "pareto", "replay")
@@ -124,8 +124,8 @@ def blocks(release: str | Path, replay_json: str | Path,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m analysis.table_report",
-                                description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m analysis.table_report",
+                       description=__doc__.split("\n\n")[0])
     p.add_argument("release", help="the release manifest (releases/igcbench-V.json)")
     p.add_argument("replay_json", help="benchmarks/replay.py's replay.json for that release")
     p.add_argument("--update", metavar="DOC", help="rewrite the blocks in DOC instead of printing")
@@ -137,8 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{args.update}: blocks {'updated' if changed else 'already current'}")
             return 0
     except (OSError, ValueError, KeyError) as exc:
-        print(f"analysis.table_report: error: {exc}", file=sys.stderr)
-        return 2
+        return fail("analysis.table_report", exc)
     for block in BLOCKS:
         print(f"{markers(block)[0]}\n{new[block]}\n{markers(block)[1]}\n")
     return 0

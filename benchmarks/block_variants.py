@@ -22,7 +22,6 @@ Interleaved repeats, median milliseconds; the load average is recorded.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -37,6 +36,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 import search_space as ss  # noqa: E402
+from evaluators.record import write_json_atomic  # noqa: E402
 from search_space.fast import FastBlock  # noqa: E402
 from search_space.modules import ReferenceBlock  # noqa: E402
 
@@ -146,9 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         "compile_s": compile_s,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, args.out)
+    write_json_atomic(args.out, record, sort_keys=False)
     print("block fwd+bwd ms (speedup vs reference): " + ", ".join(
         f"{k} {v:.0f} (x{record['vs_reference'][k]:.2f})" for k, v in ms.items())
         + (f"; compile {compile_s:.0f} s" if compile_s is not None else ""))

@@ -48,8 +48,9 @@ import torch.nn.functional as F  # noqa: E402
 
 import evaluators as ev  # noqa: E402
 import search_space as ss  # noqa: E402
-from evaluators.evaluate import _torch_state, git_commit  # noqa: E402
-from evaluators.multi_model import EngineOptions, MultiTrainer, accuracy_many  # noqa: E402
+from evaluators.evaluation import _torch_state  # noqa: E402
+from evaluators.multi_trainer import EngineOptions, MultiTrainer, accuracy_many  # noqa: E402
+from evaluators.record import git_commit  # noqa: E402
 from evaluators.splits import Splits, make_splits  # noqa: E402
 from evaluators.train import train_epochs  # noqa: E402
 from studies.presets import get_preset  # noqa: E402
@@ -387,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="fig3", help="with --choose")
     p.add_argument("--within", type=float, default=float("inf"),
                    help="with --choose: seconds the preset's run may take")
-    p.add_argument("--presets", default="fig3,table2", help="comma-separated preset names")
+    p.add_argument("--presets", nargs="+", default=["fig3", "table2"], metavar="PRESET",
+                   help="preset names (default: fig3 table2)")
     p.add_argument("--seeds", type=int, default=3, help="models per design (its seeds)")
     p.add_argument("--batch", type=int, default=64, help="images per model per step")
     p.add_argument("--steps", type=int, default=20, help="steps per timed epoch")
@@ -397,8 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-s", type=float, default=150.0)
     p.add_argument("--reserve-s", type=float, default=10.0,
                    help="start no measurement with less budget left than this")
-    p.add_argument("--levers", default=",".join(LEVERS),
-                   help=f"comma-separated subset of {', '.join(LEVERS)} (the first two are "
+    p.add_argument("--levers", nargs="+", default=list(LEVERS), metavar="LEVER",
+                   help=f"a subset of {', '.join(LEVERS)} (the first two are "
                         "always measured: the engine's default and the one-model baseline)")
     p.add_argument("--tiny", action="store_true",
                    help="--resolution 8 --batch 8 --steps 2 --epochs 2: a check that "
@@ -417,8 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.tiny:
         args.resolution, args.batch, args.steps, args.epochs = 8, 8, 2, 2
     try:
-        args.presets = [get_preset(name).name for name in args.presets.split(",")]
-        args.levers = args.levers.split(",")
+        args.presets = [get_preset(name).name for name in args.presets]
         unknown = [lv for lv in args.levers if lv not in LEVERS]
         if unknown:
             raise ValueError(f"--levers {','.join(unknown)}: accepted {', '.join(LEVERS)}")

@@ -13,12 +13,10 @@ machine slows trials, and the JSON says how busy it was.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +26,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 import evaluators as ev  # noqa: E402
-from evaluators.evaluate import git_commit  # noqa: E402
+from evaluators.record import git_commit, write_json_atomic  # noqa: E402
 
 DESIGNS = ("plain8-c64-k1.64", "plain8-c144-k1.12.12")
 
@@ -101,11 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=args.out.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(record, f, indent=1)
-    os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
-    os.replace(tmp, args.out)
+    write_json_atomic(args.out, record, sort_keys=False)
     print(f"wrote {args.out}")
     return 0
 

@@ -11,7 +11,6 @@ writes images/s and the implied seconds for one proxy epoch (45,000 images).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 import search_space as ss  # noqa: E402
+from evaluators.record import write_json_atomic  # noqa: E402
 
 DESIGNS = ["plain8-c144-k1.12.12", "plain8-c72-k1.g1", "plain8-c138-k1.3.3.3.3.3.3"]
 
@@ -59,8 +59,8 @@ def main() -> int:
                        "img_per_s": round(64 * sps), "proxy_epoch_s": round(45_000 / 64 / sps, 1)}
                 print(row, flush=True)
                 rows.append(row)
-    args.out.write_text(json.dumps({"device": torch.cuda.get_device_name(), "rows": rows},
-                                   indent=1))
+    write_json_atomic(args.out, {"device": torch.cuda.get_device_name(), "rows": rows},
+                      sort_keys=False)
     return 0
 
 

@@ -18,7 +18,6 @@ crashed, 2 on bad input.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import multiprocessing as mp
 import sys
 import time
@@ -27,10 +26,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from evaluators.fidelity import get_fidelity  # noqa: E402
+from analysis.cli import ArgumentParser  # noqa: E402
+from evaluators.fidelity import get_fidelity, with_changes  # noqa: E402
 from evaluators.folded import CONV1X1  # noqa: E402
+from studies.plan import Plan, parse_seeds  # noqa: E402
 from studies.presets import get_preset  # noqa: E402
-from studies.store import RecordStore, trial_key  # noqa: E402
+from studies.store import RecordStore  # noqa: E402
 
 
 def _batch(trials: list[tuple[str, list[int]]], fidelity, dataset: str, data_dir: str,
@@ -52,13 +53,13 @@ def _batch(trials: list[tuple[str, list[int]]], fidelity, dataset: str, data_dir
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="benchmarks/proxy_gpu.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", required=True)
     p.add_argument("--fidelity", default=None, help="default: the preset's")
     p.add_argument("--epochs", type=int, default=None,
-                   help="override the fidelity's epochs; records are named FIDELITY-eN")
+                   help="override the fidelity's epochs; records are named FIDELITY+epochs=N")
     p.add_argument("--dataset", default="cifar10")
-    p.add_argument("--seeds", default="0", help="comma-separated, e.g. 0,1")
+    p.add_argument("--seeds", default="1", help="N (seeds 0..N-1) or a list 0,1,2")
     p.add_argument("--designs-per-batch", type=int, default=1,
                    help="designs trained side by side in one process (each with its seeds)")
     p.add_argument("--procs", type=int, default=1, help="batches sharing the device at once")
@@ -76,13 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         preset = get_preset(args.preset)
-        seeds = [int(s) for s in args.seeds.split(",")]
+        seeds = parse_seeds(args.seeds)
         fidelity = get_fidelity(args.fidelity or preset.fidelity)
         if args.epochs is not None:
             if args.epochs < 1:
                 raise ValueError(f"--epochs {args.epochs} must be >= 1")
-            fidelity = dataclasses.replace(fidelity, name=f"{fidelity.name}-e{args.epochs}",
-                                           epochs=args.epochs)
+            fidelity = with_changes(fidelity, epochs=args.epochs)
         for flag in ("procs", "designs_per_batch"):
             if getattr(args, flag) < 1:
                 raise ValueError(f"--{flag.replace('_', '-')} {getattr(args, flag)} must be >= 1")
@@ -92,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"proxy_gpu.py: error: {e}", file=sys.stderr)
         return 2
     store = RecordStore(args.run_dir)
-    groups = [(d, [s for s in seeds if not store.has(trial_key(d, fidelity.name, args.dataset,
-                                                                 s))])
+    plan = Plan(name=preset.name, design_ids=preset.design_ids, seeds=seeds,
+                fidelity=fidelity.name, dataset=args.dataset)
+    # A design's seeds train together (one folded net), so batches go design by design.
+    groups = [(d, [s for s in seeds if not store.has(plan.key(d, s))])
               for d in preset.design_ids]
     groups = [(d, left) for d, left in groups if left]
     k = args.designs_per_batch

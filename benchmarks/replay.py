@@ -22,22 +22,20 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
+from analysis.cli import ArgumentParser, fail  # noqa: E402
+from evaluators.record import write_json_atomic  # noqa: E402
+
 QUERY_REPS = 2000  # warm queries timed (a dict hit)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, not the usage block
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from analysis.replay import SCHEDULERS, SEED_MODES, STRATEGIES
 
-    p = _Parser(prog="benchmarks/replay.py", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="benchmarks/replay.py", description=__doc__.split("\n\n")[0])
     p.add_argument("table", nargs="?", help="run directory, records export or release")
     p.add_argument("--synthetic", metavar="DxSxE", help="replay a synthetic table instead")
     p.add_argument("--out", required=True, help="output directory")
@@ -69,12 +67,12 @@ def synthetic_records(designs: int, seeds: int, epochs: int, *, rng_seed: int = 
     per-epoch seconds grow with FLOPs; seed noise on both."""
     import numpy as np
 
-    from analysis import fake
+    from evaluators.record import describe_info
 
     rng = np.random.default_rng(rng_seed)
     tails = [(16,), (32,), (8, 8), (12, 12), (4, 4, 4), (6, 6, 6), (2, 2, 2, 2), (3, 3, 3, 3)]
     pool = {d["id"]: d for t in tails for w in range(32, 480, 8) if all(w % k == 0 for k in t)
-            for d in [fake.describe(w, (1, *t), num_classes=10)]}
+            for d in [describe_info(f"plain8-c{w}-k1.{'.'.join(map(str, t))}", 10)]}
     ids = sorted(rng.choice(sorted(pool), size=min(designs, len(pool)), replace=False))
     out = []
     for d in (pool[i] for i in ids):
@@ -102,12 +100,15 @@ def synthetic_records(designs: int, seeds: int, epochs: int, *, rng_seed: int = 
 
 def make_synthetic(spec: str, out: Path) -> Path:
     """Write DIR/synthetic/run (records) and DIR/synthetic/release; return the manifest."""
-    from analysis import fake
     from analysis.release import write_release
+    from studies.store import RecordStore
 
     d, s, e = (int(x) for x in spec.split("x"))
-    run = fake.write_fake_run(out / "synthetic" / "run", synthetic_records(d, s, e))
-    return write_release(run, out / "synthetic" / "release", "synthetic", overwrite=True)
+    store = RecordStore(out / "synthetic" / "run")
+    for record in synthetic_records(d, s, e):
+        store.write(record)
+    return write_release(store.run_dir, out / "synthetic" / "release", "synthetic",
+                         overwrite=True)
 
 
 def timings(bench: Any, fidelity: str, dataset: str, load_s: float,
@@ -147,7 +148,9 @@ def timings(bench: Any, fidelity: str, dataset: str, load_s: float,
 def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     from analysis import replay as rp
+    from analysis import replay_report
     from analysis.benchmark import Benchmark
+    from analysis.replay_table import ReplayTable
 
     import_s = time.perf_counter() - t0
     args = parse_args(argv)
@@ -161,14 +164,12 @@ def main(argv: list[str] | None = None) -> int:
         load_s = time.perf_counter() - t0
         fidelity, dataset = bench.resolve(args.fidelity, args.dataset)
     except (OSError, ValueError, KeyError) as exc:
-        print(f"benchmarks/replay.py: error: {exc}", file=sys.stderr)
-        return 2
+        return fail("benchmarks/replay.py", exc)
     timing = timings(bench, fidelity, dataset, load_s, import_s)
     try:
-        table = rp.ReplayTable.from_benchmark(bench, fidelity=fidelity, dataset=dataset)
+        table = ReplayTable.from_benchmark(bench, fidelity=fidelity, dataset=dataset)
     except ValueError as exc:
-        print(f"benchmarks/replay.py: error: {exc}", file=sys.stderr)
-        return 2
+        return fail("benchmarks/replay.py", exc)
     print(f"table {table_path}: {timing['records']} records, {timing['designs']} designs; "
           f"import {import_s:.2f} s, load {load_s * 1e3:.0f} ms, query cold median "
           f"{timing['query_cold']['mean']['median_us']:.0f} us, warm "
@@ -179,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                           reduction_factor=args.reduction_factor, grace_period=args.grace_period,
                           max_trials=args.max_trials)
     replay_s = time.perf_counter() - t0
-    summary = rp.summarize(runs)
-    figures = rp.plot_regret(runs, out)
+    summary = replay_report.summarize(runs)
+    figures = replay_report.plot_regret(runs, out)
     doc = {
         "table": str(table_path), "fidelity": fidelity, "dataset": dataset,
         "designs": len(table.design_ids), "epochs": table.epochs,
@@ -197,20 +198,13 @@ def main(argv: list[str] | None = None) -> int:
                   "total_epochs": r.total_epochs, "final_regret": r.final_regret} for r in runs],
         "figures": [str(p) for p in figures],
     }  # fmt: skip
-    _atomic_json(out / "replay.json", doc)
+    write_json_atomic(out / "replay.json", doc, sort_keys=False)
     cols = ["strategy", "scheduler", "workers", "reached", "time_to_best_mean",
             "time_to_best_std", "epochs_to_best_mean", "epochs_to_best_std"]
     print(summary[cols].to_string(index=False, float_format=lambda x: f"{x:.1f}"))
     print(f"{len(runs)} replays in {replay_s:.1f} s; wrote {out / 'replay.json'} and "
           f"{len(figures)} figure files")
     return 0
-
-
-def _atomic_json(path: Path, obj: Any) -> None:
-    from analysis.release import atomic_write
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
 
 
 if __name__ == "__main__":

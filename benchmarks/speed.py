@@ -26,9 +26,7 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -40,6 +38,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import search_space as ss  # noqa: E402
+from evaluators.record import git_commit, write_json_atomic  # noqa: E402
 from search_space.fast import DEVICE_PATH, FastBlock, FusedBlock  # noqa: E402
 from search_space.modules import Net, ReferenceBlock  # noqa: E402
 
@@ -276,24 +275,6 @@ def device_name(device: torch.device) -> str:
     return f"cpu:{platform.processor() or platform.machine()} x{os.cpu_count()}"
 
 
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
-                             text=True, timeout=10)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def write_json(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(record, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def summary(record: dict) -> str:
     parts = [record["device"]]
     for t in record["train"]:
@@ -421,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     record["loadavg_end"] = os.getloadavg()
     record["wall_s"] = round(time.perf_counter() - t0, 1)
     record["summary"] = summary(record)
-    write_json(out, record)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out, record, sort_keys=False)
     print(record["summary"])
     print(f"wrote {out}")
     return 1 if record["errors"] else 0

@@ -1,21 +1,42 @@
 """Evaluators: data, training at a named fidelity, latency -> one result record per trial.
 
+The record (:mod:`evaluators.record`), the fidelities and the dataset catalog import no
+torch; ``evaluate``, the datasets and latency do, and load on first use, so the sweep driver
+and the analysis can read records and fidelities without importing torch.
+
 Example:
     >>> import evaluators as ev
-    >>> r = ev.evaluate("plain8-c64-k1.64", fidelity="smoke", dataset="synthetic")  # doctest: +SKIP
-    >>> r.status, r.val_acc, r.test_acc, r.latency_b1_ms  # doctest: +SKIP
+    >>> ev.get_fidelity("cpu").epochs, ev.NUM_CLASSES["cifar10"], "Result" in dir(ev)
+    (2, 10, True)
+
+``ev.evaluate(design, fidelity, dataset, seed)`` trains and returns a ``Result``; its example
+(a real smoke training) is in :mod:`evaluators.evaluation`.
 """
 
-from evaluators.data import DATASETS, Dataset, load_dataset, make_synthetic
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from evaluators.catalog import DATASETS, IMAGE_SIZE, NUM_CLASSES
 from evaluators.errors import DatasetError, DatasetNotFoundError, Diverged
-from evaluators.evaluate import evaluate
-from evaluators.fidelity import FIDELITIES, Fidelity, get_fidelity
-from evaluators.latency import measure_latency
-from evaluators.result import Result
+from evaluators.fidelity import FIDELITIES, Fidelity, get_fidelity, with_changes
+from evaluators.lazy import lazy_exports
+from evaluators.record import Result
+
+_TORCH_SIDE = {  # name -> module; imported on first use (torch takes seconds to import)
+    "Dataset": "data",
+    "load_dataset": "data",
+    "make_synthetic": "data",
+    "evaluate": "evaluation",
+    "measure_latency": "latency",
+    "remove_checkpoint": "checkpoint",
+}
 
 __all__ = [
     "DATASETS",
     "FIDELITIES",
+    "IMAGE_SIZE",
+    "NUM_CLASSES",
     "Dataset",
     "DatasetError",
     "DatasetNotFoundError",
@@ -27,4 +48,15 @@ __all__ = [
     "load_dataset",
     "make_synthetic",
     "measure_latency",
+    "remove_checkpoint",
+    "with_changes",
 ]
+
+if TYPE_CHECKING:
+    from evaluators.checkpoint import remove_checkpoint
+    from evaluators.data import Dataset, load_dataset, make_synthetic
+    from evaluators.evaluation import evaluate
+    from evaluators.latency import measure_latency
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _TORCH_SIDE)

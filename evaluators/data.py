@@ -14,6 +14,9 @@ training device) and int64 labels. Formats are the official ones:
 
 CIFAR is downloaded from the official URL when missing (md5-checked, atomic); a local copy is
 read whatever its checksums (this machine's CIFAR-10 is a JPEG re-encoding whose md5s differ).
+Because a local copy is not checksummed, its pickles are read by :class:`CifarUnpickler`,
+which builds only what the official files hold (dicts, lists, bytes, str, ints, uint8/int
+numpy arrays): a crafted file in a shared data directory cannot run code in the trials.
 
 Example:
     >>> ds = make_synthetic(num_train=100, num_test=20)
@@ -23,18 +26,19 @@ Example:
 
 from __future__ import annotations
 
+import codecs
 import os
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from evaluators.catalog import DATASETS  # noqa: F401 (re-exported; the catalog owns them)
 from evaluators.download import download_and_extract
 from evaluators.errors import DatasetError, DatasetNotFoundError
-
-DATASETS = ("synthetic", "cifar10", "cifar100", "tinyimagenet")
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -143,7 +147,7 @@ def _read_cifar_batch(path: Path, label_key: bytes, num_classes: int,
     try:
         with open(path, "rb") as f:
             # The official files are Python 2 pickles; "bytes" keeps their keys as bytes.
-            batch = pickle.load(f, encoding="bytes")
+            batch = CifarUnpickler(f, encoding="bytes").load()
         data = np.asarray(_key(batch, b"data"))
         labels = np.asarray(_key(batch, label_key), dtype=np.int64)
     except Exception as exc:  # any unpickling failure means the file is not what we expect
@@ -157,6 +161,81 @@ def _read_cifar_batch(path: Path, label_key: bytes, num_classes: int,
             f"{path} holds data {data.dtype} {data.shape} and {labels.shape[0]} labels in "
             f"[{labels.min(initial=0)}, {labels.max(initial=0)}]; expected {layout}")
     return data.reshape(-1, 3, 32, 32), labels
+
+
+def _numpy_core(module: str) -> object:
+    """numpy's ``_core.<module>`` (numpy 2) or ``core.<module>`` (numpy 1)."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"numpy._core.{module}")
+    except ImportError:  # numpy < 2
+        return importlib.import_module(f"numpy.core.{module}")
+
+
+def _plain_dtype(*args: object) -> np.dtype:
+    """``numpy.dtype`` for the pickle, refusing object dtypes (they would hold arbitrary
+    Python objects; CIFAR holds bytes and numbers)."""
+    dtype = np.dtype(*args)  # type: ignore[call-overload]
+    if dtype.hasobject:
+        raise pickle.UnpicklingError(f"refused numpy dtype {dtype} (holds Python objects)")
+    return dtype
+
+
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    """``_codecs.encode`` as Python 3 writes bytes into a protocol-2 pickle, latin-1 only
+    (any other codec name could reach codec modules no CIFAR file needs)."""
+    if codecs.lookup(encoding).name != "iso8859-1" or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"refused _codecs.encode(..., {encoding!r})")
+    return text.encode("latin-1")
+
+
+def _allowed_globals() -> dict[tuple[str, str], Callable[..., object]]:
+    multiarray, numeric = _numpy_core("multiarray"), _numpy_core("numeric")
+    allowed: dict[tuple[str, str], Callable[..., object]] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): _plain_dtype,
+        ("_codecs", "encode"): _latin1_encode,
+    }
+    # numpy 1 wrote "numpy.core", numpy 2 writes "numpy._core": the official files (Python 2,
+    # numpy 1) and files written here (numpy 2) name the same functions differently.
+    for package in ("numpy.core", "numpy._core"):
+        allowed[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        allowed[(f"{package}.numeric", "_frombuffer")] = numeric._frombuffer
+    return allowed
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """An unpickler that builds only what a CIFAR batch holds.
+
+    Containers and scalars (dict, list, tuple, bytes, str, int, float, bool, None) need no
+    global; numpy arrays need ``ndarray``, ``dtype`` and the reconstruction functions numpy
+    1 and 2 pickle them with. Any other global (``os.system``, ``builtins.eval``, ...) is
+    refused before it is looked up, so a crafted ``__reduce__`` cannot run. Object dtypes are
+    refused too.
+
+    Example:
+        >>> import io
+        >>> blob = pickle.dumps({b"data": np.arange(3, dtype=np.uint8), b"labels": [1, 2]})
+        >>> CifarUnpickler(io.BytesIO(blob), encoding="bytes").load()[b"data"].tolist()
+        [0, 1, 2]
+        >>> CifarUnpickler(io.BytesIO(pickle.dumps(eval))).load()  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        _pickle.UnpicklingError: refused global builtins.eval (a CIFAR batch holds only ...)
+    """
+
+    _allowed: dict[tuple[str, str], Callable[..., object]] | None = None
+
+    def find_class(self, module: str, name: str) -> Callable[..., object]:
+        if CifarUnpickler._allowed is None:
+            CifarUnpickler._allowed = _allowed_globals()
+        found = CifarUnpickler._allowed.get((module, name))
+        if found is None:
+            raise pickle.UnpicklingError(
+                f"refused global {module}.{name} (a CIFAR batch holds only dicts, lists, "
+                "bytes, str, ints and numpy arrays)")
+        return found
 
 
 def _key(batch: object, key: bytes) -> object:

@@ -3,11 +3,13 @@
 The archive goes to a temporary file in the destination directory, is checked, is extracted
 into a temporary directory there, and only then is its top folder ``os.replace``d into place.
 An interrupted or failed download therefore leaves nothing that looks like a dataset, and two
-processes downloading at once end with one complete copy.
+processes downloading at once end with one complete copy. The directories it had to create
+are removed again when the download fails.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -28,35 +30,52 @@ def download_and_extract(url: str, md5: str, root: Path | str, folder: str) -> P
     Args:
         url: the archive (http(s):// or file://).
         md5: its expected md5 hex digest.
-        root: the directory that receives ``folder``; created if missing.
+        root: the directory that receives ``folder``; created if missing (and removed again
+            if the download fails).
         folder: the directory the archive holds at its top level.
 
     Returns:
         ``root/folder``.
 
     Raises:
-        DatasetNotFoundError: the download failed (no network, bad URL).
+        DatasetNotFoundError: the download failed (no network, bad URL); the directories
+            this call created are removed again.
         DatasetError: the md5 differs or the archive lacks ``folder``.
     """
     root = Path(root)
     target = root / folder
     if target.is_dir():
         return target
+    created = _make_dirs(root)
+    try:
+        fd, part = tempfile.mkstemp(dir=root, prefix=f".{folder}-", suffix=".part")
+        try:
+            digest = _fetch(url, fd, target)
+            if digest != md5.lower():
+                raise DatasetError(
+                    f"download of {url} has md5 {digest}, expected {md5}; discarded, nothing "
+                    f"written at {target}")
+            _extract(Path(part), root, folder, url)
+        finally:
+            Path(part).unlink(missing_ok=True)
+    except BaseException:
+        # A failed download leaves the file system as it found it: no empty data/ that a
+        # later run (or a user) would take for a dataset directory.
+        for directory in reversed(created):
+            with contextlib.suppress(OSError):  # not empty: another process is using it
+                directory.rmdir()
+        raise
+    return target
+
+
+def _make_dirs(root: Path) -> list[Path]:
+    """Create ``root`` and its missing parents; return the ones created, outermost first."""
+    missing = [p for p in (root, *root.parents) if not p.exists()][::-1]
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DatasetNotFoundError(f"cannot create data directory {root}: {exc}") from exc
-    fd, part = tempfile.mkstemp(dir=root, prefix=f".{folder}-", suffix=".part")
-    try:
-        digest = _fetch(url, fd, target)
-        if digest != md5.lower():
-            raise DatasetError(
-                f"download of {url} has md5 {digest}, expected {md5}; discarded, nothing "
-                f"written at {target}")
-        _extract(Path(part), root, folder, url)
-    finally:
-        Path(part).unlink(missing_ok=True)
-    return target
+    return missing
 
 
 def _fetch(url: str, fd: int, target: Path) -> str:

@@ -7,10 +7,9 @@ be traced to the budget that produced it. Section 4.1 of the IGCV2 paper fixes t
 epochs, batch 64); the cheaper fidelities keep that recipe and shrink the budget.
 
 Example:
-    >>> import dataclasses
-    >>> f = get_fidelity("smoke")
-    >>> dataclasses.replace(f, lr=100.0).lr
-    100.0
+    >>> f = with_changes(get_fidelity("smoke"), lr=100.0)
+    >>> f.name, f.lr
+    ('smoke+lr=100.0', 100.0)
 """
 
 from __future__ import annotations
@@ -18,16 +17,17 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 LR_SCHEDULES = ("step", "cosine")
 
 
 @dataclass(frozen=True)
 class Fidelity:
-    """One training budget. Override a field with ``dataclasses.replace(fidelity, lr=...)``.
+    """One training budget. Change fields with :func:`with_changes`, which also renames it.
 
-    Records are keyed by the fidelity's ``name``; give a modified fidelity a new name if its
-    records share a run directory with the original's.
+    Records are keyed by the fidelity's ``name``, so a modified fidelity needs a new name
+    when its records share a run directory with the original's.
     """
 
     name: str
@@ -110,6 +110,7 @@ class Fidelity:
 _LATER_FIELDS = {"deterministic": True}  # field -> the behaviour before the field existed
 
 
+#: The ladder, cheapest first: analysis orders fidelities (tables, rank-agreement pairs) so.
 FIDELITIES: dict[str, Fidelity] = {
     # Synthetic data (any dataset works; tests use "synthetic"), 8x8 pixels: seconds on a CPU.
     # Enough epochs that a learnable set is learnt far above chance, so a test can tell a
@@ -128,24 +129,33 @@ FIDELITIES: dict[str, Fidelity] = {
         name="cpu", train_size=8_000, test_size=2_000, resolution=16, epochs=2, threads=1,
         latency_warmup=1, latency_reps=3,
     ),
+    # The second CPU rung: 8x the cpu rung's training compute (28,800 train images, 4x as
+    # many, for 4 epochs, 2x as many, at the same 16x16), sized so fig3 at one seed
+    # finishes within an hour on 2 cores (two 1-thread trials at once). 32x32 instead would
+    # cost 4-6x per image here (memory-bound), over the hour. Measured on more images than
+    # the cpu rung: 7,200 validation images and the whole 10,000-image test set (binomial
+    # standard error about 0.6 and 0.5 points at 40% accuracy, against 1.7 and 1.1 for
+    # 800 and 2,000), since evaluation is cheap next to training.
+    "cpu2": Fidelity(
+        name="cpu2", train_size=36_000, val_fraction=0.2, test_size=None, resolution=16,
+        epochs=4, threads=1, latency_warmup=1, latency_reps=3,
+    ),
+    # The GPU rung (evaluators.multi_model trains a design's seeds at once). Full CIFAR-10
+    # at 32x32 (45,000 train + 5,000 val, all 10,000 test), 15 epochs: half the `proxy`
+    # rung, the least issue 13 accepts, so that fig3 (6 designs x 3 seeds, 12.2M training
+    # images) can fit 10 minutes of one GPU. Batch 64 and lr 0.1 are the paper's (section
+    # 4.1): the engine gets its parallelism from the model axis (3 seeds = 192 images per
+    # kernel), so the recipe need not change, and every rung keeps one recipe. Deterministic
+    # kernels off: they cost up to 2.6x on an H100 (docs/fidelities.md); curves then depend on
+    # kernel timing, which the records say (fidelity_config["deterministic"] = false).
+    "proxy15": Fidelity(
+        name="proxy15", epochs=15, deterministic=False, latency_warmup=5, latency_reps=20,
+    ),
     # Full data and resolution, 30 epochs: a GPU proxy for the paper's ranking.
     "proxy": Fidelity(name="proxy", epochs=30, latency_warmup=5, latency_reps=20),
     # Section 4.1 as written (CIFAR; for Tiny ImageNet the paper used epochs=200).
     "paper": Fidelity(name="paper", epochs=400, latency_warmup=5, latency_reps=20),
 }
-
-# --- the GPU rung of issue 13 (evaluators.multi_model trains a design's seeds at once) ---
-# Full CIFAR-10 at 32x32 (45,000 train + 5,000 val, all 10,000 test), 15 epochs: half the
-# `proxy` rung, the least the issue accepts, so that fig3 (6 designs x 3 seeds, 12.2M training
-# images) can fit 10 minutes of one GPU. Batch 64 and lr 0.1 are the paper's (section 4.1):
-# the engine gets its parallelism from the model axis (3 seeds = 192 images per kernel), so the
-# recipe need not change with it, and every rung keeps one recipe. Deterministic kernels off:
-# they cost up to 2.6x on an H100 (docs/fidelities.md); curves then depend on kernel timing,
-# which the records say (fidelity_config["deterministic"] = false).
-FIDELITIES["proxy15"] = Fidelity(
-    name="proxy15", epochs=15, deterministic=False, latency_warmup=5, latency_reps=20,
-)
-
 
 def get_fidelity(name: str) -> Fidelity:
     """The registered fidelity called ``name``.
@@ -158,3 +168,21 @@ def get_fidelity(name: str) -> Fidelity:
     except (KeyError, TypeError):
         raise ValueError(
             f"unknown fidelity {name!r}; accepted: {', '.join(FIDELITIES)}") from None
+
+
+def with_changes(fidelity: Fidelity, **changes: Any) -> Fidelity:
+    """``fidelity`` with fields changed and named after the changes (``proxy+epochs=2``),
+    so that its records get their own keys. The one way a modified fidelity is named.
+
+    Raises:
+        ValueError: an unknown field (naming the accepted ones) or a bad value.
+    """
+    names = {f.name for f in dataclasses.fields(Fidelity)} - {"name"}
+    unknown = sorted(set(changes) - names)
+    if unknown:
+        raise ValueError(f"unknown fidelity field {unknown[0]!r}; accepted: "
+                         f"{', '.join(sorted(names))}")
+    if not changes:
+        return fidelity
+    suffix = "+".join(f"{k}={v}" for k, v in changes.items())
+    return dataclasses.replace(fidelity, name=f"{fidelity.name}+{suffix}", **changes)

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from evaluators.fidelity import Fidelity
 from search_space.modules import ResidualPair, _body
 from search_space.plan import Block, NetPlan
 
@@ -273,3 +274,29 @@ def unfold_states(state: dict[str, torch.Tensor], models: int) -> list[dict[str,
         for m in range(models):
             out[m][key] = parts[m].clone()
     return out
+
+
+class FoldedSGD:
+    """``torch.optim.SGD(nesterov=True, momentum, weight_decay)`` as elementwise foreach ops
+    with the learning rate in a device tensor, so a CUDA graph can capture the step (torch's
+    SGD passes a Python float per step). Momentum starts at zero, which makes the first step
+    torch's (``buf = grad``)."""
+
+    def __init__(self, params: list[torch.Tensor], fidelity: Fidelity) -> None:
+        self.params = params
+        self.momenta = [torch.zeros_like(p) for p in params]
+        self.neg_lr = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
+        self.momentum, self.weight_decay = fidelity.momentum, fidelity.weight_decay
+
+    def set_lr(self, lr: float) -> None:
+        self.neg_lr.fill_(-lr)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        grads = [p.grad for p in self.params]
+        d = torch._foreach_add(grads, self.params, alpha=self.weight_decay)
+        torch._foreach_mul_(self.momenta, self.momentum)
+        torch._foreach_add_(self.momenta, d)
+        torch._foreach_add_(d, self.momenta, alpha=self.momentum)  # Nesterov
+        torch._foreach_mul_(d, self.neg_lr)
+        torch._foreach_add_(self.params, d)

@@ -3,11 +3,13 @@
 One flat loop in the airbench manner: the train images sit on the device as uint8; each step
 gathers a batch by index, augments and normalises it with batched tensor ops, and takes one
 SGD step. Data order and augmentation draw from one CPU ``torch.Generator`` seeded by the
-trial seed, so a CPU run repeats exactly.
+trial seed, so a CPU run repeats exactly; with a checkpoint (evaluators.checkpoint) it also
+resumes exactly after an interruption.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Iterator
@@ -17,6 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from evaluators.augment import CIFAR_PAD, TINY_SCALE, crop_flip, normalize, scale_crop_flip
+from evaluators.checkpoint import (
+    EpochCheckpoint,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from evaluators.errors import Diverged
 from evaluators.fidelity import Fidelity
 from evaluators.splits import Splits
@@ -44,17 +53,25 @@ def make_optimizer(model: nn.Module, fidelity: Fidelity) -> torch.optim.SGD:
 
 
 def train_epochs(model: nn.Module, splits: Splits, fidelity: Fidelity, *, seed: int,
-                 device: torch.device) -> Iterator[dict]:
+                 device: torch.device,
+                 checkpoint: EpochCheckpoint | None = None) -> Iterator[dict]:
     """Train ``model`` for ``fidelity.epochs``; yield one curve row per epoch.
 
     Each row: ``epoch`` (1-based), ``train_loss`` (mean over the epoch's images),
     ``train_acc``, ``val_acc`` (in [0, 1]) and ``seconds`` (wall time of the epoch, validation
     included).
 
+    With ``checkpoint``, the state after every epoch (model, optimiser, LR schedule, random
+    generators, curve) is written atomically to ``checkpoint.path`` before the epoch's row is
+    yielded; if that path already holds a valid checkpoint of this trial, training resumes
+    after its epoch: the rows of the restored epochs are yielded first (as they were), then
+    the remaining epochs train exactly as they would have without the interruption.
+
     Raises:
         Diverged: a non-finite loss; the message is ``loss=nan at epoch E step S`` (1-based
             step within the epoch).
     """
+    started = time.perf_counter()
     cuda = device.type == "cuda"
     generator = torch.Generator().manual_seed(seed)
     optimizer = make_optimizer(model, fidelity)
@@ -67,7 +84,12 @@ def train_epochs(model: nn.Module, splits: Splits, fidelity: Fidelity, *, seed: 
     check_every = _CHECK_EVERY_CUDA if cuda else 1  # on CPU a check is free
     sizes = torch.full((steps,), float(bs), device=device)  # images per step
     sizes[-1] = n - bs * (steps - 1)
-    for epoch in range(1, fidelity.epochs + 1):
+    curve: list[dict] = []
+    if checkpoint is not None:
+        curve = _resume(checkpoint, model, optimizer, schedule, generator, device, seed,
+                        fidelity)
+        yield from (dict(row) for row in curve)
+    for epoch in range(len(curve) + 1, fidelity.epochs + 1):
         start = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=generator).to(device)
@@ -90,13 +112,60 @@ def train_epochs(model: nn.Module, splits: Splits, fidelity: Fidelity, *, seed: 
             correct += (logits.argmax(1) == y).sum()
         val_acc = accuracy(model, splits.val_images, splits.val_labels, splits,
                            batch_size=fidelity.eval_batch_size)
-        yield {
+        row = {
             "epoch": epoch,
             "train_loss": (losses * sizes).sum().item() / n,
             "train_acc": correct.item() / n,
             "val_acc": val_acc,
             "seconds": time.perf_counter() - start,
         }
+        curve.append(row)
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, {
+                "epoch": epoch, "curve": curve,
+                **_trial_state(model, optimizer, schedule, generator, device),
+            }, elapsed_s=checkpoint.resumed_s + time.perf_counter() - started)
+        yield dict(row)
+
+
+def _resume(checkpoint: EpochCheckpoint, model: nn.Module, optimizer: torch.optim.Optimizer,
+            schedule: torch.optim.lr_scheduler.LRScheduler, generator: torch.Generator,
+            device: torch.device, seed: int, fidelity: Fidelity) -> list[dict]:
+    """Restore a valid checkpoint of this trial into the fresh objects; its curve, or []."""
+    # The trial's own arguments are part of what a checkpoint must match, whatever the
+    # caller put in its identity: resuming another seed or budget would mix two trials.
+    checkpoint.identity = {**checkpoint.identity, "seed": seed,
+                           "fidelity_config": fidelity.to_dict(), "device": device.type}
+    state = load_checkpoint(checkpoint)
+    if state is None or not 1 <= state["epoch"] <= fidelity.epochs:
+        checkpoint.resumed_epochs, checkpoint.resumed_s = 0, 0.0
+        return []
+    fresh = copy.deepcopy(_trial_state(model, optimizer, schedule, generator, device))
+    try:
+        _restore(state, model, optimizer, schedule, generator, device)
+    except (KeyError, RuntimeError, ValueError, TypeError):
+        # Same identity but another layout (the code changed between the runs): a partial
+        # load must not leak into the fresh start.
+        _restore(fresh, model, optimizer, schedule, generator, device)
+        checkpoint.resumed_epochs, checkpoint.resumed_s = 0, 0.0
+        return []
+    return [dict(row) for row in state["curve"]]
+
+
+def _trial_state(model: nn.Module, optimizer: torch.optim.Optimizer,
+                 schedule: torch.optim.lr_scheduler.LRScheduler, generator: torch.Generator,
+                 device: torch.device) -> dict:
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(), "rng": rng_state(device, generator)}
+
+
+def _restore(state: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
+             schedule: torch.optim.lr_scheduler.LRScheduler, generator: torch.Generator,
+             device: torch.device) -> None:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    set_rng_state(state["rng"], device, generator)
 
 
 def _train_batch(splits: Splits, idx: torch.Tensor, generator: torch.Generator,

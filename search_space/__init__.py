@@ -10,7 +10,7 @@ Importing this package does not import torch; ``build`` does.
 """
 
 from .build import DEFAULT_IMPL, IMPLS, build
-from .costs import describe
+from .costs import DESCRIBE_KEYS, describe
 from .design import NETS, Design, parse
 from .enumerate import enumerate_designs
 from .plan import default_input_size as input_size
@@ -24,9 +24,13 @@ from .theory import (
     params_lower_bound,
     params_q,
     satisfies_product,
+    theory_score,
+    widest_width,
+    xception_width,
 )
 
 __all__ = [
+    "DESCRIBE_KEYS",
     "DEFAULT_IMPL",
     "IMPLS",
     "NETS",
@@ -45,4 +49,7 @@ __all__ = [
     "params_q",
     "parse",
     "satisfies_product",
+    "theory_score",
+    "widest_width",
+    "xception_width",
 ]

@@ -9,14 +9,24 @@ from .design import IMAGENET_NETS, Design
 from .plan import Block, NetPlan, net_plan
 from .theory import S3x3
 
+#: The keys of describe(), in its order (the columns a result record takes from it).
+DESCRIBE_KEYS = (
+    "id", "net", "depth", "width", "stem", "family", "L", "K", "spatial", "expansion",
+    "nonlinear", "complementarity", "params", "flops", "block_params", "block_flops",
+    "paper_params", "paper_flops", "non_sparsity", "density", "min_paths", "max_paths",
+    "balance_deviation", "num_classes", "input_size",
+)  # fmt: skip
+
 
 def describe(d: Design, num_classes: int | None = None, input_size: int | None = None) -> dict:
     """Every cost and structural property of a design, as a JSON-serialisable dict.
 
     Keys: id, net, depth, width, stem, family, L, K (concrete K_l of each stage's block),
     spatial, expansion, nonlinear, complementarity ("strict" when every input-output pair of
-    every stage's block has exactly one path, else "loose"), params (every trainable
-    parameter of ``build(d)``), flops (multiply-adds of one forward pass of one image),
+    every block of the net, width-changing ones included, has exactly one path, else
+    "loose"; density, min_paths and max_paths are likewise over every block), params
+    (every trainable parameter of ``build(d)``), flops (multiply-adds of one forward pass of
+    one image),
     block_params / block_flops (one first-stage C->C block, convolution weights only: the
     paper's per-block figures of Tables 2 and 5), paper_params / paper_flops (all blocks
     counted C->C at their stage's width, the paper's network figures of Tables 3, 4 and 6),
@@ -36,7 +46,10 @@ def describe(d: Design, num_classes: int | None = None, input_size: int | None =
 def _describe(d: Design, num_classes: int | None, input_size: int | None) -> tuple:
     plan = net_plan(d, num_classes, input_size)
     reps = plan.stage_blocks
-    conn = [summarize(b) for b in reps]
+    # Connectivity of every distinct block of the net: the same-width block of each stage
+    # and the width-changing (stride-2) first block of each later stage, whose convolutions
+    # take the stage's K on half the channels. "strict" is then true of the whole net.
+    conn = [summarize(b) for b in dict.fromkeys((*reps, *plan.blocks))]
     K = [[c.branch_size for c in b.convs] for b in reps]
     first = reps[0]
     C = first.cin

@@ -22,6 +22,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .plan import net_plan
+
 #: Net templates and the depths they accept.
 NETS = ("plain8", "res", "mobilenet1", "mobilenet2", "igcv3net")
 IMAGENET_NETS = ("mobilenet1", "mobilenet2", "igcv3net")
@@ -78,6 +80,11 @@ class Design:
     def L(self) -> int:  # noqa: N802 - the paper's symbol
         """Number of group convolutions in a block."""
         return len(self.K[0])
+
+    @property
+    def imagenet(self) -> bool:
+        """True for the ImageNet skeletons of Tables 8 and 10 (224-pixel input, 1000 classes)."""
+        return self.net in IMAGENET_NETS
 
     @property
     def id(self) -> str:
@@ -201,6 +208,4 @@ def validate(d: Design) -> None:
             if n < 1:
                 raise ValueError(f"branch entry {e!r} in K {d.K!r} must be >= 1")
     # Divisibility of every convolution is checked where the channel counts are known.
-    from .plan import net_plan
-
     net_plan(d)

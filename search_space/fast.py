@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +40,8 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from .modules import ReferenceBlock
-from .plan import Block
+from .plan import Block, segments
+from .plan import Run as _Run
 
 #: (training, eval) path of FastBlock per device type, as measured by benchmarks/speed.py
 #: (docs/performance.md): "fused" computes every run as GEMMs, "reference" is ReferenceBlock's
@@ -50,55 +50,6 @@ from .plan import Block
 #: varying run to run, for IGCV2 (H200, one process). In eval the fused path wins for every
 #: kind measured, on both devices. Device types not listed: reference.
 DEVICE_PATH = {"cpu": ("fused", "fused"), "cuda": ("reference", "fused")}
-
-
-@dataclass(frozen=True)
-class _Run:
-    """One fused segment: [a k x k conv, its BN, shuffle], then (1x1 conv, BN, shuffle)*, [ReLU].
-
-    ``spatial``: module index of the k x k convolution that opens the run, with ``lead`` its
-    (BN index, shuffle branches); both None when the run opens with a 1x1 convolution.
-    ``steps``: (conv index, BN index, shuffle branches, groups) of each 1x1 convolution.
-    ``cin``: channels entering the affine part (the spatial convolution's output, if any).
-    """
-
-    cin: int
-    cout: int
-    spatial: int | None
-    lead: tuple[int, int] | None
-    steps: tuple[tuple[int, int, int, int], ...]
-    relu: bool
-
-
-def segments(block: Block) -> tuple[_Run, ...]:
-    """Cut a block into runs (module indices as in ReferenceBlock: conv, BN, [shuffle],
-    [ReLU] per convolution). A run ends at a ReLU, before a spatial conv, or at the end."""
-    runs: list[_Run] = []
-    idx = 0
-    run: dict | None = None
-
-    def close(relu: bool) -> None:
-        nonlocal run
-        if run is not None:
-            runs.append(_Run(run["cin"], run["cout"], run["spatial"], run["lead"],
-                             tuple(run["steps"]), relu))
-        run = None
-
-    for conv, g, relu in zip(block.convs, block.shuffle, block.relu, strict=True):
-        ci, bi = idx, idx + 1
-        if conv.k == 1 and conv.stride == 1:
-            if run is None:
-                run = {"cin": conv.cin, "spatial": None, "lead": None, "steps": []}
-            run["steps"].append((ci, bi, g, conv.groups))
-        else:
-            close(relu=False)
-            run = {"cin": conv.cout, "spatial": ci, "lead": (bi, g), "steps": []}
-        run["cout"] = conv.cout
-        idx += 2 + (g > 1) + relu
-        if relu:
-            close(relu=True)
-    close(relu=False)
-    return tuple(runs)
 
 
 # The two caches below create their tensors outside inference mode: a cached inference

@@ -19,8 +19,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import Protocol
 
-from .design import IMAGENET_NETS, Design
+
+class Design(Protocol):
+    """What a plan reads of a :class:`search_space.Design`. A design checks that it can be
+    built by making its plan (design.py imports this module), so the plan names the fields
+    it reads instead of importing the class: no import circle."""
+
+    net: str
+    depth: int
+    width: int
+    spatial: int
+    expansion: int
+    nonlinear: bool
+    stem: int
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def L(self) -> int: ...  # noqa: N802 - the paper's symbol
+
+    @property
+    def imagenet(self) -> bool: ...
+
+    def stage_K(self, stage: int) -> tuple[int | str, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -86,6 +110,57 @@ class Block:
     @property
     def macs(self) -> int:
         return sum(c.macs for c in self.convs)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One fused segment of FastBlock (search_space.fast): [a k x k conv, its BN, shuffle],
+    then (1x1 conv, BN, shuffle)*, [ReLU]. Here, beside the plan, so that torch-free code
+    (evaluators.cost_model) counts the runs FastBlock computes.
+
+    ``spatial``: module index of the k x k convolution that opens the run, with ``lead`` its
+    (BN index, shuffle branches); both None when the run opens with a 1x1 convolution.
+    ``steps``: (conv index, BN index, shuffle branches, groups) of each 1x1 convolution.
+    ``cin``: channels entering the affine part (the spatial convolution's output, if any).
+    """
+
+    cin: int
+    cout: int
+    spatial: int | None
+    lead: tuple[int, int] | None
+    steps: tuple[tuple[int, int, int, int], ...]
+    relu: bool
+
+
+def segments(block: Block) -> tuple[Run, ...]:
+    """Cut a block into runs (module indices as in ReferenceBlock: conv, BN, [shuffle],
+    [ReLU] per convolution). A run ends at a ReLU, before a spatial conv, or at the end."""
+    runs: list[Run] = []
+    idx = 0
+    run: dict | None = None
+
+    def close(relu: bool) -> None:
+        nonlocal run
+        if run is not None:
+            runs.append(Run(run["cin"], run["cout"], run["spatial"], run["lead"],
+                            tuple(run["steps"]), relu))
+        run = None
+
+    for conv, g, relu in zip(block.convs, block.shuffle, block.relu, strict=True):
+        ci, bi = idx, idx + 1
+        if conv.k == 1 and conv.stride == 1:
+            if run is None:
+                run = {"cin": conv.cin, "spatial": None, "lead": None, "steps": []}
+            run["steps"].append((ci, bi, g, conv.groups))
+        else:
+            close(relu=False)
+            run = {"cin": conv.cout, "spatial": ci, "lead": (bi, g), "steps": []}
+        run["cout"] = conv.cout
+        idx += 2 + (g > 1) + relu
+        if relu:
+            close(relu=True)
+    close(relu=False)
+    return tuple(runs)
 
 
 @dataclass(frozen=True)
@@ -220,7 +295,7 @@ def _scaled(c: int, scale: float) -> int:
 
 
 def default_input_size(d: Design) -> int:
-    return 224 if d.net in IMAGENET_NETS else 32
+    return 224 if d.imagenet else 32
 
 
 @lru_cache(maxsize=4096)
@@ -238,11 +313,11 @@ def net_plan(d: Design, num_classes: int | None = None, input_size: int | None =
         ValueError: naming the design and the convolution whose channels do not divide.
     """
     if num_classes is None:
-        num_classes = 1000 if d.net in IMAGENET_NETS else 100
+        num_classes = 1000 if d.imagenet else 100
     if num_classes < 1:
         raise ValueError(f"num_classes {num_classes} must be >= 1")
     size = input_size or default_input_size(d)
-    if d.net in IMAGENET_NETS:
+    if d.imagenet:
         return _imagenet_plan(d, num_classes, size)
     if size % 32:
         raise ValueError(

@@ -64,6 +64,87 @@ def most_balanced(C: int, n: int) -> tuple[int, ...] | None:
     return min(fs, key=lambda f: (f[0] / f[-1], f)) if fs else None
 
 
+def xception_width(q: float, S: int = S3x3) -> float:
+    """The narrowest reference at ``q`` block weights: the dense separated block (Xception,
+    a channel-wise k x k then one dense 1x1; eq. 7 with L = 2, K = (1, C)): S*C + C^2 = q.
+
+    >>> xception_width(4672)  # Table 2: Xception C=64 has 64*9 + 64*64 = 4,672 weights
+    64.0
+    """
+    return (-S + math.sqrt(S * S + 4 * q)) / 2
+
+
+def widest_width(q: float, S: int = S3x3) -> float:
+    """The widest reference at ``q`` block weights: a strictly complementary, balanced
+    separated block at its best L. Eqs. 7 and 11 give q = C (S + (L-1) C^(1/(L-1))); the 1x1
+    part is smallest at L - 1 = ln C (``optimal_L_separated``), where (L-1) C^(1/(L-1)) =
+    e ln C, so q = C (S + e ln C). Solved for C by bisection (increasing in C >= 1).
+
+    >>> round(widest_width(4752), 1)
+    202.7
+    """
+    if q <= S:
+        raise ValueError(f"q = {q}; a block needs more than S = {S} weights")
+
+    def cost(c: float) -> float:
+        return c * (S + math.e * math.log(c))
+
+    lo, hi = 1.0, float(q)
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cost(mid) < q else (lo, mid)
+    return (lo + hi) / 2
+
+
+def theory_score(width: int, non_sparsity: float, density: float, block_params: int,
+                 S: int = S3x3) -> float:
+    """The paper's sections 3-4 as one number: width and non-sparsity, each on a 0-1 scale
+    between the two extremes a block of the same weight count can reach, and the score is
+    the smaller of the two (the scarcer one bounds accuracy); higher is better.
+
+    Why this form (chosen before any accuracy was seen, not fitted):
+
+    - Sec. 4.2, "The effect of L", and Figure 3: accuracy rises with width and with
+      non-sparsity (Figure 3: non-zero weights / size of the dense composed kernel), but at
+      equal parameters they trade against each other; the best L is neither the widest
+      ("the width is the largest and the non-sparsity is the smallest, the performance
+      however is not the best") nor the densest, but where "the width and the non-sparsity
+      degree reach a balance".
+    - The two extremes at q block weights: the densest separated block, Xception
+      (``xception_width``: C_min, non-sparsity ns_max = q / (S C_min^2)), and the widest
+      complementary one, balanced (eq. 11) at its best L (``widest_width``: C_max,
+      ns_min = q / (S C_max^2)). Scales are logarithmic (width acts through log C in the
+      repository's fit, and the extremes differ by a factor): w = ln(C / C_min) /
+      ln(C_max / C_min) and n = ln(ns / ns_min) / ln(ns_max / ns_min), 0 at the one extreme
+      and 1 at the other.
+    - Any weighted sum (or product of powers) of width and non-sparsity is monotone in C at
+      equal q, since ns = q / (S C^2): it would name an extreme the best, which the paper
+      reports is not. The smallest of the two (a bottleneck) is the simplest combination
+      with an interior maximum, and it peaks exactly where the two reach a balance
+      (w = n; for dense blocks C = sqrt(C_min C_max)).
+    - Sec. 4.2 on Figure 2: a sparser composed kernel (loose blocks, density < 1) does
+      worse. The block's non-sparsity is discounted by its density (the share of
+      input-output pairs its composed kernel reaches), so a loose block counts as sparser.
+    - The balance condition (eq. 11) is not a separate term: at equal weights it acts
+      through the width it buys (balanced blocks are the widest).
+
+    Values may leave [0, 1] for blocks outside the two references (a loose block wider than
+    C_max has n < 0). Computed from the first-stage block (``describe()``'s ``width``,
+    ``non_sparsity``, ``density``, ``block_params``).
+
+    >>> round(theory_score(144, 4752 / (9 * 144**2), 1.0, 4752), 3)  # IGCV2 C=144 (Table 2)
+    0.299
+    >>> theory_score(64, 4672 / (9 * 64**2), 1.0, 4672)  # Xception: the densest extreme
+    0.0
+    """
+    c_min, c_max = xception_width(block_params, S), widest_width(block_params, S)
+    ns_max = block_params / (S * c_min**2)
+    ns_min = block_params / (S * c_max**2)
+    w = math.log(width / c_min) / math.log(c_max / c_min)
+    n = math.log(non_sparsity * density / ns_min) / math.log(ns_max / ns_min)
+    return min(w, n)
+
+
 __all__ = [
     "S3x3",
     "balanced_branch_size",
@@ -74,4 +155,7 @@ __all__ = [
     "params_lower_bound",
     "params_q",
     "satisfies_product",
+    "theory_score",
+    "widest_width",
+    "xception_width",
 ]

@@ -13,8 +13,6 @@ trial with no heartbeat (failed as stale later) and no record, so the trial runs
 
 from __future__ import annotations
 
-import datetime
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from typing import Any
 
 import optuna
 
+from evaluators.record import describe_info, is_stopped, stopped_result
 from studies import study as st
 from studies.plan import Plan
 from studies.store import RecordStore
@@ -40,6 +39,7 @@ class Running:
     started: float | None = None  # monotonic time Tune started it; None while pending
     curve: list[dict[str, Any]] = field(default_factory=list)
     device: str = "unknown"  # as the trainable reports it
+    torch_version: str = "unknown"  # of the worker, as the trainable reports it
 
 
 @dataclass(frozen=True)
@@ -161,10 +161,13 @@ class Ledger:
             self.peak_running = max(self.peak_running, sum(
                 r.started is not None for r in self.running.values()))
 
-    def epoch(self, tune_trial_id: str, row: dict[str, Any], device: str | None) -> None:
-        if tune_trial_id in self.running:
-            self.running[tune_trial_id].curve.append(row)
-            self.running[tune_trial_id].device = device or "unknown"
+    def epoch(self, tune_trial_id: str, row: dict[str, Any], device: str | None,
+              torch_version: str | None = None) -> None:
+        run = self.running.get(tune_trial_id)
+        if run is not None:
+            run.curve.append(row)
+            run.device = device or "unknown"
+            run.torch_version = torch_version or "unknown"
 
     def heartbeat(self) -> None:
         """Tell the storage our RUNNING trials are alive (once per heartbeat interval)."""
@@ -197,9 +200,7 @@ class Ledger:
                 self.store.write(record)
                 st.tell_record(self.study, run.optuna_trial_id, record, run.key,
                                self.plan.design_ids)
-            outcome = record["status"]
-            if str(record.get("reason") or "").startswith("stopped:"):
-                outcome = "stopped"
+            outcome = "stopped" if is_stopped(record) else record["status"]
             done = Finished(run.key, run.design_id, run.seed, outcome, record.get("val_acc"),
                             record.get("reason"), seconds)
         self.finished.append(done)
@@ -217,28 +218,11 @@ class Ledger:
 
     def _stopped_record(self, run: Running, epoch: int, seconds: float) -> dict[str, Any]:
         """The record of a trial ASHA stopped: its curve so far, no final accuracy."""
-        import torch
-
-        import search_space as ss
-        from evaluators.evaluate import git_commit
-
-        info = ss.describe(ss.parse(run.design_id), self.num_classes, self.input_size)
-        design = json.loads(json.dumps(info))
-        val = run.curve[-1].get("val_acc") if run.curve else None
-        return {
-            **design,
-            "design_id": run.design_id, "fidelity": self.plan.fidelity,
-            "fidelity_config": self.fidelity.to_dict(), "dataset": self.plan.dataset,
-            "seed": run.seed, "status": "failed",
-            "reason": f"stopped: ASHA stopped the trial after epoch {epoch} of "
-                      f"{self.fidelity.epochs} (val_acc {val})",
-            "curve": run.curve, "val_acc": None, "test_acc": None, "wall_s": seconds,
-            "latency_b1_ms": None, "latency_b64_ms": None,
-            "device": run.device,
-            "torch_version": torch.__version__, "commit": git_commit(),
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                timespec="seconds"),
-        }
+        return stopped_result(
+            describe_info(run.design_id, self.num_classes, self.input_size),
+            fidelity=self.plan.fidelity, fidelity_config=self.fidelity.to_dict(),
+            dataset=self.plan.dataset, seed=run.seed, curve=run.curve, epoch=epoch,
+            wall_s=seconds, device=run.device, torch_version=run.torch_version).to_dict()
 
     # --- for the progress display and the summary ----------------------------------------
 

@@ -6,10 +6,10 @@ recorded. One trial is one (design, seed) pair, so the store holds one record pe
 (design, fidelity, dataset, seed) and an Optuna trial maps to exactly one record.
 
 Example:
-    >>> p = Plan(name="x", design_ids=("a", "b"), seeds=(0, 1), fidelity="smoke",
+    >>> p = Plan(name="x", design_ids=("a", "b"), seeds=parse_seeds("2"), fidelity="smoke",
     ...          dataset="synthetic", search="grid", max_trials=3)
     >>> p.ordered_pairs(), p.target
-    ([('a', 0), ('a', 1), ('b', 0)], 3)
+    ([('a', 0), ('b', 0), ('a', 1)], 3)
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from studies.store import trial_key
+from evaluators.record import trial_key
 
 SEARCHES = ("grid", "tpe", "nsga2", "random")
 ADAPTIVE = ("tpe", "nsga2")  # the ones where Optuna's sampler picks the next design
@@ -93,3 +93,24 @@ class Plan:
         else:
             pairs = [(d, s) for s in self.seeds for d in designs]
         return pairs if self.adaptive else pairs[: self.target]
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """Seeds as a user writes them: ``3`` -> (0, 1, 2); ``0,1,2`` or ``5,`` -> those seeds.
+
+    Raises:
+        ValueError: naming the value and the accepted forms.
+    """
+    try:
+        if "," not in text:
+            n = int(text)
+            if n < 1:
+                raise ValueError
+            return tuple(range(n))
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+        if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+            raise ValueError
+        return seeds
+    except ValueError:
+        raise ValueError(f"--seeds {text!r}: expected a count N >= 1 (seeds 0..N-1) or "
+                         "distinct seeds >= 0 like 0,1,2") from None

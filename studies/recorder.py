@@ -12,10 +12,9 @@ from typing import Any
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
+from evaluators.record import CURVE_KEYS
 from studies.ledger import Ledger
 from studies.trainable import METRIC, TIME_ATTR
-
-CURVE_KEYS = ("epoch", "train_loss", "train_acc", "val_acc", "seconds")
 
 
 class Recorder(tune.Callback):
@@ -34,7 +33,8 @@ class Recorder(tune.Callback):
                         **info: Any) -> None:
         if "record" not in result:
             row = {k: result[k] for k in CURVE_KEYS if k in result}
-            self.ledger.epoch(trial.trial_id, row, result.get("device"))
+            self.ledger.epoch(trial.trial_id, row, result.get("device"),
+                              result.get("torch_version"))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any,
                           **info: Any) -> None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
+import os
 import socket
 import sys
 from pathlib import Path
@@ -24,13 +24,13 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import search_space as ss  # noqa: E402
+from evaluators.catalog import DATASETS, IMAGE_SIZE, NUM_CLASSES  # noqa: E402
+from evaluators.record import provenance, records_dir, utc_now, write_json_atomic  # noqa: E402
 from studies.budget import parse_budget  # noqa: E402
 from studies.dry_run import write_dry_run  # noqa: E402
-from studies.plan import SEARCHES, Plan  # noqa: E402
+from studies.plan import SEARCHES, Plan, parse_seeds  # noqa: E402
 from studies.presets import PRESETS, Preset, get_preset  # noqa: E402
 
-DATASET_CLASSES = {"synthetic": 10, "cifar10": 10, "cifar100": 100, "tinyimagenet": 200}
-DATASET_INPUT_SIZE = {"synthetic": 32, "cifar10": 32, "cifar100": 32, "tinyimagenet": 64}
 SCHEDULERS = ("asha", "fifo")
 ADDRESS_TIMEOUT_S = 3.0  # a cluster that does not accept a TCP connection by then is down
 IDENTITY = ("design_ids", "fidelity_config", "dataset")  # what a run directory is bound to
@@ -54,11 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     "for D = 3B+2")
     what.add_argument("--preset", help="a paper experiment instead of --budget/--net: "
                                        + ", ".join(PRESETS))
-    what.add_argument("--dataset", help=", ".join(DATASET_CLASSES)
+    what.add_argument("--dataset", help=", ".join(DATASETS)
                       + " (default: cifar10, or the preset's)")
     what.add_argument("--data-dir", help="directory holding the dataset (the same path on "
                                          "every Ray node); default $IGCBENCH_DATA or ./data")
-    what.add_argument("--fidelity", help="training budget: smoke, cpu, proxy, paper "
+    what.add_argument("--fidelity", help="training budget: smoke, cpu, cpu2, proxy, paper "
                                          "(default: cpu, or the preset's)")
     what.add_argument("--seeds", help="N (seeds 0..N-1) or a list 0,1,2 "
                                       "(default: 1, or the preset's)")
@@ -115,8 +115,7 @@ class Request:
 
     def config(self, argv: list[str]) -> dict[str, Any]:
         """run.json: the command and what it resolved to."""
-        from evaluators.evaluate import git_commit
-
+        where = provenance()
         return {
             "argv": argv, "preset": self.preset.name if self.preset else None,
             "budget": self.budget, "net": self.net,
@@ -127,9 +126,8 @@ class Request:
             "sampler_seed": self.plan.sampler_seed, "scheduler": self.scheduler,
             "cpus_per_trial": self.cpus_per_trial, "gpus_per_trial": self.gpus_per_trial,
             "address": self.address, "storage": _masked(self.storage_url),
-            "study": self.plan.name, "commit": git_commit(),
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                timespec="seconds"),
+            "study": self.plan.name, "commit": where.commit, "commit_dirty": where.dirty,
+            "created": utc_now(),
         }
 
 
@@ -161,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_sweep(SweepConfig(
             plan=request.plan, fidelity=request.fidelity, run_dir=request.run_dir,
             storage_url=request.storage_url, num_classes=request.num_classes,
-            input_size=DATASET_INPUT_SIZE[request.plan.dataset], data_dir=request.data_dir,
+            input_size=IMAGE_SIZE[request.plan.dataset], data_dir=request.data_dir,
             scheduler=request.scheduler, cpus_per_trial=request.cpus_per_trial,
             gpus_per_trial=request.gpus_per_trial, address=request.address))
     finally:
@@ -176,14 +174,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def resolve(args: argparse.Namespace) -> Request:
     """Validate the command line into a :class:`Request`; raises ValueError (one line)."""
-    import evaluators  # torch: after the cheap checks of argparse
+    import evaluators  # torch-free until a dataset is loaded
 
     preset, budget, designs = _designs(args)
     dataset = args.dataset or (preset.dataset if preset else None) or "cifar10"
-    num_classes = DATASET_CLASSES[dataset]
+    num_classes = NUM_CLASSES[dataset]
     fidelity = _fidelity(evaluators, args.fidelity or (preset.fidelity if preset else "cpu"),
                          args.fidelity_set)
-    seeds = _seeds(args.seeds) if args.seeds else (preset.seeds if preset else (0,))
+    seeds = parse_seeds(args.seeds) if args.seeds else (preset.seeds if preset else (0,))
     if args.max_trials is not None and args.max_trials < 1:
         raise UsageError(f"--max-trials {args.max_trials} must be >= 1")
     cpus = args.cpus_per_trial if args.cpus_per_trial is not None else float(
@@ -214,9 +212,9 @@ def resolve(args: argparse.Namespace) -> Request:
 
 
 def _designs(args: argparse.Namespace) -> tuple[Preset | None, int | None, list[ss.Design]]:
-    if args.dataset is not None and args.dataset not in DATASET_CLASSES:
+    if args.dataset is not None and args.dataset not in DATASETS:
         raise UsageError(
-            f"unknown dataset {args.dataset!r}; accepted: {', '.join(DATASET_CLASSES)}")
+            f"unknown dataset {args.dataset!r}; accepted: {', '.join(DATASETS)}")
     if args.preset is not None:
         preset = get_preset(args.preset)
         if args.budget is not None or args.net is not None:
@@ -226,15 +224,13 @@ def _designs(args: argparse.Namespace) -> tuple[Preset | None, int | None, list[
         raise UsageError("one of --budget or --preset is required "
                          f"(presets: {', '.join(PRESETS)})")
     budget = parse_budget(args.budget)
-    num_classes = DATASET_CLASSES[args.dataset or "cifar10"]
+    num_classes = NUM_CLASSES[args.dataset or "cifar10"]
     return None, budget, ss.enumerate_designs(budget, args.net or "plain8",
                                               num_classes=num_classes)
 
 
 def _fidelity(evaluators: Any, name: str, settings: list[str]) -> Any:
     fidelity = evaluators.get_fidelity(name)
-    if not settings:
-        return fidelity
     fields = {f.name for f in dataclasses.fields(fidelity)} - {"name"}
     changes: dict[str, Any] = {}
     for item in settings:
@@ -247,25 +243,7 @@ def _fidelity(evaluators: Any, name: str, settings: list[str]) -> Any:
         except json.JSONDecodeError:
             value = text
         changes[field] = tuple(value) if isinstance(value, list) else value
-    suffix = "+".join(f"{k}={v}" for k, v in changes.items())
-    return dataclasses.replace(fidelity, name=f"{fidelity.name}+{suffix}", **changes)
-
-
-def _seeds(text: str) -> tuple[int, ...]:
-    """``3`` -> (0, 1, 2); ``0,1,2`` or ``5,`` -> those seeds."""
-    try:
-        if "," not in text:
-            n = int(text)
-            if n < 1:
-                raise ValueError
-            return tuple(range(n))
-        seeds = tuple(int(s) for s in text.split(",") if s.strip())
-        if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
-            raise ValueError
-        return seeds
-    except ValueError:
-        raise UsageError(f"--seeds {text!r}: expected a count N >= 1 (seeds 0..N-1) or "
-                         "distinct seeds >= 0 like 0,1,2") from None
+    return evaluators.with_changes(fidelity, **changes)
 
 
 def _default_name(preset: Preset | None, net: str | None, budget: int | None,
@@ -344,15 +322,35 @@ def _check_data(evaluators: Any, dataset: str, data_dir: str | None) -> str | No
     if data_dir is not None and not Path(data_dir).is_dir():
         raise UsageError(f"--data-dir {data_dir!r} is not a directory; give the directory "
                          f"holding the {dataset} folder")
-    root = Path(data_dir) if data_dir else evaluators.data.default_data_dir()
+    from evaluators.data import TINYIMAGENET_LAYOUT, default_data_dir
+
+    root = Path(data_dir) if data_dir else default_data_dir()
     if dataset == "tinyimagenet":  # decoding 110k JPEGs to check would take minutes
         if not ((root / "wnids.txt").is_file()
                 or (root / "tiny-imagenet-200" / "wnids.txt").is_file()):
             raise UsageError(f"no Tiny ImageNet in {root}: expected "
-                             f"{evaluators.data.TINYIMAGENET_LAYOUT}")
+                             f"{TINYIMAGENET_LAYOUT}")
     else:
-        evaluators.load_dataset(dataset, root)  # raises DatasetError (a ValueError)
+        try:
+            evaluators.load_dataset(dataset, root)  # raises DatasetError (a ValueError)
+        except evaluators.DatasetNotFoundError as e:
+            raise UsageError(f"{_one_line(e)}; {_data_remedies(dataset, root)}") from None
     return str(root.resolve())
+
+
+def _data_remedies(dataset: str, root: Path) -> str:
+    """The ways to a missing dataset, for its one-line error."""
+    folder = {"cifar10": "cifar-10-batches-py/", "cifar100": "cifar-100-python/"}[dataset]
+    ways = [f"give --data-dir DIR holding {folder}"]
+    if dataset == "cifar10":
+        # The project's shared folder sits beside the checkout (README: ../shared/data);
+        # shown as typed from the checkout, else in full.
+        checkout = Path(__file__).resolve().parents[1]
+        script = checkout.parent / "shared" / "data" / "prepare_cifar10.py"
+        shown = os.path.relpath(script) if Path.cwd().resolve() == checkout else script
+        ways.append(f"without internet run `python {shown} {root}`")
+    ways.append("use --dataset synthetic")
+    return "or " + ", or ".join(ways)
 
 
 def _check_run_dir(request: Request) -> None:
@@ -372,9 +370,7 @@ def _check_run_dir(request: Request) -> None:
 
 
 def _create_run_dir(request: Request, argv: list[str]) -> None:
-    from studies.store import write_json_atomic
-
-    (request.run_dir / "records").mkdir(parents=True, exist_ok=True)
+    records_dir(request.run_dir).mkdir(parents=True, exist_ok=True)
     path = request.run_dir / "run.json"
     if not path.exists():  # written once: later runs of the same sweep keep the first
         write_json_atomic(path, request.config(argv))
@@ -383,7 +379,7 @@ def _create_run_dir(request: Request, argv: list[str]) -> None:
 def _dry_run(args: argparse.Namespace) -> int:
     preset, budget, designs = _designs(args)
     dataset = args.dataset or (preset.dataset if preset else None) or "cifar10"
-    num_classes = DATASET_CLASSES[dataset]
+    num_classes = NUM_CLASSES[dataset]
     n = write_dry_run(designs, sys.stdout, args.format, num_classes)
     if args.format == "table":
         if preset is not None:

@@ -37,19 +37,6 @@ from studies.trainable import METRIC
 _MAX_SKIPS = 8  # proposals in a row that may be refused before falling back to a free pair
 
 
-def make_sampler(search: str, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
-    """The study's sampler. grid/random orders are made by the plan; the RandomSampler
-    only serves the rare ask() that finds no enqueued trial (another driver took it)."""
-    if search == "tpe":
-        startup = min(10, max(2, n_trials // 4))  # random proposals before TPE models any
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
-    if search == "nsga2":
-        # A population of about a quarter of the trials, so a sweep sees a few generations.
-        return optuna.samplers.NSGAIISampler(seed=seed,
-                                             population_size=min(50, max(4, n_trials // 4)))
-    return optuna.samplers.RandomSampler(seed=seed)
-
-
 class DesignSearcher(Searcher):
     """Suggests one (design, seed) per Tune trial; FINISHED when the plan's target is met.
 

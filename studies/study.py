@@ -27,13 +27,13 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-DIRECTIONS = ("maximize", "minimize")  # (val_acc, params): the Pareto front of Figure 3's kind
-PARAM = "design_id"  # the one Optuna parameter
+from evaluators.record import is_stopped
+from studies.sampling import DIRECTIONS, METRIC_NAMES, PARAM
+
 KEY_ATTR = "key"  # user attribute naming the record a trial belongs to
 GRACE_S = 30  # default of stale_after_s()
-RECORD_ATTRS = ("seed", "fidelity", "dataset", "status", "reason", "val_acc", "test_acc",
-                "wall_s", "latency_b1_ms", "latency_b64_ms", "device")
-NOT_ATTRS = ("curve", "fidelity_config", "torch_version", "commit")  # only in "record"
+# Record keys not copied into user attributes (too big, or provenance): only in "record".
+NOT_ATTRS = ("curve", "fidelity_config", "torch_version", "commit", "commit_dirty")
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per created trial
 
@@ -88,7 +88,7 @@ def open_study(storage: optuna.storages.BaseStorage, name: str,
     with quiet():
         study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
                                     directions=list(DIRECTIONS), load_if_exists=True)
-        study.set_metric_names(["val_acc", "params"])
+        study.set_metric_names(list(METRIC_NAMES))
     return study
 
 
@@ -112,7 +112,7 @@ def state_of(record: dict[str, Any]) -> TrialState:
     """COMPLETE for ok, PRUNED for a trial ASHA stopped, FAIL otherwise."""
     if record["status"] == "ok":
         return TrialState.COMPLETE
-    if str(record.get("reason") or "").startswith("stopped:"):
+    if is_stopped(record):
         return TrialState.PRUNED
     return TrialState.FAIL
 
@@ -121,7 +121,7 @@ def values_of(record: dict[str, Any]) -> list[float] | None:
     """The objectives (val_acc, params) of an ok record; None for the others."""
     if record["status"] != "ok" or record.get("val_acc") is None:
         return None
-    return [float(record["val_acc"]), float(record["params"])]
+    return [float(record[name]) for name in METRIC_NAMES]
 
 
 def finished_by_key(study: optuna.Study,

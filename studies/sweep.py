@@ -29,7 +29,8 @@ from studies.ledger import Ledger
 from studies.plan import Plan
 from studies.progress import Progress, fmt_seconds, write_summary
 from studies.recorder import Recorder, make_asha
-from studies.search import DesignSearcher, make_sampler
+from studies.sampling import make_sampler
+from studies.search import DesignSearcher
 from studies.store import RecordStore
 from studies.trainable import run_trial
 
@@ -143,13 +144,44 @@ def init_ray(address: str | None) -> bool:
                                   logging_level=logging.ERROR,
                                   runtime_env={"env_vars": {"PYTHONPATH": path}})
     if address is None:
-        ray.init(num_cpus=os.cpu_count(), **kwargs)
+        with _local_token_auth():
+            ray.init(num_cpus=os.cpu_count(), **kwargs)
         return True
     # Ray's C++ client logs every failed attempt to fd 2; the caller reports the failure in
     # one line instead.
     with _fd2_to_devnull():
         ray.init(address=address, **kwargs)
     return True
+
+
+AUTH_TOKEN_FILE = Path.home() / ".ray" / "auth_token"  # where Ray keeps its default token
+
+
+@contextlib.contextmanager
+def _local_token_auth() -> Iterator[None]:
+    """Token authentication for the Ray that a local sweep starts (around ``ray.init``).
+
+    Ray 2.60's servers (GCS, raylet, workers, runtime-env agent) listen on every interface
+    and no setting binds them to loopback (``_node_ip_address="127.0.0.1"`` is replaced by
+    the machine's address); anyone who can reach this machine could run code in the sweep.
+    So the local cluster must require Ray's token: ``ray.init()`` of a new cluster turns it
+    on (and writes ``~/.ray/auth_token`` if there is none) unless ``RAY_AUTH_MODE`` says
+    otherwise, so a ``RAY_AUTH_MODE`` other than ``token`` is dropped for the local start.
+    A token file created here is made readable by its owner only. ``--address`` clusters
+    keep their own settings (this is not used for them).
+    """
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        os.environ.pop("RAY_AUTH_MODE", None)
+    token_file = None if {"RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(os.environ) \
+        else AUTH_TOKEN_FILE
+    had_token_file = token_file is not None and token_file.exists()
+    yield
+    if token_file is not None and not had_token_file and token_file.exists():
+        token_file.chmod(0o600)  # Ray writes it with the umask's mode (often 0644)
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":  # a Ray without token auth
+        logging.getLogger(__name__).warning(
+            "Ray %s started without token authentication: its servers accept any client "
+            "that can reach this machine (ray>=2.60 turns it on)", ray.__version__)
 
 
 @contextlib.contextmanager

@@ -7,7 +7,8 @@ the driver owns the result store and the Optuna study (:mod:`studies.recorder`).
 Reports, in order (each increments Tune's ``training_iteration``):
 
 - one per finished epoch except the last: ``epoch``, ``val_acc``, ``train_loss``,
-  ``train_acc``, ``seconds`` (what ASHA compares at its rungs);
+  ``train_acc``, ``seconds`` (what ASHA compares at its rungs), and the worker's ``device``
+  and ``torch_version`` (what the record of a trial ASHA stops names);
 - a final one after ``evaluate`` returns: the last epoch's numbers, ``status`` and
   ``record`` (the whole result record as a JSON string, so Tune does not flatten it).
 
@@ -45,11 +46,11 @@ def run_trial(config: dict[str, Any], *, fidelity: Any, dataset: str,
     import evaluators
 
     last_epoch = fidelity.epochs
-    device = _device_name()
+    worker = _worker()
 
     def progress(row: dict[str, Any]) -> None:
         if row["epoch"] < last_epoch:
-            tune.report({**_epoch_metrics(row), "device": device})
+            tune.report({**_epoch_metrics(row), **worker})
 
     result = evaluators.evaluate(
         config["design_id"], fidelity=fidelity, dataset=dataset, seed=int(config["seed"]),
@@ -62,13 +63,12 @@ def run_trial(config: dict[str, Any], *, fidelity: Any, dataset: str,
     tune.report({**final, "status": result.status, "record": json.dumps(result.to_dict())})
 
 
-def _device_name() -> str:
-    """The device evaluate() will pick, named as records name it (for a stopped trial)."""
+def _worker() -> dict[str, str]:
+    """The device evaluate() will pick, named as records name it, and the torch version."""
     import torch
 
-    if torch.cuda.is_available():
-        return f"cuda:{torch.cuda.get_device_name()}"
-    return "cpu"
+    device = f"cuda:{torch.cuda.get_device_name()}" if torch.cuda.is_available() else "cpu"
+    return {"device": device, "torch_version": torch.__version__}
 
 
 def _epoch_metrics(row: dict[str, Any]) -> dict[str, Any]:

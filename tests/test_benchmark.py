@@ -19,11 +19,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis import fake
 from analysis import replay as rp
+from analysis import replay_report
+from analysis.asha import AshaRule
 from analysis.benchmark import Benchmark, TableKeyError
 from analysis.release import ChecksumError, read_release, write_records, write_release
 from analysis.release import main as release_main
+from analysis.replay_table import ReplayTable
+
+import fake_records as fake
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS, EPOCHS = (0, 1, 2), 4
@@ -81,7 +85,7 @@ def bench(run_dir):
 
 @pytest.fixture(scope="module")
 def table(bench):
-    return rp.ReplayTable.from_benchmark(bench)
+    return ReplayTable.from_benchmark(bench)
 
 
 # ---------------------------------------------------------------- queries
@@ -257,7 +261,7 @@ def test_release_cli(run_dir, tmp_path, capsys):
 
 def test_asha_rule_on_a_hand_worked_example():
     # eta = 3, grace 1, max_t = 4: rungs at epochs 1 and 3 (9 >= max_t is no rung).
-    rule = rp.AshaRule(4, grace_period=1, reduction_factor=3)
+    rule = AshaRule(4, grace_period=1, reduction_factor=3)
     assert rule.rungs == (1, 3)
     # Rung 1, in arrival order. Cutoff = the 66.7th percentile of the values already there:
     assert rule.on_epoch("A", 1, 0.5)  # empty rung: go on
@@ -270,9 +274,9 @@ def test_asha_rule_on_a_hand_worked_example():
     assert rule.on_epoch("C", 3, 0.7)  # rung 3 empty: go on
     assert rule.on_epoch("A", 3, 0.7)  # [0.7] -> 0.7; equal to the cutoff goes on
     assert not rule.on_epoch("E", 3, 0.69)  # [0.7, 0.7] -> 0.7: stop
-    assert rp.AshaRule(30).rungs == (1, 3, 9, 27)
-    assert rp.AshaRule(16, reduction_factor=4).rungs == (1, 4)
-    assert rp.AshaRule(64, grace_period=2, reduction_factor=4).rungs == (2, 8, 32)
+    assert AshaRule(30).rungs == (1, 3, 9, 27)
+    assert AshaRule(16, reduction_factor=4).rungs == (1, 4)
+    assert AshaRule(64, grace_period=2, reduction_factor=4).rungs == (2, 8, 32)
 
 
 def test_asha_rule_decides_as_ray_tune_does():
@@ -285,7 +289,7 @@ def test_asha_rule_decides_as_ray_tune_does():
 
     rng = np.random.default_rng(0)
     for max_t, eta in ((4, 3), (30, 3), (16, 4)):
-        ours, theirs = rp.AshaRule(max_t, reduction_factor=eta), bracket(1, max_t, eta, 0)
+        ours, theirs = AshaRule(max_t, reduction_factor=eta), bracket(1, max_t, eta, 0)
         running = {n: 0 for n in range(40)}
         while running:
             n = int(rng.choice(list(running)))  # asynchronous: trials report in any order
@@ -333,7 +337,7 @@ def test_fifo_with_workers_is_list_scheduling(table):
 
 def test_asha_replay_stops_as_the_rule_says(table):
     r = rp.replay(table, "grid", scheduler="asha", workers=1, seed_mode="mean")
-    rule, expected = rp.AshaRule(EPOCHS), []
+    rule, expected = AshaRule(EPOCHS), []
     for i in range(len(IDS)):  # one worker: each trial runs to its end before the next
         e = 1
         while e < EPOCHS and rule.on_epoch(i, e, BASE[i] * e / EPOCHS):
@@ -365,21 +369,21 @@ def test_sampled_replays_run_and_are_reproducible(table, strategy):
 def test_summary_regret_and_figures(table, tmp_path):
     runs = rp.replay_many(table, strategies=("grid", "random"), schedulers=("fifo",),
                           workers=(1, 3), repeats=3)
-    s = rp.summarize(runs).set_index(["strategy", "scheduler", "workers"])
+    s = replay_report.summarize(runs).set_index(["strategy", "scheduler", "workers"])
     rand = [r for r in runs if r.strategy == "random" and r.workers == 1]
     row = s.loc[("random", "fifo", 1)]
     assert row["repeats"] == 3 and row["reached"] == 3
     assert row["epochs_to_best_mean"] == pytest.approx(np.mean([r.epochs_to_best for r in rand]))
     assert row["time_to_best_std"] == pytest.approx(np.std([r.time_to_best for r in rand], ddof=1))
     assert s.loc[("grid", "fifo", 1), "epochs_to_best_mean"] == 48
-    curve = rp.regret_frame(runs, axis="epochs", points=49)
+    curve = replay_report.regret_frame(runs, axis="epochs", points=49)
     one = curve[(curve.strategy == "grid") & (curve.workers == 1) & (curve.repeat == 0)]
     spread = max(BASE) - min(BASE)
     # grid completes a design every 4 epochs; the incumbent is the best val_acc seen so far
     for e, regret in zip(one["epochs"], one["regret"], strict=True):
         seen = BASE[: int(e) // EPOCHS]
         assert regret == pytest.approx(max(BASE) - max(seen) if seen else spread)
-    files = rp.plot_regret(runs, tmp_path)
+    files = replay_report.plot_regret(runs, tmp_path)
     assert sorted(p.name for p in files) == sorted(
         f"regret_{a}.{x}" for a, x in itertools.product(("time", "epochs"), ("png", "svg")))
     assert all(p.stat().st_size > 1000 for p in files)

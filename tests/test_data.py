@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import os
 import pickle
 import tarfile
+import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,10 +18,19 @@ import torch
 
 from evaluators import DatasetError, DatasetNotFoundError, get_fidelity, make_synthetic
 from evaluators.augment import channel_stats, crop_flip, normalize, resize, scale_crop_flip
-from evaluators.data import load_cifar10, load_cifar100, load_dataset, load_tinyimagenet
+from evaluators.data import (
+    _read_cifar_batch,
+    load_cifar10,
+    load_cifar100,
+    load_dataset,
+    load_tinyimagenet,
+)
 from evaluators.download import download_and_extract
-from evaluators.fakes import write_fake_cifar, write_fake_tinyimagenet
 from evaluators.splits import make_splits, split_indices
+
+from fake_data import write_fake_cifar, write_fake_tinyimagenet
+
+REAL_CIFAR10 = Path(os.environ.get("IGCBENCH_DATA", "/work/data")) / "cifar-10-batches-py"
 
 # --- CIFAR ----------------------------------------------------------------------------------
 
@@ -89,6 +101,68 @@ def test_labels_out_of_range_are_rejected(tmp_path):
         load_cifar10(tmp_path, download=False)
 
 
+class _RunsCommand:
+    """Unpickling this runs ``touch PATH`` (through os.system) if the loader lets it."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.path}",))
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_pickle_that_would_run_a_command_is_refused_and_runs_nothing(tmp_path, protocol):
+    write_fake_cifar(tmp_path, "cifar10")
+    marker = tmp_path / "pwned"
+    path = tmp_path / "cifar-10-batches-py" / "data_batch_4"
+    batch = {b"data": _RunsCommand(marker), b"labels": [1, 2, 3]}
+    path.write_bytes(pickle.dumps(batch, protocol=protocol))
+    assert b"system" in path.read_bytes()  # the payload is really in the file
+    with pytest.raises(DatasetError, match=r"data_batch_4 .*refused global posix\.system"):
+        load_cifar10(tmp_path, download=False)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("payload", [
+    eval,  # a builtin that would run text
+    np.array([b"x", None], dtype=object),  # object arrays hold arbitrary objects
+])
+def test_other_globals_and_object_arrays_are_refused(tmp_path, payload):
+    write_fake_cifar(tmp_path, "cifar100")
+    path = tmp_path / "cifar-100-python" / "train"
+    path.write_bytes(pickle.dumps({b"data": payload, b"fine_labels": [0]}, protocol=2))
+    with pytest.raises(DatasetError, match=r"cifar-100-python/train .*refused"):
+        load_cifar100(tmp_path, download=False)
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_numpy_arrays_of_every_protocol_and_numpy_1_names_are_read(tmp_path, protocol):
+    (train_x, train_y), _ = write_fake_cifar(tmp_path, "cifar10", per_batch=4)
+    path = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    blob = pickle.dumps({b"data": train_x[:4], b"labels": train_y[:4].tolist()},
+                        protocol=protocol)
+    if protocol == 2:  # as numpy 1 (and the official Python 2 files) name the function
+        assert b"numpy._core.multiarray\n_reconstruct" in blob
+        blob = blob.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
+    path.write_bytes(blob)
+    ds = load_cifar10(tmp_path, download=False)
+    assert np.array_equal(ds.train_images[:4].reshape(4, -1).numpy(), train_x[:4])
+    assert ds.train_labels.tolist() == train_y.tolist()
+
+
+@pytest.mark.skipif(not (REAL_CIFAR10 / "test_batch").is_file(),
+                    reason=f"no CIFAR-10 at {REAL_CIFAR10}")
+@pytest.mark.parametrize("name", ["data_batch_1", "test_batch"])
+def test_real_cifar10_files_read_as_plain_pickle_reads_them(name):
+    path = REAL_CIFAR10 / name
+    images, labels = _read_cifar_batch(path, b"labels", 10, "")
+    with open(path, "rb") as f:
+        plain = pickle.load(f, encoding="bytes")  # trusted here: the machine's own copy
+    assert np.array_equal(images.reshape(len(images), -1), plain[b"data"])
+    assert labels.tolist() == plain[b"labels"] and len(labels) == 10_000
+
+
 # --- download -------------------------------------------------------------------------------
 
 
@@ -118,7 +192,7 @@ def test_download_with_wrong_md5_leaves_nothing(tmp_path):
     root = tmp_path / "data"
     with pytest.raises(DatasetError, match="md5"):
         download_and_extract(url, "0" * 32, root, "cifar-10-batches-py")
-    assert list(root.iterdir()) == []
+    assert not root.exists()  # the data directory it created is removed again
 
 
 def test_failed_download_is_not_found_and_leaves_nothing(tmp_path):
@@ -126,7 +200,22 @@ def test_failed_download_is_not_found_and_leaves_nothing(tmp_path):
     url = (tmp_path / "absent.tar.gz").as_uri()
     with pytest.raises(DatasetNotFoundError, match="absent.tar.gz"):
         download_and_extract(url, "0" * 32, root, "cifar-10-batches-py")
-    assert list(root.iterdir()) == []
+    assert not root.exists()  # the data directory it created is removed again
+
+
+def test_missing_dataset_without_network_creates_no_directory(tmp_path, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    root = tmp_path / "a" / "data"
+    with pytest.raises(DatasetNotFoundError, match="Name or service not known"):
+        load_dataset("cifar10", root)
+    assert os.listdir(tmp_path) == []  # neither data/ nor its missing parent a/
+    (tmp_path / "keep").mkdir()  # a directory that was there before stays
+    with pytest.raises(DatasetNotFoundError):
+        load_dataset("cifar100", tmp_path / "keep")
+    assert os.listdir(tmp_path) == ["keep"] and os.listdir(tmp_path / "keep") == []
 
 
 def test_local_copy_with_other_md5_is_read_without_download(tmp_path, monkeypatch):

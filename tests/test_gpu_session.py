@@ -93,7 +93,7 @@ def test_choose_falls_back_to_the_defaults_without_a_readable_json(tmp_path, cap
 
 def test_tiny_benchmark_writes_a_labelled_json_with_ratios_and_targets(tmp_path):
     out = tmp_path / "bench.json"
-    argv = ["--device", "cpu", "--tiny", "--presets", "smoke", "--levers", "dense+graph,vmap",
+    argv = ["--device", "cpu", "--tiny", "--presets", "smoke", "--levers", "dense+graph", "vmap",
             "--seeds", "2", "--threads", "1", "--budget-s", "300", "--out", str(out)]
     assert engine_throughput.main(argv) == 0
     bench = json.loads(out.read_text())

@@ -12,8 +12,9 @@ from torch import nn
 import evaluators as ev
 import search_space as ss
 from evaluators import multi_model as mm
+from evaluators import multi_trainer as mt
 from evaluators.augment import crop_flip
-from evaluators.folded import unfold_states
+from evaluators.folded import FoldedSGD, unfold_states
 from evaluators.splits import make_splits
 from evaluators.train import make_optimizer, train_epochs
 
@@ -67,13 +68,13 @@ def _one_model(design: str, seed: int, splits, fidelity, dtype=torch.float32):
     return list(train_epochs(model, splits, fidelity, seed=seed, device=CPU)), net
 
 
-def _trainer(trials, splits, fidelity=SMALL, **options) -> mm.MultiTrainer:
+def _trainer(trials, splits, fidelity=SMALL, **options) -> mt.MultiTrainer:
     groups = [(ss.parse(d), seeds) for d, seeds in trials]
-    return mm.MultiTrainer(groups, splits, fidelity, input_size=32, device=CPU,
+    return mt.MultiTrainer(groups, splits, fidelity, input_size=32, device=CPU,
                            options=mm.EngineOptions(**options))
 
 
-def _curves(trainer: mm.MultiTrainer) -> dict[tuple[str, int], list[dict]]:
+def _curves(trainer: mt.MultiTrainer) -> dict[tuple[str, int], list[dict]]:
     out: dict[tuple[str, int], list[dict]] = {}
     for rows in trainer.epochs():
         for g, m, row in rows:
@@ -173,14 +174,14 @@ def test_divergence_records_match_evaluate():
 
 
 def test_an_error_in_one_group_fails_its_records_only(monkeypatch):
-    real = mm._Group._step
+    real = mt._Group._step
 
     def step(self, x, y):
         if self.design.id == "plain8-c16-k1.4.4":
             raise RuntimeError("planted")
         return real(self, x, y)
 
-    monkeypatch.setattr(mm._Group, "_step", step)
+    monkeypatch.setattr(mt._Group, "_step", step)
     fid = dataclasses.replace(SMOKE, epochs=1, latency_reps=0)
     rs = mm.evaluate_many([("plain8-c16-k1.4.4", (0,)), ("plain8-c24-k1.24", (0,))], fid,
                           "synthetic", device="cpu")
@@ -193,7 +194,7 @@ def test_crop_flip_many_is_crop_flip_per_model():
     images = torch.randint(0, 256, (3, 5, 3, 8, 8), dtype=torch.uint8)
     gens = [torch.Generator().manual_seed(s) for s in range(3)]
     refs = [crop_flip(images[m], 2, torch.Generator().manual_seed(m)) for m in range(3)]
-    assert torch.equal(mm.crop_flip_many(images, 2, gens), torch.stack(refs))
+    assert torch.equal(mt.crop_flip_many(images, 2, gens), torch.stack(refs))
     assert torch.equal(gens[2].get_state(), _drawn(torch.Generator().manual_seed(2), 5, 2))
 
 
@@ -206,7 +207,7 @@ def test_folded_sgd_is_torch_sgd():
     torch.manual_seed(0)
     a = [torch.randn(5, 3, dtype=torch.float64, requires_grad=True) for _ in range(2)]
     b = [nn.Parameter(p.detach().clone()) for p in a]  # ParameterList keeps these objects
-    ours = mm.FoldedSGD(a, SMOKE)
+    ours = FoldedSGD(a, SMOKE)
     theirs = make_optimizer(nn.ParameterList(b), SMOKE)
     for step, lr in enumerate((0.1, 0.1, 0.01, 0.001)):
         grads = [torch.randn(5, 3, dtype=torch.float64) for _ in a]
@@ -265,9 +266,9 @@ def test_graph_capture_leaves_training_as_eager(splits, monkeypatch):
         captures.append(fake)
         return fake, fake.out
 
-    monkeypatch.setattr(mm, "_warm_up", lambda step, device, times=3: [
+    monkeypatch.setattr(mt, "_warm_up", lambda step, device, times=3: [
         step() for _ in range(times)])
-    monkeypatch.setattr(mm, "_graph_of", graph_of)
+    monkeypatch.setattr(mt, "_graph_of", graph_of)
     assert _without_seconds(_curves(graphed)) == _without_seconds(_curves(eager))
     assert len(captures) == 1  # the 64-image step; the 40-image one ran eagerly
     for a, b in zip(graphed.groups[0].net.state_dict().values(),
@@ -284,9 +285,9 @@ def test_a_failed_capture_trains_on_eagerly_from_where_it_was(splits, monkeypatc
     def fail(step):
         raise RuntimeError("operation not permitted when stream is capturing")
 
-    monkeypatch.setattr(mm, "_warm_up", lambda step, device, times=3: [
+    monkeypatch.setattr(mt, "_warm_up", lambda step, device, times=3: [
         step() for _ in range(times)])
-    monkeypatch.setattr(mm, "_graph_of", fail)
+    monkeypatch.setattr(mt, "_graph_of", fail)
     trials = [("plain8-c24-k1.24", (0, 1))]
     eager = _trainer(trials, splits)
     graphed = _trainer(trials, splits)

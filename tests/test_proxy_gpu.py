@@ -13,7 +13,7 @@ import proxy_gpu  # noqa: E402
 
 def _args(tmp_path: Path, *extra: str) -> list[str]:
     return ["--preset", "smoke", "--fidelity", "smoke", "--dataset", "synthetic",
-            "--seeds", "0", "--procs", "1", "--device", "cpu", "--data-dir", str(tmp_path),
+            "--seeds", "1", "--procs", "1", "--device", "cpu", "--data-dir", str(tmp_path),
             "--run-dir", str(tmp_path / "run"), *extra]
 
 
@@ -25,7 +25,7 @@ def test_records_a_shortened_fidelity_under_its_own_name_and_resumes(tmp_path, c
     assert proxy_gpu.main(_args(tmp_path, "--epochs", "1", "--designs-per-batch", "2")) == 0
     records = _records(tmp_path)
     assert len(records) == 3
-    assert {r["fidelity"] for r in records} == {"smoke-e1"}
+    assert {r["fidelity"] for r in records} == {"smoke+epochs=1"}  # as run.py names it
     assert all(r["status"] == "ok" and len(r["curve"]) == 1 for r in records)
     assert all(r["fidelity_config"]["epochs"] == 1 for r in records)
     assert all(r["fidelity_config"]["engine"]["conv1x1"] == "dense" for r in records)
@@ -58,4 +58,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
         "proxy_gpu.py: error: --conv1x1 'gemm'; accepted: grouped, dense, bmm")
     assert proxy_gpu.main(_args(tmp_path, "--designs-per-batch", "0")) == 2
     assert "--designs-per-batch 0 must be >= 1" in capsys.readouterr().err
+    assert proxy_gpu.main(_args(tmp_path, "--seeds", "0")) == 2  # a count, as for run.py
+    assert capsys.readouterr().err.strip() == (
+        "proxy_gpu.py: error: --seeds '0': expected a count N >= 1 (seeds 0..N-1) or "
+        "distinct seeds >= 0 like 0,1,2")
     assert not (tmp_path / "run").exists()  # nothing half-written

@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 from analysis import reproduction as rp
+from analysis.doc_blocks import block_in_doc
+from analysis.rank_agreement import table as rank_table
+from analysis.verdicts import UNITS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPORTS = ROOT / "docs" / "reproduction"
@@ -20,30 +23,45 @@ def doc() -> str:
     return DOC.read_text()
 
 
-def test_verdict_table_regenerates_from_the_committed_records(doc):
-    assert rp.table_in_doc(doc) == rp.verdict_table(EXPORTS)
+@pytest.mark.parametrize("block, make", [
+    ("summary", rp.summary_table), ("verdicts", rp.verdict_table),
+    ("ranks", rank_table), ("designs", rp.design_table)])
+def test_every_table_regenerates_from_the_committed_records(doc, block, make):
+    assert block_in_doc(doc, block) == make(EXPORTS)
 
 
-def test_design_table_regenerates_from_the_committed_records(doc):
-    table = rp.table_in_doc(doc, rp.DESIGNS_BEGIN, rp.DESIGNS_END)
-    assert table == rp.design_table(EXPORTS)
+def test_every_verdict_row_shows_raw_and_adjusted_intervals_and_its_unit(doc):
+    rows = [r for r in block_in_doc(doc, "verdicts").splitlines()[2:]]
+    assert rows
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        verdict, raw, effect, raw_ci, adj_ci, unit = cells[3], cells[4], cells[5], cells[6], \
+            cells[7], cells[9]
+        assert verdict.strip("*") in ("supported", "not supported", "inconclusive")
+        assert raw in ("supported", "not supported", "inconclusive") and effect
+        assert unit in UNITS
+        assert raw_ci.startswith("[") and (adj_ci == "(exact)" if unit == "exact"
+                                           else " at " in adj_ci)
 
 
-def test_every_export_has_its_report_and_three_seeds():
+def test_every_export_has_its_report_and_its_seeds():
     from analysis.release import read_records
 
     for csv in EXPORTS.glob("*.csv"):
         assert (EXPORTS / csv.stem / "report.html").is_file(), csv.stem
         df = read_records(csv)
         ok = df[df.status == "ok"]
-        assert ok.groupby("design_id").seed.nunique().min() >= 3, csv.stem
-        assert (ok.fidelity == "cpu").all() and (ok.dataset == "cifar10").all()
+        seeds = ok.groupby("design_id").seed.nunique()
+        fidelity = csv.stem.split("-")[-2]  # <preset>-<fidelity>-<dataset>
+        assert seeds.min() == seeds.max() >= (3 if fidelity == "cpu" else 1), csv.stem
+        assert (ok.fidelity == fidelity).all() and (ok.dataset == "cifar10").all()
 
 
-def test_update_rewrites_both_tables_in_place_and_keeps_the_rest(tmp_path, doc, capsys):
+def test_update_rewrites_every_table_in_place_and_keeps_the_rest(tmp_path, doc, capsys):
     stale = tmp_path / "reproduction.md"
-    text = doc.replace(rp.table_in_doc(doc), "| old |").replace(
-        rp.table_in_doc(doc, rp.DESIGNS_BEGIN, rp.DESIGNS_END), "| older |")
+    text = doc
+    for block in ("summary", "verdicts", "ranks", "designs"):
+        text = text.replace(block_in_doc(doc, block), f"| old {block} |")
     stale.write_text(text)
     assert rp.main(["table", str(EXPORTS), "--update", str(stale)]) == 0
     assert stale.read_text() == doc  # exactly the committed document
@@ -51,5 +69,5 @@ def test_update_rewrites_both_tables_in_place_and_keeps_the_rest(tmp_path, doc, 
     assert "already current" in capsys.readouterr().out
     (tmp_path / "bare.md").write_text("no markers here\n")
     assert rp.main(["table", str(EXPORTS), "--update", str(tmp_path / "bare.md")]) == 2
-    assert "no <!-- verdicts:begin -->" in capsys.readouterr().err
+    assert "no <!-- summary:begin -->" in capsys.readouterr().err
     assert (tmp_path / "bare.md").read_text() == "no markers here\n"

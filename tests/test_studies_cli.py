@@ -12,7 +12,7 @@ import pytest
 
 import search_space as ss
 from studies import run
-from studies.plan import Plan
+from studies.plan import Plan, parse_seeds
 from studies.presets import (
     FIG3_L,
     FIG_BUDGET,
@@ -21,19 +21,9 @@ from studies.presets import (
     TABLE_BUDGET,
     get_preset,
 )
-from studies.store import RecordStore, record_key, trial_key, write_json_atomic
+from studies.store import RecordStore
 
-# --- store --------------------------------------------------------------------------------
-
-
-def test_trial_key_is_sha1_of_the_four_fields():
-    import hashlib
-
-    expected = hashlib.sha1(b"plain8-c64-k1.64|cpu|cifar10|2").hexdigest()[:16]
-    assert trial_key("plain8-c64-k1.64", "cpu", "cifar10", 2) == expected
-    assert trial_key("plain8-c64-k1.64", "cpu", "cifar10", 3) != expected
-    assert record_key({"design_id": "plain8-c64-k1.64", "fidelity": "cpu",
-                       "dataset": "cifar10", "seed": 2}) == expected
+# --- store (the key and the atomic write: tests/test_record.py) ----------------------------
 
 
 def test_store_write_replaces_and_leaves_no_temporary_files(tmp_path):
@@ -45,15 +35,6 @@ def test_store_write_replaces_and_leaves_no_temporary_files(tmp_path):
     assert store.keys() == {key}
     assert store.read(key)["val_acc"] == 0.75
     assert os.listdir(tmp_path / "records") == [f"{key}.json"]
-
-
-def test_write_json_atomic_keeps_the_old_file_when_serialising_fails(tmp_path):
-    path = tmp_path / "a.json"
-    write_json_atomic(path, {"ok": 1})
-    with pytest.raises(TypeError):
-        write_json_atomic(path, {"bad": object()})
-    assert json.loads(path.read_text()) == {"ok": 1}
-    assert os.listdir(tmp_path) == ["a.json"]
 
 
 # --- plan ---------------------------------------------------------------------------------
@@ -183,11 +164,11 @@ def test_table_presets_have_the_papers_widths():
 
 
 def test_seeds_accepts_a_count_or_a_list():
-    assert run._seeds("3") == (0, 1, 2)
-    assert run._seeds("4,7") == (4, 7) and run._seeds("5,") == (5,)
+    assert parse_seeds("3") == (0, 1, 2)
+    assert parse_seeds("4,7") == (4, 7) and parse_seeds("5,") == (5,)
     for bad in ("0", "-1", "a", "1,1", ","):
         with pytest.raises(ValueError, match="--seeds"):
-            run._seeds(bad)
+            parse_seeds(bad)
 
 
 def test_default_names_say_what_ran():
@@ -253,6 +234,35 @@ def test_unreachable_address_exits_2_within_seconds(tmp_path, monkeypatch, capsy
     assert os.listdir(tmp_path) == []
     assert run.main(["--preset", "smoke", "--address", "ray://h:10001"]) == 2
     assert "Ray Client addresses are not supported" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("data_dir", [None, "given"])
+def test_missing_dataset_without_network_names_the_three_ways_and_creates_nothing(
+        data_dir, tmp_path, monkeypatch, capsys):
+    import urllib.error
+    import urllib.request
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    monkeypatch.delenv("IGCBENCH_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    argv = ["--preset", "table2"]
+    if data_dir:
+        (tmp_path / data_dir).mkdir()
+        argv += ["--data-dir", data_dir]
+    assert run.main(argv) == 2
+    err = capsys.readouterr().err
+    root = data_dir or "data"
+    assert err.count("\n") == 1 and err.startswith(
+        f"run.py: error: {root}/cifar-10-batches-py is missing and downloading "
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz failed"), err
+    assert "give --data-dir DIR holding cifar-10-batches-py/" in err
+    assert "/shared/data/prepare_cifar10.py " + root + "`" in err
+    assert "--dataset synthetic" in err
+    assert os.listdir(tmp_path) == ([data_dir] if data_dir else [])  # no data/, no runs/
+    assert not data_dir or os.listdir(tmp_path / data_dir) == []  # no partial download
 
 
 def test_a_run_directory_refuses_another_sweep(tmp_path, capsys):
@@ -331,7 +341,7 @@ def test_trials_cut_off_by_the_end_of_a_sweep_show_as_interrupted_not_error(tmp_
     from studies import study as st
     from studies.ledger import Ledger, Running
     from studies.progress import describe_outcome, status
-    from studies.search import make_sampler
+    from studies.sampling import make_sampler
 
     plan = _plan()
     storage = st.open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")

@@ -17,9 +17,10 @@ from pathlib import Path
 import optuna
 import pytest
 
+from evaluators.record import trial_key
 from studies import run
 from studies.presets import get_preset
-from studies.store import RecordStore, trial_key
+from studies.store import RecordStore
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = ["--fidelity-set", "epochs=2"]  # smoke at 2 epochs: a trial in a few seconds

@@ -1,28 +1,31 @@
-"""A tiny fake benchmark: result records with planted effects, in the schema of
-docs/internals.md, for tests and demos of the analysis without training anything.
+"""A tiny fake benchmark for the tests of the analysis: result records with planted effects.
 
-The describe() fields are computed with the block formulas of DESIGN.md (eq. 7 parameters,
-path counts from prod(K) as if the permutations were ideal); they are close to, not the same
-as, what search_space computes from the real permutations.
+The describe() fields are the real ``search_space.describe()`` of each design (as the
+evaluators record it), so the analysis is tested on numbers the system produces; only the
+accuracies, curves and timings are planted. Records are written as the studies write them
+(evaluators.record), so loading them is loading a real run directory.
 
 Example:
-    >>> from analysis import fake, write_report                      # doctest: +SKIP
-    >>> write_report(fake.write_fake_run("runs/fake"))
+    >>> from fake_records import describe, record
+    >>> d = describe(144, (1, 12, 12))
+    >>> d["id"], d["params"], d["block_params"], d["complementarity"]
+    ('plain8-c144-k1.12.12', 52372, 4752, 'strict')
+    >>> record(d, 0.5, fidelity="cpu", dataset="cifar10", seed=0)["test_acc"]
+    0.5
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import math
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+import search_space as ss
+from evaluators.record import describe_info, record_key, records_dir, write_json_atomic
 
 BUDGET = 4752  # block weights of Table 2's IGCV2 C=144, K=(1, 12, 12)
 FIDELITY_CONFIGS = {
@@ -31,11 +34,6 @@ FIDELITY_CONFIGS = {
     "proxy": {"epochs": 30, "train_images": 45000},
     "paper": {"epochs": 400, "train_images": 50000},
 }
-
-
-def record_key(design_id: str, fidelity: str, dataset: str, seed: int) -> str:
-    """The record file stem of docs/internals.md: sha1("design_id|fidelity|dataset|seed")[:16]."""
-    return hashlib.sha1(f"{design_id}|{fidelity}|{dataset}|{seed}".encode()).hexdigest()[:16]
 
 
 def describe(
@@ -47,62 +45,15 @@ def describe(
     stem: int = 0,
     num_classes: int = 100,
 ) -> dict[str, Any]:
-    """describe()-like fields of a plain8 net, or of a res net (stages at width, 2x and 4x
-    with the same K, B = (depth - 2) / 3 blocks each), built of one kind of block.
+    """search_space.describe() of a plain8 net, or of a res net (stages at width, 2x and 4x
+    with the same K), built of one kind of block, as a record holds it.
 
     K[0] is the 3x3 convolution's branch size (1: channel-wise, the separated form), K[1:]
-    those of the group 1x1 convolutions. The family follows search_space's naming.
+    those of the group 1x1 convolutions.
     """
-    S, L = 9, len(K)
-    stages = [width] if net == "plain8" else [width, 2 * width, 4 * width]
-    per_stage = 6 if net == "plain8" else (depth - 2) // 3
-    sides = [32] if net == "plain8" else [32, 16, 8]
-
-    def block(c: int) -> int:
-        return S * c * K[0] + c * sum(K[1:])  # eq. 7
-
-    paths = math.prod(K)  # paths per (output, input) pair, with ideal permutations
-    factors = [S * K[0], *K[1:]] if K[0] > 1 else list(K[1:])
-    stem_w = stem or width
-    blocks = per_stage * sum(block(c) for c in stages)
-    macs = per_stage * sum(block(c) * r * r for c, r in zip(stages, sides, strict=True))
-    name = f"res{depth}" if net == "res" else net
-    return {
-        "id": f"{name}-c{width}-k{'.'.join(map(str, K))}" + (f"-stem{stem}" if stem else ""),
-        "net": net,
-        "depth": depth,
-        "width": width,
-        "stem": stem_w,
-        "family": _family(width, K),
-        "L": L,
-        "K": [list(K) for _ in stages],
-        "spatial": 1,
-        "expansion": 1,
-        "nonlinear": False,
-        "complementarity": "strict" if all(paths == c for c in stages) else "loose",
-        "params": 27 * stem_w + blocks + num_classes * (stages[-1] + 1),
-        "flops": 27 * stem_w * 32 * 32 + macs + num_classes * stages[-1],
-        "block_params": block(width),
-        "block_flops": block(width) * 32 * 32,
-        "paper_params": blocks,
-        "paper_flops": macs,
-        "non_sparsity": block(width) / (S * width * width),
-        "density": min(min(1.0, paths / c) for c in stages),
-        "min_paths": min(paths // c for c in stages),
-        "max_paths": max(max(1, -(-paths // c)) for c in stages),
-        "balance_deviation": max(factors) / min(factors),
-        "num_classes": num_classes,
-        "input_size": 32,
-    }
-
-
-def _family(width: int, K: Sequence[int]) -> str:
-    """search_space's family rule for a block whose first convolution carries the 3x3."""
-    if len(K) == 2:
-        if K[0] == 1:
-            return "xception" if K[1] == width else "igcv2"
-        return "igcv1"
-    return "igcv2" if K[0] == 1 else "igcv2-i"
+    head = "plain8" if net == "plain8" else f"res{depth}"
+    design_id = f"{head}-c{width}-k{'.'.join(map(str, K))}" + (f"-stem{stem}" if stem else "")
+    return describe_info(design_id, num_classes)
 
 
 def widest(tail: Sequence[int] | int, L: int, budget: int = BUDGET) -> int:
@@ -112,13 +63,9 @@ def widest(tail: Sequence[int] | int, L: int, budget: int = BUDGET) -> int:
     balanced: K = ceil(C^(1/(L-1))) chosen per C (the balance condition of Sec. 3.2, rounded
     up so that prod(K) >= C and the composed kernel is dense).
     """
-    for C in range(budget // 9, 1, -1):
-        if isinstance(tail, int):
-            k = tail or max(1, math.ceil(C ** (1.0 / (L - 1)) - 1e-9))
-            ks = [k] * (L - 1)
-        else:
-            ks = list(tail)
-        if all(C % k == 0 for k in ks) and 9 * C + C * sum(ks) <= budget:
+    for C in range(budget // ss.theory.S3x3, 1, -1):
+        ks = [tail or _balanced(C, L)] * (L - 1) if isinstance(tail, int) else list(tail)
+        if all(C % k == 0 for k in ks) and ss.params_q((1, *ks), C) <= budget:  # eq. 7
             return C
     raise ValueError(f"no width fits budget {budget} with L={L}, tail={tail}")
 
@@ -129,8 +76,12 @@ def balanced_design(L: int, budget: int = BUDGET, **kw: Any) -> dict[str, Any]:
         C = widest(0, 2, budget)
         return describe(C, (1, C), **kw)  # L = 2 is the Xception block
     C = widest(0, L, budget)
-    k = max(1, math.ceil(C ** (1.0 / (L - 1)) - 1e-9))
-    return describe(C, (1, *[k] * (L - 1)), **kw)
+    return describe(C, (1, *[_balanced(C, L)] * (L - 1)), **kw)
+
+
+def _balanced(C: int, L: int) -> int:
+    """Eq. 11's K_2 = ... = K_L = C^(1/(L-1)), rounded up (prod K >= C: a dense kernel)."""
+    return max(1, math.ceil(ss.balanced_branch_size(C, L) - 1e-9))
 
 
 def record(
@@ -269,7 +220,7 @@ def fake_records(
 def write_fake_run(
     run_dir: str | Path, records: Sequence[dict[str, Any]] | None = None, **kw: Any
 ) -> Path:
-    """Write run.json and records/<key>.json (atomically, as the studies do) under run_dir.
+    """Write run.json and records/<key>.json under run_dir, as the studies write them.
 
     Args:
         run_dir: created if missing.
@@ -280,17 +231,9 @@ def write_fake_run(
         run_dir as a Path.
     """
     run = Path(run_dir)
-    (run / "records").mkdir(parents=True, exist_ok=True)
+    records_dir(run).mkdir(parents=True, exist_ok=True)
     recs = list(records) if records is not None else fake_records(**kw)
-    _atomic_json(run / "run.json", {"command": "fake", "records": len(recs), **kw})
+    write_json_atomic(run / "run.json", {"command": "fake", "records": len(recs), **kw})
     for r in recs:
-        key = record_key(r["design_id"], r["fidelity"], r["dataset"], r["seed"])
-        _atomic_json(run / "records" / f"{key}.json", r)
+        write_json_atomic(records_dir(run) / f"{record_key(r)}.json", r)
     return run
-
-
-def _atomic_json(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)

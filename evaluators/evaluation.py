@@ -1,20 +1,19 @@
 """evaluate(): train one design at one fidelity on one dataset with one seed -> Result.
 
+(The module is not called ``evaluate``: ``evaluators.evaluate`` is this function, and a
+submodule of that name would replace it on the package once imported.)
+
 Example:
     >>> import evaluators as ev
     >>> r = ev.evaluate("plain8-c64-k1.64", fidelity="smoke", dataset="synthetic", seed=0)
-    >>> r.status, r.val_acc > 0.5  # doctest: +SKIP
-    ('ok', True)
+    >>> r.status, r.val_acc > 0.5, r.commit_dirty in (True, False)
+    ('ok', True, True)
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
-import functools
-import json
 import os
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,11 +22,13 @@ from typing import Any
 import torch
 
 import search_space as ss
-from evaluators.data import DATASETS, Dataset, load_dataset
+from evaluators.catalog import DATASETS
+from evaluators.checkpoint import EpochCheckpoint
+from evaluators.data import Dataset, load_dataset
 from evaluators.errors import Diverged
 from evaluators.fidelity import Fidelity, get_fidelity
 from evaluators.latency import measure_latency
-from evaluators.result import Result
+from evaluators.record import Result, describe_info, provenance, utc_now
 from evaluators.splits import make_splits
 from evaluators.train import accuracy, train_epochs
 
@@ -37,7 +38,7 @@ Progress = Callable[[dict[str, Any]], object]
 def evaluate(design: ss.Design | str, fidelity: Fidelity | str = "smoke",
              dataset: str = "synthetic", seed: int = 0, data_dir: Path | str | None = None,
              *, threads: int | None = None, device: torch.device | str | None = None,
-             progress: Progress | None = None) -> Result:
+             progress: Progress | None = None, checkpoint: Path | str | None = None) -> Result:
     """Train ``design`` as ``fidelity`` says and return its result record.
 
     A failed trial does not raise: it returns ``status="failed"`` with the reason
@@ -61,6 +62,13 @@ def evaluate(design: ss.Design | str, fidelity: Fidelity | str = "smoke",
         progress: called with a copy of each epoch's curve row (epoch, train_loss,
             train_acc, val_acc, seconds) as soon as the epoch ends. Exceptions it raises are
             NOT caught: they propagate out of evaluate() (Ray Tune stops trials this way).
+            A resumed trial calls it for the restored epochs too, first, in order.
+        checkpoint: a file for per-epoch checkpoints (evaluators.checkpoint): written
+            after every epoch; if it holds a valid checkpoint of this trial (same design,
+            dataset, seed, fidelity config, device kind), training resumes after its epoch
+            and the result equals an uninterrupted run's (``wall_s`` adds the interrupted
+            runs' training time). Left in place: remove it with
+            ``evaluators.remove_checkpoint`` once the record is stored.
 
     Returns:
         The :class:`Result`; its ``design`` holds ``search_space.describe()`` of the net
@@ -77,14 +85,19 @@ def evaluate(design: ss.Design | str, fidelity: Fidelity | str = "smoke",
         data = load_dataset(dataset, data_dir)
         # The net is built for the dataset's own image size (64: stride-2 stem for Tiny
         # ImageNet); a fidelity's smaller resolution feeds it smaller images.
-        info = _describe(design, data.num_classes, data.resolution)
+        info = describe_info(design, data.num_classes, data.resolution)
         curve: list[dict[str, Any]] = []
         outcome: dict[str, Any] = {}
-        for row in _trial(design, info["input_size"], data, fidelity, seed, dev, outcome):
+        ckpt = None if checkpoint is None else EpochCheckpoint(
+            Path(checkpoint), {"design_id": design.id, "dataset": dataset,
+                               "num_classes": data.num_classes})
+        for row in _trial(design, info["input_size"], data, fidelity, seed, dev, outcome,
+                          ckpt):
             curve.append(row)
             if progress is not None:
                 progress(dict(row))
     latency = outcome.get("latency", {})
+    where = provenance()
     return Result(
         design_id=design.id,
         fidelity=fidelity.name,
@@ -96,19 +109,21 @@ def evaluate(design: ss.Design | str, fidelity: Fidelity | str = "smoke",
         curve=tuple(curve),
         val_acc=curve[-1]["val_acc"] if curve and "reason" not in outcome else None,
         test_acc=outcome.get("test_acc"),
-        wall_s=time.perf_counter() - start,
+        wall_s=time.perf_counter() - start + (ckpt.resumed_s if ckpt else 0.0),
         latency_b1_ms=latency.get(1),
         latency_b64_ms=latency.get(64),
         device=_device_name(dev),
         torch_version=torch.__version__,
-        commit=git_commit(),
-        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        commit=where.commit,
+        commit_dirty=where.dirty,
+        created=utc_now(),
         design=info,
     )
 
 
 def _trial(design: ss.Design, input_size: int, data: Dataset, fidelity: Fidelity, seed: int,
-           device: torch.device, outcome: dict[str, Any]) -> Iterator[dict[str, Any]]:
+           device: torch.device, outcome: dict[str, Any],
+           checkpoint: EpochCheckpoint | None = None) -> Iterator[dict[str, Any]]:
     """Yield curve rows; on return ``outcome`` holds test_acc and latency, or a reason.
 
     The data go to the device inside the trial, so that running out of device memory there
@@ -125,7 +140,8 @@ def _trial(design: ss.Design, input_size: int, data: Dataset, fidelity: Fidelity
         model = model.to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
-        yield from train_epochs(model, splits, fidelity, seed=seed, device=device)
+        yield from train_epochs(model, splits, fidelity, seed=seed, device=device,
+                                checkpoint=checkpoint)
         outcome["test_acc"] = accuracy(model, splits.test_images, splits.test_labels, splits,
                                        batch_size=fidelity.eval_batch_size)
         if fidelity.latency_reps:
@@ -150,12 +166,6 @@ def failure_reason(exc: BaseException) -> str:
             isinstance(exc, RuntimeError) and "out of memory" in message.lower()):
         return f"out of memory: {message}"
     return f"error: {type(exc).__name__}: {message}"
-
-
-def _describe(design: ss.Design, num_classes: int, input_size: int) -> dict[str, Any]:
-    """describe() of the net built for ``num_classes`` and ``input_size``, as JSON types."""
-    info = ss.describe(design, num_classes=num_classes, input_size=input_size)
-    return json.loads(json.dumps(info))
 
 
 @contextlib.contextmanager
@@ -187,15 +197,3 @@ def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
     return device.type
-
-
-@functools.lru_cache(maxsize=1)
-def git_commit() -> str:
-    """``git rev-parse HEAD`` of the checkout holding this package; "unknown" otherwise."""
-    try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parents[1],
-                              capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    commit = done.stdout.strip()
-    return commit if done.returncode == 0 and commit else "unknown"

@@ -1,0 +1,223 @@
+"""How well zero-cost scores rank designs: Kendall tau, Spearman and top-10% precision against
+trained accuracy, with bootstrap intervals over designs and seeds; and proxy against proxy.
+
+Inputs are long tables, one row per (design, seed): trained accuracy (``load_results`` of
+a run directory) and scores (:func:`scores_frame` of ``zc`` records, the JSON lines written
+by ``python -m studies.zero_cost``). A proxy's seed s is the initialisation of the training
+run of seed s, but the statistics here compare design means (over seeds, each side its own):
+the question is whether a proxy ranks designs, not individual runs.
+
+Intervals: a two-level bootstrap. Designs are resampled with replacement; within each
+design, seeds are resampled (accuracy and score separately) with the residual inflation of
+``stats.bootstrap_means`` (with 3 seeds the plain bootstrap is too narrow). Top-10%
+precision keeps the designs fixed (a resampled set with repeated designs has no clear
+"top 10%") and resamples seeds only. Ties (a proxy equal for many designs: density, L...)
+count as a random order among the tied: a tied design at the top-k boundary counts
+fractionally (:func:`top_weights`), so a constant score gets the chance precision k/n.
+
+Example:
+    >>> acc = pd.DataFrame({"design_id": list("abcd"), "seed": 0,
+    ...                     "test_acc": [0.1, 0.2, 0.3, 0.4]})
+    >>> sc = acc.rename(columns={"test_acc": "good"}).assign(bad=[4, 3, 2, 1])
+    >>> t = rank_correlations(acc, sc, n_boot=50, top=0.5)
+    >>> t[["proxy", "kendall", "spearman", "top_precision"]].values.tolist()
+    [['good', 1.0, 1.0, 1.0], ['bad', -1.0, -1.0, 0.0]]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from analysis import stats
+
+KEYS = ("design_id", "seed")
+
+
+def scores_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per (design, seed) of ``zc`` records: ``design_id``, ``seed``, and one float
+    column per score (``zero_cost["scores"]``; None -> NaN). Failed records are left out."""
+    rows = []
+    for r in records:
+        zc = r.get("zero_cost")
+        if r.get("status") != "ok" or not zc:
+            continue
+        rows.append({"design_id": r["design_id"], "seed": int(r["seed"]), **{
+            k: (float("nan") if v is None else float(v)) for k, v in zc["scores"].items()}})
+    return pd.DataFrame(rows)
+
+
+def read_scores(path: str | Path) -> pd.DataFrame:
+    """:func:`scores_frame` of a JSON-lines file of ``zc`` records."""
+    lines = Path(path).read_text().splitlines()
+    return scores_frame(json.loads(line) for line in lines if line.strip())
+
+
+def rank_correlations(accuracy: pd.DataFrame, scores: pd.DataFrame, *,
+                      metric: str = "test_acc", proxies: Sequence[str] | None = None,
+                      n_boot: int = 2000, top: float = 0.1, level: float = stats.CONFIDENCE,
+                      seed: int = 0) -> pd.DataFrame:
+    """Each score against accuracy, over the designs both tables hold.
+
+    Args:
+        accuracy: rows (design_id, seed, ``metric``); NaN accuracies are dropped.
+        scores: rows (design_id, seed, one column per score); NaN scores are dropped.
+        metric: the accuracy column.
+        proxies: which score columns (default: every column but the keys).
+        n_boot: bootstrap replicates.
+        top: the share of designs that is "the top" (10%: k = ceil(0.1 n)).
+        level: interval coverage.
+        seed: the bootstrap's random seed.
+
+    Returns:
+        One row per score: proxy, n_designs, kendall (scipy.stats.kendalltau, tau-b, of
+        the design means) with kendall_lo/kendall_hi, spearman with spearman_lo/_hi,
+        top_k, top_precision (share of the k best designs by mean score that are among the
+        k best by mean accuracy) with top_lo/top_hi.
+    """
+    acc = _groups(accuracy, metric)
+    rows = []
+    for j, name in enumerate(proxies or [c for c in scores.columns if c not in KEYS]):
+        sc = _groups(scores, name)
+        common = sorted(acc.keys() & sc.keys())
+        rng = np.random.default_rng([seed, j])
+        rows.append({"proxy": name, **_one(
+            [acc[d] for d in common], [sc[d] for d in common], n_boot, top, level, rng)})
+    return pd.DataFrame(rows)
+
+
+def proxy_matrix(scores: pd.DataFrame, proxies: Sequence[str] | None = None,
+                 accuracy: pd.DataFrame | None = None, metric: str = "test_acc"
+                 ) -> pd.DataFrame:
+    """Kendall tau-b between the design means of every pair of scores (and accuracy, as
+    the first row and column, when given), over the designs each pair shares."""
+    names = list(proxies or [c for c in scores.columns if c not in KEYS])
+    means = {n: scores.dropna(subset=[n]).groupby("design_id")[n].mean() for n in names}
+    if accuracy is not None:
+        means = {metric: accuracy.dropna(subset=[metric]).groupby("design_id")[metric].mean(),
+                 **means}
+    keys = list(means)
+    out = pd.DataFrame(np.nan, index=keys, columns=keys)
+    for a in keys:
+        for b in keys:
+            x, y = means[a].align(means[b], join="inner")
+            if len(x) >= 2:
+                out.loc[a, b] = sps.kendalltau(x.to_numpy(), y.to_numpy()).statistic
+    return out
+
+
+def top_weights(values: np.ndarray, k: int) -> np.ndarray:
+    """Membership of each column in the top ``k`` of its row (largest values), ties counted
+    fractionally: the designs tied at the boundary share the places left. Rows sum to k.
+
+    >>> top_weights(np.array([[3.0, 1.0, 2.0, 2.0]]), 2).tolist()
+    [[1.0, 0.0, 0.5, 0.5]]
+    """
+    v = np.atleast_2d(np.asarray(values, dtype=float))
+    threshold = -np.sort(-v, axis=1)[:, k - 1 : k]
+    above, tied = v > threshold, v == threshold
+    left = k - above.sum(axis=1, keepdims=True)
+    return above + tied * (left / tied.sum(axis=1, keepdims=True))
+
+
+def _groups(frame: pd.DataFrame, column: str) -> dict[str, np.ndarray]:
+    ok = frame.dropna(subset=[column])
+    return {str(d): g[column].to_numpy(dtype=float) for d, g in ok.groupby("design_id")}
+
+
+def _one(acc: list[np.ndarray], sc: list[np.ndarray], n_boot: int, top: float, level: float,
+         rng: np.random.Generator) -> dict[str, float]:
+    n = len(acc)
+    k = max(1, math.ceil(top * n))
+    out: dict[str, float] = {"n_designs": n, "top_k": k}
+    nan = float("nan")
+    if n < 3:
+        return {**out, **dict.fromkeys(("kendall", "kendall_lo", "kendall_hi", "spearman",
+                                        "spearman_lo", "spearman_hi", "top_precision",
+                                        "top_lo", "top_hi"), nan)}
+    a = np.array([x.mean() for x in acc])
+    s = np.array([x.mean() for x in sc])
+    a_reps = stats.bootstrap_means(acc, n_boot, rng)  # (B, n): seeds resampled per design
+    s_reps = stats.bootstrap_means(sc, n_boot, rng)
+    pick = rng.integers(0, n, size=(n_boot, n))  # designs resampled
+    a_b = np.take_along_axis(a_reps, pick, axis=1)
+    s_b = np.take_along_axis(s_reps, pick, axis=1)
+    tau = stats.kendall_tau_b(s_b, a_b)
+    rho = _spearman_rows(s_b, a_b)
+    prec = (top_weights(s_reps, k) * top_weights(a_reps, k)).sum(axis=1) / k
+    point = float((top_weights(s, k) * top_weights(a, k)).sum() / k)
+    kt = sr = nan  # undefined for a constant score (or accuracy)
+    if np.ptp(s) > 0 and np.ptp(a) > 0:
+        kt, sr = sps.kendalltau(s, a).statistic, sps.spearmanr(s, a).statistic
+    return {
+        **out,
+        "kendall": float(kt), **_interval("kendall", tau, level),
+        "spearman": float(sr), **_interval("spearman", rho, level),
+        "top_precision": point, **_interval("top", prec, level),
+    }
+
+
+def _interval(name: str, reps: np.ndarray, level: float) -> dict[str, float]:
+    lo, hi = stats.percentile_interval(reps, level)
+    return {f"{name}_lo": lo, f"{name}_hi": hi}
+
+
+def _spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row pair (average ranks for ties, as scipy.stats.spearmanr),
+    vectorised for the bootstrap; NaN where a row is constant."""
+    rx = sps.rankdata(x, axis=1) - (x.shape[1] + 1) / 2
+    ry = sps.rankdata(y, axis=1) - (y.shape[1] + 1) / 2
+    den = np.sqrt((rx * rx).sum(axis=1) * (ry * ry).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (rx * ry).sum(axis=1) / den, np.nan)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m analysis.proxy_ranks RUN_DIR ZC.jsonl``: print the correlation table."""
+    import argparse
+    import sys
+
+    from analysis.load import load_results
+
+    p = argparse.ArgumentParser(prog="python -m analysis.proxy_ranks",
+                                description=main.__doc__)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="trained records (accuracy)")
+    p.add_argument("scores", metavar="ZC.jsonl", help="zc records (python -m studies.zero_cost)")
+    p.add_argument("--metric", default="test_acc", choices=("test_acc", "val_acc"))
+    p.add_argument("--fidelity", help="the trained fidelity (default: the run's only one)")
+    p.add_argument("--n-boot", type=int, default=2000)
+    p.add_argument("--matrix", action="store_true", help="also the proxy-vs-proxy matrix")
+    args = p.parse_args(argv)
+    try:
+        runs = load_results(args.run_dir)
+        scores = read_scores(args.scores)
+    except (OSError, ValueError) as e:
+        print(f"proxy_ranks: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    fids = sorted(runs["fidelity"].dropna().unique())
+    fid = args.fidelity or (fids[0] if len(fids) == 1 else None)
+    if fid not in fids or scores.empty:
+        print(f"proxy_ranks: error: --fidelity {fid!r}: the run holds {fids}; and "
+              f"{len(scores)} zc scores", file=sys.stderr)
+        return 2
+    acc = runs[runs["fidelity"].eq(fid) & runs["status"].eq("ok")]
+    table = rank_correlations(acc, scores, metric=args.metric, n_boot=args.n_boot)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(table.round(3).to_string(index=False))
+        if args.matrix:
+            print(proxy_matrix(scores, accuracy=acc, metric=args.metric).round(2))
+    return 0
+
+
+__all__ = ["proxy_matrix", "rank_correlations", "read_scores", "scores_frame", "top_weights"]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""One (fidelity, dataset) of a table as the arrays a replay reads (analysis.replay).
+
+Example:
+    >>> from analysis.benchmark import Benchmark
+    >>> t = ReplayTable.from_benchmark(
+    ...     Benchmark.load(Path(__file__).parents[1] / "releases" / "igcbench-1.0.json"))
+    >>> len(t.design_ids), t.epochs, t.design_ids[t.best], float(t.mean_val[t.best])
+    (51, 2, 'plain8-c76-k1.2', 0.3875)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path  # noqa: F401 (the example names it)
+
+import numpy as np
+
+from .benchmark import Benchmark
+
+
+@dataclass(frozen=True, eq=False)
+class ReplayTable:
+    """One (fidelity, dataset) of a table, as arrays a replay reads.
+
+    Attributes:
+        design_ids: the designs with at least one ok seed whose curve has every epoch; grid
+            order (the table's sorted ids).
+        epochs: epochs of a full training (max_t).
+        val, seconds: per design, [seed, epoch] arrays of curve val_acc and epoch seconds.
+        seeds: per design, the seeds of those rows.
+        mean_val: per design, the mean over seeds of the final curve val_acc.
+        params: per design (the second objective of tpe and nsga2).
+        best: index of the table's best design (highest mean_val; the first on ties).
+    """
+
+    design_ids: tuple[str, ...]
+    epochs: int
+    val: tuple[np.ndarray, ...]
+    seconds: tuple[np.ndarray, ...]
+    seeds: tuple[tuple[int, ...], ...]
+    mean_val: np.ndarray
+    params: np.ndarray
+    best: int
+    fidelity: str = ""
+    dataset: str = ""
+
+    @classmethod
+    def from_benchmark(
+        cls, bench: Benchmark, *, fidelity: str | None = None, dataset: str | None = None
+    ) -> ReplayTable:
+        """Designs with a full curve in at least one ok seed; seeds with a shorter curve (or a
+        failed status) are left out, and so are designs with none."""
+        fidelity, dataset = bench.resolve(fidelity, dataset)
+        ids = bench.designs(fidelity=fidelity, dataset=dataset)
+        rows = {
+            d: [
+                bench.query(d, fidelity=fidelity, dataset=dataset, seed=s)
+                for s in bench.query(d, fidelity=fidelity, dataset=dataset).seeds
+            ]
+            for d in ids
+        }
+        epochs = max((len(e.curve.epoch) for rs in rows.values() for e in rs if e.curve), default=0)
+        full = {
+            d: [
+                e
+                for e in rs
+                if e.curve is not None
+                and len(e.curve.epoch) == epochs
+                and not np.isnan(e.curve.seconds).any()
+            ]
+            for d, rs in rows.items()
+        }
+        full = {d: rs for d, rs in full.items() if rs}
+        if not full:
+            raise ValueError(
+                f"no design at {fidelity}/{dataset} has an ok seed with a full "
+                "curve; nothing to replay"
+            )
+        ids = sorted(full)
+        val = tuple(np.array([e.curve.val_acc for e in full[d]]) for d in ids)
+        mean_val = np.array([v[:, -1].mean() for v in val])
+        return cls(
+            design_ids=tuple(ids), epochs=epochs, val=val,
+            seconds=tuple(np.array([e.curve.seconds for e in full[d]]) for d in ids),
+            seeds=tuple(tuple(e.seeds[0] for e in full[d]) for d in ids), mean_val=mean_val,
+            params=np.array([float(full[d][0].params or 0.0) for d in ids]),
+            best=int(np.argmax(mean_val)), fidelity=fidelity, dataset=dataset,
+        )  # fmt: skip

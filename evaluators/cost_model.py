@@ -1,0 +1,309 @@
+"""How long a trial takes: a design's work per image, a fidelity's images, a machine's speed.
+
+Pure functions, no torch: ``studies`` estimates sweeps with them (``--dry-run``, a time
+budget) and ``analysis`` can read them; the machine's speed comes from a
+:class:`Calibration` that ``evaluators.calibrate`` measures (a few seconds of training steps
+of probe nets, cached per machine) and that records refine (:func:`refit`).
+
+The model. On a CPU these nets are memory-bound (``docs/performance.md``): an IGCV2 block
+costs what its memory passes cost, and the fast path (``search_space.fast``) computes each
+*run* of a block (a spatial conv, then every 1x1 conv, BN and shuffle up to the next ReLU)
+as one dense GEMM after one Gram matrix. So a trial's seconds are
+
+    overhead + scale * sum over the trial's images of (a * elements + b * macs + c)
+
+where, per image at the trial's resolution, ``elements`` counts the activation values the
+block path reads or writes (a run's input and output; on the reference path every conv's
+output and its BN, shuffle and ReLU passes), ``macs`` the multiply-adds it performs (the
+spatial convs, the run GEMMs and, in training, their Gram matrices; on the reference path
+each conv's) and ``c`` a per-image constant (the step's fixed costs over the batch). The
+fast path also composes each run's dense C x C matrix once per training step, in float64
+(C^3 multiply-adds per 1x1 convolution and product, forward and backward): shared by the
+batch's images, negligible at C=144, and what makes wide nets slow on it (C=1504: tens of
+seconds a step whatever the batch). (a, b, c) are measured separately for training steps
+(forward, backward, update) and for evaluation forwards; the images are the fidelity's:
+train images x epochs, validation images x epochs and the test images (evaluation), and
+the latency passes. FLOPs alone predict badly here: Xception C=64 and IGCV2 C=144 have
+about the same multiply-adds and differ 3x in time (``docs/studies.md`` has the measured
+errors).
+
+Example:
+    >>> cal = Calibration(machine="m", torch_version="2", device="cpu", threads=1,
+    ...                   paths=("fused", "fused"), resolution=16, batch_size=64,
+    ...                   train=(4e-9, 2e-10, 1.5e-3), eval=(0.0, 1e-10, 3e-4))
+    >>> cpu = {"train_size": 8000, "val_fraction": 0.1, "test_size": 2000, "resolution": 16,
+    ...        "epochs": 2, "latency_warmup": 1, "latency_reps": 3, "latency_resolution": None}
+    >>> wide, narrow = (predict_seconds(d, cpu, "cifar10", cal)
+    ...                 for d in ("plain8-c144-k1.12.12", "plain8-c64-k1.64"))
+    >>> round(wide), round(narrow), wide > 2 * narrow
+    (289, 92, True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from evaluators.catalog import NUM_CLASSES
+from search_space.design import Design, parse
+from search_space.plan import Block, Conv, net_plan, segments
+
+PATHS = ("fused", "reference")  # how a block is computed (search_space.fast.DEVICE_PATH)
+
+#: (official train images, test images, image side) per dataset; evaluators.data loads
+#: these (tests/test_cost_model.py checks them against the loaders).
+DATASET_SIZES = {"synthetic": (2_000, 500, 32), "cifar10": (50_000, 10_000, 32),
+                 "cifar100": (50_000, 10_000, 32), "tinyimagenet": (100_000, 10_000, 64)}
+LATENCY_BATCHES = (1, 64)  # evaluators.latency.BATCH_SIZES
+COMPOSE_MACS = 4  # probe-GEMM multiply-adds per multiply-add of a run's composition: w @ A
+#                   and A @ cov, forward and backward, in float64 (12x the product), but
+#                   square products run faster than the probes' tall GEMMs; 4 was set from
+#                   measured training steps of plain8-c620-k1.g4 and -c1504-k1.16.16.16
+#                   (8x8, batch 8; benchmarks/cost_model.py --wide, docs/studies.md)
+DEFAULT_OVERHEAD_S = 5.0  # per trial: loading the data, splits, building the net (records:
+#                           wall_s less the epochs, test and latency passes, 3-6 s here)
+
+
+@dataclass(frozen=True)
+class Work:
+    """Per image at one resolution: what a training step and an evaluation forward do."""
+
+    train_elements: float  # activation values read or written, forward
+    train_macs: float  # multiply-adds, forward (the Gram matrices included)
+    eval_elements: float
+    eval_macs: float
+
+
+def per_image_work(design: Design | str, *, resolution: int | None = None,
+                   num_classes: int = 10, input_size: int | None = None,
+                   paths: tuple[str, str] = ("fused", "fused"), batch_size: int = 64) -> Work:
+    """The work of one image through ``design`` (built for ``input_size``) at ``resolution``.
+
+    ``paths``: (training, evaluation) block path, each "fused" or "reference".
+    ``batch_size``: training images per step, which share the fused path's per-step work.
+
+    Example:
+        >>> w = per_image_work("plain8-c64-k1.64", resolution=16)
+        >>> w.train_macs > w.eval_macs  # training adds the Gram matrix of every run
+        True
+    """
+    d = parse(design) if isinstance(design, str) else design
+    plan = net_plan(d, num_classes, input_size)
+    scale = ((resolution or plan.input_size) / plan.input_size) ** 2  # every layer's pixels
+    stem_elements = (plan.stem.cin + 4 * plan.stem.cout) * plan.stem.hw_out ** 2  # conv, BN,
+    #                                                                     ReLU: 3 passes + in
+    out = []
+    for path in paths:
+        if path not in PATHS:
+            raise ValueError(f"path {path!r}; accepted: {', '.join(PATHS)}")
+        elements, macs = stem_elements, plan.stem.macs
+        for block in (*plan.blocks, *plan.head):
+            e, m = (_fused if path == "fused" else _reference)(block)
+            elements, macs = elements + e, macs + m
+        out.append((elements * scale, macs * scale))
+    (train_e, train_m), (eval_e, eval_m) = out
+    if paths[0] == "fused":  # the Gram matrix of each run's input, training only, and the
+        blocks = (*plan.blocks, *plan.head)  # composition of its matrix, once per step
+        train_m += sum(_gram(b) for b in blocks) * scale
+        train_m += COMPOSE_MACS * sum(_compose(b) for b in blocks) / batch_size
+    return Work(train_e, train_m, eval_e, eval_m)
+
+
+def _fused(block: Block) -> tuple[float, float]:
+    """(elements, macs) of a block on the fused path: one GEMM per run."""
+    elements = macs = 0.0
+    for run in segments(block):
+        pixels = _run_pixels(block, run.spatial)
+        if run.spatial is not None:
+            conv = _conv_at(block, run.spatial)
+            elements += conv.cin * conv.hw_in ** 2
+            macs += conv.macs
+        elements += (run.cin + run.cout) * pixels
+        macs += run.cin * run.cout * pixels
+    return elements, macs
+
+
+def _compose(block: Block) -> float:
+    """Multiply-adds of one product per 1x1 conv of each run: (C_out x C_in) @ (C_in x cin)."""
+    total = 0.0
+    for run in segments(block):
+        for conv_index, *_ in run.steps:
+            conv = _conv_at(block, conv_index)
+            total += conv.cout * conv.cin * run.cin
+    return total
+
+
+def _gram(block: Block) -> float:
+    return sum(run.cin ** 2 * _run_pixels(block, run.spatial) for run in segments(block))
+
+
+def _reference(block: Block) -> tuple[float, float]:
+    """(elements, macs) on the reference path: conv, BN, [shuffle copy], [ReLU] each.
+
+    (A group 1x1 convolution counted as dense, as ``../shared/notes/cpu-probes.md`` found
+    at C=144, predicted wide nets 4x too slow: at C=432-620 their groups are cheap.)
+    """
+    elements = macs = 0.0
+    for conv, shuffle, relu in zip(block.convs, block.shuffle, block.relu, strict=True):
+        passes = 2 + (shuffle > 1) + relu
+        elements += conv.cin * conv.hw_in ** 2 + passes * conv.cout * conv.hw_out ** 2
+        macs += conv.macs
+    return elements, macs
+
+
+def _conv_at(block: Block, module_index: int) -> Conv:
+    """The conv at a ReferenceBlock module index (conv, BN, [shuffle], [ReLU] per conv)."""
+    idx = 0
+    for conv, shuffle, relu in zip(block.convs, block.shuffle, block.relu, strict=True):
+        if idx == module_index:
+            return conv
+        idx += 2 + (shuffle > 1) + relu
+    raise IndexError(module_index)
+
+
+def _run_pixels(block: Block, spatial: int | None) -> int:
+    """Pixels of a run: its spatial conv's output, else the block's (1x1 keeps the size)."""
+    if spatial is not None:
+        return _conv_at(block, spatial).hw_out ** 2
+    return block.convs[-1].hw_out ** 2
+
+
+@dataclass(frozen=True)
+class TrialShape:
+    """The images a trial passes through the net, from its fidelity and dataset."""
+
+    train_images: int  # per epoch
+    epochs: int
+    eval_images: int  # validation images x epochs + test images
+    resolution: int
+    latency_images: int  # (warm-up + timed passes) x the latency batch sizes
+    latency_resolution: int
+
+
+def trial_shape(fidelity: Mapping[str, Any], dataset: str) -> TrialShape:
+    """:class:`TrialShape` of a fidelity config (``Fidelity.to_dict()``) on ``dataset``.
+
+    Sizes as ``evaluators.splits.make_splits`` draws them.
+
+    Example:
+        >>> cpu = {"train_size": 8000, "val_fraction": 0.1, "test_size": 2000,
+        ...        "resolution": 16, "epochs": 2, "latency_warmup": 1, "latency_reps": 3,
+        ...        "latency_resolution": None}
+        >>> shape = trial_shape(cpu, "cifar10")
+        >>> shape.train_images, shape.eval_images, shape.latency_images
+        (7200, 3600, 260)
+    """
+    try:
+        n_train, n_test, side = DATASET_SIZES[dataset]
+    except KeyError:
+        raise ValueError(f"unknown dataset {dataset!r}; accepted: "
+                         f"{', '.join(DATASET_SIZES)}") from None
+    drawn = min(fidelity.get("train_size") or n_train, n_train)
+    val = max(1, round(fidelity.get("val_fraction", 0.1) * drawn))
+    test = min(fidelity.get("test_size") or n_test, n_test)
+    epochs = int(fidelity["epochs"])
+    passes = (fidelity.get("latency_warmup", 0) + fidelity.get("latency_reps", 0)
+              if fidelity.get("latency_reps", 0) else 0)
+    return TrialShape(
+        train_images=drawn - val, epochs=epochs, eval_images=val * epochs + test,
+        resolution=fidelity.get("resolution") or side,
+        latency_images=passes * sum(LATENCY_BATCHES),
+        latency_resolution=fidelity.get("latency_resolution") or side)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A machine's speed for one (device, threads, block paths), and what refines it.
+
+    ``train`` and ``eval``: seconds per (activation element, multiply-add, image) of a
+    training step and of an evaluation forward, measured at ``resolution`` and
+    ``batch_size`` by ``evaluators.calibrate``. ``scale`` multiplies the compute part:
+    1 as measured, then the median of recorded / predicted over ``scale_records`` records
+    (trials that ran beside others, on a busy machine, take longer than the probes).
+    """
+
+    machine: str  # "hostname|cpu model|cores"
+    torch_version: str
+    device: str  # "cpu", "cuda:NAME"
+    threads: int
+    paths: tuple[str, str]  # (training, evaluation) block path
+    resolution: int
+    batch_size: int
+    train: tuple[float, float, float]
+    eval: tuple[float, float, float]
+    overhead_s: float = DEFAULT_OVERHEAD_S
+    scale: float = 1.0
+    scale_records: int = 0
+    created: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in fields}
+        for key in ("paths", "train", "eval"):
+            values[key] = tuple(values[key])
+        return cls(**values)
+
+
+def compute_seconds(design: Design | str, fidelity: Mapping[str, Any], dataset: str,
+                    calibration: Calibration, *, num_classes: int | None = None) -> float:
+    """The trial's compute seconds as the probes ran them (no overhead, scale 1)."""
+    shape = trial_shape(fidelity, dataset)
+    classes = num_classes or NUM_CLASSES.get(dataset, 10)
+    side = DATASET_SIZES[dataset][2]
+
+    def work(resolution: int) -> Work:
+        return per_image_work(design, resolution=resolution, num_classes=classes,
+                              input_size=side, paths=calibration.paths,
+                              batch_size=int(fidelity.get("batch_size", 64)))
+
+    def cost(coef: tuple[float, float, float], elements: float, macs: float) -> float:
+        return coef[0] * elements + coef[1] * macs + coef[2]
+
+    w = work(shape.resolution)
+    seconds = shape.train_images * shape.epochs * cost(calibration.train, w.train_elements,
+                                                       w.train_macs)
+    seconds += shape.eval_images * cost(calibration.eval, w.eval_elements, w.eval_macs)
+    if shape.latency_images:
+        lat = w if shape.latency_resolution == shape.resolution else work(
+            shape.latency_resolution)
+        seconds += shape.latency_images * cost(calibration.eval, lat.eval_elements,
+                                               lat.eval_macs)
+    return seconds
+
+
+def predict_seconds(design: Design | str, fidelity: Mapping[str, Any], dataset: str,
+                    calibration: Calibration, *, num_classes: int | None = None) -> float:
+    """Predicted wall seconds of one trial of ``design`` (``Fidelity.to_dict()`` config)."""
+    return calibration.overhead_s + calibration.scale * compute_seconds(
+        design, fidelity, dataset, calibration, num_classes=num_classes)
+
+
+def refit(calibration: Calibration, records: Iterable[Mapping[str, Any]]) -> Calibration:
+    """``calibration`` with ``scale`` refitted to finished records of this machine.
+
+    Uses records with ``status`` ok, a ``wall_s`` and a ``fidelity_config``; the new scale
+    is the median over them of (wall_s - overhead) / compute seconds. No usable record:
+    the calibration unchanged.
+    """
+    ratios = []
+    for rec in records:
+        if rec.get("status") != "ok" or not rec.get("wall_s") or not rec.get("fidelity_config"):
+            continue
+        compute = compute_seconds(rec["design_id"], rec["fidelity_config"], rec["dataset"],
+                                  calibration, num_classes=rec.get("num_classes"))
+        if compute > 0:
+            ratios.append((float(rec["wall_s"]) - calibration.overhead_s) / compute)
+    if not ratios:
+        return calibration
+    scale = statistics.median(ratios)
+    if not (math.isfinite(scale) and scale > 0):
+        return calibration
+    return dataclasses.replace(calibration, scale=scale, scale_records=len(ratios))

@@ -1,0 +1,146 @@
+"""The shape of the code: no import circle, files a reader holds at once, one owner per datum,
+and command lines that answer bad input in one line."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("search_space", "evaluators", "studies", "analysis")
+MAX_LINES = 420  # "about 400": a module a reader holds at once
+# Circles that another change removes; each names its owner. Empty when none is open.
+KNOWN_CIRCLES: set[frozenset[str]] = set()
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).glob("*.py")):
+            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
+            out[name] = path
+    return out
+
+
+def _imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """Project modules ``name`` imports anywhere in its file (in functions and under
+    TYPE_CHECKING too: a circle is a circle for a reader, whenever it runs)."""
+    package = name if path.stem == "__init__" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join([*package.split(".")[: len(package.split(".")) - node.level + 1],
+                                 *([base] if base else [])])
+            subs = {f"{base}.{a.name}" for a in node.names} & known  # `from pkg import mod`
+            found |= subs or {base}
+    return {m for m in found if m in known and m != name}
+
+
+def _circles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out: list[frozenset[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while True:
+                w = stack.pop()
+                component.add(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(frozenset(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_circle_among_the_packages_modules():
+    modules = _modules()
+    graph = {n: _imports(n, p, set(modules)) for n, p in modules.items()}
+    assert graph["studies.store"] >= {"evaluators.record"}  # the walk sees real imports
+    assert set(_circles(graph)) <= KNOWN_CIRCLES
+
+
+def test_the_circle_finder_finds_a_circle():
+    assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [
+        frozenset({"a", "b", "c"})]
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_module_longer_than_a_reader_holds(package):
+    long = {p.name: n for p in (ROOT / package).glob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long
+
+
+def _code_files() -> list[Path]:
+    return [p for d in (*PACKAGES, "benchmarks") for p in sorted((ROOT / d).glob("*.py"))]
+
+
+@pytest.mark.parametrize("pattern, owners", [
+    (r"hashlib\.sha1\(", {"evaluators/record.py"}),  # the record key
+    (r"def (trial_key|record_key)\b", {"evaluators/record.py"}),
+    (r"\(\s*\"design_id\",\s*\"fidelity\",\s*\"dataset\",\s*\"seed\"\s*\)",
+     {"evaluators/record.py"}),  # the key's fields
+    (r"DESCRIBE_KEYS = ", {"search_space/costs.py"}),  # describe()'s columns
+    (r"(?m)^(RECORD_KEYS|COLUMNS) = ", {"evaluators/record.py"}),  # the record's columns
+    # Atomic writes of files: the record owner's writer. A dataset folder (download.py) and
+    # the report's directory of files (report.py) are moved into place whole.
+    (r"os\.replace\([^)]|mkstemp\([^)]",
+     {"evaluators/record.py", "evaluators/download.py", "analysis/report.py"}),
+    (r"rev-parse", {"evaluators/record.py"}),  # provenance
+    (r"TPESampler\(|NSGAIISampler\(", {"studies/sampling.py"}),  # the samplers' settings
+    (r"def parse_seeds|\.split\(\",\"\)", {"studies/plan.py"}),  # seeds as a user writes them
+    (r"name=f\"\{fidelity\.name\}", {"evaluators/fidelity.py"}),  # a changed fidelity's name
+    (r"\"cifar100\": 100", {"evaluators/catalog.py"}),  # dataset sizes
+])
+def test_one_owner(pattern, owners):
+    found = {str(p.relative_to(ROOT)) for p in _code_files()
+             if re.search(pattern, p.read_text())}
+    assert found == owners
+
+
+def _one_line_exit_2(argv: list[str]) -> str:
+    done = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    return done.stderr
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["-m", "analysis"], "the following arguments are required: command"),
+    (["-m", "analysis", "report"], "RUN_DIR"),
+    (["-m", "analysis", "report", "x", "--n-boot", "many"], "'many'"),
+    (["-m", "analysis", "report", "/nonexistent/run"], "/nonexistent/run"),
+    (["-m", "analysis", "dashboard", "/nonexistent/run"], "/nonexistent/run"),
+    (["-m", "analysis.table_report", "releases/igcbench-1.0.json"], "replay_json"),
+    (["-m", "analysis.release", "/nonexistent", "/tmp/x"], "--version"),
+    (["benchmarks/replay.py", "--out", "/tmp/x", "--workers", "0", "--synthetic", "2x2x2"],
+     "--workers"),
+])
+def test_every_cli_answers_bad_input_in_one_line(argv, says):
+    assert says in _one_line_exit_2(argv)
