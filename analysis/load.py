@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -106,9 +107,39 @@ def frame_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     df["seed"] = pd.to_numeric(df["seed"], errors="coerce").astype("Int64")
     for col in ("K", "curve"):
         df[col] = [list(v) if isinstance(v, list | tuple) else v for v in df[col]]
+    df = _zero_cost_columns(df)
     df = _dedupe(df)
     front = [*KEY, "status", "val_acc", "test_acc"]
     return df[front + [c for c in df.columns if c not in front]].reset_index(drop=True)
+
+
+#: Prefix of the columns holding a zc record's scores: ``zc_synflow``, ``zc_theory``, ...
+ZC_PREFIX = "zc_"
+
+
+def _zero_cost_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """One float column ``zc_<name>`` per zero-cost score of the records that have them
+    (``zero_cost["scores"]``, a dict or its JSON text as a release stores it); NaN
+    elsewhere. A frame without zc records is left as it is."""
+    if "zero_cost" not in df.columns:
+        return df
+    scores = [_scores_of(v) for v in df["zero_cost"]]
+    names = list(dict.fromkeys(n for s in scores for n in s))
+    cols = {f"{ZC_PREFIX}{n}": [_num(s.get(n)) for s in scores] for n in names}
+    return df.assign(**cols) if cols else df
+
+
+def _scores_of(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        value = json.loads(value)
+    return dict(value.get("scores") or {}) if isinstance(value, Mapping) else {}
+
+
+def _num(v: Any) -> float:
+    try:
+        return np.nan if v is None else float(v)
+    except (TypeError, ValueError):
+        return np.nan
 
 
 def aggregate(df: pd.DataFrame) -> pd.DataFrame:

@@ -2,8 +2,9 @@
 trained accuracy, with bootstrap intervals over designs and seeds; and proxy against proxy.
 
 Inputs are long tables, one row per (design, seed): trained accuracy (``load_results`` of
-a run directory) and scores (:func:`scores_frame` of ``zc`` records, the JSON lines written
-by ``python -m studies.zero_cost``). A proxy's seed s is the initialisation of the training
+a run directory) and scores (:func:`read_scores` of the ``zc`` run directory that
+``python -m studies.zero_cost`` writes, or of a scores export, :func:`write_scores`).
+A proxy's seed s is the initialisation of the training
 run of seed s, but the statistics here compare design means (over seeds, each side its own):
 the question is whether a proxy ranks designs, not individual runs.
 
@@ -26,7 +27,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -54,10 +54,59 @@ def scores_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def read_scores(path: str | Path) -> pd.DataFrame:
-    """:func:`scores_frame` of a JSON-lines file of ``zc`` records."""
-    lines = Path(path).read_text().splitlines()
-    return scores_frame(json.loads(line) for line in lines if line.strip())
+def read_scores(path: str | Path, *, fidelity: str | None = None,
+                dataset: str | None = None) -> pd.DataFrame:
+    """The scores of a ``zc`` run directory (its records, the ``zc_<name>`` columns of
+    ``load_results``) or of a scores export (:func:`write_scores`, a CSV): one row per
+    (design, seed), a float column per score named without the prefix.
+
+    Raises:
+        ValueError: no zc scores there, or several fidelities (datasets) and none chosen.
+    """
+    from analysis.load import ZC_PREFIX, load_results
+
+    p = Path(path)
+    df = pd.read_csv(p) if p.is_file() else load_results(p)
+    cols = [c for c in df.columns if str(c).startswith(ZC_PREFIX)]
+    if not cols:
+        raise ValueError(f"{p} holds no zero-cost scores (no {ZC_PREFIX}* column)")
+    df = df[df["status"].eq("ok")] if "status" in df else df
+    for what, chosen in (("fidelity", fidelity), ("dataset", dataset)):
+        have = sorted(map(str, df[what].dropna().unique())) if what in df else []
+        if chosen is None and len(have) > 1:
+            raise ValueError(f"{p} holds {what}s {have}; choose one")
+        if chosen is not None:
+            if chosen not in have:
+                raise ValueError(f"{p} has no {what} {chosen!r}; it has {have}")
+            df = df[df[what].eq(chosen)]
+    out = df[list(KEYS) + cols].rename(columns=lambda c: c.removeprefix(ZC_PREFIX))
+    out = out.astype({"design_id": str, "seed": int})
+    return out.sort_values(list(KEYS), kind="stable").reset_index(drop=True)
+
+
+def write_scores(zc_run_dir: str | Path, out: str | Path) -> pd.DataFrame:
+    """Export a ``zc`` run directory's scores as a small CSV (atomically): the key, the
+    fidelity, dataset and config of the records (one config: refused otherwise), and a
+    ``zc_<name>`` column per score. What the docs' correlation report is regenerated from."""
+    import json
+
+    from analysis.load import ZC_PREFIX, load_results
+    from evaluators.record import write_atomic
+
+    df = load_results(zc_run_dir)
+    df = df[df["status"].eq("ok")]
+    cols = [c for c in df.columns if str(c).startswith(ZC_PREFIX)]
+    if df.empty or not cols:
+        raise ValueError(f"{zc_run_dir} holds no ok zero-cost records")
+    configs = {json.dumps(c, sort_keys=True) for c in df["fidelity_config"]}
+    if len(configs) > 1 or df["dataset"].nunique() > 1:
+        raise ValueError(f"{zc_run_dir} holds {len(configs)} zc configs and datasets "
+                         f"{sorted(df['dataset'].unique())}; export one at a time")
+    table = df[["design_id", "seed", "fidelity", "dataset", *cols]].assign(
+        config=configs.pop()).sort_values(list(KEYS), kind="stable")
+    text = table.to_csv(index=False, float_format="%.10g")
+    write_atomic(out, lambda f: f.write(text.encode()))
+    return table.reset_index(drop=True)
 
 
 def rank_correlations(accuracy: pd.DataFrame, scores: pd.DataFrame, *,
@@ -180,7 +229,7 @@ def _spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m analysis.proxy_ranks RUN_DIR ZC.jsonl``: print the correlation table."""
+    """``python -m analysis.proxy_ranks RUN_DIR ZC_RUN_DIR``: print the correlation table."""
     import argparse
     import sys
 
@@ -189,7 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.proxy_ranks",
                                 description=main.__doc__)
     p.add_argument("run_dir", metavar="RUN_DIR", help="trained records (accuracy)")
-    p.add_argument("scores", metavar="ZC.jsonl", help="zc records (python -m studies.zero_cost)")
+    p.add_argument("scores", metavar="ZC_RUN_DIR",
+                   help="zc records (python -m studies.zero_cost) or a scores export (CSV)")
     p.add_argument("--metric", default="test_acc", choices=("test_acc", "val_acc"))
     p.add_argument("--fidelity", help="the trained fidelity (default: the run's only one)")
     p.add_argument("--n-boot", type=int, default=2000)
@@ -216,7 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["proxy_matrix", "rank_correlations", "read_scores", "scores_frame", "top_weights"]
+__all__ = ["proxy_matrix", "rank_correlations", "read_scores", "scores_frame", "top_weights",
+           "write_scores"]
 
 
 if __name__ == "__main__":

@@ -53,10 +53,25 @@ def pick_metric(df: pd.DataFrame, metric: str | None = None) -> str:
 
 
 def slices(df: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:
-    """(fidelity, dataset, rows) for every combination present, in ladder order."""
+    """(fidelity, dataset, rows) for every combination present, in ladder order, except
+    those that measure no accuracy (:func:`measures_accuracy`): a ``zc`` slice of zero-cost
+    scores has nothing for a claim, a front or a figure to test."""
     combos = df[["fidelity", "dataset"]].drop_duplicates().itertuples(index=False)
     for fid, ds in sorted(combos, key=lambda c: (fidelity_rank(str(c[0])), str(c[1]))):
-        yield str(fid), str(ds), df[df["fidelity"].eq(fid) & df["dataset"].eq(ds)]
+        rows = df[df["fidelity"].eq(fid) & df["dataset"].eq(ds)]
+        if measures_accuracy(rows):
+            yield str(fid), str(ds), rows
+
+
+def measures_accuracy(rows: pd.DataFrame) -> bool:
+    """False for records that finished ("ok") without any accuracy: zero-cost records
+    (evaluators.zero_cost), scores at initialisation. A slice whose trainings all failed
+    still measures accuracy (its claims are 'inconclusive', n = 0)."""
+    ok = rows[rows["status"].eq("ok")]
+    if ok.empty:
+        return True
+    acc = ok[["val_acc", "test_acc"]].apply(pd.to_numeric, errors="coerce")
+    return bool(np.isfinite(acc.to_numpy(float)).any())
 
 
 def params_column(df: pd.DataFrame, tol: float = 0.25) -> str:

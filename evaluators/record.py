@@ -77,6 +77,10 @@ class Result:
     # True when the code (CODE_PATHS) differed from `commit`; None: unknown (no git, or a
     # record written before the flag existed).
     commit_dirty: bool | None = None
+    # Zero-cost scores at initialisation (evaluators.zero_cost, a ``zc`` fidelity):
+    # {"scores": {name: float | None}, "seconds": {...}, "errors": {name: message}}.
+    # None, and then absent from to_dict(), in every training record.
+    zero_cost: dict[str, Any] | None = None
     design: dict[str, Any] = field(default_factory=dict)  # search_space.describe() of the net
 
     def __post_init__(self) -> None:
@@ -92,8 +96,11 @@ class Result:
         return self.status == "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: the describe() keys, then the record's own keys."""
+        """A JSON-ready dict: the describe() keys, then the record's own keys (``zero_cost``
+        only when there are scores)."""
         own = {name: getattr(self, name) for name in RECORD_KEYS}
+        if own["zero_cost"] is None:  # a training record: its file is what it always was
+            del own["zero_cost"]
         clash = own.keys() & self.design.keys()
         if clash:
             raise ValueError(f"describe() keys {sorted(clash)} clash with record keys")

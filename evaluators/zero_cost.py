@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import math
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from evaluators.augment import channel_stats, normalize, resize
 from evaluators.data import Dataset
 from evaluators.latency import measure_latency
 from evaluators.proxies import gradient_proxies, naswot, synflow, zen
+from evaluators.record import Result, describe_info, provenance, utc_now
 
 #: Every score :func:`score_design` returns, in order: the six generic proxies, the cost
 #: baselines, the paper's quantities and the theory score.
@@ -39,11 +39,25 @@ SCORES = PROXIES + COSTS + PAPER
 
 
 
+#: Short names of the config's fields in a fidelity name (``zc-r16-b32``): every field but
+#: the dataset (a record's key holds it apart).
+ABBREVIATIONS = {"batch_size": "b", "batch_seed": "s", "resolution": "r", "zen_alpha": "za",
+                 "zen_batch_size": "zb", "jacob_k": "k", "latency_warmup": "lw",
+                 "latency_reps": "l", "threads": "t"}
+
+
 @dataclass(frozen=True)
 class ZeroCostConfig:
-    """How the proxies are computed; recorded with every score (the ``zc`` fidelity)."""
+    """How the proxies are computed; recorded with every score (the ``zc`` fidelity).
 
-    name: str = "zc"
+    Its :attr:`name` is the fidelity its records are keyed by: ``zc`` for the defaults,
+    else ``zc-`` and each changed field (:data:`ABBREVIATIONS`), so records of two configs
+    never share a key:
+
+    >>> ZeroCostConfig().name, ZeroCostConfig(resolution=16, batch_size=32).name
+    ('zc', 'zc-b32-r16')
+    """
+
     dataset: str = "cifar10"  # whose train split gives the batch
     batch_size: int = 64  # images in the batch; 64 as NAS-Bench-Suite-Zero (NASLib) uses
     #                       for every proxy (NASWOT's paper used 128: K is batch x batch)
@@ -61,15 +75,28 @@ class ZeroCostConfig:
         for field in ("batch_size", "zen_batch_size", "threads"):
             if getattr(self, field) < 1:
                 raise ValueError(f"{field}={getattr(self, field)!r}; expected an integer >= 1")
+        for field in ("latency_warmup", "latency_reps"):
+            if getattr(self, field) < 0:
+                raise ValueError(f"{field}={getattr(self, field)!r}; expected an integer >= 0")
         if self.batch_size < 2:
             raise ValueError(f"batch_size={self.batch_size}; NASWOT and jacob_cov compare "
                              "images, so a batch needs at least 2")
         if self.resolution is not None and self.resolution < 1:
             raise ValueError(f"resolution={self.resolution!r}; expected None or >= 1")
 
+    @property
+    def name(self) -> str:
+        """The fidelity name: ``zc``, or ``zc-`` with every field changed from the default,
+        in :data:`ABBREVIATIONS` order (``zc-b16-r16-l1``)."""
+        default = ZeroCostConfig()
+        parts = [f"{short}{getattr(self, f):g}" if isinstance(getattr(self, f), float)
+                 else f"{short}{getattr(self, f)}"
+                 for f, short in ABBREVIATIONS.items() if getattr(self, f) != getattr(default, f)]
+        return "-".join(["zc", *parts])
+
     def to_dict(self) -> dict[str, Any]:
-        """The config as a JSON-ready dict."""
-        return dataclasses.asdict(self)
+        """The config as a JSON-ready dict, its ``name`` first."""
+        return {"name": self.name, **dataclasses.asdict(self)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -166,18 +193,18 @@ def score_design(design: ss.Design | str, seed: int, batch: ProxyBatch,
 
 def zc_record(design: ss.Design | str, seed: int, batch: ProxyBatch,
               config: ZeroCostConfig | None = None, *, num_classes: int = 10,
-              input_size: int | None = None) -> dict[str, Any]:
-    """:func:`score_design` as a record of the ``zc`` fidelity, in the layout of
-    ``Result.to_dict()`` (describe() keys, then the record's own), plus one key
-    ``zero_cost``: ``{"scores", "seconds", "errors"}`` of :func:`score_design`.
+              input_size: int | None = None) -> Result:
+    """:func:`score_design` as a record of the fidelity ``config.name`` (``zc``): a
+    :class:`evaluators.record.Result` whose ``zero_cost`` holds ``{"scores", "seconds",
+    "errors"}`` of :func:`score_design`.
 
-    Keyed like every record by (design, fidelity ``config.name``, dataset, seed). Status
-    "ok" with an empty curve and no accuracies; "failed" (``zero_cost`` None) only when the
-    design itself cannot be scored (a proxy failing alone is a None score, not a failure).
-    ``fidelity_config`` is the config plus the batch's train-split indices.
+    Keyed like every record by (design, fidelity, dataset, seed). Status "ok" with an empty
+    curve and no accuracies; "failed" (``zero_cost`` None) only when the design itself
+    cannot be scored (a proxy failing alone is a None score, not a failure).
+    ``fidelity_config`` is the config plus the batch's train-split indices; the latencies
+    are also the record's own ``latency_b1_ms``/``latency_b64_ms``, as in a training record.
     """
     from evaluators.evaluation import failure_reason
-    from evaluators.record import git_commit
 
     config = config or ZeroCostConfig()
     design = ss.parse(design) if isinstance(design, str) else design
@@ -188,21 +215,17 @@ def zc_record(design: ss.Design | str, seed: int, batch: ProxyBatch,
         zc, reason = {k: out[k] for k in ("scores", "seconds", "errors")}, None
     except Exception as exc:  # a failed design is a record, as in evaluate()
         zc, reason = None, failure_reason(exc)
-    info = ss.describe(design, num_classes=num_classes, input_size=input_size)
     scores = zc["scores"] if zc else {}
-    return {
-        **info,
-        "design_id": design.id, "fidelity": config.name,
-        "fidelity_config": {**config.to_dict(), "batch_indices": list(batch.indices)},
-        "dataset": batch.dataset, "seed": seed,
-        "status": "ok" if zc else "failed", "reason": reason, "curve": [],
-        "val_acc": None, "test_acc": None, "wall_s": time.perf_counter() - start,
-        "latency_b1_ms": scores.get("latency_b1_ms"),
-        "latency_b64_ms": scores.get("latency_b64_ms"),
-        "device": "cpu", "torch_version": torch.__version__, "commit": git_commit(),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "zero_cost": zc,
-    }
+    where = provenance()
+    return Result(
+        design_id=design.id, fidelity=config.name,
+        fidelity_config={**config.to_dict(), "batch_indices": list(batch.indices)},
+        dataset=batch.dataset, seed=seed, status="ok" if zc else "failed", reason=reason,
+        curve=(), val_acc=None, test_acc=None, wall_s=time.perf_counter() - start,
+        latency_b1_ms=scores.get("latency_b1_ms"), latency_b64_ms=scores.get("latency_b64_ms"),
+        device="cpu", torch_version=torch.__version__, commit=where.commit,
+        commit_dirty=where.dirty, created=utc_now(), zero_cost=zc,
+        design=describe_info(design, num_classes, input_size))
 
 
 def _run(names: tuple[str, ...], job: Callable[[], Any], scores: dict, seconds: dict,
@@ -239,6 +262,7 @@ def _latency(design: ss.Design, reference: nn.Module, num_classes: int, size: in
 
 
 __all__ = [
+    "ABBREVIATIONS",
     "COSTS",
     "PAPER",
     "PROXIES",

@@ -1,21 +1,24 @@
-"""``python -m studies.zero_cost --preset table40k --seeds 0,1,2 --out zc.jsonl``: zero-cost
-proxies of many designs (``evaluators.zero_cost``), one ``zc`` record per (design, seed).
+"""``python -m studies.zero_cost --preset table40k --seeds 0,1,2 --run-dir runs/zc-table40k``:
+zero-cost proxies of many designs (``evaluators.zero_cost``), one record per (design, seed).
 
 Designs come from a preset, a budget (``--budget 0.65M --net res20``, the enumeration) or
-``--designs ID [ID ...]``. Records are JSON lines in ``--out``, rewritten whole after each
-(design, seed), so a killed run leaves a complete file; the same command again computes
-only what the file lacks. A file made with another config (batch, resolution, dataset...)
-is refused. Bad input prints one line and exits 2, having written nothing.
+``--designs ID [ID ...]``. Records go to a run directory's record store
+(``RUN_DIR/records/<key>.json``, ``studies.store.RecordStore``, atomic), at the fidelity
+``ZeroCostConfig.name``: ``zc`` for the default settings, ``zc-r16``, ``zc-b16-r16-l1``...
+when they differ. The same command again computes only what the store lacks (a killed run
+loses at most the record it was computing); a store holding records of this fidelity made
+with another config (another batch) is refused. Keep zc run directories apart from a
+sweep's: a sweep owns its own. Bad input prints one line and exits 2, having written
+nothing.
 
 Example (synthetic data, two designs, seconds):
     python -m studies.zero_cost --designs plain8-c16-k1.4.4 plain8-c16-k1.g1 \\
-        --dataset synthetic --seeds 0 --out /tmp/zc.jsonl
+        --dataset synthetic --seeds 0 --run-dir /tmp/zc
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Iterable
@@ -24,11 +27,12 @@ from typing import Any
 
 import search_space as ss
 from evaluators.catalog import NUM_CLASSES as DATASET_CLASSES
-from evaluators.record import write_atomic
+from evaluators.record import trial_key
 from studies.budget import parse_budget
 from studies.plan import parse_seeds
 from studies.presets import PRESETS, get_preset
 from studies.run import UsageError, _one_line
+from studies.store import RecordStore
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                    + ", ".join(DATASET_CLASSES) + " (default cifar10)")
     p.add_argument("--data-dir", help="directory holding the dataset; default "
                                       "$IGCBENCH_DATA or ./data")
-    p.add_argument("--out", required=True, help="JSON-lines file of records (resumed)")
+    p.add_argument("--run-dir", required=True,
+                   help="run directory of the records (RUN_DIR/records; resumed)")
     p.add_argument("--batch-size", type=int, default=64, help="images in the batch (64)")
     p.add_argument("--batch-seed", type=int, default=0, help="draws the batch (0)")
     p.add_argument("--resolution", type=int, help="batch image side; default the net's")
@@ -66,49 +71,53 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         designs = _designs(args)
         seeds = parse_seeds(args.seeds)
-        out = Path(args.out)
-        if not out.parent.is_dir():
-            raise UsageError(f"--out {args.out!r}: directory {str(out.parent)!r} does not exist")
+        run_dir = Path(args.run_dir)
+        if not run_dir.parent.is_dir():
+            raise UsageError(f"--run-dir {args.run_dir!r}: directory "
+                             f"{str(run_dir.parent)!r} does not exist")
+        if run_dir.exists() and not run_dir.is_dir():
+            raise UsageError(f"--run-dir {args.run_dir!r} is a file, not a directory")
         if args.latency_reps < 0:
             raise UsageError(f"--latency-reps {args.latency_reps} must be >= 0")
         from evaluators import zero_cost as zc  # torch: after the cheap checks
 
         config = zc.ZeroCostConfig(
             dataset=args.dataset, batch_size=args.batch_size, batch_seed=args.batch_seed,
-            resolution=args.resolution, latency_reps=args.latency_reps,
-            latency_warmup=1 if args.latency_reps else 0, threads=args.threads)
-        if args.latency_reps < 0:
-            raise UsageError(f"--latency-reps {args.latency_reps} must be >= 0")
+            resolution=args.resolution, latency_reps=args.latency_reps, threads=args.threads)
         import evaluators as ev
 
         data = ev.load_dataset(args.dataset, args.data_dir)
         batch = zc.proxy_batch(data, config)
-        done = _read(out, {**config.to_dict(), "batch_indices": list(batch.indices)})
-    except (ValueError, OSError) as e:  # UsageError, bad budget/id/config, data, --out
+        store = RecordStore(run_dir)
+        have = _recorded(store, {**config.to_dict(), "batch_indices": list(batch.indices)},
+                         config.name, batch.dataset)
+    except (ValueError, OSError) as e:  # UsageError, bad budget/id/config, data, run dir
         print(f"zero_cost: error: {_one_line(e)}", file=sys.stderr)
         return 2
-    run(designs, seeds, batch, config, out, done, num_classes=data.num_classes)
+    run(designs, seeds, batch, config, store, have, num_classes=data.num_classes)
     return 0
 
 
 def run(designs: Iterable[ss.Design], seeds: tuple[int, ...], batch: Any, config: Any,
-        out: Path, records: list[dict[str, Any]], *, num_classes: int) -> list[dict]:
-    """Score what ``records`` lacks, rewriting ``out`` whole after each (design, seed)."""
+        store: RecordStore, have: set[str], *, num_classes: int) -> list[str]:
+    """Score the (design, seed) pairs whose key is not in ``have``, writing each record to
+    ``store`` as soon as it is made; return the keys written."""
     from evaluators import zero_cost as zc
 
-    have = {(r["design_id"], r["seed"]) for r in records}
-    todo = [(d, s) for d in designs for s in seeds if (d.id, s) not in have]
-    print(f"{len(todo)} to score, {len(have)} in {out}", file=sys.stderr)
-    start = time.perf_counter()
+    pairs = [(d, s) for d in designs for s in seeds]
+    todo = [(d, s) for d, s in pairs
+            if trial_key(d.id, config.name, batch.dataset, s) not in have]
+    print(f"{len(todo)} to score, {len(pairs) - len(todo)} of {len(pairs)} recorded already "
+          f"in {store.dir} (fidelity {config.name})", file=sys.stderr)
+    start, written = time.perf_counter(), []
     for i, (d, seed) in enumerate(todo, 1):
         rec = zc.zc_record(d, seed, batch, config, num_classes=num_classes)
-        records.append(rec)
-        _write(out, records)
-        note = rec["reason"] or ", ".join(f"{k} {v}" for k, v in
-                                          (rec["zero_cost"]["errors"] or {}).items())
+        written.append(store.write(rec.to_dict()))
+        errors = (rec.zero_cost or {}).get("errors") or {}
+        note = rec.reason or ", ".join(f"{k} {v}" for k, v in errors.items())
         print(f"[{time.perf_counter() - start:7.0f}s] {i}/{len(todo)} {d.id} s{seed} "
-              f"{rec['status']} {rec['wall_s']:.1f}s {note}".rstrip(), file=sys.stderr)
-    return records
+              f"{rec.status} {rec.wall_s:.1f}s {note}".rstrip(), file=sys.stderr)
+    return written
 
 
 def _designs(args: argparse.Namespace) -> list[ss.Design]:
@@ -137,21 +146,19 @@ def _designs(args: argparse.Namespace) -> list[ss.Design]:
     return designs
 
 
-def _read(out: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
-    """The records already in ``out``, all of them made with ``config``."""
-    if not out.exists():
-        return []
-    records = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
-    for r in records:
-        if r.get("fidelity_config") != config:
-            raise UsageError(f"--out {str(out)!r} holds records of another config "
-                             f"({r.get('design_id')} s{r.get('seed')}); use another file")
-    return records
-
-
-def _write(out: Path, records: list[dict[str, Any]]) -> None:
-    text = "".join(json.dumps(r, allow_nan=False) + "\n" for r in records)
-    write_atomic(out, lambda f: f.write(text.encode()))
+def _recorded(store: RecordStore, config: dict[str, Any], fidelity: str,
+              dataset: str) -> set[str]:
+    """Keys already in ``store``; refuses a store whose records of ``fidelity`` and
+    ``dataset`` were made with another config (a different batch, say)."""
+    keys = store.keys()
+    for record in store.records():
+        if record["fidelity"] != fidelity or record["dataset"] != dataset:
+            continue
+        if record.get("fidelity_config") != config:
+            raise UsageError(
+                f"--run-dir {str(store.run_dir)!r} holds {fidelity} records of another config "
+                f"({record['design_id']} s{record['seed']}); use another run directory")
+    return keys
 
 
 if __name__ == "__main__":

@@ -351,3 +351,19 @@ def test_rank_agreement_between_fidelities_with_seed_and_design_bootstrap():
     (r,) = rank_agreement(noisy, n_boot=500)
     assert r.tau_low < 0 < r.tau_high
     assert rank_agreement(cheap, n_boot=100) == []  # one fidelity: nothing to compare
+
+
+def test_zero_cost_records_add_no_verdicts():
+    # A zc slice (ok records, scores, no accuracy) beside a trained one: the claims, fronts
+    # and figures test the trained slice only; alone, it gives no verdict at all.
+    df = fig3_frame(lambda L: 0.6 - 0.01 * (L - 3) ** 2, noise=0.01)
+    zc = df.assign(fidelity="zc", val_acc=np.nan, test_acc=np.nan, curve=[[]] * len(df),
+                   zc_synflow=1.0)
+    both = pd.concat([df, zc], ignore_index=True)
+    got = analysis.check_claims(both, n_boot=300)
+    assert {v.fidelity for v in got} == {df["fidelity"].iloc[0]}
+    assert repr(got) == repr(analysis.check_claims(df, n_boot=300))
+    assert analysis.check_claims(zc, n_boot=300) == []
+    # A slice whose trainings all failed is still a slice: inconclusive claims, n = 0.
+    failed = df.assign(status="failed", reason="error: x", val_acc=np.nan, test_acc=np.nan)
+    assert {v.verdict for v in analysis.check_claims(failed, n_boot=300)} == {"inconclusive"}

@@ -122,20 +122,28 @@ def test_proxy_matrix(tables):
         kendalltau(means["same"], means["noise"]).statistic)
 
 
-def test_cli_on_a_fake_run(tmp_path, capsys):
-    import json
+def zc_run(tmp_path, records):
+    """A zc run directory of the fake run's ok cpu records: scores acc and -acc."""
+    from studies.store import RecordStore
 
+    store = RecordStore(tmp_path / "zc")
+    for r in records:
+        store.write({**{k: r[k] for k in ("design_id", "seed", "dataset")}, "fidelity": "zc",
+                     "fidelity_config": {"name": "zc"}, "status": "ok", "val_acc": None,
+                     "test_acc": None, "curve": [], "created": "2026-01-01T00:00:00+00:00",
+                     "zero_cost": {"scores": {"acc": r["test_acc"], "minus": -r["test_acc"]},
+                                   "seconds": {}, "errors": {}}})
+    return store.run_dir
+
+
+def test_cli_on_a_fake_run(tmp_path, capsys):
     from analysis.proxy_ranks import main
 
     import fake_records as fake
 
     run = fake.write_fake_run(tmp_path / "run")
     cpu = [r for r in fake.fake_records() if r["fidelity"] == "cpu" and r["status"] == "ok"]
-    zc = tmp_path / "zc.jsonl"
-    zc.write_text("".join(json.dumps({
-        "design_id": r["design_id"], "seed": r["seed"], "status": "ok",
-        "zero_cost": {"scores": {"acc": r["test_acc"], "minus": -r["test_acc"]}}}) + "\n"
-        for r in cpu))
+    zc = zc_run(tmp_path, cpu)
     assert main([str(run), str(zc), "--fidelity", "cpu", "--n-boot", "100"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:4] == ["proxy", "n_designs", "top_k", "kendall"]
@@ -144,3 +152,20 @@ def test_cli_on_a_fake_run(tmp_path, capsys):
     assert main([str(run), str(zc)]) == 2
     err = capsys.readouterr().err
     assert "--fidelity None" in err and len(err.strip().splitlines()) == 1
+
+
+def test_scores_export_round_trips(tmp_path):
+    from analysis.proxy_ranks import read_scores, write_scores
+
+    import fake_records as fake
+
+    cpu = [r for r in fake.fake_records() if r["fidelity"] == "cpu" and r["status"] == "ok"]
+    zc = zc_run(tmp_path, cpu)
+    table = write_scores(zc, tmp_path / "zc.csv")
+    assert list(table.columns) == ["design_id", "seed", "fidelity", "dataset", "zc_acc",
+                                   "zc_minus", "config"]
+    a, b = read_scores(zc), read_scores(tmp_path / "zc.csv")
+    pd.testing.assert_frame_equal(a, b)
+    assert len(a) == len(cpu) and (a["acc"] == -a["minus"]).all()
+    with pytest.raises(ValueError, match="no zero-cost scores"):
+        read_scores(fake.write_fake_run(tmp_path / "run"))

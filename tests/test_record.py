@@ -51,7 +51,7 @@ def test_columns_are_describe_then_the_results_own():
     old = old_record("smoke")
     assert rc.COLUMNS == (*ss.DESCRIBE_KEYS, *rc.RECORD_KEYS)
     assert set(rc.COLUMNS) - set(rc.OPTIONAL_KEYS) == set(old)  # what the old code wrote
-    assert rc.OPTIONAL_KEYS == ("commit_dirty",) and rc.KEY == (
+    assert rc.OPTIONAL_KEYS == ("commit_dirty", "zero_cost") and rc.KEY == (
         "design_id", "fidelity", "dataset", "seed")
 
 

@@ -309,26 +309,64 @@ CLI = ["--designs", "plain8-c16-k1.4.4", "plain8-c16-k1.g1", "--dataset", "synth
        "--resolution", "8", "--batch-size", "16", "--latency-reps", "0"]
 
 
-def test_cli_writes_records_and_resumes(tmp_path, capsys):
-    import json
-
+def test_cli_writes_records_to_a_store_and_resumes(tmp_path, capsys):
+    from analysis import load_results
+    from evaluators.record import Result, read_records, trial_key
     from studies.zero_cost import main
 
-    out = tmp_path / "zc.jsonl"
-    assert main([*CLI, "--seeds", "1", "--out", str(out)]) == 0
-    first = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [(r["design_id"], r["seed"]) for r in first] == [
-        ("plain8-c16-k1.4.4", 0), ("plain8-c16-k1.g1", 0)]
-    r = first[0]
-    assert r["fidelity"] == "zc" and r["status"] == "ok" and r["curve"] == []
+    run = tmp_path / "zc"
+    assert main([*CLI, "--seeds", "1", "--run-dir", str(run)]) == 0
+    first = dict(read_records(run / "records"))
+    assert len(first) == 2
+    fid = "zc-b16-r8-l0"  # the settings that differ from the defaults name the fidelity
+    for design in ("plain8-c16-k1.4.4", "plain8-c16-k1.g1"):
+        assert run / "records" / f"{trial_key(design, fid, 'synthetic', 0)}.json" in first
+    r = next(r for r in first.values() if r["design_id"] == "plain8-c16-k1.4.4")
+    assert r["fidelity"] == fid and r["status"] == "ok" and r["curve"] == []
     assert r["id"] == r["design_id"] and r["params"] == 2842  # describe() keys, flattened
+    assert r["fidelity_config"]["name"] == fid
     assert len(r["fidelity_config"]["batch_indices"]) == 16
+    assert set(r["zero_cost"]) == {"scores", "seconds", "errors"}
     assert set(r["zero_cost"]["scores"]) == set(SCORES)
+    assert Result.from_dict(r).to_dict() == r  # the record owner's layout, nothing else
+    # The analysis reads the scores as columns.
+    df = load_results(run)
+    assert len(df) == 2 and (df["zc_params"] == df["params"]).all() and df["zc_synflow"].notna().all()
+    assert df["val_acc"].isna().all()
     # Again with one more seed: only seed 1 is computed; the seed-0 records are kept as is.
-    assert main([*CLI, "--seeds", "2", "--out", str(out)]) == 0
-    second = [json.loads(line) for line in out.read_text().splitlines()]
-    assert second[:2] == first and [x["seed"] for x in second[2:]] == [1, 1]
-    assert "2 to score, 2 in" in capsys.readouterr().err
+    capsys.readouterr()
+    assert main([*CLI, "--seeds", "2", "--run-dir", str(run)]) == 0
+    second = dict(read_records(run / "records"))
+    assert {p: v for p, v in second.items() if p in first} == first
+    assert sorted(v["seed"] for v in second.values()) == [0, 0, 1, 1]
+    assert "2 to score, 2 of 4 recorded already" in capsys.readouterr().err
+
+
+def test_default_settings_are_the_zc_fidelity():
+    assert ZeroCostConfig().name == "zc"
+    assert ZeroCostConfig(dataset="cifar100").name == "zc"  # the key holds the dataset
+    assert ZeroCostConfig(resolution=16, batch_size=16, latency_reps=1).name == "zc-b16-r16-l1"
+    assert ZeroCostConfig(jacob_k=1e-6).name == "zc-k1e-06"
+
+
+def test_zc_record_is_a_result(batch, monkeypatch):
+    from evaluators.record import Result
+    from evaluators.zero_cost import zc_record
+
+    r = zc_record("plain8-c16-k1.4.4", 2, batch, FAST)
+    assert isinstance(r, Result) and r.ok and r.fidelity == FAST.name and r.seed == 2
+    assert r.zero_cost["scores"] == score_design("plain8-c16-k1.4.4", 2, batch, FAST)["scores"]
+    assert r.design["params"] == 2842 and r.design["K"] == [[1, 4, 4]]  # JSON types
+    # A design that cannot be scored at all is a failed record, without scores.
+    from evaluators import zero_cost
+
+    def oom(*args, **kwargs):
+        raise MemoryError("no room")
+
+    monkeypatch.setattr(zero_cost, "score_design", oom)
+    bad = zc_record("plain8-c16-k1.4.4", 0, batch, FAST)
+    assert bad.status == "failed" and bad.reason.startswith("out of memory")
+    assert bad.zero_cost is None and "zero_cost" not in bad.to_dict()
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -339,25 +377,37 @@ def test_cli_writes_records_and_resumes(tmp_path, capsys):
     (["--designs", "plain8-c16-k1.4.4", "--dataset", "mnist"], "unknown dataset 'mnist'"),
     (["--designs", "plain8-c16-k1.4.4", "--dataset", "synthetic", "--batch-size", "1"],
      "batch_size=1"),
+    (["--designs", "plain8-c16-k1.4.4", "--latency-reps", "-1"], "--latency-reps -1"),
 ])
 def test_cli_bad_input_exits_2_writing_nothing(tmp_path, capsys, argv, message):
     from studies.zero_cost import main
 
-    out = tmp_path / "zc.jsonl"
-    assert main([*argv, "--out", str(out)]) == 2
+    assert main([*argv, "--run-dir", str(tmp_path / "zc")]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cli_refuses_a_file_of_another_config(tmp_path, capsys):
+def test_cli_refuses_a_store_of_another_config(tmp_path, capsys):
+    import json
+
+    from evaluators.record import read_records
     from studies.zero_cost import main
 
-    out = tmp_path / "zc.jsonl"
-    assert main([*CLI, "--seeds", "1", "--max-designs", "1", "--out", str(out)]) == 0
-    before = out.read_text()
-    assert main([*CLI[:-2], "--latency-reps", "1", "--seeds", "1", "--out", str(out)]) == 2
-    assert "another config" in capsys.readouterr().err and out.read_text() == before
+    run = tmp_path / "zc"
+    assert main([*CLI, "--seeds", "1", "--max-designs", "1", "--run-dir", str(run)]) == 0
+    (path, record), = read_records(run / "records")
+    # The same fidelity name with another batch (as another copy of the data would give).
+    record["fidelity_config"]["batch_indices"][0] += 1
+    path.write_text(json.dumps(record))
+    before = sorted(p.name for p in (run / "records").iterdir())
+    assert main([*CLI, "--seeds", "2", "--run-dir", str(run)]) == 2
+    assert "of another config" in capsys.readouterr().err
+    assert sorted(p.name for p in (run / "records").iterdir()) == before
+    # Other settings are another fidelity: they share the directory without clashing.
+    assert main([*CLI[:-2], "--latency-reps", "1", "--seeds", "1", "--max-designs", "1",
+                 "--run-dir", str(run)]) == 0
+    assert len(before) + 1 == len(list((run / "records").iterdir()))
 
 
 def test_docs_quote_the_default_config():
