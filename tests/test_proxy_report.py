@@ -36,7 +36,7 @@ def planted(tmp_path_factory) -> tuple[Path, Path]:
         for s in range(3):
             rows.append({"design_id": d, "seed": s, "fidelity": "zc", "dataset": "cifar100",
                          "zc_theory": a + rng.normal(0, 1e-4), "zc_params": noise[d],
-                         "zc_synflow": noise[d] + rng.normal(0, 0.1), "zc_flops": -a,
+                         "zc_synflow": np.exp(noise[d] + rng.normal(0, 0.1)), "zc_flops": -a,
                          "zc_density": 1.0, "config": "{}"})
     scores = tmp / "zc.csv"
     pd.DataFrame(rows).to_csv(scores, index=False)
@@ -55,7 +55,8 @@ def test_planted_theory_ranks_best_and_the_answer_says_so(planted):
     assert list(ans.index) == ["params", "flops", "synflow"]
     assert (ans["verdict"] == "better").all() and (ans["lo"] > 0).all()
     text = pr.blocks(r, "x")
-    assert set(text) == {"x-source", "x-ranks", "x-matrix", "x-answer"}
+    assert set(text) == {"x-source", "x-ranks", "x-matrix", "x-answer", "x-surrogate"}
+    assert "| gp | describe+zc |" in text["x-surrogate"]
     assert text["x-answer"].startswith("**Yes.**")
     assert "constant over these designs" in text["x-ranks"]
     assert f"{r.accuracy['design_id'].nunique()} designs x 3 seeds" in text["x-source"]
