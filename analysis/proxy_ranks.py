@@ -72,7 +72,9 @@ def read_scores(path: str | Path, *, fidelity: str | None = None,
         raise ValueError(f"{p} holds no zero-cost scores (no {ZC_PREFIX}* column)")
     df = df[df["status"].eq("ok")] if "status" in df else df
     for what, chosen in (("fidelity", fidelity), ("dataset", dataset)):
-        have = sorted(map(str, df[what].dropna().unique())) if what in df else []
+        if what not in df:  # a hand-made scores table: nothing to choose between
+            continue
+        have = sorted(map(str, df[what].dropna().unique()))
         if chosen is None and len(have) > 1:
             raise ValueError(f"{p} holds {what}s {have}; choose one")
         if chosen is not None:

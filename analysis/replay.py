@@ -47,10 +47,14 @@ import numpy as np
 
 from .asha import AshaRule
 from .benchmark import Benchmark
-from .proposers import make_proposer
+from .proposers import NEEDS_SCORES, STRUCTURED, make_proposer
 from .replay_table import ReplayTable
 
 STRATEGIES = ("grid", "random", "tpe", "nsga2")
+#: The searches over the design's fields and the zero-cost ones (analysis.proposers);
+#: zc-* need the table's scores (ReplayTable.with_scores).
+STRUCTURED_STRATEGIES = STRUCTURED
+ALL_STRATEGIES = (*STRATEGIES, *STRUCTURED)
 SCHEDULERS = ("fifo", "asha")
 SEED_MODES = ("draw", "mean")
 
@@ -104,20 +108,23 @@ def replay(
     reduction_factor: float = 3,
     grace_period: int = 1,
     max_trials: int | None = None,
+    proxy: str = "synflow",
 ) -> ReplayResult:
-    """Run one search against the table in simulated time (see the module docstring).
+    """Run one search against the table in simulated time (see the module docstring). The
+    result's ``strategy`` names the proxy of a zc-* search: ``zc-order:synflow``.
 
     Args:
         table: a ReplayTable, or a Benchmark with a single fidelity and dataset.
-        strategy: grid, random, tpe or nsga2.
+        strategy: grid, random, tpe, nsga2, or one of STRUCTURED_STRATEGIES.
         scheduler: fifo, or asha (rungs from ``grace_period`` epochs, ``reduction_factor``).
         workers: trials running at once.
         seed: seeds the sampler, the random order and the per-design seed draw.
         seed_mode: "draw" one recorded seed per design, or "mean" curves.
         max_trials: start at most this many trials; None: every design once.
+        proxy: the zero-cost score of the zc-* strategies (a key of ``table.scores``).
     """
     table = table if isinstance(table, ReplayTable) else ReplayTable.from_benchmark(table)
-    check_choice(strategy, STRATEGIES, "strategy")
+    check_choice(strategy, ALL_STRATEGIES, "strategy")
     check_choice(scheduler, SCHEDULERS, "scheduler")
     check_choice(seed_mode, SEED_MODES, "seed_mode")
     if workers < 1:
@@ -128,10 +135,11 @@ def replay(
         else None
     )
     curves = _curves(table, seed, seed_mode)
-    with make_proposer(table, strategy, seed) as proposer:
+    with make_proposer(table, strategy, seed, proxy=proxy) as proposer:
         trials, trace, reach, clock = _simulate(table, curves, proposer, workers, rule, max_trials)
+    label = f"{strategy}:{proxy}" if strategy in NEEDS_SCORES else strategy
     return ReplayResult(
-        strategy=strategy, scheduler=scheduler, workers=workers, seed=seed, seed_mode=seed_mode,
+        strategy=label, scheduler=scheduler, workers=workers, seed=seed, seed_mode=seed_mode,
         best_design=table.design_ids[table.best],
         time_to_best=reach[0] if reach else None, epochs_to_best=reach[1] if reach else None,
         total_time=clock,

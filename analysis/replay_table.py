@@ -10,10 +10,14 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path  # noqa: F401 (the example names it)
+from types import MappingProxyType
 
 import numpy as np
+import pandas as pd
 
 from .benchmark import Benchmark
 
@@ -31,6 +35,9 @@ class ReplayTable:
         mean_val: per design, the mean over seeds of the final curve val_acc.
         params: per design (the second objective of tpe and nsga2).
         best: index of the table's best design (highest mean_val; the first on ties).
+        scores: zero-cost scores per design (name -> array aligned with design_ids, the
+            mean over initialisation seeds), for the zero-cost searches; see
+            :meth:`with_scores`.
     """
 
     design_ids: tuple[str, ...]
@@ -43,6 +50,24 @@ class ReplayTable:
     best: int
     fidelity: str = ""
     dataset: str = ""
+    scores: Mapping[str, np.ndarray] = field(default_factory=lambda: MappingProxyType({}))
+
+    def with_scores(self, scores: pd.DataFrame) -> ReplayTable:
+        """This table with zero-cost scores (analysis.proxy_ranks.read_scores: design_id,
+        seed, a column per score), averaged over seeds per design.
+
+        Raises:
+            ValueError: a design of the table without scores.
+        """
+        means = scores.groupby("design_id").mean(numeric_only=True).drop(columns="seed",
+                                                                            errors="ignore")
+        missing = [d for d in self.design_ids if d not in means.index]
+        if missing:
+            raise ValueError(f"no zero-cost scores for {len(missing)} of the table's designs "
+                             f"({', '.join(missing[:3])})")
+        rows = means.loc[list(self.design_ids)]
+        arrays = {c: rows[c].to_numpy(float) for c in rows.columns}
+        return dataclasses.replace(self, scores=MappingProxyType(arrays))
 
     @classmethod
     def from_benchmark(

@@ -33,7 +33,7 @@ QUERY_REPS = 2000  # warm queries timed (a dict hit)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from analysis.replay import SCHEDULERS, SEED_MODES, STRATEGIES
+    from analysis.replay import ALL_STRATEGIES, SCHEDULERS, SEED_MODES, STRATEGIES
 
     p = ArgumentParser(prog="benchmarks/replay.py", description=__doc__.split("\n\n")[0])
     p.add_argument("table", nargs="?", help="run directory, records export or release")
@@ -43,7 +43,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dataset", help="the table's dataset (needed when it has several)")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 4])
     p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=ALL_STRATEGIES)
+    p.add_argument("--scores", help="zero-cost scores of the table's designs (a scores CSV "
+                                    "or zc run directory), for the zc-* strategies")
+    p.add_argument("--proxy", nargs="+", default=["synflow"],
+                   help="the zero-cost score(s) of the zc-* strategies, each replayed")
     p.add_argument("--schedulers", nargs="+", default=list(SCHEDULERS), choices=SCHEDULERS)
     p.add_argument("--seed-mode", default="draw", choices=SEED_MODES)
     p.add_argument("--reduction-factor", type=float, default=3.0)
@@ -58,6 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--workers and --repeats must be >= 1")
     if args.reduction_factor <= 1 or args.grace_period < 1:
         p.error("--reduction-factor must be > 1 and --grace-period >= 1")
+    from analysis.proposers import NEEDS_SCORES
+
+    if args.scores is None and set(args.strategies) & set(NEEDS_SCORES):
+        p.error(f"--strategies {' '.join(sorted(set(args.strategies) & set(NEEDS_SCORES)))} "
+                "need --scores")
     return args
 
 
@@ -168,17 +177,31 @@ def main(argv: list[str] | None = None) -> int:
     timing = timings(bench, fidelity, dataset, load_s, import_s)
     try:
         table = ReplayTable.from_benchmark(bench, fidelity=fidelity, dataset=dataset)
-    except ValueError as exc:
+        if args.scores is not None:
+            from analysis.proxy_ranks import read_scores
+
+            table = table.with_scores(read_scores(args.scores, dataset=dataset))
+            absent = [p for p in args.proxy if p not in table.scores]
+            if absent:
+                raise ValueError(f"--proxy {' '.join(absent)}: the scores have "
+                                 f"{', '.join(sorted(table.scores))}")
+    except (OSError, ValueError) as exc:
         return fail("benchmarks/replay.py", exc)
     print(f"table {table_path}: {timing['records']} records, {timing['designs']} designs; "
           f"import {import_s:.2f} s, load {load_s * 1e3:.0f} ms, query cold median "
           f"{timing['query_cold']['mean']['median_us']:.0f} us, warm "
           f"{timing['query_warm_us']:.1f} us")
     t0 = time.perf_counter()
-    runs = rp.replay_many(table, strategies=args.strategies, schedulers=args.schedulers,
-                          workers=args.workers, repeats=args.repeats, seed_mode=args.seed_mode,
-                          reduction_factor=args.reduction_factor, grace_period=args.grace_period,
-                          max_trials=args.max_trials)
+    from analysis.proposers import NEEDS_SCORES
+
+    common = dict(schedulers=args.schedulers, workers=args.workers, repeats=args.repeats,
+                  seed_mode=args.seed_mode, reduction_factor=args.reduction_factor,
+                  grace_period=args.grace_period, max_trials=args.max_trials)
+    plain = [s for s in args.strategies if s not in NEEDS_SCORES]
+    zc = [s for s in args.strategies if s in NEEDS_SCORES]
+    runs = rp.replay_many(table, strategies=plain, **common) if plain else []
+    for proxy in args.proxy if zc else ():  # each zc-* search once per proxy
+        runs += rp.replay_many(table, strategies=zc, proxy=proxy, **common)
     replay_s = time.perf_counter() - t0
     summary = replay_report.summarize(runs)
     figures = replay_report.plot_regret(runs, out)
@@ -189,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         "best_mean_val_acc": float(table.mean_val[table.best]),
         "settings": {k: getattr(args, k) for k in ("workers", "repeats", "strategies",
                      "schedulers", "seed_mode", "reduction_factor", "grace_period",
-                     "max_trials")},
+                     "max_trials", "scores", "proxy")},
         "timing": {**timing, "replay_s": replay_s, "replays": len(runs)},
         "summary": json.loads(summary.to_json(orient="records")),
         "runs": [{"strategy": r.strategy, "scheduler": r.scheduler, "workers": r.workers,

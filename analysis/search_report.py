@@ -1,0 +1,139 @@
+"""Do the searches that can generalise beat random order with ASHA? The ``<TAG>-search``
+block of docs/benchmark.md, from the replay.json of ``benchmarks/replay.py``.
+
+    python benchmarks/replay.py releases/igcbench-1.0.json --strategies random tpe-struct \\
+        zc-tpe-struct zc-order --scores docs/proxies/zc-table.csv --proxy synflow theory \\
+        --schedulers asha --workers 1 4 --repeats 50 --out docs/benchmark/search-t10k
+    python -m analysis.search_report docs/benchmark/search-t10k/replay.json --tag t10k \\
+        --update docs/benchmark.md
+
+Each strategy is compared with random order under the same scheduler and worker count, over
+the same repeats (a repeat's seed draws the same recorded seed per design for every
+strategy: common random numbers), by the epochs all workers completed until the table's best
+design completed its last epoch. A repeat in which the best design was never completed (ASHA
+stopped it) counts the epochs the whole search spent: a lower bound on what reaching it
+would have cost, so a strategy is not rewarded for missing the best. The difference of the
+means is given with a 95% bootstrap interval over repeats (paired); ``fewer`` when the
+interval lies below 0, ``more`` above, ``not distinguishable`` when it holds 0.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import stats
+from .cli import ArgumentParser, fail
+from .table_report import replay_block
+
+BASELINE = "random"
+N_BOOT = 4000
+
+
+def epochs_frame(doc: dict[str, Any]) -> pd.DataFrame:
+    """One row per replay: strategy, scheduler, workers, seed, reached, and ``epochs``: its
+    epochs to the best, or (not reached) every epoch it spent."""
+    df = pd.DataFrame(doc["runs"])
+    reached = df["epochs_to_best"].notna()
+    return df.assign(reached=reached,
+                     epochs=df["epochs_to_best"].where(reached, df["total_epochs"]).astype(float))
+
+
+def compare(doc: dict[str, Any], *, baseline: str = BASELINE, n_boot: int = N_BOOT,
+            seed: int = 0) -> pd.DataFrame:
+    """Every strategy against ``baseline`` at its scheduler and worker count: repeats, how
+    often each reached the best, mean epochs (as :func:`epochs_frame`) of each, the mean
+    paired difference (strategy minus baseline) with its interval, and the verdict."""
+    df = epochs_frame(doc)
+    rows = []
+    rng = np.random.default_rng(seed)
+    for (sched, workers), group in df.groupby(["scheduler", "workers"], sort=False):
+        base = group[group["strategy"].eq(baseline)].set_index("seed")
+        if base.empty:
+            continue
+        for strategy, g in group.groupby("strategy", sort=False):
+            if strategy == baseline:
+                continue
+            g = g.set_index("seed")
+            common = base.index.intersection(g.index)
+            d = (g.loc[common, "epochs"] - base.loc[common, "epochs"]).to_numpy()
+            reps = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
+            lo, hi = stats.percentile_interval(reps)
+            rows.append({
+                "strategy": strategy, "scheduler": sched, "workers": int(workers),
+                "repeats": len(common), "reached": int(g.loc[common, "reached"].sum()),
+                "baseline_reached": int(base.loc[common, "reached"].sum()),
+                "epochs": float(g.loc[common, "epochs"].mean()),
+                "baseline_epochs": float(base.loc[common, "epochs"].mean()),
+                "difference": float(d.mean()), "lo": lo, "hi": hi,
+                "verdict": "fewer" if hi < 0 else "more" if lo > 0 else "not distinguishable",
+            })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def search_block(replay_json: str | Path, *, baseline: str = BASELINE) -> str:
+    """The replay's summary table, then each strategy against random order, then the plain
+    answer for the structured searches."""
+    doc = json.loads(Path(replay_json).read_text())
+    cmp = compare(doc, baseline=baseline)
+    lines = [replay_block(replay_json), "",
+             f"Against `{baseline}` order with the same scheduler and workers, paired over "
+             f"the same {doc['settings']['repeats']} repeats; epochs to the best design (a "
+             "repeat that never completed it counts every epoch it spent); difference = "
+             "strategy minus random, 95% bootstrap interval:", "",
+             "| strategy | scheduler | workers | reached (random) | epochs to best | random's "
+             "| difference | verdict |",
+             "| --- | --- | ---: | ---: | ---: | ---: | --- | --- |"]
+    for r in cmp.itertuples(index=False):
+        lines.append(
+            f"| {r.strategy} | {r.scheduler} | {r.workers} | {r.reached} ({r.baseline_reached})"
+            f" / {r.repeats} | {r.epochs:.1f} | {r.baseline_epochs:.1f} | {r.difference:+.1f} "
+            f"[{r.lo:+.1f}, {r.hi:+.1f}] | {r.verdict} |")
+    lines += ["", answer(cmp)]
+    return "\n".join(lines)
+
+
+def answer(cmp: pd.DataFrame) -> str:
+    """The plain sentence: do the structured searches (with ASHA) reach the table's best in
+    fewer epochs than random order with ASHA?"""
+    asha = cmp[cmp["scheduler"].eq("asha") & cmp["strategy"].str.contains("struct")]
+    if asha.empty:
+        return "No structured search was replayed with ASHA."
+    parts = [f"{r.strategy} with {r.workers} worker{'s' if r.workers > 1 else ''}: "
+             f"{r.epochs:.1f} against {r.baseline_epochs:.1f} ({r.verdict})"
+             for r in asha.itertuples(index=False)]
+    fewer = asha["verdict"].eq("fewer")
+    head = ("Yes" if fewer.all() else "No" if not fewer.any() else "Partly")
+    return (f"**Does a structured search reach the table's best in fewer epochs than "
+            f"random+ASHA? {head}.** Mean epochs to the best: " + "; ".join(parts) + ".")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .doc_blocks import update_doc
+
+    p = ArgumentParser(prog="python -m analysis.search_report",
+                       description="The structured-search block of docs/benchmark.md.")
+    p.add_argument("replay_json", help="benchmarks/replay.py's replay.json")
+    p.add_argument("--tag", required=True, help="the block is <TAG>-search")
+    p.add_argument("--update", help="rewrite the block of this markdown file")
+    args = p.parse_args(argv)
+    try:
+        text = search_block(args.replay_json)
+        if args.update:
+            changed = update_doc(args.update, {f"{args.tag}-search": text})
+            print(f"{args.update}: {'updated' if changed else 'unchanged'}")
+        else:
+            print(text)
+    except (OSError, ValueError, KeyError) as exc:
+        return fail(p.prog, exc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
