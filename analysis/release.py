@@ -13,9 +13,12 @@ the manifest's (:class:`ChecksumError`).
 
 CLI::
 
-    python -m analysis.release RUN_DIR OUT_DIR --version 1.0 [--name igcbench] [--overwrite]
+    python -m analysis.release RUN_DIR [RUN_DIR ...] OUT_DIR --version 1.0 [--name igcbench]
+        [--overwrite]
 
-RUN_DIR may also be a records export (.parquet, .csv). Bad input prints one line and exits 2.
+RUN_DIR may also be a records export (.parquet, .csv). Several sources make one table (the
+sweeps of several fidelities of the same designs, say); a key they share is refused. Bad
+input prints one line and exits 2.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ class Release:
 
 
 def write_release(
-    source: str | Path | pd.DataFrame,
+    source: str | Path | pd.DataFrame | Sequence[str | Path | pd.DataFrame],
     out_dir: str | Path,
     version: str,
     *,
@@ -76,7 +79,9 @@ def write_release(
     """Write ``<name>-<version>.parquet`` and its manifest ``<name>-<version>.json``.
 
     Args:
-        source: a run directory, a records export (.parquet/.csv), or a results DataFrame.
+        source: a run directory, a records export (.parquet/.csv), a results DataFrame, or
+            a list of them (one table; a (design, fidelity, dataset, seed) key in two of
+            them is a ValueError).
         out_dir: created if missing.
         version: e.g. "1.0"; letters, digits and ``._+-``.
         name: the file stem before the version.
@@ -93,7 +98,7 @@ def write_release(
     for what, text in (("version", version), ("name", name)):
         if not _VERSION.fullmatch(text):
             raise ValueError(f"{what} {text!r}: use letters, digits and ._+- (e.g. 1.0)")
-    df = _source_frame(source)
+    df = _sources_frame(source)
     if df.empty:
         where = "the frame" if isinstance(source, pd.DataFrame) else source
         raise ValueError(f"no records in {where}: nothing to release")
@@ -224,6 +229,23 @@ def _source_frame(source: str | Path | pd.DataFrame) -> pd.DataFrame:
     raise FileNotFoundError(f"no run directory or records export at {p}")
 
 
+def _sources_frame(source: Any) -> pd.DataFrame:
+    """One frame of one source or of several (refusing a key two sources share)."""
+    if isinstance(source, str | Path | pd.DataFrame):
+        return _source_frame(source)
+    frames = [_source_frame(s) for s in source]
+    keys = [set(map(tuple, f[list(KEY)].astype(str).to_numpy())) for f in frames]
+    for i in range(len(frames)):
+        for j in range(i):
+            both = keys[i] & keys[j]
+            if both:
+                raise ValueError(
+                    f"sources {j + 1} and {i + 1} both hold {len(both)} records of the same "
+                    f"key (e.g. {' '.join(sorted(both)[0])}); a table has one record per key")
+    rows = [r for f in frames for r in f.to_dict("records")]
+    return frame_from_records(rows)
+
+
 def _manifest(df: pd.DataFrame, version: str, name: str) -> dict[str, Any]:
     configs: dict[str, Any] = {}
     for fid, group in df.groupby("fidelity", sort=True):
@@ -304,15 +326,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m analysis.release",
         description="Write a versioned, checksummed release of a table.",
     )
-    parser.add_argument("run_dir", help="run directory (RUN_DIR/records) or records export")
+    parser.add_argument("run_dir", nargs="+",
+                        help="run directory (RUN_DIR/records) or records export; several "
+                             "make one table")
     parser.add_argument("out_dir", help="where the parquet and its manifest go")
     parser.add_argument("--version", required=True, help="release version, e.g. 1.0")
     parser.add_argument("--name", default="igcbench", help="file stem (default igcbench)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing release")
     args = parser.parse_args(argv)
     try:
+        source = args.run_dir[0] if len(args.run_dir) == 1 else args.run_dir
         path = write_release(
-            args.run_dir, args.out_dir, args.version, name=args.name, overwrite=args.overwrite
+            source, args.out_dir, args.version, name=args.name, overwrite=args.overwrite
         )
     except (OSError, ValueError) as exc:
         return fail(parser.prog, exc)
