@@ -107,6 +107,7 @@ def write_scores(zc_run_dir: str | Path, out: str | Path) -> pd.DataFrame:
     table = df[["design_id", "seed", "fidelity", "dataset", *cols]].assign(
         config=configs.pop()).sort_values(list(KEYS), kind="stable")
     text = table.to_csv(index=False, float_format="%.10g")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, lambda f: f.write(text.encode()))
     return table.reset_index(drop=True)
 
