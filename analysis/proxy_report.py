@@ -230,6 +230,35 @@ def surrogate_block(r: Report) -> str:
     return "\n".join(lines)
 
 
+COSTS_JSON = REPO / "benchmarks" / "results" / "zero_cost_cpu.json"
+
+
+def costs_block(path: str | Path = COSTS_JSON) -> str:
+    """The ``costs`` block: each zero-cost computation's command, settings, what was
+    measured of it and the estimate made from that (benchmarks/results/zero_cost_cpu.json).
+    """
+    import json
+
+    doc = json.loads(Path(path).read_text())
+    lines = ["| computation | settings | records | measured (CPU seconds) | estimate | "
+             "peak memory |", "| --- | --- | ---: | --- | --- | ---: |"]
+    for c in doc["computations"]:
+        m = c["measured"]
+        if "designs" in m:
+            seen = "; ".join(f"`{d['design']}` {d['cpu_s']:g} s" for d in m["designs"])
+        else:
+            seen = f"the whole run: {m['cpu_s']:g} s ({m['wall_s'] / 60:.0f} min wall)"
+        lo, hi = c["estimate_cpu_min"]
+        est = f"{lo} CPU-min" if lo == hi else f"{lo}-{hi} CPU-min"
+        lines.append(f"| {c['name']} | {c['settings']} | {c['records']} | {seen} | {est} | "
+                     f"{c['peak_rss_mb'] / 1024:.1f} GB |")
+    lines += ["", doc["what"] + " Wall time is about twice the CPU time beside a sweep. "
+              "How each was measured:", ""]
+    lines += [f"- {c['name']}: {c['measured']['how']}." for c in doc["computations"]]
+    lines += ["", "```"] + [c["command"] for c in doc["computations"]] + ["```"]
+    return "\n".join(lines)
+
+
 def _ci(v: float, lo: float, hi: float, digits: int = 3) -> str:
     sign = "+" if digits == 3 else ""
     return f"{v:{sign}.{digits}f} [{lo:{sign}.{digits}f}, {hi:{sign}.{digits}f}]"
@@ -321,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = build(args.table, scores, fidelity=args.fidelity)
         new = blocks(report, args.tag)
         if args.update:
-            changed = update_doc(args.update, new)
+            changed = update_doc(args.update, {**new, "costs": costs_block()})
             print(f"{args.update}: {'updated' if changed else 'unchanged'}")
         else:
             print("\n\n".join(new.values()))

@@ -124,3 +124,7 @@ def test_docs_proxies_surrogate_block_is_what_the_committed_files_give(tag):
 def committed_report(source: str) -> pr.Report:
     table, scores = re.findall(r"`([^`]+\.(?:json|csv))`", source)[:2]
     return pr.build(REPO / table, REPO / scores)
+
+
+def test_docs_proxies_costs_are_the_measured_ones():
+    assert block_in_doc(DOC.read_text(), "costs") == pr.costs_block().strip()
