@@ -99,7 +99,8 @@ class OrderedProposer:
     def propose(self) -> tuple[int | None, None]:
         return next(self._next, None), None
 
-    def tell(self, handle: Any, design: int, value: float, *, stopped: bool) -> None:
+    def tell(self, handle: Any, design: int, value: float, *, stopped: bool,
+             epochs: int = 1) -> None:
         pass
 
 
@@ -147,7 +148,8 @@ class SampledProposer:
         self.free.discard(design)
         return design, trial
 
-    def tell(self, handle: Any, design: int, value: float, *, stopped: bool) -> None:
+    def tell(self, handle: Any, design: int, value: float, *, stopped: bool,
+             epochs: int = 1) -> None:
         if stopped:  # studies tell an ASHA-stopped trial PRUNED, without values
             self.study.tell(handle, state=self._optuna.trial.TrialState.PRUNED)
         else:
@@ -213,9 +215,14 @@ class StructuredProposer:
         self.free.discard(design)
         return design, None
 
-    def tell(self, handle: Any, design: int, value: float, *, stopped: bool) -> None:
+    def tell(self, handle: Any, design: int, value: float, *, stopped: bool, epochs: int = 1
+             ) -> None:
+        """A completed design with its final val_acc; a stopped one PRUNED with the val_acc
+        it was stopped at as its intermediate value, which TPE ranks pruned trials by (without
+        it, every design ASHA stopped in a strong neighbourhood would count as the worst)."""
         states = self._optuna.trial.TrialState
         self.study.add_trial(self._optuna.trial.create_trial(
             params=self.points[design], distributions=self.dists,
             state=states.PRUNED if stopped else states.COMPLETE,
-            value=None if stopped else value))
+            value=None if stopped else value,
+            intermediate_values={epochs: value} if stopped else None))

@@ -222,7 +222,7 @@ def _simulate(
         if not complete and (rule is None or rule.on_epoch(tr.number, tr.epochs, v)):
             heapq.heappush(heap, (t + sec[tr.design][tr.epochs], next(order), tr))
             continue
-        proposer.tell(tr.handle, tr.design, v, stopped=not complete)
+        proposer.tell(tr.handle, tr.design, v, stopped=not complete, epochs=tr.epochs)
         trials.append(
             TrialLog(
                 table.design_ids[tr.design],

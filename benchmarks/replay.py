@@ -154,6 +154,18 @@ def timings(bench: Any, fidelity: str, dataset: str, load_s: float,
             "designs": len(bench.design_ids), "query_cold": cold, "query_warm_us": warm}
 
 
+def mean_rank(result: Any, table: Any, start: int, stop: int) -> float | None:
+    """The mean rank in the table (0 = its best by mean val_acc) of the designs of trials
+    start+1 .. stop: whether a search proposes good designs once past its startup, which
+    time to the one best design alone does not show."""
+    import numpy as np
+
+    rank = {table.design_ids[i]: k for k, i in enumerate(np.argsort(-table.mean_val,
+                                                                     kind="stable"))}
+    ranks = [rank[t.design_id] for t in result.trials[start:stop]]
+    return float(np.mean(ranks)) if ranks else None
+
+
 def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     from analysis import replay as rp
@@ -218,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         "runs": [{"strategy": r.strategy, "scheduler": r.scheduler, "workers": r.workers,
                   "seed": r.seed, "time_to_best": r.time_to_best,
                   "epochs_to_best": r.epochs_to_best, "total_time": r.total_time,
-                  "total_epochs": r.total_epochs, "final_regret": r.final_regret} for r in runs],
+                  "total_epochs": r.total_epochs, "final_regret": r.final_regret,
+                  "mean_rank_11_30": mean_rank(r, table, 10, 30)} for r in runs],
         "figures": [str(p) for p in figures],
     }  # fmt: skip
     write_json_atomic(out / "replay.json", doc, sort_keys=False)

@@ -143,3 +143,19 @@ def test_replay_cli_with_scores(tmp_path, capsys):
     assert {r["strategy"] for r in doc["runs"]} == {"random", "zc-order:width"}
     block = search_report.search_block(out / "replay.json")
     assert "| zc-order:width | asha | 1 |" in block
+
+
+DOC = REPO / "docs" / "benchmark.md"
+
+
+@pytest.mark.parametrize("tag", sorted(set(__import__("re").findall(
+    r"<!-- ([a-z0-9]+)-search:begin -->", DOC.read_text()))))
+def test_docs_benchmark_search_blocks_are_what_the_committed_replays_give(tag):
+    from analysis.doc_blocks import block_in_doc
+
+    text = block_in_doc(DOC.read_text(), f"{tag}-search")
+    path = REPO / "docs" / "benchmark" / f"search-{tag}" / "replay.json"
+    if text == "Not computed yet.":
+        assert not path.exists()
+        return
+    assert text == search_report.search_block(path).strip()
