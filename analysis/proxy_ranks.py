@@ -276,15 +276,16 @@ def _spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m analysis.proxy_ranks RUN_DIR ZC_RUN_DIR``: print the correlation table."""
+    """``python -m analysis.proxy_ranks TABLE ZC_RUN_DIR``: print the correlation table."""
     import argparse
     import sys
 
-    from analysis.load import load_results
+    from analysis.benchmark import Benchmark
 
     p = argparse.ArgumentParser(prog="python -m analysis.proxy_ranks",
                                 description=main.__doc__)
-    p.add_argument("run_dir", metavar="RUN_DIR", help="trained records (accuracy)")
+    p.add_argument("run_dir", metavar="TABLE",
+                   help="trained records (accuracy): a run directory, export or release")
     p.add_argument("scores", metavar="ZC_RUN_DIR",
                    help="zc records (python -m studies.zero_cost) or a scores export (CSV)")
     p.add_argument("--metric", default="test_acc", choices=("test_acc", "val_acc"))
@@ -293,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--matrix", action="store_true", help="also the proxy-vs-proxy matrix")
     args = p.parse_args(argv)
     try:
-        runs = load_results(args.run_dir)
+        runs = Benchmark.load(args.run_dir).frame
         scores = read_scores(args.scores)
     except (OSError, ValueError) as e:
         print(f"proxy_ranks: error: {' '.join(str(e).split())}", file=sys.stderr)
