@@ -3,7 +3,7 @@
 One command regenerates it from two committed files, a table (a release, ``Benchmark.load``)
 and a scores export (``analysis.proxy_ranks.write_scores`` of a ``zc`` run directory)::
 
-    python -m analysis.proxy_report releases/igcbench-1.0.json docs/proxies/zc-table.csv \\
+    python -m analysis.proxy_report releases/igcbench-1.0.json docs/proxies/zc-t10k.csv \\
         --tag t10k --update docs/proxies.md --figures docs/proxies
 
 Given a zc run directory and ``--export CSV``, it first writes the export and then reports
@@ -350,7 +350,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = build(args.table, scores, fidelity=args.fidelity)
         new = blocks(report, args.tag)
         if args.update:
-            changed = update_doc(args.update, {**new, "costs": costs_block()})
+            if "<!-- costs:begin -->" in Path(args.update).read_text():  # docs/proxies.md
+                new["costs"] = costs_block()
+            changed = update_doc(args.update, new)
             print(f"{args.update}: {'updated' if changed else 'unchanged'}")
         else:
             print("\n\n".join(new.values()))

@@ -193,7 +193,10 @@ class Surrogate:
             ValueError: a bad design id, or (with zero-cost features) a design without
                 scores.
         """
-        info = describe_info(design_id, self.num_classes, self.input_size)
+        try:
+            info = describe_info(design_id, self.num_classes, self.input_size)
+        except ValueError as exc:
+            raise ValueError(f"design {design_id!r}: {exc}") from None
         mean, std = self.predict([info], "val_acc")
         t_mean, t_std = self.predict([info], "test_acc") if "test_acc" in self._models else (
             [math.nan], [math.nan])
@@ -439,3 +442,53 @@ def _predict(pipe: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # Boosting gives a point prediction only: no uncertainty (NaN), which is one reason
     # the GP is the surrogate.
     return reg.predict(Xs), np.full(len(Xs), np.nan)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m analysis.surrogate TABLE ID [ID ...] [--scores CSV] [--cv]``: the
+    surrogate's predictions (the table's own values where it holds a design), and with
+    ``--cv`` its cross-validation held out by design."""
+    import sys
+
+    from .cli import ArgumentParser, fail
+
+    p = ArgumentParser(prog="python -m analysis.surrogate", description=main.__doc__)
+    p.add_argument("table", help="a release, records export or run directory")
+    p.add_argument("designs", nargs="*", metavar="ID", help="design ids to answer for")
+    p.add_argument("--scores", help="zero-cost scores (CSV or zc run directory): features")
+    p.add_argument("--fidelity", help="the table's fidelity (when it has several)")
+    p.add_argument("--cv", action="store_true", help="also cross-validate (held out by design)")
+    args = p.parse_args(argv)
+    try:
+        bench = Benchmark.load(args.table)
+        scores = None
+        if args.scores:
+            from .proxy_ranks import read_scores
+
+            scores = read_scores(args.scores)
+        s = Surrogate.fit(bench, scores=scores, fidelity=args.fidelity)
+        both = SurrogateBenchmark(bench, s)
+        for d in args.designs:
+            a = both.query(d)
+            if isinstance(a, Prediction):
+                lo, hi = a.val_acc_interval
+                print(f"{a.design_id}  predicted (surrogate) val_acc {a.val_acc:.3f} ± "
+                      f"{a.val_acc_std:.3f} [95%: {lo:.3f}, {hi:.3f}], one seed ± "
+                      f"{a.seed_std:.3f}; params {a.params:,}")
+            else:
+                print(f"{a.design_id}  measured (table) val_acc {a.val_acc:.3f} over seeds "
+                      f"{list(a.seeds)}; params {int(a.params):,}")
+        if args.cv:
+            cv = cross_validate(bench, scores=scores, fidelity=s.fidelity, dataset=s.dataset)
+            print(f"held out by design ({cv['folds']} folds, {cv['n_designs']} designs): "
+                  f"Kendall tau {cv['kendall']:.3f} [{cv['kendall_lo']:.3f}, "
+                  f"{cv['kendall_hi']:.3f}], RMSE {cv['rmse']:.4f}, coverage "
+                  f"{cv['coverage']:.2f}")
+    except (OSError, ValueError, KeyError) as exc:
+        return fail(p.prog, exc)
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -128,3 +128,19 @@ def test_design_features_of_a_loose_non_uniform_design():
     assert f["L"] == 4 and f["log_width"] == pytest.approx(math.log(160))
     assert f["log_branch"] == pytest.approx(np.mean(np.log([8, 5, 4])))
     assert f["log_balance"] == pytest.approx(math.log(2.0))
+
+
+def test_cli_answers_measured_and_predicted(capsys):
+    from pathlib import Path
+
+    from analysis.surrogate import main
+
+    rel = str(Path(__file__).resolve().parents[1] / "releases" / "igcbench-1.0.json")
+    assert main([rel, "plain8-c76-k1.2", "plain8-c80-k1.2"]) == 0
+    held, new = capsys.readouterr().out.splitlines()
+    assert held.startswith("plain8-c76-k1.2  measured (table) val_acc 0.388 over seeds [0, 1, 2]")
+    assert new.startswith("plain8-c80-k1.2  predicted (surrogate) val_acc 0.")
+    assert "params 10,330" in new
+    assert main([rel, "plain8-c80-k9"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "plain8-c80-k9" in err[0]
