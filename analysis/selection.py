@@ -68,9 +68,10 @@ def measures_accuracy(rows: pd.DataFrame) -> bool:
     (evaluators.zero_cost), scores at initialisation. A slice whose trainings all failed
     still measures accuracy (its claims are 'inconclusive', n = 0)."""
     ok = rows[rows["status"].eq("ok")]
-    if ok.empty:
+    cols = [c for c in ("val_acc", "test_acc") if c in ok.columns]
+    if ok.empty or not cols:
         return True
-    acc = ok[["val_acc", "test_acc"]].apply(pd.to_numeric, errors="coerce")
+    acc = ok[cols].apply(pd.to_numeric, errors="coerce")
     return bool(np.isfinite(acc.to_numpy(float)).any())
 
 

@@ -36,7 +36,6 @@ Example:
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path  # noqa: F401 (the example names it)
@@ -46,47 +45,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
-from threadpoolctl import threadpool_limits
 
 from evaluators.record import describe_info
 
 from . import stats
 from .benchmark import Benchmark
 from .replay_table import ReplayTable
+from .surrogate_model import (  # noqa: F401 (features and targets are public here too)
+    DESCRIBE_FEATURES,
+    MODELS,
+    TARGETS,
+    ZC_FEATURES,
+    design_features,
+    feature_matrix,
+    fit_one,
+    is_target,
+    noise_std,
+    predict_latent,
+    training_rows,
+    zc_features,
+)
 from .table_index import TableKeyError
-
-DESCRIBE_FEATURES = ("log_params", "log_flops", "log_width", "L", "log_non_sparsity",
-                     "density", "log_balance", "log_branch")
-ZC_LOG = ("synflow", "snip", "grad_norm")  # positive, spanning decades: on a log scale
-ZC_RAW = ("naswot", "jacob_cov", "zen", "theory")
-ZC_FEATURES = tuple(f"zc_{n}" for n in (*ZC_LOG, *ZC_RAW))
-TARGETS = ("val_acc", "test_acc")
-MODELS = ("gp", "gbr")
-
-
-def design_features(info: Mapping[str, Any]) -> dict[str, float]:
-    """The describe() features of a design (its first stage's block for the K fields)."""
-    K = info["K"][0] if info["K"] and isinstance(info["K"][0], list | tuple) else info["K"]
-    ones = [k for k in K[1:]] or [1]
-    return {
-        "log_params": math.log(info["params"]), "log_flops": math.log(info["flops"]),
-        "log_width": math.log(info["width"]), "L": float(info["L"]),
-        "log_non_sparsity": math.log(info["non_sparsity"]), "density": float(info["density"]),
-        "log_balance": math.log(info["balance_deviation"]),
-        "log_branch": float(np.mean(np.log(ones))),
-    }  # fmt: skip
-
-
-def zc_features(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per design, the zero-cost features (means over seeds; logs of ZC_LOG): a frame indexed
-    by design_id with the columns of ZC_FEATURES that ``scores`` has
-    (analysis.proxy_ranks.read_scores)."""
-    means = scores.groupby("design_id")[[n for n in (*ZC_LOG, *ZC_RAW)
-                                         if n in scores.columns]].mean()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for n in (n for n in ZC_LOG if n in means.columns):
-            means[n] = np.log(means[n].where(means[n] > 0))
-    return means.rename(columns=lambda n: f"zc_{n}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,9 +153,9 @@ class Surrogate:
         fidelity, dataset = bench.resolve(fidelity, dataset)
         rows = training_rows(bench, fidelity, dataset)
         zc = zc_features(scores) if scores is not None else None
-        X, names = _matrix(rows["info"], zc, rows["design_id"])
-        targets = {t: rows[t].to_numpy(float) for t in rows.columns if _is_target(t)}
-        models = {t: _fit_one(model, X, y, seed) for t, y in targets.items()
+        X, names = feature_matrix(rows["info"], zc, rows["design_id"])
+        targets = {t: rows[t].to_numpy(float) for t in rows.columns if is_target(t)}
+        models = {t: fit_one(model, X, y, seed) for t, y in targets.items()
                   if np.isfinite(y).sum() >= 3}
         info0 = rows["info"].iloc[0]
         return cls(models, fidelity=fidelity, dataset=dataset,
@@ -209,13 +188,13 @@ class Surrogate:
     def predict(self, infos: Sequence[Mapping[str, Any]], target: str = "val_acc"
                 ) -> tuple[np.ndarray, np.ndarray]:
         """Predicted mean over seeds and its standard deviation, per design."""
-        X, _ = _matrix(pd.Series(list(infos)), self._zc,
+        X, _ = feature_matrix(pd.Series(list(infos)), self._zc,
                        pd.Series([i["id"] for i in infos]))
-        return _predict(self._models[target], X)
+        return predict_latent(self._models[target], X)
 
     def seed_std(self, target: str = "val_acc") -> float:
         """The seed-to-seed standard deviation the model learnt (its white noise)."""
-        return _noise_std(self._models[target])
+        return noise_std(self._models[target])
 
     def replay_table(self, design_ids: Iterable[str], *, seeds: int = 3,
                      rng_seed: int = 0) -> ReplayTable:
@@ -291,7 +270,7 @@ def cross_validate(bench: Benchmark, *, scores: pd.DataFrame | None = None,
     fidelity, dataset = bench.resolve(fidelity, dataset)
     rows = training_rows(bench, fidelity, dataset)
     zc = zc_features(scores) if scores is not None else None
-    X, _ = _matrix(rows["info"], zc, rows["design_id"])
+    X, _ = feature_matrix(rows["info"], zc, rows["design_id"])
     y = rows[target].to_numpy(float)
     groups = rows["design_id"].to_numpy()
     ids = np.array(sorted(set(groups)))
@@ -302,9 +281,9 @@ def cross_validate(bench: Benchmark, *, scores: pd.DataFrame | None = None,
     fold = np.array([fold_of[g] for g in groups])
     pred_mean, pred_std = {}, {}
     for train, test in GroupKFold(n_splits=folds).split(X, y, fold):
-        m = _fit_one(model, X[train], y[train], seed)
-        mu, sd = _predict(m, X[test])
-        noise = _noise_std(m)
+        m = fit_one(model, X[train], y[train], seed)
+        mu, sd = predict_latent(m, X[test])
+        noise = noise_std(m)
         for d, a, b in zip(groups[test], mu, sd, strict=True):
             n = int((groups == d).sum())
             pred_mean[d], pred_std[d] = a, math.sqrt(b * b + noise * noise / n)
@@ -333,115 +312,6 @@ def cross_validate(bench: Benchmark, *, scores: pd.DataFrame | None = None,
     for name, reps in (("kendall", taus), ("spearman", rho), ("rmse", rmses)):
         out[f"{name}_lo"], out[f"{name}_hi"] = stats.percentile_interval(reps)
     return out
-
-
-# --- helpers -------------------------------------------------------------------------------
-
-
-def training_rows(bench: Benchmark, fidelity: str, dataset: str) -> pd.DataFrame:
-    """One row per ok seed of the slice: design_id, seed, info (describe()), val_acc,
-    test_acc, and per epoch ``curve_val@e`` and ``curve_logsec@e`` (log epoch seconds)."""
-    out = []
-    for d in bench.designs(fidelity=fidelity, dataset=dataset):
-        entry = bench.query(d, fidelity=fidelity, dataset=dataset)
-        for s in entry.seeds:
-            e = bench.query(d, fidelity=fidelity, dataset=dataset, seed=s)
-            row = {"design_id": d, "seed": s, "info": dict(e.info), "val_acc": e.val_acc,
-                   "test_acc": e.test_acc}
-            if e.curve is not None:
-                for i, (v, sec) in enumerate(zip(e.curve.val_acc, e.curve.seconds,
-                                                 strict=True)):
-                    row[f"curve_val@{i + 1}"] = v
-                    row[f"curve_logsec@{i + 1}"] = math.log(sec) if sec > 0 else math.nan
-            out.append(row)
-    if not out:
-        raise ValueError(f"no ok record at {fidelity}/{dataset} to fit a surrogate on")
-    return pd.DataFrame(out)
-
-
-def _is_target(name: str) -> bool:
-    return name in TARGETS or name.startswith(("curve_val@", "curve_logsec@"))
-
-
-def _matrix(infos: pd.Series, zc: pd.DataFrame | None, ids: pd.Series
-            ) -> tuple[np.ndarray, list[str]]:
-    feats = pd.DataFrame([design_features(i) for i in infos])[list(DESCRIBE_FEATURES)]
-    names = list(DESCRIBE_FEATURES)
-    if zc is not None:
-        missing = sorted(set(ids) - set(zc.index))
-        if missing:
-            raise ValueError(
-                f"no zero-cost scores for {len(missing)} designs ({', '.join(missing[:3])}); "
-                "compute them (python -m studies.zero_cost --designs ...) or fit without "
-                "scores")
-        z = zc.loc[list(ids)].reset_index(drop=True)
-        feats = pd.concat([feats.reset_index(drop=True), z], axis=1)
-        names += list(zc.columns)
-    X = feats.to_numpy(float)
-    if not np.isfinite(X).all():
-        bad = [names[j] for j in np.flatnonzero(~np.isfinite(X).all(axis=0))]
-        raise ValueError(f"non-finite features {bad}: a zero-cost score failed for a design")
-    return X, names
-
-
-def _fit_one(model: str, X: np.ndarray, y: np.ndarray, seed: int) -> Any:
-    """One target's model, fitted with one BLAS thread: the GP's small dense algebra is
-    15x slower with a thread per core on a busy 2-core machine (measured: 67 s against
-    4.8 s for 153 rows)."""
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    ok = np.isfinite(y)
-    X, y = X[ok], y[ok]
-    if model == "gp":
-        from sklearn.gaussian_process import GaussianProcessRegressor
-        from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
-
-        kernel = (ConstantKernel(1.0, (1e-3, 1e3))
-                  * Matern(length_scale=np.ones(X.shape[1]), length_scale_bounds=(1e-2, 1e3),
-                           nu=2.5)
-                  + WhiteKernel(0.1, (1e-6, 1e1)))
-        reg = GaussianProcessRegressor(kernel=kernel, normalize_y=True, random_state=seed)
-    elif model == "gbr":
-        from sklearn.ensemble import GradientBoostingRegressor
-
-        reg = GradientBoostingRegressor(n_estimators=200, max_depth=2, learning_rate=0.05,
-                                        subsample=0.8, random_state=seed)
-    else:
-        raise ValueError(f"unknown model {model!r}; accepted: {', '.join(MODELS)}")
-    pipe = make_pipeline(StandardScaler(), reg)
-    with warnings.catch_warnings(), threadpool_limits(1):
-        warnings.simplefilter("ignore")  # convergence notes of the kernel's bounds
-        pipe.fit(X, y)
-    pipe.noise_std_ = _residual_noise(pipe, X, y)
-    return pipe
-
-
-def _residual_noise(pipe: Any, X: np.ndarray, y: np.ndarray) -> float:
-    """The seed noise: the GP's white-noise level (in y's units); for boosting, the spread of
-    the residuals about each design's fitted value."""
-    reg = pipe[-1]
-    if hasattr(reg, "kernel_"):
-        return math.sqrt(reg.kernel_.k2.noise_level) * float(reg._y_train_std)
-    return float(np.std(y - pipe.predict(X), ddof=1))
-
-
-def _noise_std(pipe: Any) -> float:
-    return float(pipe.noise_std_)
-
-
-def _predict(pipe: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation of the latent function (the seed noise taken out)."""
-    reg = pipe[-1]
-    Xs = pipe[:-1].transform(X)
-    if hasattr(reg, "kernel_"):
-        with threadpool_limits(1):
-            mean, std = reg.predict(Xs, return_std=True)
-        var = np.maximum(std**2 - pipe.noise_std_**2, 1e-12)
-        return mean, np.sqrt(var)
-    # Boosting gives a point prediction only: no uncertainty (NaN), which is one reason
-    # the GP is the surrogate.
-    return reg.predict(Xs), np.full(len(Xs), np.nan)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
