@@ -15,6 +15,7 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from evaluators.record import CURVE_KEYS
 from studies.ledger import Ledger
 from studies.trainable import METRIC, TIME_ATTR
+from studies.worker_deaths import memory_kill_reason
 
 
 class Recorder(tune.Callback):
@@ -78,12 +79,16 @@ def make_asha(ledger: Ledger, epochs: int) -> RecordingASHA:
 
 
 def _error_line(trial: Any) -> str:
-    """The last line of the trial's exception (the whole traceback is in its error file)."""
+    """The last line of the trial's exception (the whole traceback is in its error file),
+    or the out-of-memory reason when Ray's memory monitor killed its worker."""
     try:
         error = trial.get_error()
     except Exception:  # reading the error file failed: say where it is instead
         error = None
     text = str(error) if error is not None else ""
+    killed = memory_kill_reason(" ".join(text.split()))
+    if killed:
+        return killed
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     where = getattr(trial, "error_file", None)
     return "error: " + (lines[-1][:300] if lines else "trial failed") + (
