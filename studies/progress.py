@@ -138,7 +138,8 @@ def status(ledger: Ledger, clock: SweepClock | None = None) -> str:
     best = ledger.best()
     if best is not None:
         parts.append(f"best {best.val_acc:.3f} {best.design_id} s{best.seed}")
-    left = sweep_left(ledger, clock) if clock is not None else None
+    left = sweep_left(ledger, clock) if clock is not None and not ledger.interrupted() \
+        else None
     if left:
         parts.append(f"left ~{fmt_seconds(left)}")
     return " | ".join(parts)

@@ -13,6 +13,7 @@ import datetime
 import logging
 import math
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -202,7 +203,7 @@ def init_ray(address: str | None) -> bool:
                                   logging_level=logging.ERROR,
                                   runtime_env={"env_vars": {"PYTHONPATH": path}})
     if address is None:
-        with _local_token_auth():
+        with _local_token_auth(), _sigterm_blocked_in_children():
             ray.init(num_cpus=os.cpu_count(), **kwargs)
         return True
     # Ray's C++ client logs every failed attempt to fd 2; the caller reports the failure in
@@ -240,6 +241,28 @@ def _local_token_auth() -> Iterator[None]:
         logging.getLogger(__name__).warning(
             "Ray %s started without token authentication: its servers accept any client "
             "that can reach this machine (ray>=2.60 turns it on)", ray.__version__)
+
+
+@contextlib.contextmanager
+def _sigterm_blocked_in_children() -> Iterator[None]:
+    """SIGTERM blocked in the processes the local Ray starts (around ``ray.init``).
+
+    Ray's processes (GCS, raylet, and through the raylet every worker) run in the driver's
+    process group, so a SIGTERM sent to the group (systemd, a batch scheduler, ``kill --
+    -PGID``) would kill them under the driver, which then waits a minute for its GCS and
+    dies with C++ errors. They inherit the signal mask of the thread that starts them (Ray
+    blocks SIGINT so for them already): blocked, SIGTERM reaches only the driver, which
+    stops the sweep and shuts its Ray down (``ray.shutdown`` then ends them with SIGKILL
+    after a second's grace). The driver's own mask is restored after ``ray.init``.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    saved = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, saved)
 
 
 @contextlib.contextmanager
