@@ -167,9 +167,12 @@ def _run_tune(cfg: SweepConfig, ledger: Ledger, err: TextIO, interrupts: Interru
                 verbose=0, callbacks=[Recorder(ledger), Progress(ledger, err, clock)],
                 failure_config=tune.FailureConfig(max_failures=0)))
         # Tune's own console output (a configuration box and trial tables, printed even at
-        # verbose=0 by its new output engine) would interleave with our progress lines;
-        # the legacy engine at verbose=0 prints nothing.
-        with _env(RAY_AIR_NEW_OUTPUT="0"), tolerate_killed_workers():
+        # verbose=0 by its new output engine; a trial's traceback when it errs; "Trials did
+        # not complete" when a sweep is interrupted) would interleave with our progress
+        # lines, which say the same in one line each (a trial's traceback stays in its
+        # error file, which its line names). The legacy engine at verbose=0 is silent.
+        with _env(RAY_AIR_NEW_OUTPUT="0", TUNE_PRINT_ALL_TRIAL_ERRORS="0"), \
+                _quiet("ray.tune"), tolerate_killed_workers():
             tuner.fit()
     finally:
         ledger.abandon_all()
@@ -263,6 +266,18 @@ def _sigterm_blocked_in_children() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, saved)
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Logger ``name`` shows only CRITICAL messages inside (its level restored after)."""
+    log = logging.getLogger(name)
+    saved = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(saved)
 
 
 @contextlib.contextmanager
