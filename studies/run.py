@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as e:  # UsageError, bad budget/net/fidelity, data, address
         print(f"run.py: error: {one_line(e)}", file=sys.stderr)
         return 2
+    import ray
+
     from studies.sweep import SweepConfig, init_ray, run_sweep  # imports Ray: only now
 
     own_ray = False
@@ -62,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         costs = _costs(request, request.fidelity, sys.stderr)
-        estimate = _sweep_estimate(request, costs, started=bool(request.address))
+        # A Ray already up (a cluster, or one this process started) sets the parallelism.
+        estimate = _sweep_estimate(request, costs, started=ray.is_initialized())
         if not _confirmed(request, estimate, sys.stdin, sys.stderr):
             return 2
         _create_run_dir(request, argv)
@@ -78,8 +81,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         if own_ray:
-            import ray
-
             ray.shutdown()
 
 

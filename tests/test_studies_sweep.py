@@ -78,7 +78,7 @@ def test_smoke_sweep_records_every_trial_in_store_and_study(ray_cluster, tmp_pat
     assert f"run directory: {run_dir}" in out.out and "3 of 3 planned trials recorded" in out.out
     assert "done 3/3 (ok 3)" in out.err  # the progress lines
     first = out.err.splitlines()[0]  # the estimate of the fixed calibration (conftest.py)
-    assert first.endswith("; estimate: 3 trials, ~11s each, ~28s in all, 2 at a time (cost "
+    assert first.endswith("; estimate: 3 trials, ~11s each, ~22s in all, 2 at a time (cost "
                           "model with this machine's calibration (cpu, 1 thread, 8x8, "
                           "measured 2026-11-29 00:00))"), first
     epochs = re.findall(r"\] epoch (\d)/4 (\S+) s0  val (0\.\d{3}), ~\d+s left in the trial",
