@@ -26,9 +26,10 @@ import search_space as ss
 from evaluators.catalog import NUM_CLASSES as DATASET_CLASSES
 from evaluators.record import write_atomic
 from studies.budget import parse_budget
+from studies.cli import UsageError
+from studies.cli import one_line as _one_line
 from studies.plan import parse_seeds
 from studies.presets import PRESETS, get_preset
-from studies.run import UsageError, _one_line
 
 
 class _Parser(argparse.ArgumentParser):
