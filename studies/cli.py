@@ -347,8 +347,8 @@ def _check_data(evaluators: Any, dataset: str, data_dir: str | None, *,
         except evaluators.DatasetNotFoundError as e:
             if download:
                 raise UsageError(f"{one_line(e)}; {_data_remedies(dataset, root)}") from None
-            note = (f"{dataset} is not in {root}: the sweep downloads it first (without "
-                    f"internet: {_data_remedies(dataset, root)})")
+            note = (f"{dataset} is not in {root}: the sweep downloads it first; "
+                    f"{_data_remedies(dataset, root)}")
     return str(root.resolve()), note
 
 

@@ -217,13 +217,19 @@ class SweepClock:
         return makespan((self.costs.seconds(d) for d in waiting), self.slots, busy)
 
 
-def confirm_message(est: SweepEstimate, threshold_s: float) -> str:
+def confirm_message(est: SweepEstimate, threshold_s: float, fidelity: str) -> str:
     """One line: the estimate over the threshold and the cheaper ways."""
+    from evaluators.fidelity import FIDELITIES
+
+    ladder = list(FIDELITIES)
+    base = fidelity.split("+")[0]
+    cheaper = ladder[:ladder.index(base)] if base in ladder else []
+    rung = f"a cheaper rung (--fidelity {' or '.join(cheaper)}), " if cheaper else ""
     return (f"this sweep is estimated at {fmt_seconds(est.total)} on this machine "
             f"({est.describe()}; {est.source}), over the --confirm-above "
             f"{fmt_seconds(threshold_s)}; cheaper: --time-budget DURATION (fits the "
-            "search to a wall-clock budget), a cheaper rung (--fidelity smoke or cpu), a "
-            "smaller --budget or --max-trials N; or --yes to start it as it is")
+            f"search to a wall-clock budget), {rung}a smaller --budget or --max-trials N; "
+            "or --yes to start it as it is")
 
 
 def within(seconds: float, threshold_s: float) -> bool:

@@ -124,7 +124,7 @@ def _confirmed(request: Request, estimate: est.SweepEstimate, stdin: TextIO,
     """
     if request.yes or est.within(estimate.total, request.confirm_above_s):
         return True
-    message = est.confirm_message(estimate, request.confirm_above_s)
+    message = est.confirm_message(estimate, request.confirm_above_s, request.plan.fidelity)
     if not (stdin.isatty() and err.isatty()):
         raise UsageError(message)
     err.write(message + "\nstart it? [y/N] ")

@@ -135,8 +135,8 @@ def test_dry_run_without_the_data_says_the_sweep_downloads_it_and_creates_nothin
     monkeypatch.delenv("IGCBENCH_DATA", raising=False)
     assert run.main(["--preset", "table2", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "note: cifar10 is not in data: the sweep downloads it first (without internet: " \
-           "or give --data-dir DIR holding cifar-10-batches-py/" in out
+    assert "note: cifar10 is not in data: the sweep downloads it first; or give --data-dir " \
+           "DIR holding cifar-10-batches-py/, or without internet run `python " in out
     assert os.listdir(tmp_path) == []
 
 
@@ -181,10 +181,11 @@ def test_a_sweep_over_the_threshold_asks_on_a_terminal_and_needs_yes_elsewhere(
     assert err.getvalue().endswith("not started\n")
     assert run._confirmed(_request("--yes"), long, io.StringIO(), io.StringIO())
     with pytest.raises(UsageError, match=r"estimated at 3h00m on this machine .* over the "
-                       r"--confirm-above 2h00m; cheaper: --time-budget DURATION .* a cheaper "
-                       r"rung \(--fidelity smoke or cpu\), a smaller --budget or --max-trials "
-                       r"N; or --yes"):
+                       r"--confirm-above 2h00m; cheaper: --time-budget DURATION .* a smaller "
+                       r"--budget or --max-trials N; or --yes"):  # smoke: no cheaper rung
         run._confirmed(_request(), long, io.StringIO(), io.StringIO())
+    with pytest.raises(UsageError, match=r"a cheaper rung \(--fidelity smoke or cpu\), a "):
+        run._confirmed(_request("--fidelity", "cpu2"), long, io.StringIO(), io.StringIO())
 
     # The whole command, not on a terminal: one line, exit 2, nothing created.
     monkeypatch.chdir(tmp_path)

@@ -78,13 +78,14 @@ def test_smoke_sweep_records_every_trial_in_store_and_study(ray_cluster, tmp_pat
     assert f"run directory: {run_dir}" in out.out and "3 of 3 planned trials recorded" in out.out
     assert "done 3/3 (ok 3)" in out.err  # the progress lines
     first = out.err.splitlines()[0]  # the estimate of the fixed calibration (conftest.py)
-    assert first.endswith("; estimate: 3 trials, ~11s each, ~22s in all, 2 at a time (cost "
+    assert first.endswith("; estimate: 3 trials, ~11s each, ~23s in all, 2 at a time (cost "
                           "model with this machine's calibration (cpu, 1 thread, 8x8, "
                           "measured 2026-11-29 00:00))"), first
     epochs = re.findall(r"\] epoch (\d)/4 (\S+) s0  val (0\.\d{3}), ~\d+s left in the trial",
                         out.err)
     assert sorted(e for e, *_ in epochs) == ["1"] * 3 + ["2"] * 3 + ["3"] * 3  # 4th: "ok"
     assert list((run_dir / "checkpoints").iterdir()) == []  # each removed with its record
+    _matches_the_readme_example(out.err + out.out)
     assert not list((run_dir / "records").glob(".*"))  # no temporary files left
 
     # The same command again trains nothing and changes nothing.
@@ -93,6 +94,40 @@ def test_smoke_sweep_records_every_trial_in_store_and_study(ray_cluster, tmp_pat
     assert "0 to run" in capsys.readouterr().err
     assert {p.name: p.stat().st_mtime_ns for p in (run_dir / "records").iterdir()} == before
     assert len(_trials(run_dir)) == 3
+
+
+TIME = r"\d+d\d\dh|\d+h\d\dm|\d+m\d\ds|\d+s"
+STATUS = re.compile(r"done \d/3( \((ok|failed|stopped|error|interrupted|before) \d"
+                    r"(, \w+ \d)*\))? \| running \d( \+\d queued)?"
+                    r"( \| best 0\.\d{3} plain8-\S+ s0)?( \| left ~<t>)?")
+
+
+def _shape(line: str) -> str:
+    """A line with what varies from run to run (times, dates, paths, wall seconds) masked."""
+    line = re.sub(r"measured \d{4}-\d\d-\d\d \d\d:\d\d", "measured <date>", line)
+    line = re.sub(r"^run directory: .*", "run directory: <dir>", line)
+    line = re.sub(r"^\[\s*(?:" + TIME + r")\]", "[<t>]", line)
+    line = re.sub(r"(?<![\w.])(?:" + TIME + r")(?!\w)", "<t>", line)
+    if re.match(r"plain8-\S+\s+[\d,]+\s+\d/\d", line):  # a summary row: wall_s varies
+        line = " ".join(line.split()[:5])
+    return line
+
+
+def _matches_the_readme_example(output: str) -> None:
+    """The README's smoke example, line by line, modulo timings and the order of events
+    (which trial finishes first varies; what each one prints does not)."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("<!-- smoke-example:begin -->\n```\n")[1].split("\n```")[0]
+
+    def split(text: str) -> tuple[list[str], list[str]]:
+        lines = [_shape(line) for line in text.splitlines() if line.strip()]
+        events = [line for line in lines if line.startswith("[<t>] ")]
+        for event in events:  # the status part's form; its counts depend on the order
+            assert STATUS.fullmatch(event.split(" | ", 1)[1]), event
+        return ([line for line in lines if not line.startswith("[<t>] ")],
+                sorted(event.split(" | ", 1)[0] for event in events))
+
+    assert split(output) == split(block)
 
 
 def test_a_diverging_trial_is_recorded_as_failed_and_the_sweep_goes_on(ray_cluster, tmp_path,
