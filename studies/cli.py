@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import os
 import socket
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -255,8 +255,9 @@ def _default_name(preset: Preset | None, net: str | None, budget: int | None,
     else:
         head = "+".join(d.id for d in designs).replace("/", "_")
         if len(head) > 80:
-            digest = hashlib.sha1("|".join(d.id for d in designs).encode()).hexdigest()[:8]
-            head = f"designs{len(designs)}-{digest}"
+            # Not the record key's hash (evaluators.record owns that): a name, not a key.
+            digest = zlib.crc32("|".join(d.id for d in designs).encode())
+            head = f"designs{len(designs)}-{digest:08x}"
     return f"{head}-{fidelity}-{dataset}"
 
 
