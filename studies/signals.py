@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from types import FrameType
 
@@ -49,12 +50,18 @@ class Interrupts:
 
     def install(self) -> None:
         """Handle SIGINT and SIGTERM here (again after ``ray.init``, which takes SIGTERM)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
         for sig in EXIT_STATUS:
             signal.signal(sig, self._handle)
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[Interrupts]:
-        """Our handlers inside, the previous ones restored after."""
+        """Our handlers inside, the previous ones restored after. Outside the main thread
+        (a sweep run from a worker thread) Python allows no handlers: nothing changes."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
         previous = {sig: signal.getsignal(sig) for sig in (*EXIT_STATUS, signal.SIGUSR1)}
         # Until Tune's loop installs its SIGUSR1 handler (and after ours are removed) the
         # signal is ignored: a handler left by an earlier Tune run must not be triggered.

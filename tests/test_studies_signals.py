@@ -117,3 +117,27 @@ def test_a_second_ctrl_c_stops_at_once_and_loses_no_record(tmp_path):
     recorded = {json.loads(p.read_text())["design_id"] for p in records}
     oks = set(re.findall(r"\] ok\s+(\S+) s0", err))
     assert oks <= recorded  # every trial shown as ok has its record
+
+
+def test_the_first_signal_is_noted_a_second_interrupts_but_not_inside_a_record_write():
+    import os
+
+    from studies.signals import Interrupts
+
+    before = signal.getsignal(signal.SIGINT)
+    interrupts = Interrupts()
+    with interrupts.installed():
+        os.kill(os.getpid(), signal.SIGTERM)  # the first: noted, nothing raised
+        time.sleep(0.05)
+        assert interrupts.received == [signal.SIGTERM] and interrupts.exit_status == 143
+        written = []
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts.critical():  # a record and its tell: finished first
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+                written.append("record")
+        assert written == ["record"]
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # outside: at once
+            time.sleep(1)
+    assert signal.getsignal(signal.SIGINT) is before and interrupts.describe() == "SIGTERM"
