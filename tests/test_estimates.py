@@ -22,9 +22,11 @@ SMOKE = get_preset("smoke").design_ids
 
 
 @pytest.fixture(autouse=True)
-def two_cores(monkeypatch):
-    """This machine's parallelism, whatever machine runs the tests."""
+def two_cores(monkeypatch, tmp_path):
+    """This machine's parallelism, whatever machine runs the tests; run directories (runs/)
+    resolved in an empty directory, not in whatever the tests start from."""
     monkeypatch.setattr(est.os, "cpu_count", lambda: 2)
+    monkeypatch.chdir(tmp_path)
 
 
 def _costs(fidelity: str = "smoke", dataset: str = "synthetic") -> est.TrialCosts:
