@@ -14,7 +14,6 @@ trial with no heartbeat (failed as stale later) and no record, so the trial runs
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -222,12 +221,12 @@ class Ledger:
         seconds = time.monotonic() - (run.started or time.monotonic())
         if record is None and tune_trial_id in self.stopped_by_scheduler:
             record = self._stopped_record(run, self.stopped_by_scheduler[tune_trial_id],
-                                          seconds).to_dict()
+                                          seconds)
         memory_killed = record is None and (error or "").startswith(OOM_KILLED)
         if memory_killed and self._killed_before(run.key):
-            record = dataclasses.replace(  # twice: the design does not fit this machine
-                self._stopped_record(run, len(run.curve), seconds),
-                reason=f"{error}; twice, so it is recorded as failed").to_dict()
+            record = {  # twice: the design does not fit this machine
+                **self._stopped_record(run, len(run.curve), seconds),
+                "reason": f"{error}; twice, so it is recorded as failed"}
         if record is None:
             self.given_up.add(run.key)
             reason = error or "interrupted before it finished"
@@ -260,13 +259,13 @@ class Ledger:
         for tune_trial_id in list(self.running):
             self.finish(tune_trial_id, None, reason, interrupted=True)
 
-    def _stopped_record(self, run: Running, epoch: int, seconds: float) -> Any:
+    def _stopped_record(self, run: Running, epoch: int, seconds: float) -> dict[str, Any]:
         """The record of a trial ASHA stopped: its curve so far, no final accuracy."""
         return stopped_result(
             describe_info(run.design_id, self.num_classes, self.input_size),
             fidelity=self.plan.fidelity, fidelity_config=self.fidelity.to_dict(),
             dataset=self.plan.dataset, seed=run.seed, curve=run.curve, epoch=epoch,
-            wall_s=seconds, device=run.device, torch_version=run.torch_version)
+            wall_s=seconds, device=run.device, torch_version=run.torch_version).to_dict()
 
     def _killed_before(self, key: str) -> bool:
         """An earlier Optuna trial of ``key`` ended killed by Ray's memory monitor."""

@@ -46,8 +46,7 @@ def _same_as_uninterrupted(record: dict) -> None:
     assert record["test_acc"] == direct.test_acc and record["val_acc"] == direct.val_acc
 
 
-def test_ctrl_c_then_sigterm_stop_with_a_summary_and_the_rerun_resumes_at_the_last_epoch(
-        tmp_path):
+def test_ctrl_c_stops_with_a_summary_and_the_rerun_resumes_at_the_last_epoch(tmp_path):
     run_dir = tmp_path / "stopped"
     args = [*ARGS, "--run-dir", str(run_dir)]
 
@@ -63,40 +62,41 @@ def test_ctrl_c_then_sigterm_stop_with_a_summary_and_the_rerun_resumes_at_the_la
     kept = {p.stem for p in (run_dir / "checkpoints").glob("*.pt")}
     assert kept and not kept & RecordStore(run_dir).keys()
 
-    # The same command: the interrupted trials resume; SIGTERM to the whole process group
-    # (as systemd or a batch scheduler sends it) mid-way: the same summary, exit 143, and
-    # the local Ray shut down with no C++ traces.
+    # The same command, to the end: the interrupted trials resume after their last epoch,
+    # and every record equals an uninterrupted run's; no checkpoint is left.
     second = Driver(args)
-    second.wait_for(lambda line: "] resume " in line)
-    second.wait_for(lambda line: line.startswith("[") and f" epoch {EPOCHS - 3}/" in line)
-    second.note_ray()
-    assert second.ray_pids
-    second.signal_group(signal.SIGTERM)
     status, out, err = second.finish()
-    assert status == 143, err[-2000:]
-    assert "stopped by SIGTERM: the same command resumes" in out
-    assert not CPP_TRACE.search(err), err[-3000:]
-    resumed = _resumed(err)
-    assert resumed and max(resumed.values()) >= 2  # after the epochs of the first run
-    deadline = time.monotonic() + 20
-    while alive(second.ray_pids) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not alive(second.ray_pids)  # GCS, raylet, workers: all gone
-
-    # And again, to the end: every record equals an uninterrupted run's, no checkpoint left.
-    third = Driver(args)
-    status, out, err = third.finish()
     assert status == 0, err[-2000:]
     assert "3 of 3 planned trials recorded" in out
+    resumed = _resumed(err)
+    assert resumed and max(resumed.values()) >= 2  # the epochs of the first run
     store = RecordStore(run_dir)
     assert store.keys() == {trial_key(d, FIDELITY.name, "synthetic", 0)
                             for d in get_preset("smoke").design_ids}
-    resumed.update(_resumed(err))
     for key in store.keys():
         record = store.read(key)
         if record["design_id"] in resumed:
             _same_as_uninterrupted(record)
     assert list((run_dir / "checkpoints").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_process_group_ends_with_the_summary_and_no_ray_left(tmp_path):
+    # SIGTERM to the whole process group (as systemd or a batch scheduler sends it) mid-way:
+    # the same summary, exit 143, and the local Ray shut down with no C++ traces.
+    driver = Driver([*ARGS, "--run-dir", str(tmp_path / "terminated")])
+    driver.wait_for(_mid_trial)
+    driver.note_ray()
+    assert driver.ray_pids
+    driver.signal_group(signal.SIGTERM)
+    status, out, err = driver.finish()
+    assert status == 143, err[-2000:]
+    assert "stopped by SIGTERM: the same command resumes" in out
+    assert "interrupted plain8-c16" in err and not CPP_TRACE.search(err), err[-3000:]
+    deadline = time.monotonic() + 20
+    while alive(driver.ray_pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(driver.ray_pids)  # GCS, raylet, workers: all gone
 
 
 @pytest.mark.slow
