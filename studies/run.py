@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -87,12 +87,11 @@ def main(argv: list[str] | None = None) -> int:
 # --- estimates ----------------------------------------------------------------------------
 
 
-def _costs(request: Request, fidelity: object, err: TextIO) -> est.TrialCosts:
+def _costs(request: Request, fidelity: Any, err: TextIO) -> est.TrialCosts:
     """The cost model for ``fidelity``'s trials of this request, on this machine."""
     threads = max(1, math.floor(request.cpus_per_trial))
     cal = est.calibration(fidelity, threads=threads, gpu=request.gpus_per_trial > 0, err=err)
-    return est.TrialCosts(cal, fidelity.to_dict(), request.plan.dataset,  # type: ignore
-                          request.num_classes)
+    return est.TrialCosts(cal, fidelity.to_dict(), request.plan.dataset, request.num_classes)
 
 
 def _slots(request: Request, started: bool) -> int:

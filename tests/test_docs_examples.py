@@ -89,6 +89,7 @@ OTHER_COMMANDS = [c for c in _commands("python ")
                                           "python ../shared"))]
 
 
+@pytest.mark.filterwarnings("ignore:.*found in sys.modules after import of package")
 @pytest.mark.parametrize("doc, command, comment", OTHER_COMMANDS,
                          ids=[f"{d}: {c[7:60]}" for d, c, _ in OTHER_COMMANDS])
 def test_other_documented_commands_know_their_options(doc, command, comment, monkeypatch,
