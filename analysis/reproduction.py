@@ -1,6 +1,7 @@
 """The reproduction report: committed record exports -> the verdict table of docs/reproduction.md.
 
     python -m analysis.reproduction export runs/fig3-cpu-cifar10 ... --out docs/reproduction
+    python -m analysis.reproduction reports docs/reproduction     # HTML reports from the CSVs
     python -m analysis.reproduction table docs/reproduction
 
 ``export`` writes, per run directory, a compact records export (``<run>.csv``: one row per
@@ -37,6 +38,23 @@ def export(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
         df = load_results(run)
         written.append(write_records(df, out / f"{run.name}.csv"))
         write_report(run, out / run.name / "report.html")
+    return written
+
+
+def reports(export_dir: str | Path) -> list[Path]:
+    """Rewrite ``<name>/report.html`` (and its figures) of every export from its CSV alone,
+    so the committed reports follow the analysis code without the run directories."""
+    import shutil
+
+    from .release import read_records
+    from .report import write_frame_report
+
+    written = []
+    for csv in sorted(Path(export_dir).glob("*.csv")):
+        df = read_records(csv)  # before touching anything: a bad CSV changes nothing
+        shutil.rmtree(csv.parent / csv.stem / "figures", ignore_errors=True)  # no stale ones
+        written.append(write_frame_report(df, csv.parent / csv.stem / "report.html",
+                                          name=csv.stem, config={"records export": csv.name}))
     return written
 
 
@@ -147,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     e = sub.add_parser("export", help="records export + HTML report per run directory")
     e.add_argument("runs", nargs="+")
     e.add_argument("--out", required=True)
+    r = sub.add_parser("reports", help="rewrite every export's HTML report from its CSV")
+    r.add_argument("export_dir")
     t = sub.add_parser("table", help="print the verdict table from the exports")
     t.add_argument("export_dir")
     what = t.add_mutually_exclusive_group()
@@ -166,6 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not any(Path(args.export_dir).glob("*.csv")):
         print(f"{p.prog}: error: no *.csv exports in {args.export_dir}", file=sys.stderr)
         return 2
+    if args.cmd == "reports":
+        for path in reports(args.export_dir):
+            print(path)
+        return 0
     if args.update:
         try:
             changed = update_doc(args.update, args.export_dir)

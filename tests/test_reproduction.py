@@ -71,3 +71,22 @@ def test_update_rewrites_every_table_in_place_and_keeps_the_rest(tmp_path, doc, 
     assert rp.main(["table", str(EXPORTS), "--update", str(tmp_path / "bare.md")]) == 2
     assert "no <!-- summary:begin -->" in capsys.readouterr().err
     assert (tmp_path / "bare.md").read_text() == "no markers here\n"
+
+
+def test_every_committed_report_is_of_the_current_analysis():
+    """`python -m analysis.reproduction reports docs/reproduction` rewrote each report from
+    its CSV: the verdict rows are check_claims' of that CSV, and the figures are there."""
+    import re
+
+    from analysis.claims import check_claims
+    from analysis.release import read_records
+
+    for csv in sorted(EXPORTS.glob("*.csv")):
+        page = (EXPORTS / csv.stem / "report.html").read_text()
+        rows = re.findall(r"<tr class='verdict ([^']*)' data-claim='([^']*)'>", page)
+        tested = [(v.verdict.replace(" ", "-"), v.claim)
+                  for v in check_claims(read_records(csv)) if v.tested]
+        assert rows == tested, csv.stem
+        figures = re.findall(r"<figure id='([^']+)'>", page)
+        assert len(figures) >= 3 and all(
+            (EXPORTS / csv.stem / "figures" / f"{f}.png").is_file() for f in figures), csv.stem
