@@ -121,6 +121,28 @@ def summary_table(export_dir: str | Path) -> str:
     return "\n".join(lines)
 
 
+def cost_table(export_dir: str | Path) -> str:
+    """Per export: trials, trial seconds, and the span from the first trial's start to the
+    last one's end (from each record's ``created`` and ``wall_s``; a span includes any
+    pause between interrupted runs of the sweep and the load of the machine then)."""
+    import pandas as pd
+
+    from .release import read_records
+
+    lines = ["| sweep | fidelity | trials | seconds per trial (median, range) | trial-hours | "
+             "span, first start to last end |", "| --- | --- | ---: | --- | ---: | --- |"]
+    for csv in sorted(Path(export_dir).glob("*.csv")):
+        df = read_records(csv)
+        end = pd.to_datetime(df["created"], utc=True)
+        start = end - pd.to_timedelta(df["wall_s"], unit="s")
+        span = (end.max() - start.min()).total_seconds()
+        w = df["wall_s"]
+        lines.append(f"| {csv.stem} | {df['fidelity'].iloc[0]} | {len(df)} | {w.median():.0f} "
+                     f"({w.min():.0f}-{w.max():.0f}) | {w.sum() / 3600:.2f} | "
+                     f"{int(span // 3600)} h {int(span % 3600 // 60):02d} min |")
+    return "\n".join(lines)
+
+
 def design_table(export_dir: str | Path) -> str:
     """Per sweep and design: test and validation accuracy over seeds (mean, sd, n), wall s."""
     from .release import read_records
@@ -154,6 +176,7 @@ def update_doc(doc_path: str | Path, export_dir: str | Path) -> bool:
     from .rank_agreement import table as rank_table
 
     return rewrite(doc_path, {"summary": summary_table(export_dir),
+                              "costs": cost_table(export_dir),
                               "verdicts": verdict_table(export_dir),
                               "ranks": rank_table(export_dir),
                               "designs": design_table(export_dir)})

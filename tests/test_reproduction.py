@@ -24,7 +24,7 @@ def doc() -> str:
 
 
 @pytest.mark.parametrize("block, make", [
-    ("summary", rp.summary_table), ("verdicts", rp.verdict_table),
+    ("summary", rp.summary_table), ("costs", rp.cost_table), ("verdicts", rp.verdict_table),
     ("ranks", rank_table), ("designs", rp.design_table)])
 def test_every_table_regenerates_from_the_committed_records(doc, block, make):
     assert block_in_doc(doc, block) == make(EXPORTS)
@@ -60,7 +60,7 @@ def test_every_export_has_its_report_and_its_seeds():
 def test_update_rewrites_every_table_in_place_and_keeps_the_rest(tmp_path, doc, capsys):
     stale = tmp_path / "reproduction.md"
     text = doc
-    for block in ("summary", "verdicts", "ranks", "designs"):
+    for block in ("summary", "costs", "verdicts", "ranks", "designs"):
         text = text.replace(block_in_doc(doc, block), f"| old {block} |")
     stale.write_text(text)
     assert rp.main(["table", str(EXPORTS), "--update", str(stale)]) == 0
