@@ -1,4 +1,5 @@
-"""Fixtures for every test: a fixed calibration of the cost model instead of this machine's.
+"""Fixtures shared by the tests: a fixed calibration of the cost model instead of this machine's
+(every test), and one torch thread (where a module asks for it).
 
 A sweep, a dry run and ``--list-presets`` estimate times with the cost model, whose
 calibration is measured on the machine the first time (seconds of training steps, varying
@@ -41,3 +42,15 @@ def fixed_calibration(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("IGCBENCH_CACHE", None)
     else:
         os.environ["IGCBENCH_CACHE"] = saved
+
+
+@pytest.fixture
+def one_thread():
+    """Small shapes gain nothing from threads, and on a busy machine every parallel region
+    waits for a descheduled thread (20x slower here)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
