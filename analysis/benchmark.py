@@ -42,6 +42,8 @@ from .load import frame_from_records, load_results
 from .pareto import non_dominated
 from .table_index import (  # noqa: F401 (Curve, Entry, TableKeyError: the answers' types)
     Curve,
+    DesignIds,
+    Entries,
     Entry,
     TableKeyError,
     answer,
@@ -185,8 +187,10 @@ class Benchmark:
 
     def designs(
         self, *, fidelity: str | None = None, dataset: str | None = None, **filters: Any
-    ) -> list[str]:
+    ) -> DesignIds:
         """Design ids (sorted) with a record at the slice whose describe() fields match.
+
+        A list of str; its ``.frame`` is a DataFrame of their describe() fields.
 
         A filter ``field=value`` keeps equal values; ``field=[a, b]`` (a list, tuple or set)
         keeps any of them; ``field_min=x`` / ``field_max=x`` keep x <= field / field <= x.
@@ -194,11 +198,12 @@ class Benchmark:
         """
         fidelity, dataset = self.resolve(fidelity, dataset)
         tests = [self._filter(name, value) for name, value in filters.items()]
-        return sorted(
-            d
+        cells = {
+            d: cell.info
             for (d, f, ds), cell in self._cells.items()
             if f == fidelity and ds == dataset and all(t(cell.info) for t in tests)
-        )
+        }
+        return DesignIds(sorted(cells), cells)
 
     def best(
         self,
@@ -249,7 +254,7 @@ class Benchmark:
         dataset: str | None = None,
         epoch: int | None = None,
         **filters: Any,
-    ) -> list[Entry]:
+    ) -> Entries:
         """The designs no other design dominates on ``metrics`` (means over ok seeds).
 
         Args:
@@ -257,6 +262,7 @@ class Benchmark:
 
         Returns:
             The front, best first by the first metric (then by id). Equal points all stay.
+            A list of :class:`Entry` that prints as a table; ``.frame`` is that DataFrame.
         """
         if not metrics:
             raise ValueError("pareto needs at least one (metric, 'max'|'min') pair")
@@ -267,11 +273,12 @@ class Benchmark:
             if all(num(e.metric(m)) is not None for m, _ in metrics)
         ]
         if not entries:
-            return []
+            return Entries()
         # Minimise sign * value throughout.
         x = np.array([[num(e.metric(m)) for m, _ in metrics] for e in entries]) * signs
         front = [e for e, keep in zip(entries, non_dominated(x), strict=True) if keep]
-        return sorted(front, key=lambda e: (signs[0] * e.metric(metrics[0][0]), e.design_id))
+        return Entries(sorted(front, key=lambda e: (signs[0] * e.metric(metrics[0][0]),
+                                                    e.design_id)))
 
     def fidelity_config(self, fidelity: str | None = None) -> dict[str, Any] | None:
         """The frozen config the fidelity ran with (from the manifest or the first record)."""

@@ -23,7 +23,7 @@ from .figure2 import figure2
 from .figure3 import figure3
 from .paper_tables import paper_tables
 from .selection import Options, Slice
-from .verdicts import Verdict, adjust_family
+from .verdicts import Verdict, adjust_family, untested
 
 TESTS = (figure3, figure2, paper_tables, regression, balance)
 
@@ -64,7 +64,9 @@ def check_claims(
     for fid, ds, rows in selection.slices(df):
         m = selection.pick_metric(rows, metric)
         ok = selection.ok_rows(rows, m)
-        d = selection.designs(ok, m, param_tol) if len(ok) else pd.DataFrame()
-        s = Slice(fid, ds, m, d, opts)
+        if ok.empty:
+            out += [untested(c, fid, ds, "no ok records") for c in CLAIMS]
+            continue
+        s = Slice(fid, ds, m, selection.designs(ok, m, param_tol), opts)
         out += adjust_family([v for test in TESTS for v in test(s)])
     return out

@@ -34,8 +34,6 @@ def regression(s: Slice) -> list[Verdict]:
     otherwise it is the intercept again.
     """
     claims = ("width_effect", "non_sparsity_effect")
-    if s.designs.empty:
-        return [untested(c, s.fidelity, s.dataset, "no ok records") for c in claims]
     out, skipped = [], []
     for (net, depth), g in s.designs.groupby(selection.GROUP_KEYS, dropna=False):
         cols = {"log(width)": np.log(g["width"].astype(float)),
@@ -74,8 +72,6 @@ def balance(s: Slice) -> list[Verdict]:
     and a sparse kernel would otherwise be credited to balance (Figure 2 tests density).
     """
     claim = "balance_condition"
-    if s.designs.empty:
-        return [untested(claim, s.fidelity, s.dataset, "no ok records")]
     d = s.designs[selection.family_matches(s.designs["family"], *selection.SEPARATED)]
     rep = replicated(d[selection.is_dense(d)])
     pairs = []

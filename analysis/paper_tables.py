@@ -61,8 +61,8 @@ def _pick(group: list[tuple[str, str]], prefix: str) -> str | None:
 
 def paper_tables(s: Slice) -> list[Verdict]:
     """Every comparison of Tables 2-6 that the slice holds designs for."""
-    rows = replicated(s.designs) if not s.designs.empty else s.designs
-    have = set(rows["design_id"]) if not rows.empty else set()
+    rows = replicated(s.designs)
+    have = set(rows["design_id"])
     return [v for c in COMPARISONS for v in compare(s, rows, have, c)]
 
 

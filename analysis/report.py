@@ -90,6 +90,16 @@ def write_report(
     if df.empty:
         raise ReportInputError(f"no records in {run / 'records'}")
     out = Path(out) if out is not None else run / "report.html"
+    return write_frame_report(df, out, name=run.name, config=_config(run), metric=metric,
+                              param_tol=param_tol, n_boot=n_boot, seed=seed)
+
+
+def write_frame_report(df: pd.DataFrame, out: str | Path, *, name: str, config: Any = None,
+                       metric: str | None = None, param_tol: float = 0.25, n_boot: int = 4000,
+                       seed: int = 0) -> Path:
+    """The report of a results frame (load_results, or a records export read back): the
+    HTML file ``out`` with its figures in ``<out's folder>/figures/``; atomic."""
+    out = Path(out)
     verdicts = check_claims(df, metric=metric, param_tol=param_tol, n_boot=n_boot, seed=seed)
     fronts = pareto_fronts(df, metric=metric)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +107,7 @@ def write_report(
     try:
         figs = make_figures(df, tmp / "figures", metric=metric, param_tol=param_tol,
                             verdicts=verdicts)
-        page = render(run, df, verdicts, fronts, figs, _config(run))
+        page = render(name, df, verdicts, fronts, figs, config)
         (tmp / "report.html").write_text(page, encoding="utf-8")
         dest = out.parent / "figures"
         dest.mkdir(exist_ok=True)
@@ -111,7 +121,7 @@ def write_report(
 
 
 def render(
-    run: Path,
+    name: str,
     df: pd.DataFrame,
     verdicts: Sequence[Verdict],
     fronts: Sequence[ParetoFront],
@@ -122,8 +132,8 @@ def render(
     e = html.escape
     parts = [
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>igcbench report: {e(run.name)}</title><style>{CSS}</style></head><body>",
-        f"<h1>igcbench report: {e(run.name)}</h1>",
+        f"<title>igcbench report: {e(name)}</title><style>{CSS}</style></head><body>",
+        f"<h1>igcbench report: {e(name)}</h1>",
         f"<p>{e(_summary(df))}; generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} "
         "UTC. Method, nulls and verdict rule: docs/analysis.md.</p>",
         "<h2>Claims</h2>",

@@ -1,6 +1,7 @@
 """The reproduction report: committed record exports -> the verdict table of docs/reproduction.md.
 
     python -m analysis.reproduction export runs/fig3-cpu-cifar10 ... --out docs/reproduction
+    python -m analysis.reproduction reports docs/reproduction     # HTML reports from the CSVs
     python -m analysis.reproduction table docs/reproduction
 
 ``export`` writes, per run directory, a compact records export (``<run>.csv``: one row per
@@ -37,6 +38,23 @@ def export(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
         df = load_results(run)
         written.append(write_records(df, out / f"{run.name}.csv"))
         write_report(run, out / run.name / "report.html")
+    return written
+
+
+def reports(export_dir: str | Path) -> list[Path]:
+    """Rewrite ``<name>/report.html`` (and its figures) of every export from its CSV alone,
+    so the committed reports follow the analysis code without the run directories."""
+    import shutil
+
+    from .release import read_records
+    from .report import write_frame_report
+
+    written = []
+    for csv in sorted(Path(export_dir).glob("*.csv")):
+        df = read_records(csv)  # before touching anything: a bad CSV changes nothing
+        shutil.rmtree(csv.parent / csv.stem / "figures", ignore_errors=True)  # no stale ones
+        written.append(write_frame_report(df, csv.parent / csv.stem / "report.html",
+                                          name=csv.stem, config={"records export": csv.name}))
     return written
 
 
@@ -103,6 +121,28 @@ def summary_table(export_dir: str | Path) -> str:
     return "\n".join(lines)
 
 
+def cost_table(export_dir: str | Path) -> str:
+    """Per export: trials, trial seconds, and the span from the first trial's start to the
+    last one's end (from each record's ``created`` and ``wall_s``; a span includes any
+    pause between interrupted runs of the sweep and the load of the machine then)."""
+    import pandas as pd
+
+    from .release import read_records
+
+    lines = ["| sweep | fidelity | trials | seconds per trial (median, range) | trial-hours | "
+             "span, first start to last end |", "| --- | --- | ---: | --- | ---: | --- |"]
+    for csv in sorted(Path(export_dir).glob("*.csv")):
+        df = read_records(csv)
+        end = pd.to_datetime(df["created"], utc=True)
+        start = end - pd.to_timedelta(df["wall_s"], unit="s")
+        span = (end.max() - start.min()).total_seconds()
+        w = df["wall_s"]
+        lines.append(f"| {csv.stem} | {df['fidelity'].iloc[0]} | {len(df)} | {w.median():.0f} "
+                     f"({w.min():.0f}-{w.max():.0f}) | {w.sum() / 3600:.2f} | "
+                     f"{int(span // 3600)} h {int(span % 3600 // 60):02d} min |")
+    return "\n".join(lines)
+
+
 def design_table(export_dir: str | Path) -> str:
     """Per sweep and design: test and validation accuracy over seeds (mean, sd, n), wall s."""
     from .release import read_records
@@ -136,6 +176,7 @@ def update_doc(doc_path: str | Path, export_dir: str | Path) -> bool:
     from .rank_agreement import table as rank_table
 
     return rewrite(doc_path, {"summary": summary_table(export_dir),
+                              "costs": cost_table(export_dir),
                               "verdicts": verdict_table(export_dir),
                               "ranks": rank_table(export_dir),
                               "designs": design_table(export_dir)})
@@ -147,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     e = sub.add_parser("export", help="records export + HTML report per run directory")
     e.add_argument("runs", nargs="+")
     e.add_argument("--out", required=True)
+    r = sub.add_parser("reports", help="rewrite every export's HTML report from its CSV")
+    r.add_argument("export_dir")
     t = sub.add_parser("table", help="print the verdict table from the exports")
     t.add_argument("export_dir")
     what = t.add_mutually_exclusive_group()
@@ -166,6 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not any(Path(args.export_dir).glob("*.csv")):
         print(f"{p.prog}: error: no *.csv exports in {args.export_dir}", file=sys.stderr)
         return 2
+    if args.cmd == "reports":
+        for path in reports(args.export_dir):
+            print(path)
+        return 0
     if args.update:
         try:
             changed = update_doc(args.update, args.export_dir)

@@ -188,7 +188,8 @@ class Options:
 @dataclass(frozen=True)
 class Slice:
     """The designs of one (fidelity, dataset), ready for the claim tests: one row per design
-    (see :func:`designs`), and the options."""
+    (see :func:`designs`; never empty: a slice without ok records is not tested), and the
+    options."""
 
     fidelity: str
     dataset: str

@@ -62,7 +62,7 @@ class Curve:
     seconds: np.ndarray
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Entry:
     """The answer to a query: one seed's record, or the mean (and std) over the ok seeds.
 
@@ -113,6 +113,31 @@ class Entry:
     def flops(self) -> float | None:
         return self.info.get("flops")
 
+    def __repr__(self) -> str:
+        """One line: the key, the seeds, the accuracies and the size (not the curve)."""
+        def acc(mean: float | None, std: float | None) -> str:
+            if mean is None:
+                return "None"
+            return f"{mean:.4f}" + (f" ± {std:.4f}" if std is not None else "")
+
+        params = f"{self.params:,.0f}" if num(self.params) is not None else "None"
+        return (f"Entry({self.design_id} at {self.fidelity}/{self.dataset}, seeds "
+                f"{self.seeds}, epoch {self.epoch}, {self.status}: val_acc "
+                f"{acc(self.val_acc, self.val_acc_std)}, test_acc "
+                f"{acc(self.test_acc, self.test_acc_std)}, params {params})")
+
+    def row(self) -> dict[str, Any]:
+        """The answer as one table row: the key, the numbers, the main describe() fields."""
+        out: dict[str, Any] = {
+            "design_id": self.design_id, "fidelity": self.fidelity, "dataset": self.dataset,
+            "seeds": len(self.seeds), "epoch": self.epoch, "status": self.status}
+        for name in ROW_METRICS:
+            out[name] = getattr(self, name)
+        for name in ROW_INFO:
+            out[name] = self.info.get(name)
+        out["n_failed"] = self.n_failed
+        return out
+
     def metric(self, name: str) -> Any:
         """A field of this answer or of its describe() info, by name (for best/pareto)."""
         if name in _ENTRY_FIELDS:
@@ -129,6 +154,50 @@ _METRICS = frozenset(
     ("val_acc", "test_acc", "train_acc", "train_loss", "train_seconds", "wall_s",
      "latency_b1_ms", "latency_b64_ms")
 )  # fmt: skip
+
+
+ROW_METRICS = ("val_acc", "val_acc_std", "test_acc", "test_acc_std", "train_seconds",
+               "wall_s", "latency_b1_ms", "latency_b64_ms")
+ROW_INFO = ("family", "L", "width", "params", "flops", "complementarity")
+REPR_COLUMNS = ("design_id", "seeds", "epoch", "val_acc", "val_acc_std", "test_acc", "params",
+                "flops", "L", "width", "train_seconds")  # what a printed list shows
+
+
+class Entries(list):
+    """Answers of many rows (``pareto``): a list of :class:`Entry` with a table view.
+
+    ``.frame`` is a pandas DataFrame, one row per entry (:meth:`Entry.row`); the list
+    prints as that table, not as a screen of reprs. Slices stay ``Entries``.
+    """
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        rows = [e.row() for e in self]
+        return pd.DataFrame(rows, columns=list(rows[0]) if rows else ["design_id"])
+
+    def __getitem__(self, index: Any) -> Any:
+        got = super().__getitem__(index)
+        return Entries(got) if isinstance(index, slice) else got
+
+    def __repr__(self) -> str:
+        frame = self.frame
+        shown = frame[[c for c in REPR_COLUMNS if c in frame.columns]]
+        return shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+    def _repr_html_(self) -> str:  # notebooks
+        return self.frame.to_html(index=False)
+
+
+class DesignIds(list):
+    """Design ids (``designs``): a list of str, with ``.frame``, their describe() fields."""
+
+    def __init__(self, ids: Any = (), infos: Mapping[str, Mapping[str, Any]] | None = None):
+        super().__init__(ids)
+        self._infos = infos or {}
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame([dict(self._infos.get(d, {"id": d})) for d in self])
 
 
 class Cell:

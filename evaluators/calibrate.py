@@ -91,14 +91,22 @@ def get_calibration(fidelity: Fidelity, *, device: torch.device | str = "cpu",
     """
     dev = torch.device(device)
     threads = threads or fidelity.threads or 1
-    wanted = _identity(fidelity, dev, threads)
     if not refresh:
-        cached = _read_cache().get(cache_key(wanted))
-        if cached is not None:
-            return Calibration.from_dict(cached)
+        cal = cached_calibration(fidelity, device=dev, threads=threads)
+        if cal is not None:
+            return cal
     cal = measure(fidelity, device=dev, threads=threads)
     save_calibration(cal)
     return cal
+
+
+def cached_calibration(fidelity: Fidelity, *, device: torch.device | str = "cpu",
+                       threads: int | None = None) -> Calibration | None:
+    """The cached calibration :func:`get_calibration` would return, or None (it would
+    measure one)."""
+    wanted = _identity(fidelity, torch.device(device), threads or fidelity.threads or 1)
+    cached = _read_cache().get(cache_key(wanted))
+    return None if cached is None else Calibration.from_dict(cached)
 
 
 def save_calibration(cal: Calibration) -> None:

@@ -13,9 +13,12 @@ trial with no heartbeat (failed as stale later) and no record, so the trial runs
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -24,6 +27,10 @@ from evaluators.record import describe_info, is_stopped, stopped_result
 from studies import study as st
 from studies.plan import Plan
 from studies.store import RecordStore
+
+#: The reason's prefix of a trial whose worker Ray's memory monitor killed
+#: (studies.worker_deaths): interrupted the first time, a failed record the second.
+OOM_KILLED = "out of memory: killed by Ray's memory monitor"
 
 
 @dataclass
@@ -36,6 +43,7 @@ class Running:
     optuna_trial_id: int
     optuna_number: int
     tune_trial_id: str
+    checkpoint: str | None = None  # its per-epoch checkpoint file (RUN_DIR/checkpoints/)
     started: float | None = None  # monotonic time Tune started it; None while pending
     curve: list[dict[str, Any]] = field(default_factory=list)
     device: str = "unknown"  # as the trainable reports it
@@ -60,9 +68,15 @@ class Ledger:
 
     def __init__(self, plan: Plan, store: RecordStore, study: optuna.Study,
                  storage: optuna.storages.BaseStorage, *, fidelity: Any, num_classes: int,
-                 input_size: int | None = None):
+                 input_size: int | None = None, checkpoint_dir: Path | None = None):
         self.plan, self.store, self.study, self.storage = plan, store, study, storage
         self.fidelity, self.num_classes, self.input_size = fidelity, num_classes, input_size
+        self.checkpoint_dir = checkpoint_dir
+        # Around each record's write and tell: a second Ctrl-C waits for it (studies.signals).
+        self.guard: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+        # True once the sweep is ending on a signal: trials ending without a record then are
+        # interrupted (the same command resumes them), not errors.
+        self.interrupted: Callable[[], bool] = lambda: False
         self.pairs = plan.all_pairs()
         self.interval = storage.get_heartbeat_interval() or st.heartbeat_s()  # seconds
         self.t0 = time.monotonic()
@@ -151,6 +165,25 @@ class Ledger:
 
     # --- trial lifecycle ----------------------------------------------------------------
 
+    def checkpoint_path(self, key: str) -> str | None:
+        """Where the trial of ``key`` keeps its per-epoch checkpoint (None: it keeps none)."""
+        return None if self.checkpoint_dir is None else str(self.checkpoint_dir / f"{key}.pt")
+
+    def remove_stale_checkpoints(self) -> int:
+        """Remove the checkpoints of keys that have a record (a trial ASHA stopped may have
+        written one more epoch after its record); the others are resumable. Returns how
+        many went."""
+        if self.checkpoint_dir is None or not self.checkpoint_dir.is_dir():
+            return 0
+        from evaluators import remove_checkpoint
+
+        gone = 0
+        for path in self.checkpoint_dir.glob("*.pt"):
+            if self.store.has(path.stem):
+                remove_checkpoint(path)
+                gone += 1
+        return gone
+
     def register(self, run: Running) -> None:
         self.running[run.tune_trial_id] = run
         self.storage.record_heartbeat(run.optuna_trial_id)
@@ -189,17 +222,27 @@ class Ledger:
         if record is None and tune_trial_id in self.stopped_by_scheduler:
             record = self._stopped_record(run, self.stopped_by_scheduler[tune_trial_id],
                                           seconds)
+        memory_killed = record is None and (error or "").startswith(OOM_KILLED)
+        if memory_killed and self._killed_before(run.key):
+            record = {  # twice: the design does not fit this machine
+                **self._stopped_record(run, len(run.curve), seconds),
+                "reason": f"{error}; twice, so it is recorded as failed"}
         if record is None:
             self.given_up.add(run.key)
             reason = error or "interrupted before it finished"
             _fail_quietly(self.storage, run.optuna_trial_id, reason)
+            cut_off = interrupted or memory_killed or (self.interrupted() and error is None)
             done = Finished(run.key, run.design_id, run.seed,
-                            "interrupted" if interrupted else "error", None, reason, seconds)
+                            "interrupted" if cut_off else "error", None, reason, seconds)
         else:
-            with self.store.lock():
+            with self.guard(), self.store.lock():
                 self.store.write(record)
                 st.tell_record(self.study, run.optuna_trial_id, record, run.key,
                                self.plan.design_ids)
+                if run.checkpoint:  # the record holds the trial now
+                    from evaluators import remove_checkpoint
+
+                    remove_checkpoint(run.checkpoint)
             outcome = "stopped" if is_stopped(record) else record["status"]
             done = Finished(run.key, run.design_id, run.seed, outcome, record.get("val_acc"),
                             record.get("reason"), seconds)
@@ -223,6 +266,13 @@ class Ledger:
             fidelity=self.plan.fidelity, fidelity_config=self.fidelity.to_dict(),
             dataset=self.plan.dataset, seed=run.seed, curve=run.curve, epoch=epoch,
             wall_s=seconds, device=run.device, torch_version=run.torch_version).to_dict()
+
+    def _killed_before(self, key: str) -> bool:
+        """An earlier Optuna trial of ``key`` ended killed by Ray's memory monitor."""
+        return any(t.user_attrs.get(st.KEY_ATTR) == key
+                   and str(t.user_attrs.get("error", "")).startswith(OOM_KILLED)
+                   for t in self.study.get_trials(deepcopy=False,
+                                                  states=(optuna.trial.TrialState.FAIL,)))
 
     # --- for the progress display and the summary ----------------------------------------
 

@@ -112,5 +112,7 @@ def parse_seeds(text: str) -> tuple[int, ...]:
             raise ValueError
         return seeds
     except ValueError:
+        # "--seeds 0" meaning seed 0 is a natural slip: say how to write it.
+        hint = " (seed 0 alone: --seeds 0,)" if text.strip() == "0" else ""
         raise ValueError(f"--seeds {text!r}: expected a count N >= 1 (seeds 0..N-1) or "
-                         "distinct seeds >= 0 like 0,1,2") from None
+                         f"distinct seeds >= 0 like 0,1,2{hint}") from None

@@ -6,43 +6,42 @@ nohup, CI) each event is one line, so the log reads as a history::
     [   41s] ok      plain8-c16-k1.4.4 s0  val 0.730  4s | done 1/3 (ok 1) | running 2 |
              best 0.730 plain8-c16-k1.4.4 s0 | left ~8s
 
-(one line, folded here).
+(one line, folded here). Events: a trial starts (``start``, or ``resume`` from its
+checkpoint), finishes an epoch (``epoch 2/4 ... val 0.540, ~5s left in the trial``), or
+ends (``ok``, ``failed``, ``stopped``, ``error``, ``interrupted``).
 
-"left" assumes the trials still to run take as long as the ones finished so far, with as
-many running at once as now; it is a rough guide, shown once a trial has finished.
+"left" is the sweep's ETA from the cost model (studies.estimate.SweepClock): the trials not
+yet started at their predicted times, rescaled to this sweep's finished records as they
+arrive, laid out on the sweep's parallel slots behind the running trials' own time left.
 """
 
 from __future__ import annotations
 
-import math
 import shutil
 import statistics
 import sys
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, TextIO
 
 from ray import tune
 
+from studies.estimate import SweepClock, fmt_seconds
 from studies.ledger import Finished, Ledger
 
-
-def fmt_seconds(seconds: float) -> str:
-    """41s, 3m05s, 2h10m."""
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+__all__ = ["Progress", "describe_outcome", "fmt_seconds", "status", "summary_rows",
+           "write_summary"]
 
 
 class Progress(tune.Callback):
-    """One status line per trial event (start, result of a trial, error)."""
+    """One status line per trial event (start, epoch, end)."""
 
-    def __init__(self, ledger: Ledger, out: TextIO | None = None):
+    def __init__(self, ledger: Ledger, out: TextIO | None = None,
+                 clock: SweepClock | None = None):
         self.ledger = ledger
         self.out = out if out is not None else sys.stderr
+        self.clock = clock
         self.tty = bool(getattr(self.out, "isatty", lambda: False)())
         self._seen = 0  # finished outcomes already shown
 
@@ -52,7 +51,25 @@ class Progress(tune.Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run = self.ledger.running.get(trial.trial_id)
         if run is not None:
-            self._show(f"start   {run.design_id} s{run.seed}")
+            epoch = saved_epoch(run.checkpoint)
+            self._show(f"resume  {run.design_id} s{run.seed} after epoch {epoch} (its "
+                       "checkpoint)" if epoch else f"start   {run.design_id} s{run.seed}")
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        run = self.ledger.running.get(trial.trial_id)
+        if run is None or "record" in result or "epoch" not in result:
+            return
+        epochs = self.ledger.fidelity.epochs
+        text = f"epoch {result['epoch']}/{epochs} {run.design_id} s{run.seed}"
+        val = result.get("val_acc")
+        if val is not None and val == val:  # NaN: no accuracy
+            text += f"  val {val:.3f}"
+        if self.clock is not None and run.started is not None:
+            left = self.clock.trial_left(run.design_id, time.monotonic() - run.started,
+                                         run.curve)
+            text += f", ~{fmt_seconds(left)} left in the trial"
+        self._show(text)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._show_finished()
@@ -67,13 +84,17 @@ class Progress(tune.Callback):
             self.out.flush()
 
     def _show_finished(self) -> None:
-        for f in self.ledger.finished[self._seen:]:
+        new = self.ledger.finished[self._seen:]
+        if self.clock is not None and any(f.outcome == "ok" for f in new):
+            self.clock.refit(r for k in self.ledger.recorded_keys()
+                             if (r := self.ledger.store.read(k)) is not None)
+        for f in new:
             self._show(describe_outcome(f))
         self._seen = len(self.ledger.finished)
 
     def _show(self, event: str) -> None:
         elapsed = fmt_seconds(time.monotonic() - self.ledger.t0)
-        line = f"[{elapsed:>6}] {event} | {status(self.ledger)}"
+        line = f"[{elapsed:>6}] {event} | {status(self.ledger, self.clock)}"
         if self.tty:  # rewrite the line in place; a wrapped line could not be rewritten
             width = shutil.get_terminal_size().columns
             self.out.write("\r\x1b[2K" + line[: max(20, width - 1)])
@@ -82,16 +103,29 @@ class Progress(tune.Callback):
         self.out.flush()
 
 
+def saved_epoch(path: str | None) -> int | None:
+    """The last epoch a trial's checkpoint file holds (None: no readable checkpoint)."""
+    if not path or not Path(path).is_file():
+        return None
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return int(state["epoch"])
+    except Exception:  # unreadable: the trial starts afresh
+        return None
+
+
 def describe_outcome(f: Finished) -> str:
     """``ok      plain8-c16-k1.4.4 s0  val 0.730  4.1s`` (or the reason it failed)."""
     head = f"{f.outcome:<7} {f.design_id} s{f.seed}"
     if f.outcome == "ok":
         return f"{head}  val {f.val_acc:.3f}  {fmt_seconds(f.seconds)}"
-    return f"{head}  {(f.reason or '')[:80]}"
+    return f"{head}  {(f.reason or '')[:100]}"
 
 
-def status(ledger: Ledger) -> str:
-    """done/target, outcomes, running, best so far, estimate of time left."""
+def status(ledger: Ledger, clock: SweepClock | None = None) -> str:
+    """done/target, outcomes, running, best so far, the sweep's ETA (with a clock)."""
     c = ledger.counts()
     finished = c["ok"] + c["failed"] + c["stopped"]
     done = c["before"] + finished
@@ -104,27 +138,27 @@ def status(ledger: Ledger) -> str:
     best = ledger.best()
     if best is not None:
         parts.append(f"best {best.val_acc:.3f} {best.design_id} s{best.seed}")
-    left = estimate_left(ledger)
+    left = sweep_left(ledger, clock) if clock is not None and not ledger.interrupted() \
+        else None
     if left:
         parts.append(f"left ~{fmt_seconds(left)}")
     return " | ".join(parts)
 
 
-def estimate_left(ledger: Ledger) -> float | None:
-    """Seconds until the sweep ends, from the mean duration of this run's finished trials."""
-    took = [f.seconds for f in ledger.finished
-            if f.outcome not in ("error", "interrupted") and f.seconds > 0]
-    if not took:
-        return None
-    mean = statistics.fmean(took)
+def sweep_left(ledger: Ledger, clock: SweepClock) -> float:
+    """Seconds until the sweep ends, by the cost model (see the module docstring)."""
     now = time.monotonic()
-    running = [r for r in ledger.running.values() if r.started is not None]
-    # The parallelism seen so far, not the trials running this instant: between one trial's
-    # end and the next one's start fewer run, and dividing by that doubled the estimate.
-    slots = max(1, ledger.peak_running)  # >= the trials running now
-    in_flight = sum(max(0.0, mean - (now - r.started)) for r in running) / slots
-    waiting = ledger.to_start() + sum(r.started is None for r in ledger.running.values())
-    return in_flight + math.ceil(waiting / slots) * mean
+    running = [(r.design_id, now - r.started, r.curve) for r in ledger.running.values()
+               if r.started is not None]
+    waiting = [r.design_id for r in ledger.running.values() if r.started is None]
+    plan = ledger.plan
+    if not plan.adaptive:
+        waiting += [d for d, s in plan.ordered_pairs() if ledger.is_free(plan.key(d, s))]
+    else:
+        free = [d for d, s in plan.ordered_pairs() if ledger.is_free(plan.key(d, s))]
+        left = ledger.to_start() - len(waiting)
+        waiting += [free[i % len(free)] for i in range(max(0, left))] if free else []
+    return clock.sweep_left(running, waiting)
 
 
 def summary_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

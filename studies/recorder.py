@@ -7,6 +7,7 @@ Tune calls callbacks in the driver, in list order, from its one control thread; 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from ray import tune
@@ -15,6 +16,7 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from evaluators.record import CURVE_KEYS
 from studies.ledger import Ledger
 from studies.trainable import METRIC, TIME_ATTR
+from studies.worker_deaths import memory_kill_reason
 
 
 class Recorder(tune.Callback):
@@ -78,12 +80,20 @@ def make_asha(ledger: Ledger, epochs: int) -> RecordingASHA:
 
 
 def _error_line(trial: Any) -> str:
-    """The last line of the trial's exception (the whole traceback is in its error file)."""
-    try:
-        error = trial.get_error()
+    """The last line of the trial's exception (the whole traceback is in its error file),
+    or the out-of-memory reason when Ray's memory monitor killed its worker."""
+    text = ""
+    try:  # the driver's copy: Tune syncs it to the storage path (get_error) only later
+        where = getattr(trial, "error_file", None)
+        text = Path(where).read_text() if where else ""
+        if not text:
+            error = trial.get_error()
+            text = str(error) if error is not None else ""
     except Exception:  # reading the error file failed: say where it is instead
-        error = None
-    text = str(error) if error is not None else ""
+        pass
+    killed = memory_kill_reason(" ".join(text.split()))
+    if killed:
+        return killed
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     where = getattr(trial, "error_file", None)
     return "error: " + (lines[-1][:300] if lines else "trial failed") + (

@@ -1,146 +1,54 @@
 """``python studies/run.py --budget 0.65M``: search the IGCV2 design space under a budget.
 
-``--preset fig3`` runs one of the paper's experiments instead (studies/presets.py).
-``--dry-run`` lists what would be evaluated, with exact costs (``--format json``: one
-``search_space.describe()`` object per line). Without it the sweep runs: Ray Tune executes
-one trial per (design, seed), Optuna proposes designs, and every result lands in
+``--preset fig3`` runs one of the paper's experiments instead (studies/presets.py), and
+``--design ID`` (repeatable) the named designs. ``--dry-run`` lists what would be evaluated,
+with exact costs and the estimated time on this machine (``--format json``: one
+``search_space.describe()`` object per line); ``--list-presets`` lists the presets with
+their trials and estimated time here. Without them the sweep runs: Ray Tune executes one
+trial per (design, seed), Optuna proposes designs, and every result lands in
 ``runs/<name>/records/`` and the Optuna study ``runs/<name>/optuna.db``. Running the same
-command again finishes what is missing and skips what is recorded. Bad input prints one
-line and exits 2, having created nothing.
+command again finishes what is missing (resuming interrupted trials at their last epoch)
+and skips what is recorded. A sweep estimated longer than ``--confirm-above`` (2 h) asks
+first (``--yes`` on a non-terminal). Bad input prints one line and exits 2, having created
+nothing.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
-import os
-import socket
+import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import search_space as ss  # noqa: E402
-from evaluators.catalog import DATASETS, IMAGE_SIZE, NUM_CLASSES  # noqa: E402
-from evaluators.record import provenance, records_dir, utc_now, write_json_atomic  # noqa: E402
-from studies.budget import parse_budget  # noqa: E402
+from evaluators.catalog import IMAGE_SIZE, NUM_CLASSES  # noqa: E402
+from evaluators.fidelity import FIDELITIES, get_fidelity  # noqa: E402
+from evaluators.record import records_dir, write_json_atomic  # noqa: E402
+from studies import estimate as est  # noqa: E402
+from studies.cli import Request, UsageError, build_parser, one_line, resolve  # noqa: E402
 from studies.dry_run import write_dry_run  # noqa: E402
-from studies.plan import SEARCHES, Plan, parse_seeds  # noqa: E402
-from studies.presets import PRESETS, Preset, get_preset  # noqa: E402
+from studies.presets import PRESETS  # noqa: E402
+from studies.store import RecordStore  # noqa: E402
 
-SCHEDULERS = ("asha", "fifo")
-ADDRESS_TIMEOUT_S = 3.0  # a cluster that does not accept a TCP connection by then is down
-IDENTITY = ("design_ids", "fidelity_config", "dataset")  # what a run directory is bound to
-
-
-class UsageError(ValueError):
-    """Bad command-line input: reported in one line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not argparse's usage block
-        raise UsageError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="studies/run.py", description=__doc__.split("\n\n")[0])
-    what = p.add_argument_group("what to evaluate")
-    what.add_argument("--budget",
-                      help="maximum parameters of the whole network: 650000, 650k or 0.65M")
-    what.add_argument("--net", help="network template: plain8 (default), res20, or resD "
-                                    "for D = 3B+2")
-    what.add_argument("--preset", help="a paper experiment instead of --budget/--net: "
-                                       + ", ".join(PRESETS))
-    what.add_argument("--dataset", help=", ".join(DATASETS)
-                      + " (default: cifar10, or the preset's)")
-    what.add_argument("--data-dir", help="directory holding the dataset (the same path on "
-                                         "every Ray node); default $IGCBENCH_DATA or ./data")
-    what.add_argument("--fidelity", help="training budget: smoke, cpu, cpu2, proxy, paper "
-                                         "(default: cpu, or the preset's)")
-    what.add_argument("--seeds", help="N (seeds 0..N-1) or a list 0,1,2 "
-                                      "(default: 1, or the preset's)")
-    how = p.add_argument_group("how to search")
-    how.add_argument("--search", choices=SEARCHES, default="grid",
-                     help="grid (default): every design; tpe, nsga2 (accuracy vs params), "
-                          "random: --max-trials of them")
-    how.add_argument("--scheduler", choices=SCHEDULERS,
-                     help="asha: stop poor trials early on val_acc; fifo: train every trial "
-                          "to the end (default: fifo for grid, asha otherwise)")
-    how.add_argument("--max-trials", type=int,
-                     help="at most this many (design, seed) trials (default: all)")
-    how.add_argument("--sampler-seed", type=int, default=0,
-                     help="seed of the TPE/NSGA-II sampler and the random order (default 0)")
-    where = p.add_argument_group("where to run and store")
-    where.add_argument("--cpus-per-trial", type=float,
-                       help="CPUs (torch threads) per trial (default: the fidelity's, or 1)")
-    where.add_argument("--gpus-per-trial", type=float, default=0.0,
-                       help="GPUs per trial, fractional to share one (0.25) (default 0)")
-    where.add_argument("--address", help="an existing Ray cluster (auto, or host:port of its "
-                                         "head); default: start Ray on this machine")
-    where.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user@host/db "
-                                         "(default: sqlite RUN_DIR/optuna.db)")
-    where.add_argument("--run-dir", help="run directory (default: runs/NAME)")
-    where.add_argument("--name", help="run name (default: from preset or net and budget, "
-                                      "fidelity and dataset)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="list the designs that would be evaluated, with exact costs, and exit")
-    p.add_argument("--format", choices=("table", "json"), default="table",
-                   help="dry-run output: aligned table (default) or one JSON object per line")
-    # Testing and experiments: change a fidelity field (FIELD=VALUE, repeatable). The
-    # fidelity's name then says so (e.g. smoke+lr=100), so its records get their own keys.
-    p.add_argument("--fidelity-set", action="append", default=[], help=argparse.SUPPRESS)
-    return p
-
-
-@dataclasses.dataclass(frozen=True)
-class Request:
-    """A validated command: the plan and everything the sweep needs."""
-
-    plan: Plan
-    preset: Preset | None
-    budget: int | None
-    net: str | None
-    fidelity: Any  # evaluators.Fidelity
-    num_classes: int
-    run_dir: Path
-    storage_url: str
-    data_dir: str | None
-    scheduler: str
-    cpus_per_trial: float
-    gpus_per_trial: float
-    address: str | None
-
-    def config(self, argv: list[str]) -> dict[str, Any]:
-        """run.json: the command and what it resolved to."""
-        where = provenance()
-        return {
-            "argv": argv, "preset": self.preset.name if self.preset else None,
-            "budget": self.budget, "net": self.net,
-            "design_ids": list(self.plan.design_ids), "seeds": list(self.plan.seeds),
-            "fidelity": self.plan.fidelity, "fidelity_config": self.fidelity.to_dict(),
-            "dataset": self.plan.dataset, "data_dir": self.data_dir,
-            "search": self.plan.search, "max_trials": self.plan.max_trials,
-            "sampler_seed": self.plan.sampler_seed, "scheduler": self.scheduler,
-            "cpus_per_trial": self.cpus_per_trial, "gpus_per_trial": self.gpus_per_trial,
-            "address": self.address, "storage": _masked(self.storage_url),
-            "study": self.plan.name, "commit": where.commit, "commit_dirty": where.dirty,
-            "created": utc_now(),
-        }
+__all__ = ["UsageError", "build_parser", "main", "resolve"]
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(__doc__.split("\n\n")[0]).parse_args(argv)
+        if args.list_presets:
+            return _list_presets(sys.stdout, sys.stderr)
+        request = resolve(args, dry_run=args.dry_run)
         if args.dry_run:
-            return _dry_run(args)
-        request = resolve(args)
+            return _dry_run(request, args.format, sys.stdout, sys.stderr)
     except (ValueError, OSError) as e:  # UsageError, bad budget/net/fidelity, data, address
-        print(f"run.py: error: {_one_line(e)}", file=sys.stderr)
+        print(f"run.py: error: {one_line(e)}", file=sys.stderr)
         return 2
+    import ray
+
     from studies.sweep import SweepConfig, init_ray, run_sweep  # imports Ray: only now
 
     own_ray = False
@@ -152,218 +60,139 @@ def main(argv: list[str] | None = None) -> int:
             lines = str(e.__cause__ or "").strip().splitlines()
             cause = f" ({lines[-1].strip()[:200]})" if lines else ""
             print(f"run.py: error: --address {request.address!r}: cannot connect: "
-                  f"{_one_line(e)[:200]}{cause}", file=sys.stderr)
+                  f"{one_line(e)[:200]}{cause}", file=sys.stderr)
             return 2
     try:
+        costs = _costs(request, request.fidelity, sys.stderr)
+        # A Ray already up (a cluster, or one this process started) sets the parallelism.
+        estimate = _sweep_estimate(request, costs, started=ray.is_initialized())
+        if not _confirmed(request, estimate, sys.stdin, sys.stderr):
+            return 2
         _create_run_dir(request, argv)
         return run_sweep(SweepConfig(
             plan=request.plan, fidelity=request.fidelity, run_dir=request.run_dir,
             storage_url=request.storage_url, num_classes=request.num_classes,
             input_size=IMAGE_SIZE[request.plan.dataset], data_dir=request.data_dir,
             scheduler=request.scheduler, cpus_per_trial=request.cpus_per_trial,
-            gpus_per_trial=request.gpus_per_trial, address=request.address))
+            gpus_per_trial=request.gpus_per_trial, address=request.address, costs=costs,
+            estimate=estimate))
+    except UsageError as e:  # the estimate is over --confirm-above and nobody said yes
+        print(f"run.py: error: {one_line(e)}", file=sys.stderr)
+        return 2
     finally:
         if own_ray:
-            import ray
-
             ray.shutdown()
 
 
-# --- validation: everything is checked before anything is created ---------------------------
+# --- estimates ----------------------------------------------------------------------------
 
 
-def resolve(args: argparse.Namespace) -> Request:
-    """Validate the command line into a :class:`Request`; raises ValueError (one line)."""
-    import evaluators  # torch-free until a dataset is loaded
-
-    preset, budget, designs = _designs(args)
-    dataset = args.dataset or (preset.dataset if preset else None) or "cifar10"
-    num_classes = NUM_CLASSES[dataset]
-    fidelity = _fidelity(evaluators, args.fidelity or (preset.fidelity if preset else "cpu"),
-                         args.fidelity_set)
-    seeds = parse_seeds(args.seeds) if args.seeds else (preset.seeds if preset else (0,))
-    if args.max_trials is not None and args.max_trials < 1:
-        raise UsageError(f"--max-trials {args.max_trials} must be >= 1")
-    cpus = args.cpus_per_trial if args.cpus_per_trial is not None else float(
-        fidelity.threads or 1)
-    if not cpus > 0:
-        raise UsageError(f"--cpus-per-trial {args.cpus_per_trial} must be > 0")
-    if not args.gpus_per_trial >= 0:
-        raise UsageError(f"--gpus-per-trial {args.gpus_per_trial} must be >= 0")
-    net = None if preset else (args.net or "plain8")
-    name = args.name or _default_name(preset, net, budget, fidelity.name, dataset)
-    if not name or "/" in name or name.startswith("."):
-        raise UsageError(f"--name {name!r} must be a plain directory name")
-    run_dir = Path(args.run_dir or Path("runs") / name).resolve()
-    plan = Plan(name=name, design_ids=tuple(d.id for d in designs), seeds=seeds,
-                fidelity=fidelity.name, dataset=dataset, search=args.search,
-                max_trials=args.max_trials, sampler_seed=args.sampler_seed)
-    storage_url = args.storage or f"sqlite:///{run_dir / 'optuna.db'}"
-    _check_storage(storage_url, given=args.storage is not None)
-    address = _check_address(args.address) if args.address else None
-    data_dir = _check_data(evaluators, dataset, args.data_dir)
-    request = Request(
-        plan=plan, preset=preset, budget=budget, net=net, fidelity=fidelity,
-        num_classes=num_classes, run_dir=run_dir, storage_url=storage_url, data_dir=data_dir,
-        scheduler=args.scheduler or ("fifo" if args.search == "grid" else "asha"),
-        cpus_per_trial=cpus, gpus_per_trial=args.gpus_per_trial, address=address)
-    _check_run_dir(request)
-    return request
+def _costs(request: Request, fidelity: Any, err: TextIO) -> est.TrialCosts:
+    """The cost model for ``fidelity``'s trials of this request, on this machine."""
+    threads = max(1, math.floor(request.cpus_per_trial))
+    cal = est.calibration(fidelity, threads=threads, gpu=request.gpus_per_trial > 0, err=err)
+    return est.TrialCosts(cal, fidelity.to_dict(), request.plan.dataset, request.num_classes)
 
 
-def _designs(args: argparse.Namespace) -> tuple[Preset | None, int | None, list[ss.Design]]:
-    if args.dataset is not None and args.dataset not in DATASETS:
-        raise UsageError(
-            f"unknown dataset {args.dataset!r}; accepted: {', '.join(DATASETS)}")
-    if args.preset is not None:
-        preset = get_preset(args.preset)
-        if args.budget is not None or args.net is not None:
-            raise UsageError(f"--preset {preset.name} fixes its designs; drop --budget/--net")
-        return preset, None, [ss.parse(i) for i in preset.design_ids]
-    if args.budget is None:
-        raise UsageError("one of --budget or --preset is required "
-                         f"(presets: {', '.join(PRESETS)})")
-    budget = parse_budget(args.budget)
-    num_classes = NUM_CLASSES[args.dataset or "cifar10"]
-    return None, budget, ss.enumerate_designs(budget, args.net or "plain8",
-                                              num_classes=num_classes)
+def _slots(request: Request, started: bool) -> int:
+    if started:  # connected to a cluster: its resources
+        from studies.sweep import cluster_slots
+
+        return cluster_slots(request.cpus_per_trial, request.gpus_per_trial)
+    return est.local_slots(request.cpus_per_trial, request.gpus_per_trial)
 
 
-def _fidelity(evaluators: Any, name: str, settings: list[str]) -> Any:
-    fidelity = evaluators.get_fidelity(name)
-    fields = {f.name for f in dataclasses.fields(fidelity)} - {"name"}
-    changes: dict[str, Any] = {}
-    for item in settings:
-        field, sep, text = item.partition("=")
-        if not sep or field not in fields:
-            raise UsageError(f"--fidelity-set {item!r}: expected FIELD=VALUE with FIELD one "
-                             f"of {', '.join(sorted(fields))}")
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = text
-        changes[field] = tuple(value) if isinstance(value, list) else value
-    return evaluators.with_changes(fidelity, **changes)
+def _sweep_estimate(request: Request, costs: est.TrialCosts, *,
+                    started: bool = False) -> est.SweepEstimate:
+    """The trials still without a record, at ``costs`` rescaled to the sweep's records."""
+    store = RecordStore(request.run_dir)  # read only: nothing is created here
+    keys = store.keys() & set(request.plan.all_pairs())
+    records = [r for k in keys if (r := store.read(k)) is not None]
+    return est.estimate(est.trials_to_run(request.plan, keys), costs.refitted(records),
+                        _slots(request, started), started=started,
+                        upper_bound=request.scheduler == "asha")
 
 
-def _default_name(preset: Preset | None, net: str | None, budget: int | None,
-                  fidelity: str, dataset: str) -> str:
-    head = preset.name if preset else f"{net}-{_budget_label(budget or 0)}"
-    return f"{head}-{fidelity}-{dataset}"
+def _confirmed(request: Request, estimate: est.SweepEstimate, stdin: TextIO,
+               err: TextIO) -> bool:
+    """True when the sweep may start: within --confirm-above, --yes, or 'y' on a terminal.
+
+    Raises:
+        UsageError: over the threshold without a terminal to ask on (one line naming the
+            cheaper ways and --yes).
+    """
+    if request.yes or est.within(estimate.total, request.confirm_above_s):
+        return True
+    message = est.confirm_message(estimate, request.confirm_above_s, request.plan.fidelity)
+    if not (stdin.isatty() and err.isatty()):
+        raise UsageError(message)
+    err.write(message + "\nstart it? [y/N] ")
+    err.flush()
+    answer = stdin.readline().strip().lower()
+    if answer in ("y", "yes"):
+        return True
+    err.write("not started\n")
+    return False
 
 
-def _budget_label(budget: int) -> str:
-    """650000 -> 650k, 1000000 -> 1M, 1500 -> 1500."""
-    if budget % 1_000_000 == 0:
-        return f"{budget // 1_000_000}M"
-    if budget % 1_000 == 0:
-        return f"{budget // 1_000}k"
-    return str(budget)
+# --- dry run and presets ------------------------------------------------------------------
 
 
-def _check_storage(url: str, *, given: bool) -> None:
-    """An RDB URL that SQLAlchemy understands and, when given, a database that answers."""
-    import sqlalchemy
-    from sqlalchemy.engine import make_url
-
-    try:
-        parsed = make_url(url)
-    except Exception:
-        raise UsageError(f"--storage {url!r} is not a database URL; accepted: "
-                         "sqlite:///PATH, postgresql://USER@HOST/DB, mysql://...") from None
-    if parsed.get_backend_name() == "sqlite":
-        folder = Path(parsed.database or "").parent
-        if given and not folder.is_dir():
-            raise UsageError(f"--storage {url!r}: directory {folder} does not exist")
-        return
-    if not given:
-        return
-    try:
-        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 5})
-        with engine.connect():
-            pass
-        engine.dispose()
-    except Exception as e:
-        raise UsageError(f"--storage {_masked(url)!r} cannot be opened: "
-                         f"{_one_line(e)[:200]}") from None
-
-
-def _check_address(address: str) -> str:
-    """The cluster at ``address`` accepts a TCP connection within ADDRESS_TIMEOUT_S."""
-    if address.startswith("ray://"):
-        raise UsageError(f"--address {address!r}: Ray Client addresses are not supported "
-                         "(the driver writes the run directory); use auto or HOST:PORT of "
-                         "the head node, and run this command on a cluster node")
-    from ray._private.services import canonicalize_bootstrap_address
-
-    try:
-        resolved = canonicalize_bootstrap_address(address)
-    except (ValueError, ConnectionError) as e:
-        raise UsageError(f"--address {address!r}: {_one_line(e)}; accepted: auto (a cluster "
-                         "started here with `ray start --head`) or HOST:PORT") from None
-    if resolved is None:
-        raise UsageError(f"--address {address!r}: no running Ray cluster found; accepted: "
-                         "auto or HOST:PORT of a head node started with `ray start --head`")
-    host, _, port = resolved.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=ADDRESS_TIMEOUT_S):
-            pass
-    except (OSError, ValueError) as e:
-        raise UsageError(f"--address {address!r}: cannot reach the Ray head at {resolved} "
-                         f"within {ADDRESS_TIMEOUT_S:.0f} s ({_one_line(e)}); accepted: auto "
-                         "or HOST:PORT of a running head node") from None
-    return address
+def _dry_run(request: Request, fmt: str, out: TextIO, err: TextIO) -> int:
+    plan = request.plan
+    costs = _costs(request, request.fidelity, err)
+    seconds = {d: costs.seconds(d) for d in plan.design_ids}
+    write_dry_run(plan.design_ids, out, fmt, request.num_classes, seconds)
+    notes = err if fmt == "json" else out  # JSON lines stay parseable on stdout
+    notes.write(f"{request.what} ({request.num_classes} classes)\n")
+    estimate = _sweep_estimate(request, costs)
+    recorded = plan.target - estimate.trials if not plan.adaptive else None
+    seeds = f"{len(plan.seeds)} seed{'s' if len(plan.seeds) > 1 else ''}"
+    notes.write(f"{plan.target} trials ({len(plan.design_ids)} designs x {seeds}, "
+                f"{plan.search}) at fidelity {plan.fidelity} on {plan.dataset}"
+                + (f", {recorded} recorded already in {request.run_dir}" if recorded else "")
+                + "\n")
+    notes.write(f"estimated on this machine: {estimate.describe()}\n")
+    others = []
+    for name in FIDELITIES:
+        if name == plan.fidelity:
+            continue
+        fidelity = get_fidelity(name)
+        other = _sweep_estimate(request, _costs(request, fidelity, err))
+        others.append(f"{name} ~{est.fmt_seconds(other.total)}")
+    notes.write(f"the same trials at the other fidelities: {', '.join(others)}\n")
+    notes.write(f"(an estimate, from the {estimate.source}; docs/studies.md gives its "
+                "measured error)\n")
+    if request.data_note:
+        notes.write(f"note: {request.data_note}\n")
+    return 0
 
 
-def _check_data(evaluators: Any, dataset: str, data_dir: str | None) -> str | None:
-    """The dataset is readable (CIFAR is downloaded here, once, when missing)."""
-    if dataset == "synthetic":
-        return str(Path(data_dir).resolve()) if data_dir else None
-    if data_dir is not None and not Path(data_dir).is_dir():
-        raise UsageError(f"--data-dir {data_dir!r} is not a directory; give the directory "
-                         f"holding the {dataset} folder")
-    from evaluators.data import TINYIMAGENET_LAYOUT, default_data_dir
-
-    root = Path(data_dir) if data_dir else default_data_dir()
-    if dataset == "tinyimagenet":  # decoding 110k JPEGs to check would take minutes
-        if not ((root / "wnids.txt").is_file()
-                or (root / "tiny-imagenet-200" / "wnids.txt").is_file()):
-            raise UsageError(f"no Tiny ImageNet in {root}: expected "
-                             f"{TINYIMAGENET_LAYOUT}")
-    else:
-        try:
-            evaluators.load_dataset(dataset, root)  # raises DatasetError (a ValueError)
-        except evaluators.DatasetNotFoundError as e:
-            raise UsageError(f"{_one_line(e)}; {_data_remedies(dataset, root)}") from None
-    return str(root.resolve())
-
-
-def _data_remedies(dataset: str, root: Path) -> str:
-    """The ways to a missing dataset, for its one-line error."""
-    folder = {"cifar10": "cifar-10-batches-py/", "cifar100": "cifar-100-python/"}[dataset]
-    ways = [f"give --data-dir DIR holding {folder}"]
-    if dataset == "cifar10":
-        # The project's shared folder sits beside the checkout (README: ../shared/data);
-        # shown as typed from the checkout, else in full.
-        checkout = Path(__file__).resolve().parents[1]
-        script = checkout.parent / "shared" / "data" / "prepare_cifar10.py"
-        shown = os.path.relpath(script) if Path.cwd().resolve() == checkout else script
-        ways.append(f"without internet run `python {shown} {root}`")
-    ways.append("use --dataset synthetic")
-    return "or " + ", or ".join(ways)
-
-
-def _check_run_dir(request: Request) -> None:
-    """A run directory holds one sweep: the same designs, fidelity config and dataset."""
-    path = request.run_dir / "run.json"
-    if not path.is_file():
-        return
-    old = json.loads(path.read_text())
-    new = request.config([])
-    differs = [k for k in IDENTITY if old.get(k) != new[k]]
-    if differs:
-        raise UsageError(f"run directory {request.run_dir} holds another sweep "
-                         f"({', '.join(differs)} differ); choose another --name or --run-dir")
+def _list_presets(out: TextIO, err: TextIO) -> int:
+    """Each preset with its trials and estimated time here (its default fidelity, seeds)."""
+    rows = []
+    for name, preset in PRESETS.items():
+        fidelity = get_fidelity(preset.fidelity)
+        dataset = preset.dataset or "cifar10"
+        threads = fidelity.threads or 1
+        cal = est.calibration(fidelity, threads=threads, err=err)
+        costs = est.TrialCosts(cal, fidelity.to_dict(), dataset, NUM_CLASSES[dataset])
+        trials = [d for _ in preset.seeds for d in preset.design_ids]  # grid: seed-major
+        estimate = est.estimate(trials, costs, est.local_slots(threads))
+        rows.append([name, str(len(preset.design_ids)), str(len(preset.seeds)),
+                     str(len(trials)), preset.fidelity, dataset,
+                     f"~{est.fmt_seconds(estimate.total)} ({estimate.slots} at a time)",
+                     preset.summary])
+    heads = ["preset", "designs", "seeds", "trials", "fidelity", "dataset", "estimated here",
+             "what"]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
+    for row in [heads, *rows]:
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                  + "\n")
+    out.write("(estimates: the cost model with this machine's calibrations, at each preset's "
+              "default fidelity, seeds and dataset; --preset P --dry-run shows its designs "
+              "and the other fidelities)\n")
+    return 0
 
 
 # --- doing ---------------------------------------------------------------------------------
@@ -376,37 +205,12 @@ def _create_run_dir(request: Request, argv: list[str]) -> None:
         write_json_atomic(path, request.config(argv))
 
 
-def _dry_run(args: argparse.Namespace) -> int:
-    preset, budget, designs = _designs(args)
-    dataset = args.dataset or (preset.dataset if preset else None) or "cifar10"
-    num_classes = NUM_CLASSES[dataset]
-    n = write_dry_run(designs, sys.stdout, args.format, num_classes)
-    if args.format == "table":
-        if preset is not None:
-            print(f"{n} designs of preset {preset.name}: {preset.summary} ({num_classes} "
-                  f"classes)")
-        else:
-            print(f"{n} designs of {args.net or 'plain8'} within {budget:,} parameters "
-                  f"({num_classes} classes)")
-    return 0
-
-
-def _masked(url: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
-
-
 if __name__ == "__main__":
     try:
         sys.exit(main())
     except BrokenPipeError:  # e.g. piped into head: not an error of ours
         sys.stderr.close()
         sys.exit(0)
+    except KeyboardInterrupt:  # Ctrl-C before the sweep started: nothing was created yet
+        print("\nrun.py: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -71,7 +71,7 @@ class DesignSearcher(Searcher):
             if run is not None:
                 ledger.register(run)
                 return {"key": run.key, "design_id": run.design_id, "seed": run.seed,
-                        "optuna_trial": run.optuna_number}
+                        "optuna_trial": run.optuna_number, "checkpoint": run.checkpoint}
         return None
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
@@ -108,7 +108,7 @@ class DesignSearcher(Searcher):
             trial.set_user_attr(name, value)
         return Running(key=key, design_id=design_id, seed=int(seed),
                        optuna_trial_id=trial._trial_id, optuna_number=trial.number,
-                       tune_trial_id=trial_id)
+                       tune_trial_id=trial_id, checkpoint=self.ledger.checkpoint_path(key))
 
     def _next_fixed_pair(self) -> tuple[str, int] | None:
         """The next pair we choose ourselves (None: let the sampler choose)."""

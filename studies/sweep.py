@@ -13,6 +13,7 @@ import datetime
 import logging
 import math
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -25,14 +26,17 @@ from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 
 from studies import study as st
+from studies.estimate import SweepClock, SweepEstimate, TrialCosts, fmt_seconds
 from studies.ledger import Ledger
 from studies.plan import Plan
-from studies.progress import Progress, fmt_seconds, write_summary
+from studies.progress import Progress, write_summary
 from studies.recorder import Recorder, make_asha
 from studies.sampling import make_sampler
 from studies.search import DesignSearcher
+from studies.signals import Interrupts
 from studies.store import RecordStore
 from studies.trainable import run_trial
+from studies.worker_deaths import tolerate_killed_workers
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,58 +56,104 @@ class SweepConfig:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     address: str | None = None  # an existing cluster; None = start Ray here
+    costs: TrialCosts | None = None  # the cost model here: the ETA of the progress lines
+    estimate: SweepEstimate | None = None  # of the trials to run, for the first line
 
 
 def run_sweep(cfg: SweepConfig, *, out: TextIO | None = None,
               err: TextIO | None = None) -> int:
     """Run what is left of ``cfg.plan``; print the summary (``out``, default stdout) and the
     progress (``err``, default stderr). Returns 0 when every planned trial has a record, 1
-    when some ended without one (interrupted, crashed workers): run the command again."""
+    when some ended without one (interrupted, crashed workers): run the command again;
+    130 after Ctrl-C, 143 after SIGTERM (studies.signals), the summary printed either way."""
     out = out or sys.stdout
     err = err or sys.stderr
     t0 = time.monotonic()
+    interrupts = Interrupts()
+    with interrupts.installed():
+        ledger = _open_ledger(cfg, err)
+        ledger.guard, ledger.interrupted = interrupts.critical, lambda: interrupts.interrupted
+        todo = ledger.to_start()
+        plan = cfg.plan
+        estimate = f"; estimate: {cfg.estimate.describe()} ({cfg.estimate.source})" \
+            if cfg.estimate is not None and todo else ""
+        seeds = f"{len(plan.seeds)} seed{'s' if len(plan.seeds) > 1 else ''}"
+        err.write(f"{plan.target} planned trials ({len(plan.design_ids)} designs x {seeds}, "
+                  f"{plan.search}), {len(ledger.recorded_before)} recorded already, {todo} "
+                  f"to run; fidelity {plan.fidelity}, dataset {plan.dataset}, scheduler "
+                  f"{cfg.scheduler}{estimate}\n")
+        if ledger.waiting_on_others():
+            err.write("some keys are RUNNING in another driver (or a killed one): waiting for "
+                      f"their records, or {st.stale_after_s()} s without a heartbeat\n")
+        ledger.remove_stale_checkpoints()
+        if (todo or ledger.waiting_on_others()) and not interrupts.interrupted:
+            try:
+                _run_tune(cfg, ledger, err, interrupts)
+            except KeyboardInterrupt:  # a second signal: stopped at once, records kept
+                err.write(f"\n{interrupts.describe()} again: stopped at once\n")
+        ledger.remove_stale_checkpoints()
+        _write_end(cfg, ledger, out, time.monotonic() - t0, interrupts)
+    if interrupts.exit_status is not None:
+        return interrupts.exit_status
+    return 0 if ledger.complete() else 1
+
+
+def _open_ledger(cfg: SweepConfig, err: TextIO) -> Ledger:
     storage = st.open_storage(cfg.storage_url)
     plan = cfg.plan
     study = st.open_study(storage, plan.name, make_sampler(plan.search, plan.sampler_seed,
                                                            plan.target))
-    store = RecordStore(cfg.run_dir)
-    ledger = Ledger(plan, store, study, storage, fidelity=cfg.fidelity,
-                    num_classes=cfg.num_classes, input_size=cfg.input_size)
+    ledger = Ledger(plan, RecordStore(cfg.run_dir), study, storage, fidelity=cfg.fidelity,
+                    num_classes=cfg.num_classes, input_size=cfg.input_size,
+                    checkpoint_dir=cfg.run_dir / "checkpoints")
     if ledger.reconciled:
         err.write(f"added {ledger.reconciled} record(s) to the Optuna study that a crash had "
                   "left untold\n")
-    todo = ledger.to_start()
-    err.write(f"{plan.target} planned trials ({len(plan.design_ids)} designs x "
-              f"{len(plan.seeds)} seeds, {plan.search}), {len(ledger.recorded_before)} "
-              f"recorded already, {todo} to run; fidelity {plan.fidelity}, dataset "
-              f"{plan.dataset}, scheduler {cfg.scheduler}\n")
-    if ledger.waiting_on_others():
-        err.write("some keys are RUNNING in another driver (or a killed one): waiting for "
-                  f"their records, or {st.stale_after_s()} s without a heartbeat\n")
-    if todo or ledger.waiting_on_others():
-        _run_tune(cfg, ledger, err)
-    records = [r for k in sorted(ledger.recorded_keys()) if (r := store.read(k)) is not None]
+    return ledger
+
+
+def _write_end(cfg: SweepConfig, ledger: Ledger, out: TextIO, seconds: float,
+               interrupts: Interrupts) -> None:
+    """The summary table, the counts of this run and where it all is."""
+    records = [r for k in sorted(ledger.recorded_keys())
+               if (r := ledger.store.read(k)) is not None]
     write_summary(records, out)
     c = ledger.counts()
     recorded = len(ledger.recorded_keys())
+    took = fmt_seconds(seconds)
+    if cfg.estimate is not None and cfg.estimate.trials:
+        took += f" (estimated {fmt_seconds(cfg.estimate.total)})"
     out.write(f"this run: {c['ok']} ok, {c['failed']} failed, {c['stopped']} stopped, "
-              f"{c['error']} without a record; {recorded} of {plan.target} planned trials "
-              f"recorded; {fmt_seconds(time.monotonic() - t0)}\n")
+              f"{c['error'] + c['interrupted']} without a record; {recorded} of "
+              f"{cfg.plan.target} planned trials recorded; {took}\n")
+    if interrupts.interrupted:
+        out.write(f"stopped by {interrupts.describe()}: the same command resumes the "
+                  "interrupted trials from their last epoch\n")
     out.write(f"run directory: {cfg.run_dir}\n")
     out.flush()
-    return 0 if ledger.complete() else 1
 
 
-def _run_tune(cfg: SweepConfig, ledger: Ledger, err: TextIO) -> None:
+def _run_tune(cfg: SweepConfig, ledger: Ledger, err: TextIO, interrupts: Interrupts) -> None:
     own_ray = init_ray(cfg.address)
+    interrupts.install()  # again: ray.init takes SIGTERM for itself
     try:
+        if interrupts.interrupted:  # a signal while Ray started
+            return
         threads = max(1, math.floor(cfg.cpus_per_trial))
         trainable = tune.with_parameters(
             run_trial, fidelity=cfg.fidelity, dataset=cfg.plan.dataset,
-            data_dir=cfg.data_dir, threads=threads)
+            data_dir=cfg.data_dir, threads=threads,
+            driver_node=ray.get_runtime_context().get_node_id() if cfg.address else None)
         resources = {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial}
         scheduler = (make_asha(ledger, cfg.fidelity.epochs) if cfg.scheduler == "asha"
                      else FIFOScheduler())
+        clock = None
+        if cfg.costs is not None:
+            clock = SweepClock(cfg.costs, cluster_slots(cfg.cpus_per_trial,
+                                                        cfg.gpus_per_trial),
+                               cfg.fidelity.epochs)
+            clock.refit(r for k in ledger.recorded_keys()
+                        if (r := ledger.store.read(k)) is not None)
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         tuner = tune.Tuner(
             tune.with_resources(trainable, resources),
@@ -114,17 +164,29 @@ def _run_tune(cfg: SweepConfig, ledger: Ledger, err: TextIO) -> None:
             run_config=tune.RunConfig(
                 name=f"tune-{stamp}-{os.getpid()}",
                 storage_path=str(cfg.run_dir / "ray"),  # Tune's files, apart from records/
-                verbose=0, callbacks=[Recorder(ledger), Progress(ledger, err)],
+                verbose=0, callbacks=[Recorder(ledger), Progress(ledger, err, clock)],
                 failure_config=tune.FailureConfig(max_failures=0)))
         # Tune's own console output (a configuration box and trial tables, printed even at
-        # verbose=0 by its new output engine) would interleave with our progress lines;
-        # the legacy engine at verbose=0 prints nothing.
-        with _env(RAY_AIR_NEW_OUTPUT="0"):
+        # verbose=0 by its new output engine; a trial's traceback when it errs; "Trials did
+        # not complete" when a sweep is interrupted) would interleave with our progress
+        # lines, which say the same in one line each (a trial's traceback stays in its
+        # error file, which its line names). The legacy engine at verbose=0 is silent.
+        with _env(RAY_AIR_NEW_OUTPUT="0", TUNE_PRINT_ALL_TRIAL_ERRORS="0"), \
+                _quiet("ray.tune"), tolerate_killed_workers():
             tuner.fit()
     finally:
         ledger.abandon_all()
         if own_ray:
             ray.shutdown()
+
+
+def cluster_slots(cpus_per_trial: float, gpus_per_trial: float = 0.0) -> int:
+    """Trials the connected Ray runs at once: its CPUs (and GPUs) over a trial's share."""
+    resources = ray.cluster_resources()
+    slots = int(resources.get("CPU", 1) // cpus_per_trial)
+    if gpus_per_trial > 0:
+        slots = min(slots, int(resources.get("GPU", 0) // gpus_per_trial))
+    return max(1, slots)
 
 
 def init_ray(address: str | None) -> bool:
@@ -144,7 +206,7 @@ def init_ray(address: str | None) -> bool:
                                   logging_level=logging.ERROR,
                                   runtime_env={"env_vars": {"PYTHONPATH": path}})
     if address is None:
-        with _local_token_auth():
+        with _local_token_auth(), _sigterm_blocked_in_children():
             ray.init(num_cpus=os.cpu_count(), **kwargs)
         return True
     # Ray's C++ client logs every failed attempt to fd 2; the caller reports the failure in
@@ -182,6 +244,40 @@ def _local_token_auth() -> Iterator[None]:
         logging.getLogger(__name__).warning(
             "Ray %s started without token authentication: its servers accept any client "
             "that can reach this machine (ray>=2.60 turns it on)", ray.__version__)
+
+
+@contextlib.contextmanager
+def _sigterm_blocked_in_children() -> Iterator[None]:
+    """SIGTERM blocked in the processes the local Ray starts (around ``ray.init``).
+
+    Ray's processes (GCS, raylet, and through the raylet every worker) run in the driver's
+    process group, so a SIGTERM sent to the group (systemd, a batch scheduler, ``kill --
+    -PGID``) would kill them under the driver, which then waits a minute for its GCS and
+    dies with C++ errors. They inherit the signal mask of the thread that starts them (Ray
+    blocks SIGINT so for them already): blocked, SIGTERM reaches only the driver, which
+    stops the sweep and shuts its Ray down (``ray.shutdown`` then ends them with SIGKILL
+    after a second's grace). The driver's own mask is restored after ``ray.init``.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    saved = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, saved)
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Logger ``name`` shows only CRITICAL messages inside (its level restored after)."""
+    log = logging.getLogger(name)
+    saved = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(saved)
 
 
 @contextlib.contextmanager

@@ -29,19 +29,15 @@ import search_space as ss
 from evaluators.catalog import NUM_CLASSES as DATASET_CLASSES
 from evaluators.record import trial_key
 from studies.budget import parse_budget
+from studies.cli import UsageError, UsageParser
+from studies.cli import one_line as _one_line
 from studies.plan import parse_seeds
 from studies.presets import PRESETS, get_preset
-from studies.run import UsageError, _one_line
 from studies.store import RecordStore
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not argparse's usage block
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m studies.zero_cost", description=__doc__.split("\n\n")[0])
+    p = UsageParser(prog="python -m studies.zero_cost", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", help="the designs of a preset: " + ", ".join(PRESETS))
     p.add_argument("--budget", help="every design under this many parameters: 650000, "
                                     "650k or 0.65M (with --net)")

@@ -19,14 +19,7 @@ DESIGNS = ["plain8-c24-k1.24", "plain8-c36-k1.6.6", "plain8-c28-k1.g2.g2", "plai
 MODELS = 3
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small shapes gain nothing from threads, and on a busy machine every parallel region
-    waits for a descheduled thread (20x slower here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _nets(design: str, dtype: torch.dtype, impl: str | None = None) -> list[torch.nn.Module]:

@@ -34,14 +34,7 @@ CASES = [("plain8-c24-k1.24", "dense"), ("plain8-c36-k1.6.6", "dense"),
                  ("plain8-c28-k1.g2.g2", "bmm"))]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small shapes gain nothing from threads, and on a busy machine every parallel region
-    waits for a descheduled thread (20x slower here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -61,5 +61,5 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert proxy_gpu.main(_args(tmp_path, "--seeds", "0")) == 2  # a count, as for run.py
     assert capsys.readouterr().err.strip() == (
         "proxy_gpu.py: error: --seeds '0': expected a count N >= 1 (seeds 0..N-1) or "
-        "distinct seeds >= 0 like 0,1,2")
+        "distinct seeds >= 0 like 0,1,2 (seed 0 alone: --seeds 0,)")
     assert not (tmp_path / "run").exists()  # nothing half-written

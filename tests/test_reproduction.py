@@ -24,7 +24,7 @@ def doc() -> str:
 
 
 @pytest.mark.parametrize("block, make", [
-    ("summary", rp.summary_table), ("verdicts", rp.verdict_table),
+    ("summary", rp.summary_table), ("costs", rp.cost_table), ("verdicts", rp.verdict_table),
     ("ranks", rank_table), ("designs", rp.design_table)])
 def test_every_table_regenerates_from_the_committed_records(doc, block, make):
     assert block_in_doc(doc, block) == make(EXPORTS)
@@ -60,7 +60,7 @@ def test_every_export_has_its_report_and_its_seeds():
 def test_update_rewrites_every_table_in_place_and_keeps_the_rest(tmp_path, doc, capsys):
     stale = tmp_path / "reproduction.md"
     text = doc
-    for block in ("summary", "verdicts", "ranks", "designs"):
+    for block in ("summary", "costs", "verdicts", "ranks", "designs"):
         text = text.replace(block_in_doc(doc, block), f"| old {block} |")
     stale.write_text(text)
     assert rp.main(["table", str(EXPORTS), "--update", str(stale)]) == 0
@@ -71,3 +71,22 @@ def test_update_rewrites_every_table_in_place_and_keeps_the_rest(tmp_path, doc, 
     assert rp.main(["table", str(EXPORTS), "--update", str(tmp_path / "bare.md")]) == 2
     assert "no <!-- summary:begin -->" in capsys.readouterr().err
     assert (tmp_path / "bare.md").read_text() == "no markers here\n"
+
+
+def test_every_committed_report_is_of_the_current_analysis():
+    """`python -m analysis.reproduction reports docs/reproduction` rewrote each report from
+    its CSV: the verdict rows are check_claims' of that CSV, and the figures are there."""
+    import re
+
+    from analysis.claims import check_claims
+    from analysis.release import read_records
+
+    for csv in sorted(EXPORTS.glob("*.csv")):
+        page = (EXPORTS / csv.stem / "report.html").read_text()
+        rows = re.findall(r"<tr class='verdict ([^']*)' data-claim='([^']*)'>", page)
+        tested = [(v.verdict.replace(" ", "-"), v.claim)
+                  for v in check_claims(read_records(csv)) if v.tested]
+        assert rows == tested, csv.stem
+        figures = re.findall(r"<figure id='([^']+)'>", page)
+        assert len(figures) >= 3 and all(
+            (EXPORTS / csv.stem / "figures" / f"{f}.png").is_file() for f in figures), csv.stem

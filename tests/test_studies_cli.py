@@ -11,7 +11,7 @@ import sys
 import pytest
 
 import search_space as ss
-from studies import run
+from studies import cli, run
 from studies.plan import Plan, parse_seeds
 from studies.presets import (
     FIG3_L,
@@ -172,10 +172,16 @@ def test_seeds_accepts_a_count_or_a_list():
 
 
 def test_default_names_say_what_ran():
-    assert run._default_name(None, "plain8", 650_000, "cpu", "cifar10") == \
+    assert cli._default_name(None, "plain8", 650_000, [], "cpu", "cifar10") == \
         "plain8-650k-cpu-cifar10"
-    assert run._default_name(get_preset("fig3"), None, None, "proxy", "cifar100") == \
+    assert cli._default_name(get_preset("fig3"), None, None, [], "proxy", "cifar100") == \
         "fig3-proxy-cifar100"
+    two = [ss.parse("plain8-c64-k1.64"), ss.parse("res20-c64-k1.8.8/1.16.16/1.32.32")]
+    assert cli._default_name(None, None, None, two, "cpu", "cifar10") == \
+        "plain8-c64-k1.64+res20-c64-k1.8.8_1.16.16_1.32.32-cpu-cifar10"  # no "/" in a name
+    many = [ss.parse(f"plain8-c{c}-k1.{c}") for c in (16, 32, 48, 64, 80, 96)]
+    name = cli._default_name(None, None, None, many, "cpu", "cifar10")
+    assert name.startswith("designs6-") and len(name) == len("designs6-12345678-cpu-cifar10")
 
 
 def test_dry_run_of_a_preset_lists_its_designs(capsys):
@@ -202,21 +208,36 @@ BAD = {
     "malformed budget": (["--budget", "0.65X"], "budget '0.65X' is not a parameter count"),
     "missing data dir": (["--preset", "table2", "--data-dir", "no/such/dir"],
                          "--data-dir 'no/such/dir' is not a directory"),
-    "budget with preset": (["--preset", "smoke", "--budget", "1M"], "fixes its designs"),
-    "neither": ([], "one of --budget or --preset is required"),
+    "budget with preset": (["--preset", "smoke", "--budget", "1M"],
+                           "--preset smoke fixes its designs; drop --budget"),
+    "design with budget": (["--design", "plain8-c16-k1.g1", "--budget", "1M"],
+                           "--design names the designs; drop --budget/--net"),
+    "bad design": (["--design", "plain8-c16-k1.g1", "--design", "plain9-c1"], "plain9-c1"),
+    "design twice": (["--design", "plain8-c16-k1.g1", "--design", "plain8-c16-k1.g1"],
+                     "--design plain8-c16-k1.g1 is given twice"),
+    "net without budget": (["--net", "res20"], "--net res20 needs --budget"),
+    "neither": ([], "one of --budget, --preset or --design is required"),
+    "seeds letter": (["--preset", "smoke", "--seeds", "a"], "--seeds 'a': expected a count"),
+    "seed zero": (["--preset", "smoke", "--seeds", "0"],
+                  "--seeds '0': expected a count N >= 1", "(seed 0 alone: --seeds 0,)"),
+    "no trials": (["--preset", "smoke", "--max-trials", "0"], "--max-trials 0 must be >= 1"),
+    "bad duration": (["--preset", "smoke", "--confirm-above", "2 hours"],
+                     "--confirm-above '2 hours' is not a duration; accepted: 2h, 90m"),
     "unknown fidelity": (["--preset", "smoke", "--fidelity", "huge"],
                          "unknown fidelity 'huge'; accepted: smoke, cpu"),
 }
 
 
+@pytest.mark.parametrize("dry_run", [False, True], ids=["run", "dry-run"])
 @pytest.mark.parametrize("case", list(BAD))
-def test_bad_input_exits_2_with_one_line_and_creates_nothing(case, tmp_path, monkeypatch,
-                                                            capsys):
+def test_bad_input_exits_2_with_one_line_and_creates_nothing(case, dry_run, tmp_path,
+                                                            monkeypatch, capsys):
+    # The dry run refuses exactly what the run refuses, with the same line (one validation).
     argv, *messages = BAD[case]
     monkeypatch.chdir(tmp_path)
-    assert run.main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("run.py: error: ")
+    assert run.main(argv + (["--dry-run"] if dry_run else [])) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and err.startswith("run.py: error: ") and not out
     assert all(m in err for m in messages), err
     assert os.listdir(tmp_path) == []  # no runs/, no run directory, no database
 
@@ -267,8 +288,8 @@ def test_missing_dataset_without_network_names_the_three_ways_and_creates_nothin
 
 def test_a_run_directory_refuses_another_sweep(tmp_path, capsys):
     run_dir = tmp_path / "r"
-    args = run.build_parser().parse_args(["--preset", "smoke", "--run-dir", str(run_dir)])
-    run._create_run_dir(run.resolve(args), ["--preset", "smoke"])
+    args = cli.build_parser().parse_args(["--preset", "smoke", "--run-dir", str(run_dir)])
+    run._create_run_dir(cli.resolve(args), ["--preset", "smoke"])
     assert json.loads((run_dir / "run.json").read_text())["design_ids"][0] == \
         "plain8-c16-k1.4.4"
     assert run.main(["--preset", "smoke", "--run-dir", str(run_dir),
@@ -319,21 +340,6 @@ def test_summary_ranks_designs_by_mean_val_acc_over_ok_seeds():
     assert lines[0].split() == ["design", "params", "ok", "val_acc", "test_acc", "wall_s",
                                 "failed"]
     assert lines[2].split()[:4] == ["a", "1,000", "2/2", "0.600"] and "stopped" in lines[3]
-
-
-def test_estimate_left_divides_by_the_sweeps_parallelism_not_this_instants():
-    import time
-    from types import SimpleNamespace
-
-    from studies.progress import estimate_left
-
-    # One 100 s trial finished, one just started, four waiting; two ran at once before.
-    ledger = SimpleNamespace(finished=[SimpleNamespace(outcome="ok", seconds=100.0)],
-                             running={"t": SimpleNamespace(started=time.monotonic())},
-                             to_start=lambda: 4, peak_running=2)
-    assert 240 < estimate_left(ledger) <= 250  # 100/2 in flight + 2 rounds of 100
-    ledger.peak_running = 1
-    assert 490 < estimate_left(ledger) <= 500
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")

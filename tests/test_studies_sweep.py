@@ -7,22 +7,20 @@ test runs the driver as a subprocess with its own Ray, so killing it kills that 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
+import re
 from pathlib import Path
 
 import optuna
 import pytest
 
+import evaluators
 from evaluators.record import trial_key
 from studies import run
 from studies.presets import get_preset
 from studies.store import RecordStore
 
-REPO = Path(__file__).resolve().parent.parent
+from sweep_process import Driver
+
 FAST = ["--fidelity-set", "epochs=2"]  # smoke at 2 epochs: a trial in a few seconds
 
 
@@ -62,8 +60,6 @@ def test_smoke_sweep_records_every_trial_in_store_and_study(ray_cluster, tmp_pat
         assert len(r["curve"]) == 4 and 0.0 <= r["val_acc"] <= 1.0
         assert r["fidelity_config"]["epochs"] == 4 and r["params"] > 0
     # A Ray trial (reused worker process included) trains exactly as evaluate() here does.
-    import evaluators
-
     direct = evaluators.evaluate(records[-1]["design_id"], fidelity="smoke",
                                  dataset="synthetic", seed=0, threads=1)
     assert [row["val_acc"] for row in records[-1]["curve"]] == [row["val_acc"]
@@ -81,6 +77,15 @@ def test_smoke_sweep_records_every_trial_in_store_and_study(ray_cluster, tmp_pat
     assert len(df) == 3 and set(df.optuna_state) == {"COMPLETE"}
     assert f"run directory: {run_dir}" in out.out and "3 of 3 planned trials recorded" in out.out
     assert "done 3/3 (ok 3)" in out.err  # the progress lines
+    first = out.err.splitlines()[0]  # the estimate of the fixed calibration (conftest.py)
+    assert first.endswith("; estimate: 3 trials, ~11s each, ~23s in all, 2 at a time (cost "
+                          "model with this machine's calibration (cpu, 1 thread, 8x8, "
+                          "measured 2026-11-29 00:00))"), first
+    epochs = re.findall(r"\] epoch (\d)/4 (\S+) s0  val (0\.\d{3}), ~\d+s left in the trial",
+                        out.err)
+    assert sorted(e for e, *_ in epochs) == ["1"] * 3 + ["2"] * 3 + ["3"] * 3  # 4th: "ok"
+    assert list((run_dir / "checkpoints").iterdir()) == []  # each removed with its record
+    _matches_the_readme_example(out.err + out.out)
     assert not list((run_dir / "records").glob(".*"))  # no temporary files left
 
     # The same command again trains nothing and changes nothing.
@@ -89,6 +94,40 @@ def test_smoke_sweep_records_every_trial_in_store_and_study(ray_cluster, tmp_pat
     assert "0 to run" in capsys.readouterr().err
     assert {p.name: p.stat().st_mtime_ns for p in (run_dir / "records").iterdir()} == before
     assert len(_trials(run_dir)) == 3
+
+
+TIME = r"\d+d\d\dh|\d+h\d\dm|\d+m\d\ds|\d+s"
+STATUS = re.compile(r"done \d/3( \((ok|failed|stopped|error|interrupted|before) \d"
+                    r"(, \w+ \d)*\))? \| running \d( \+\d queued)?"
+                    r"( \| best 0\.\d{3} plain8-\S+ s0)?( \| left ~<t>)?")
+
+
+def _shape(line: str) -> str:
+    """A line with what varies from run to run (times, dates, paths, wall seconds) masked."""
+    line = re.sub(r"measured \d{4}-\d\d-\d\d \d\d:\d\d", "measured <date>", line)
+    line = re.sub(r"^run directory: .*", "run directory: <dir>", line)
+    line = re.sub(r"^\[\s*(?:" + TIME + r")\]", "[<t>]", line)
+    line = re.sub(r"(?<![\w.])(?:" + TIME + r")(?!\w)", "<t>", line)
+    if re.match(r"plain8-\S+\s+[\d,]+\s+\d/\d", line):  # a summary row: wall_s varies
+        line = " ".join(line.split()[:5])
+    return line
+
+
+def _matches_the_readme_example(output: str) -> None:
+    """The README's smoke example, line by line, modulo timings and the order of events
+    (which trial finishes first varies; what each one prints does not)."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("<!-- smoke-example:begin -->\n```\n")[1].split("\n```")[0]
+
+    def split(text: str) -> tuple[list[str], list[str]]:
+        lines = [_shape(line) for line in text.splitlines() if line.strip()]
+        events = [line for line in lines if line.startswith("[<t>] ")]
+        for event in events:  # the status part's form; its counts depend on the order
+            assert STATUS.fullmatch(event.split(" | ", 1)[1]), event
+        return ([line for line in lines if not line.startswith("[<t>] ")],
+                sorted(event.split(" | ", 1)[0] for event in events))
+
+    assert split(output) == split(block)
 
 
 def test_a_diverging_trial_is_recorded_as_failed_and_the_sweep_goes_on(ray_cluster, tmp_path,
@@ -129,68 +168,47 @@ def test_tpe_with_asha_stays_within_max_trials_and_never_repeats_a_key(ray_clust
     assert run.main(argv) == 0 and len(RecordStore(run_dir).keys()) == 5
 
 
-def _descendants(pid: int) -> list[int]:
-    """Processes below ``pid`` (Ray's GCS, raylet and workers below the driver)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def test_kill_9_then_two_drivers_finish_the_sweep_without_duplicates(ray_cluster, tmp_path,
-                                                                     monkeypatch):
+def test_kill_9_mid_trial_then_two_drivers_resume_it_without_duplicates(
+        ray_cluster, tmp_path, monkeypatch, capsys):
     run_dir = tmp_path / "killed"
-    cmd = [sys.executable, "studies/run.py", "--preset", "smoke", "--run-dir", str(run_dir),
-           *FAST]
+    args = ["--preset", "smoke", "--run-dir", str(run_dir), "--fidelity-set", "epochs=6"]
     # Dead drivers' RUNNING trials go stale after 4 s instead of 30, to keep the test short.
     monkeypatch.setenv("IGCBENCH_STALE_AFTER_S", "4")
-    env = dict(os.environ)
-    driver = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = Driver(args)
     try:
-        deadline = time.monotonic() + 150
-        while not RecordStore(run_dir).keys():  # a trial finished; others are in flight
-            assert driver.poll() is None, "the driver ended before it could be killed"
-            assert time.monotonic() < deadline, "no record within 150 s"
-            time.sleep(0.2)
-        doomed = _descendants(driver.pid)
+        driver.wait_for(lambda line: line.startswith("[") and " epoch 3/" in line)
     finally:
-        os.killpg(driver.pid, signal.SIGKILL)
-    for pid in doomed:  # Ray workers run in sessions of their own: kill them too
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    driver.wait()
-    recorded_at_kill = RecordStore(run_dir).keys()
-    assert 1 <= len(recorded_at_kill) < 3
+        driver.kill()  # kill -9 of the driver, its Ray and its workers, mid-trial
+    store = RecordStore(run_dir)
+    recorded_at_kill = store.keys()
+    kept = {p.stem for p in (run_dir / "checkpoints").glob("*.pt")} - recorded_at_kill
+    assert len(recorded_at_kill) < 3 and kept  # a trial was cut off after an epoch
 
     # The same command again, twice at once on the same run directory and storage: one
     # driver in this process (on the module's Ray), one in a subprocess with its own Ray.
-    second = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
+    second = Driver(args)
     try:
-        assert run.main(cmd[2:]) == 0
-        assert second.wait(timeout=240) == 0, second.stderr.read()[-2000:]
+        assert run.main(args) == 0
+        status, _, second_err = second.finish(timeout=240)
+        assert status == 0, second_err[-2000:]
     finally:
-        second.kill()
-    planned = _planned_keys("smoke+epochs=2")
-    store = RecordStore(run_dir)
+        second.proc.kill()
+    err = capsys.readouterr().err + second_err
+    resumed = re.findall(r"\] resume\s+(\S+) s0 after epoch (\d+)", err)
+    assert resumed and max(int(e) for _, e in resumed) >= 3  # from the last epoch, not 0
+    fidelity = evaluators.with_changes(evaluators.get_fidelity("smoke"), epochs=6)
+    planned = _planned_keys(fidelity.name)
     assert store.keys() == planned
+    for key in planned & kept:  # resumed trials end as if never interrupted
+        record = store.read(key)
+        direct = evaluators.evaluate(record["design_id"], fidelity=fidelity,
+                                     dataset="synthetic", seed=0, threads=1)
+        assert [r["val_acc"] for r in record["curve"]] == [r["val_acc"] for r in direct.curve]
+        assert (record["val_acc"], record["test_acc"]) == (direct.val_acc, direct.test_acc)
     assert all(store.read(k)["status"] == "ok" for k in planned)
     assert not [p for p in (run_dir / "records").iterdir() if not p.name.endswith(".json")
                 or p.name.startswith(".")]
+    assert list((run_dir / "checkpoints").iterdir()) == []  # removed once recorded
     trials = _trials(run_dir)
     complete = _complete_keys(trials)
     assert complete == sorted(planned)  # one COMPLETE trial per key: no duplicates
