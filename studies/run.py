@@ -1,6 +1,8 @@
 """``python studies/run.py --budget 0.65M``: search the IGCV2 design space under a budget.
 
 ``--preset fig3`` runs one of the paper's experiments instead (studies/presets.py).
+``--time-budget 1h`` fits the sweep to a wall clock by successive halving over cheaper rungs
+(studies/time_budget.py).
 ``--dry-run`` lists what would be evaluated, with exact costs (``--format json``: one
 ``search_space.describe()`` object per line). Without it the sweep runs: Ray Tune executes
 one trial per (design, seed), Optuna proposes designs, and every result lands in

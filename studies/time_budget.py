@@ -330,6 +330,17 @@ def ladder_fidelities(base: Fidelity, dataset: str) -> list[Fidelity]:
     return [with_changes(base, **c["changes"]) for c in configs]
 
 
+def ladder_markdown(base: Fidelity, dataset: str) -> str:
+    """The ladder below ``base`` as the markdown table docs/studies.md shows."""
+    lines = ["| rung | trains | validation images | test images | fidelity (record key) |",
+             "| --- | --- | --- | --- | --- |"]
+    configs = hv.rung_configs(base.to_dict(), dataset_train=DATASET_SIZES[dataset][0])
+    for i, (c, f) in enumerate(zip(configs, ladder_fidelities(base, dataset), strict=True)):
+        lines.append(f"| {i} | {_rung_words(f)} | {c['val_images']:,} | "
+                     f"{c['test_images']:,} | `{f.name}` |")
+    return "\n".join(lines)
+
+
 def trial_memory_limit(workers: int) -> float:
     """Bytes one trial may use: ``$IGCBENCH_TRIAL_MEMORY_GB``, else 80% of the memory
     available now, shared by the trials that run at once."""
@@ -406,12 +417,15 @@ def _decide_next(rungs: list[Rung], k: int, planned: list[int], ladder: list[Fid
                  records: list[dict[str, Any]], *, costs_for: Any, seeds: int, workers: int,
                  left: float, rung_overhead_s: float = 0.0) -> Rung | None:
     """The rung after ``rungs[k]`` with its designs (the best of rung k that fit the time
-    left, the rungs after it included), or None: the top, or nothing fits."""
+    left, the planned rungs after it included), or None: the ladder's top, or nothing
+    fits."""
     if k + 1 < len(rungs):  # decided by an earlier run of the same command
         return None
     current = rungs[k].ladder
-    later = [r for r in planned if r < current]
-    if not later or current == 0:
+    # The plan's rungs above this one; past the plan's top, the next rung of the ladder
+    # when the time left allows (the machine ran faster than predicted).
+    later = [r for r in planned if r < current] or ([current - 1] if current > 0 else [])
+    if not later:
         return None
     ranked = hv.rank_designs(records)
     if not ranked:

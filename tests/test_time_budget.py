@@ -244,8 +244,12 @@ def test_the_next_rung_takes_the_best_of_the_rung_below(tmp_path):
                            seeds=1, workers=1, left=14, rung_overhead_s=5) is None
     assert tb._decide_next([low], 0, [2, 1, 0], ladder, records, costs_for=costs_for,
                            seeds=1, workers=2, left=5) is None
+    # Past the plan's top, time left: the next rung of the ladder all the same.
     assert tb._decide_next([low], 0, [2], ladder, records, costs_for=costs_for, seeds=1,
-                           workers=2, left=1000) is None  # the plan's top
+                           workers=2, left=1000).designs == ["b", "d"]
+    top = tb.Rung(0, ladder[0], ["b"], "x")
+    assert tb._decide_next([low, top], 1, [2, 1, 0], ladder, records, costs_for=costs_for,
+                           seeds=1, workers=2, left=1000) is None  # the ladder's top
 
 
 def test_report_names_the_best_design_of_the_highest_rung_with_its_interval(tmp_path):
@@ -364,3 +368,48 @@ def test_a_two_minute_budget_on_synthetic_data_resumes_after_ctrl_c_and_finishes
     assert best["design_id"] in top["designs"]
     assert f"best: {best['design_id']} at rung {best['rung']}: val " in done.stdout
     assert 0 <= best["test_ci"][0] <= best["test_acc"] <= best["test_ci"][1] <= 1
+
+
+# --- docs/studies.md -------------------------------------------------------------------------
+
+
+def test_docs_show_the_ladder_the_code_makes_and_the_reports_lines(tmp_path):
+    import re
+
+    from analysis.doc_blocks import block_in_doc
+
+    doc = (REPO / "docs" / "studies.md").read_text()
+    assert block_in_doc(doc, "time-budget-ladder") == tb.ladder_markdown(
+        ev.get_fidelity("cpu"), "cifar10")
+    section = doc.split("## A time budget", 1)[1].split("\n## ", 1)[0]
+    example = section.split("**What the report means.**", 1)[1].split("```")[1]
+    lines = example.strip().splitlines()
+    assert re.fullmatch(r"time budget \dm00s, used \dm\d\ds: \d+ candidate designs", lines[0])
+    rung = (r"  rung \d \([\d,]+ images x \d epochs? at 8x8\): \d+ designs \(.+\): \d+ ok, "
+            r"\d+ failed, \d+ not finished(; rank agreement with the rung below: Spearman "
+            r"-?\d\.\d\d over \d+ designs)?")
+    best = (r"best: \S+ at rung \d: val 0\.\d{3}, test 0\.\d{3} \[0\.\d{3}, 0\.\d{3}\] on "
+            r"[\d,]+ images")
+    # The doc's example and a report the code writes now have the same lines.
+    ladder, plan, store, low = _two_rungs(tmp_path)
+    answer = tb.summarise([low], store, plan, {})
+    answer.update(seconds=100.0, time_budget_s=120.0)
+    written = io.StringIO()
+    tb.write_report(answer, written)
+    for text in (lines, written.getvalue().splitlines()):
+        rungs = [x for x in text if x.startswith("  rung")]
+        assert rungs and all(re.fullmatch(rung, x) for x in rungs)
+        assert re.fullmatch(best, next(x for x in text if x.startswith("best: ")))
+    assert len([x for x in lines if x.startswith("  rung")]) == 3
+    # The memory figures quoted: the estimate for the measured designs, and the one design
+    # of the 0.65M space over 5.5 GB.
+    cfg = {"resolution": 8, "batch_size": 64, "eval_batch_size": 500}
+    quoted = [round(trial_memory_bytes(d, cfg, "cifar10") / 2**30, 2)
+              for d in ("plain8-c64-k1.64", "plain8-c1504-k1.16.16.16",
+                        "plain8-c2888-k1.2.2.2.2.2")]
+    text = " ".join(section.split())
+    assert f"({quoted[0]:.2f} GB, {quoted[1]:.2f}, {quoted[2]:.2f} for those)" in text
+    designs = ss.enumerate_designs(650_000, "plain8", num_classes=10)
+    over = [d.id for d in designs if trial_memory_bytes(d, cfg, "cifar10") > 5.5 * 2**30]
+    assert over == ["plain8-c1884-k1.6.6.6.6.6"] and len(designs) == 74
+    assert "(`plain8-c1884-k1.6.6.6.6.6`, 6.2 GB predicted) is over 5.5 GB" in text
