@@ -74,6 +74,33 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+def add_time_budget(group: Any) -> None:
+    """The ``--time-budget`` option of ``studies/run.py`` (an argparse argument group)."""
+    group.add_argument("--time-budget", metavar="DURATION",
+                       help="fit the sweep to this wall-clock time (1h, 90m, 1h30m, 600): "
+                            "successive halving over cheaper rungs of --fidelity, then the "
+                            "best design with its interval (docs/studies.md)")
+
+
+def time_budget_of(args: Any) -> float | None:
+    """``--time-budget`` in seconds, or None. It chooses its designs and stops its trials
+    itself, so it takes none of ``--search``, ``--scheduler``, ``--max-trials``.
+
+    Raises:
+        ValueError: one line naming the value and what is accepted (``studies/run.py``
+            prints it and exits 2).
+    """
+    if args.time_budget is None:
+        return None
+    seconds = parse_duration(args.time_budget)
+    for flag, given in (("--search", args.search != "grid"), ("--scheduler", args.scheduler),
+                        ("--max-trials", args.max_trials is not None)):
+        if given:
+            raise ValueError(f"--time-budget chooses its designs and stops trials itself "
+                             f"(successive halving); drop {flag}")
+    return seconds
+
+
 def fmt_duration(seconds: float) -> str:
     """3600 -> 1h00m, 125 -> 2m05s, 42 -> 42s."""
     s = int(round(seconds))
@@ -263,3 +290,18 @@ def rank_designs(records: Sequence[dict[str, Any]]) -> list[tuple[str, float, in
     order = {d: i for i, d in enumerate(by)}
     ranked.sort(key=lambda t: (-t[1], order[t[0]]))
     return ranked
+
+
+def probe_designs(design_ids: list[str], seconds: list[float], n: int) -> list[str]:
+    """``n`` designs at evenly spaced quantiles of their predicted ``seconds`` (in the
+    input order): the first trials, whose times refit the cost model before the rest.
+
+    Example:
+        >>> probe_designs(["a", "b", "c", "d", "e", "f"], [6, 1, 5, 2, 4, 3], 2)
+        ['c', 'd']
+    """
+    if n >= len(design_ids):
+        return list(design_ids)
+    order = sorted(range(len(design_ids)), key=lambda i: (seconds[i], i))
+    picks = {order[min(len(order) - 1, int((j + 0.5) * len(order) / n))] for j in range(n)}
+    return [d for i, d in enumerate(design_ids) if i in picks]

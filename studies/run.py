@@ -1,8 +1,6 @@
 """``python studies/run.py --budget 0.65M``: search the IGCV2 design space under a budget.
 
 ``--preset fig3`` runs one of the paper's experiments instead (studies/presets.py).
-``--time-budget 1h`` fits the sweep to a wall clock by successive halving over cheaper rungs
-(studies/time_budget.py).
 ``--dry-run`` lists what would be evaluated, with exact costs (``--format json``: one
 ``search_space.describe()`` object per line). Without it the sweep runs: Ray Tune executes
 one trial per (design, seed), Optuna proposes designs, and every result lands in
@@ -19,7 +17,6 @@ import json
 import os
 import socket
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +28,10 @@ from evaluators.catalog import DATASETS, IMAGE_SIZE, NUM_CLASSES  # noqa: E402
 from evaluators.record import provenance, records_dir, utc_now, write_json_atomic  # noqa: E402
 from studies.budget import parse_budget  # noqa: E402
 from studies.dry_run import write_dry_run  # noqa: E402
+from studies.halving import add_time_budget, time_budget_of  # noqa: E402
 from studies.plan import SEARCHES, Plan, parse_seeds  # noqa: E402
 from studies.presets import PRESETS, Preset, get_preset  # noqa: E402
+from studies.time_budget import run_time_budget  # noqa: E402
 
 SCHEDULERS = ("asha", "fifo")
 ADDRESS_TIMEOUT_S = 3.0  # a cluster that does not accept a TCP connection by then is down
@@ -74,10 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "to the end (default: fifo for grid, asha otherwise)")
     how.add_argument("--max-trials", type=int,
                      help="at most this many (design, seed) trials (default: all)")
-    how.add_argument("--time-budget", metavar="DURATION",
-                     help="fit the sweep to this wall-clock time (1h, 90m, 1h30m, 600): "
-                          "successive halving over cheaper rungs of --fidelity, then the "
-                          "best design with its interval (docs/studies.md)")
+    add_time_budget(how)  # --time-budget 1h: studies/time_budget.py
     how.add_argument("--sampler-seed", type=int, default=0,
                      help="seed of the TPE/NSGA-II sampler and the random order (default 0)")
     where = p.add_argument_group("where to run and store")
@@ -134,14 +130,12 @@ class Request:
             "sampler_seed": self.plan.sampler_seed, "scheduler": self.scheduler,
             "cpus_per_trial": self.cpus_per_trial, "gpus_per_trial": self.gpus_per_trial,
             "address": self.address, "storage": _masked(self.storage_url),
-            "time_budget_s": self.time_budget_s,
             "study": self.plan.name, "commit": where.commit, "commit_dirty": where.dirty,
             "created": utc_now(),
         }
 
 
 def main(argv: list[str] | None = None) -> int:
-    started = time.monotonic()  # a --time-budget counts from here
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
@@ -167,9 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _create_run_dir(request, argv)
         if request.time_budget_s is not None:
-            from studies.time_budget import run_time_budget
-
-            return run_time_budget(request, argv, started=started)
+            return run_time_budget(request, argv)
         return run_sweep(SweepConfig(
             plan=request.plan, fidelity=request.fidelity, run_dir=request.run_dir,
             storage_url=request.storage_url, num_classes=request.num_classes,
@@ -204,10 +196,8 @@ def resolve(args: argparse.Namespace) -> Request:
         raise UsageError(f"--cpus-per-trial {args.cpus_per_trial} must be > 0")
     if not args.gpus_per_trial >= 0:
         raise UsageError(f"--gpus-per-trial {args.gpus_per_trial} must be >= 0")
-    time_budget = _time_budget(args)
     net = None if preset else (args.net or "plain8")
-    name = args.name or _default_name(preset, net, budget, fidelity.name
-                                      + ("-tb" if time_budget else ""), dataset)
+    name = args.name or _default_name(preset, net, budget, fidelity.name, dataset)
     if not name or "/" in name or name.startswith("."):
         raise UsageError(f"--name {name!r} must be a plain directory name")
     run_dir = Path(args.run_dir or Path("runs") / name).resolve()
@@ -223,7 +213,7 @@ def resolve(args: argparse.Namespace) -> Request:
         num_classes=num_classes, run_dir=run_dir, storage_url=storage_url, data_dir=data_dir,
         scheduler=args.scheduler or ("fifo" if args.search == "grid" else "asha"),
         cpus_per_trial=cpus, gpus_per_trial=args.gpus_per_trial, address=address,
-        time_budget_s=time_budget)
+        time_budget_s=time_budget_of(args))
     _check_run_dir(request)
     return request
 
@@ -244,21 +234,6 @@ def _designs(args: argparse.Namespace) -> tuple[Preset | None, int | None, list[
     num_classes = NUM_CLASSES[args.dataset or "cifar10"]
     return None, budget, ss.enumerate_designs(budget, args.net or "plain8",
                                               num_classes=num_classes)
-
-
-def _time_budget(args: argparse.Namespace) -> float | None:
-    """--time-budget in seconds; it runs its own search, so it takes none of the others."""
-    if args.time_budget is None:
-        return None
-    from studies.halving import parse_duration
-
-    seconds = parse_duration(args.time_budget)
-    for flag, given in (("--search", args.search != "grid"), ("--scheduler", args.scheduler),
-                        ("--max-trials", args.max_trials is not None)):
-        if given:
-            raise UsageError(f"--time-budget chooses its designs and stops trials itself "
-                             f"(successive halving); drop {flag}")
-    return seconds
 
 
 def _fidelity(evaluators: Any, name: str, settings: list[str]) -> Any:

@@ -21,8 +21,10 @@ import search_space as ss
 from evaluators.cost_model import trial_shape
 from evaluators.memory import trial_memory_bytes
 from evaluators.record import trial_key
+from studies import budget_report as report
 from studies import halving as hv
 from studies import run
+from studies import rungs as rg
 from studies import time_budget as tb
 from studies.plan import Plan
 from studies.store import RecordStore
@@ -50,7 +52,7 @@ def test_durations_as_users_write_them():
 
 
 def test_ladder_below_the_cpu_fidelity_is_named_keyed_and_sized_as_trials_draw():
-    ladder = tb.ladder_fidelities(ev.get_fidelity("cpu"), "cifar10")
+    ladder = rg.ladder_fidelities(ev.get_fidelity("cpu"), "cifar10")
     # cpu trains 7,200 images x 2 epochs: rungs of 14,400, 3,600, 900 and 225 image passes.
     shapes = [trial_shape(f.to_dict(), "cifar10") for f in ladder]
     assert [(s.train_images, s.epochs) for s in shapes] == [(7200, 2), (3600, 1), (900, 1),
@@ -67,10 +69,10 @@ def test_ladder_below_the_cpu_fidelity_is_named_keyed_and_sized_as_trials_draw()
     assert all(a == hv.ETA * b for a, b in zip(passes, passes[1:], strict=False))
     # The smoke fidelity (synthetic, 900 x 4 at 8x8) has three rungs above 200 images.
     smoke = [trial_shape(f.to_dict(), "synthetic")
-             for f in tb.ladder_fidelities(ev.get_fidelity("smoke"), "synthetic")]
+             for f in rg.ladder_fidelities(ev.get_fidelity("smoke"), "synthetic")]
     assert [(s.train_images, s.epochs) for s in smoke] == [(900, 4), (900, 1), (225, 1)]
     with pytest.raises(ValueError, match="fewer than 200"):
-        tb.ladder_fidelities(ev.with_changes(ev.get_fidelity("smoke"), train_size=150),
+        rg.ladder_fidelities(ev.with_changes(ev.get_fidelity("smoke"), train_size=150),
                              "synthetic")
 
 
@@ -178,7 +180,7 @@ def test_memory_estimate_grows_with_width_batch_and_resolution():
     for design, measured in ((small, 0.60), (mid, 3.38), (wide, 3.87)):
         predicted = trial_memory_bytes(design, cfg, "cifar10") / 2**30
         assert measured <= predicted <= 1.2 * measured, design
-    kept, skipped = tb.screen_memory(
+    kept, skipped = rg.screen_memory(
         (small, wide), ev.with_changes(ev.get_fidelity("cpu"), resolution=8), "cifar10", 10,
         limit=(trial_memory_bytes(small, cfg, "cifar10") + at8) / 2)
     assert kept == [small] and list(skipped) == [wide] and skipped[wide] == at8
@@ -191,26 +193,26 @@ def tb_process_bytes() -> float:
 
 
 def test_memory_limit_from_the_environment(monkeypatch):
-    monkeypatch.setenv(tb.MEMORY_ENV, "5.5")
-    assert tb.trial_memory_limit(2) == 5.5 * 2**30
-    monkeypatch.setenv(tb.MEMORY_ENV, "lots")
+    monkeypatch.setenv(rg.MEMORY_ENV, "5.5")
+    assert rg.trial_memory_limit(2) == 5.5 * 2**30
+    monkeypatch.setenv(rg.MEMORY_ENV, "lots")
     with pytest.raises(ValueError, match="IGCBENCH_TRIAL_MEMORY_GB='lots'"):
-        tb.trial_memory_limit(2)
-    monkeypatch.delenv(tb.MEMORY_ENV)
+        rg.trial_memory_limit(2)
+    monkeypatch.delenv(rg.MEMORY_ENV)
     import psutil
 
-    assert 0 < tb.trial_memory_limit(2) <= psutil.virtual_memory().total / 2
+    assert 0 < rg.trial_memory_limit(2) <= psutil.virtual_memory().total / 2
 
 
 # --- the driver's decisions and the report, from records ----------------------------------
 
 
 def _two_rungs(tmp_path):
-    ladder = tb.ladder_fidelities(ev.get_fidelity("smoke"), "synthetic")
+    ladder = rg.ladder_fidelities(ev.get_fidelity("smoke"), "synthetic")
     plan = Plan(name="x", design_ids=("a", "b", "c", "d"), seeds=(0,), fidelity="smoke",
                 dataset="synthetic")
     store = RecordStore(tmp_path)
-    low = tb.Rung(2, ladder[2], ["a", "b", "c", "d"], "every design")
+    low = rg.Rung(2, ladder[2], ["a", "b", "c", "d"], "every design")
     for d, v in (("a", 0.40), ("b", 0.70), ("c", 0.55), ("d", 0.62)):
         store.write(_rec(d, v, fidelity=ladder[2].name))
     return ladder, plan, store, low
@@ -218,49 +220,49 @@ def _two_rungs(tmp_path):
 
 def test_the_next_rung_takes_the_best_of_the_rung_below(tmp_path):
     ladder, plan, store, low = _two_rungs(tmp_path)
-    records = tb._rung_records(store, low, plan)
+    records = rg.rung_records(store, low, plan)
     assert len(records) == 4
 
     def costs_for(fidelity):
         return [10.0] * 4 if fidelity is ladder[1] else [40.0] * 4
 
-    nxt = tb._decide_next([low], 0, [2, 1, 0], ladder, records, costs_for=costs_for,
+    nxt = rg.decide_next([low], 0, [2, 1, 0], ladder, records, costs_for=costs_for,
                           seeds=1, workers=2, left=1000)
     # 4 designs -> planned 1, but the time allows half of them: the best two.
     assert (nxt.ladder, nxt.designs) == (1, ["b", "d"])
     assert "best 2 of rung 2's 4" in nxt.decided
     # Little time: rung 0 after it is dropped rather than rung 1 (two designs take one
     # round of 10 s on two workers, one on one worker).
-    two = tb._decide_next([low], 0, [2, 1, 0], ladder, records, costs_for=costs_for,
+    two = rg.decide_next([low], 0, [2, 1, 0], ladder, records, costs_for=costs_for,
                           seeds=1, workers=2, left=15)
     assert two.designs == ["b", "d"]
-    one = tb._decide_next([low], 0, [2, 1, 0], ladder, records, costs_for=costs_for,
+    one = rg.decide_next([low], 0, [2, 1, 0], ladder, records, costs_for=costs_for,
                           seeds=1, workers=1, left=15)
     assert one.designs == ["b"]
     # The rungs' own start counts: 5 s each leaves room for one round only.
-    assert tb._decide_next([low], 0, [2, 1, 0], ladder, records, costs_for=costs_for,
+    assert rg.decide_next([low], 0, [2, 1, 0], ladder, records, costs_for=costs_for,
                            seeds=1, workers=1, left=15, rung_overhead_s=5).designs == ["b"]
-    assert tb._decide_next([low], 0, [2, 1, 0], ladder, records, costs_for=costs_for,
+    assert rg.decide_next([low], 0, [2, 1, 0], ladder, records, costs_for=costs_for,
                            seeds=1, workers=1, left=14, rung_overhead_s=5) is None
-    assert tb._decide_next([low], 0, [2, 1, 0], ladder, records, costs_for=costs_for,
+    assert rg.decide_next([low], 0, [2, 1, 0], ladder, records, costs_for=costs_for,
                            seeds=1, workers=2, left=5) is None
     # Past the plan's top, time left: the next rung of the ladder all the same.
-    assert tb._decide_next([low], 0, [2], ladder, records, costs_for=costs_for, seeds=1,
+    assert rg.decide_next([low], 0, [2], ladder, records, costs_for=costs_for, seeds=1,
                            workers=2, left=1000).designs == ["b", "d"]
-    top = tb.Rung(0, ladder[0], ["b"], "x")
-    assert tb._decide_next([low, top], 1, [2, 1, 0], ladder, records, costs_for=costs_for,
+    top = rg.Rung(0, ladder[0], ["b"], "x")
+    assert rg.decide_next([low, top], 1, [2, 1, 0], ladder, records, costs_for=costs_for,
                            seeds=1, workers=2, left=1000) is None  # the ladder's top
 
 
 def test_report_names_the_best_design_of_the_highest_rung_with_its_interval(tmp_path):
     ladder, plan, store, low = _two_rungs(tmp_path)
-    high = tb.Rung(1, ladder[1], ["b", "d", "c"], "the best 3 of rung 2's 4")
+    high = rg.Rung(1, ladder[1], ["b", "d", "c"], "the best 3 of rung 2's 4")
     test_images = ladder[1].test_size
     assert test_images == 500
     store.write(_rec("b", 0.80, fidelity=ladder[1].name, test=0.40))
     store.write(_rec("d", 0.85, fidelity=ladder[1].name, test=0.84))
     store.write(_rec("c", 0.60, fidelity=ladder[1].name, status="failed"))
-    answer = tb.summarise([low, high], store, plan, {"z": 6.5 * 2**30})
+    answer = report.summarise([low, high], store, plan, {"z": 6.5 * 2**30})
     assert [r["ok"] for r in answer["rungs"]] == [4, 2]
     assert answer["rungs"][1]["failed"] == 1 and answer["rungs"][1]["missing"] == 0
     best = answer["best"]
@@ -274,7 +276,7 @@ def test_report_names_the_best_design_of_the_highest_rung_with_its_interval(tmp_
     assert [r["design_id"] for r in answer["runners_up"]] == ["b"]
     answer.update(seconds=61.0, time_budget_s=120.0)
     out = io.StringIO()
-    tb.write_report(answer, out)
+    report.write_report(answer, out)
     text = out.getvalue()
     assert "time budget 2m00s, used 1m01s: 4 candidate designs, 1 skipped for memory (z 6.5 GB)" \
         in text
@@ -285,10 +287,10 @@ def test_report_names_the_best_design_of_the_highest_rung_with_its_interval(tmp_
 
 def test_rank_agreement_between_rungs_is_reported(tmp_path):
     ladder, plan, store, low = _two_rungs(tmp_path)
-    high = tb.Rung(1, ladder[1], ["b", "d", "c", "a"], "all")
+    high = rg.Rung(1, ladder[1], ["b", "d", "c", "a"], "all")
     for d, v in (("a", 0.5), ("b", 0.9), ("c", 0.6), ("d", 0.8)):  # the same order
         store.write(_rec(d, v, fidelity=ladder[1].name))
-    answer = tb.summarise([low, high], store, plan, {})
+    answer = report.summarise([low, high], store, plan, {})
     assert answer["rungs"][1]["spearman_vs_below"] == {"n": 4, "rho": pytest.approx(1.0)}
 
 
@@ -308,12 +310,15 @@ def test_bad_time_budgets_are_refused_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
-def test_a_time_budget_run_has_its_own_default_name():
+def test_a_time_budget_run_shares_the_grid_sweeps_run_directory():
+    """Its records are keyed by rung fidelity and its Optuna studies named by rung, so a
+    grid sweep and a time budget on one run directory never mix."""
     args = run.build_parser().parse_args(["--budget", "40k", "--dataset", "synthetic",
                                           "--time-budget", "2m"])
     request = run.resolve(args)
-    assert request.plan.name == "plain8-40k-cpu-tb-synthetic"
-    assert request.time_budget_s == 120 and request.config([])["time_budget_s"] == 120
+    assert request.plan.name == "plain8-40k-cpu-synthetic" and request.time_budget_s == 120
+    assert run.resolve(run.build_parser().parse_args(
+        ["--budget", "40k", "--dataset", "synthetic"])).time_budget_s is None
 
 
 # --- a whole time-budgeted sweep -------------------------------------------------------------
@@ -379,7 +384,7 @@ def test_docs_show_the_ladder_the_code_makes_and_the_reports_lines(tmp_path):
     from analysis.doc_blocks import block_in_doc
 
     doc = (REPO / "docs" / "studies.md").read_text()
-    assert block_in_doc(doc, "time-budget-ladder") == tb.ladder_markdown(
+    assert block_in_doc(doc, "time-budget-ladder") == rg.ladder_markdown(
         ev.get_fidelity("cpu"), "cifar10")
     section = doc.split("## A time budget", 1)[1].split("\n## ", 1)[0]
     example = section.split("**What the report means.**", 1)[1].split("```")[1]
@@ -392,10 +397,10 @@ def test_docs_show_the_ladder_the_code_makes_and_the_reports_lines(tmp_path):
             r"[\d,]+ images")
     # The doc's example and a report the code writes now have the same lines.
     ladder, plan, store, low = _two_rungs(tmp_path)
-    answer = tb.summarise([low], store, plan, {})
+    answer = report.summarise([low], store, plan, {})
     answer.update(seconds=100.0, time_budget_s=120.0)
     written = io.StringIO()
-    tb.write_report(answer, written)
+    report.write_report(answer, written)
     for text in (lines, written.getvalue().splitlines()):
         rungs = [x for x in text if x.startswith("  rung")]
         assert rungs and all(re.fullmatch(rung, x) for x in rungs)
