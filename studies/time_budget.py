@@ -217,7 +217,7 @@ class _Driver:
         self.rung_overhead = RUNG_OVERHEAD_S
         self.rungs: list[Rung] = []
         self.planned: list[int] = []
-        self.probe: list[Rung] = []  # rung 0's first trials, before rung 0 is decided
+        self.probe: list[Rung] = []  # the first rung's first trials, before it is decided
 
     def left(self) -> float:
         return self.deadline - time.monotonic() - SETUP_RESERVE_S
@@ -235,8 +235,9 @@ class _Driver:
                      self.rung_overhead)
 
     def start(self) -> bool:
-        """Plan; run a probe of rung 0 (2 trials a worker, spread over the predicted costs)
-        and plan again from its times; decide rung 0. True if interrupted."""
+        """Plan; run a probe of the first (cheapest) rung (2 trials a worker, spread over the
+        predicted costs) and plan again from its times; decide the first rung. True if
+        interrupted."""
         first = self.ladder_plan()
         if first is None:
             return False
@@ -263,7 +264,7 @@ class _Driver:
             designs, how = list(self.kept), "every design that fits memory"
         self.planned = list(first.rungs)
         self.rungs = [Rung(first.rungs[0], self.ladder[first.rungs[0]], designs, how)]
-        counts = (len(designs), *first.designs[1:])  # the probe's designs stay in rung 0
+        counts = (len(designs), *first.designs[1:])  # the probe's designs stay in the first rung
         self.err.write("plan: " + ", ".join(
             f"{n_designs(n)} at rung {r} ({rung_words(self.ladder[r])})"
             for r, n in zip(first.rungs, counts, strict=True))
@@ -346,7 +347,7 @@ def _run_rung(request: Any, rung: Rung, seconds: float, config_cls: Any, run_swe
     """Run one rung as a Tune sweep stopped after ``seconds``: (exit status, interrupted:
     the sweep said so with status 130)."""
     # One Optuna study per (rung, design list): a study's parameter is a categorical over
-    # its plan's designs, which Optuna does not let change (the probe and rung 0 differ).
+    # its plan's designs, which Optuna does not let change (the probe and its rung differ).
     digest = f"{zlib.crc32('|'.join(rung.designs).encode()):08x}"
     plan = Plan(name=f"{request.plan.name}-rung{rung.ladder}-{digest}",
                 design_ids=tuple(rung.designs), seeds=request.plan.seeds,

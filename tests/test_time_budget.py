@@ -410,10 +410,12 @@ def test_docs_show_the_ladder_the_code_makes_and_the_reports_lines(tmp_path):
     # of the 0.65M space over 5.5 GB.
     cfg = {"resolution": 8, "batch_size": 64, "eval_batch_size": 500}
     quoted = [round(trial_memory_bytes(d, cfg, "cifar10") / 2**30, 2)
-              for d in ("plain8-c64-k1.64", "plain8-c1504-k1.16.16.16",
+              for d in ("plain8-c64-k1.64", "plain8-c620-k1.g4", "plain8-c1504-k1.16.16.16",
                         "plain8-c2888-k1.2.2.2.2.2")]
     text = " ".join(section.split())
-    assert f"({quoted[0]:.2f} GB, {quoted[1]:.2f}, {quoted[2]:.2f} for those)" in text
+    assert "C=64: 0.60 GB; C=620: 1.17; C=1504: 3.38; C=2888 (K=2, L=6): 3.87" in text
+    assert f"({quoted[0]:.2f} GB, {quoted[1]:.2f}, {quoted[2]:.2f}, {quoted[3]:.2f} for " \
+        "those)" in text
     designs = ss.enumerate_designs(650_000, "plain8", num_classes=10)
     over = [d.id for d in designs if trial_memory_bytes(d, cfg, "cifar10") > 5.5 * 2**30]
     assert over == ["plain8-c1884-k1.6.6.6.6.6"] and len(designs) == 74
