@@ -139,23 +139,40 @@ def measure(fidelity: Fidelity, *, device: torch.device, threads: int,
 
     ``impl``: the block implementation to time (default: ``search_space.DEFAULT_IMPL``);
     the benchmark calibrates ``"reference"`` too, for records made before the fast path.
+    Where the implementation's paths are "auto" (FastBlock on the CPU picks a path per
+    block), both paths are timed on the probes, each fitting its own coefficients.
     """
     probes = probes or PROBES
     base = _identity(fidelity, device, threads)
     if impl is not None:
         base = dataclasses.replace(base, paths=block_paths(device, impl))
-    saved = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        timings = [_time_probe(ss.parse(p), base.resolution, fidelity.batch_size, device,
-                               impl) for p in probes]
-    finally:
-        torch.set_num_threads(saved)
-    works = [per_image_work(p, resolution=base.resolution, paths=base.paths) for p in probes]
-    train = _fit([(w.train_elements, w.train_macs) for w in works], [t[0] for t in timings])
-    evals = _fit([(w.eval_elements, w.eval_macs) for w in works], [t[1] for t in timings])
+    if "auto" in base.paths:  # blocks take either path: fit each path's coefficients
+        fused = _measure_path(base, "fused", probes, fidelity.batch_size, device)
+        reference = _measure_path(base, "reference", probes, fidelity.batch_size, device)
+        return Calibration(**{**base.to_dict(), "train": fused[0], "eval": fused[1],
+                              "ref_train": reference[0], "ref_eval": reference[1],
+                              "created": _now()})
+    train, evals = _measure_path(base, impl, probes, fidelity.batch_size, device)
     return Calibration(**{**base.to_dict(), "train": train, "eval": evals,
                           "created": _now()})
+
+
+def _measure_path(base: Calibration, impl: str | None, probes: tuple[str, ...], batch: int,
+                  device: torch.device) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(train, eval) coefficients of block implementation ``impl`` timed on the probes."""
+    paths = block_paths(device, impl)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(base.threads)
+    try:
+        timings = [_time_probe(ss.parse(p), base.resolution, batch, device, impl)
+                   for p in probes]
+    finally:
+        torch.set_num_threads(saved)
+    works = [per_image_work(p, resolution=base.resolution, paths=paths, batch_size=batch)
+             for p in probes]
+    train = _fit([(w.train_elements, w.train_macs) for w in works], [t[0] for t in timings])
+    evals = _fit([(w.eval_elements, w.eval_macs) for w in works], [t[1] for t in timings])
+    return train, evals
 
 
 def _fit(features: list[tuple[float, float]], seconds: list[float]) -> tuple[float, ...]:

@@ -50,20 +50,14 @@ from typing import Any
 
 from evaluators.catalog import NUM_CLASSES
 from search_space.design import Design, parse
-from search_space.plan import Block, Conv, net_plan, segments
-
-PATHS = ("fused", "reference")  # how a block is computed (search_space.fast.DEVICE_PATH)
+from search_space.plan import net_plan
+from search_space.work import COMPOSE_MACS, PATHS, block_work, choose_path
 
 #: (official train images, test images, image side) per dataset; evaluators.data loads
 #: these (tests/test_cost_model.py checks them against the loaders).
 DATASET_SIZES = {"synthetic": (2_000, 500, 32), "cifar10": (50_000, 10_000, 32),
                  "cifar100": (50_000, 10_000, 32), "tinyimagenet": (100_000, 10_000, 64)}
 LATENCY_BATCHES = (1, 64)  # evaluators.latency.BATCH_SIZES
-COMPOSE_MACS = 4  # probe-GEMM multiply-adds per multiply-add of a run's composition: w @ A
-#                   and A @ cov, forward and backward, in float64 (12x the product), but
-#                   square products run faster than the probes' tall GEMMs; 4 was set from
-#                   measured training steps of plain8-c620-k1.g4 and -c1504-k1.16.16.16
-#                   (8x8, batch 8; benchmarks/cost_model.py --wide, docs/studies.md)
 DEFAULT_OVERHEAD_S = 5.0  # per trial: loading the data, splits, building the net (records:
 #                           wall_s less the epochs, test and latency passes, 3-6 s here)
 
@@ -77,99 +71,65 @@ class Work:
     eval_elements: float
     eval_macs: float
 
+    def __add__(self, other: Work) -> Work:
+        return Work(*(a + b for a, b in zip(dataclasses.astuple(self),
+                                            dataclasses.astuple(other), strict=True)))
+
 
 def per_image_work(design: Design | str, *, resolution: int | None = None,
                    num_classes: int = 10, input_size: int | None = None,
-                   paths: tuple[str, str] = ("fused", "fused"), batch_size: int = 64) -> Work:
+                   paths: tuple[str, str] = ("fused", "fused"), batch_size: int = 64,
+                   eval_batch_size: int = 500) -> Work:
     """The work of one image through ``design`` (built for ``input_size``) at ``resolution``.
 
-    ``paths``: (training, evaluation) block path, each "fused" or "reference".
-    ``batch_size``: training images per step, which share the fused path's per-step work.
+    ``paths``: (training, evaluation) block path, each "fused", "reference" or "auto" (the
+    path ``search_space.work.choose_path`` picks per block, as FastBlock does).
+    ``batch_size``: training images per step, which share the fused path's per-step work;
+    ``eval_batch_size``: images per evaluation forward (for "auto" only).
 
     Example:
         >>> w = per_image_work("plain8-c64-k1.64", resolution=16)
         >>> w.train_macs > w.eval_macs  # training adds the Gram matrix of every run
         True
     """
+    by_path = work_by_path(design, resolution=resolution, num_classes=num_classes,
+                           input_size=input_size, paths=paths, batch_size=batch_size,
+                           eval_batch_size=eval_batch_size)
+    return by_path["fused"] + by_path["reference"]
+
+
+def work_by_path(design: Design | str, *, resolution: int | None = None,
+                 num_classes: int = 10, input_size: int | None = None,
+                 paths: tuple[str, str] = ("fused", "fused"), batch_size: int = 64,
+                 eval_batch_size: int = 500) -> dict[str, Work]:
+    """:func:`per_image_work` split by the path each block takes: {"fused": ..., "reference":
+    ...}. The stem is counted with the first path of ``paths`` ("fused" for "auto")."""
     d = parse(design) if isinstance(design, str) else design
     plan = net_plan(d, num_classes, input_size)
     scale = ((resolution or plan.input_size) / plan.input_size) ** 2  # every layer's pixels
+    for path in paths:
+        if path not in (*PATHS, "auto"):
+            raise ValueError(f"path {path!r}; accepted: {', '.join(PATHS)}, auto")
+    totals = {p: [0.0, 0.0, 0.0, 0.0] for p in PATHS}
+    stem_path = "fused" if paths[0] == "auto" else paths[0]
     stem_elements = (plan.stem.cin + 4 * plan.stem.cout) * plan.stem.hw_out ** 2  # conv, BN,
     #                                                                     ReLU: 3 passes + in
-    out = []
-    for path in paths:
-        if path not in PATHS:
-            raise ValueError(f"path {path!r}; accepted: {', '.join(PATHS)}")
-        elements, macs = stem_elements, plan.stem.macs
-        for block in (*plan.blocks, *plan.head):
-            e, m = (_fused if path == "fused" else _reference)(block)
-            elements, macs = elements + e, macs + m
-        out.append((elements * scale, macs * scale))
-    (train_e, train_m), (eval_e, eval_m) = out
-    if paths[0] == "fused":  # the Gram matrix of each run's input, training only, and the
-        blocks = (*plan.blocks, *plan.head)  # composition of its matrix, once per step
-        train_m += sum(_gram(b) for b in blocks) * scale
-        train_m += COMPOSE_MACS * sum(_compose(b) for b in blocks) / batch_size
-    return Work(train_e, train_m, eval_e, eval_m)
-
-
-def _fused(block: Block) -> tuple[float, float]:
-    """(elements, macs) of a block on the fused path: one GEMM per run."""
-    elements = macs = 0.0
-    for run in segments(block):
-        pixels = _run_pixels(block, run.spatial)
-        if run.spatial is not None:
-            conv = _conv_at(block, run.spatial)
-            elements += conv.cin * conv.hw_in ** 2
-            macs += conv.macs
-        elements += (run.cin + run.cout) * pixels
-        macs += run.cin * run.cout * pixels
-    return elements, macs
-
-
-def _compose(block: Block) -> float:
-    """Multiply-adds of one product per 1x1 conv of each run: (C_out x C_in) @ (C_in x cin)."""
-    total = 0.0
-    for run in segments(block):
-        for conv_index, *_ in run.steps:
-            conv = _conv_at(block, conv_index)
-            total += conv.cout * conv.cin * run.cin
-    return total
-
-
-def _gram(block: Block) -> float:
-    return sum(run.cin ** 2 * _run_pixels(block, run.spatial) for run in segments(block))
-
-
-def _reference(block: Block) -> tuple[float, float]:
-    """(elements, macs) on the reference path: conv, BN, [shuffle copy], [ReLU] each.
-
-    (A group 1x1 convolution counted as dense, as ``../shared/notes/cpu-probes.md`` found
-    at C=144, predicted wide nets 4x too slow: at C=432-620 their groups are cheap.)
-    """
-    elements = macs = 0.0
-    for conv, shuffle, relu in zip(block.convs, block.shuffle, block.relu, strict=True):
-        passes = 2 + (shuffle > 1) + relu
-        elements += conv.cin * conv.hw_in ** 2 + passes * conv.cout * conv.hw_out ** 2
-        macs += conv.macs
-    return elements, macs
-
-
-def _conv_at(block: Block, module_index: int) -> Conv:
-    """The conv at a ReferenceBlock module index (conv, BN, [shuffle], [ReLU] per conv)."""
-    idx = 0
-    for conv, shuffle, relu in zip(block.convs, block.shuffle, block.relu, strict=True):
-        if idx == module_index:
-            return conv
-        idx += 2 + (shuffle > 1) + relu
-    raise IndexError(module_index)
-
-
-def _run_pixels(block: Block, spatial: int | None) -> int:
-    """Pixels of a run: its spatial conv's output, else the block's (1x1 keeps the size)."""
-    if spatial is not None:
-        return _conv_at(block, spatial).hw_out ** 2
-    return block.convs[-1].hw_out ** 2
+    for i in (0, 2):
+        totals[stem_path][i] += stem_elements * scale
+        totals[stem_path][i + 1] += plan.stem.macs * scale
+    for block in (*plan.blocks, *plan.head):
+        for mode, path in enumerate(paths):  # 0: training, 1: evaluation
+            training = mode == 0
+            if path == "auto":
+                path = choose_path(block, training=training, scale=scale,
+                                   batch=batch_size if training else eval_batch_size)
+            w = block_work(block, path)
+            macs = w.macs * scale
+            if training and path == "fused":  # each run's Gram matrix, and the composition
+                macs += w.gram * scale + COMPOSE_MACS * w.compose / batch_size  # once a step
+            totals[path][2 * mode] += w.elements * scale
+            totals[path][2 * mode + 1] += macs
+    return {p: Work(*t) for p, t in totals.items()}
 
 
 @dataclass(frozen=True)
@@ -239,6 +199,10 @@ class Calibration:
     scale: float = 1.0
     scale_records: int = 0
     created: str = ""
+    # With paths "auto", ``train`` and ``eval`` are the fused path's coefficients and these
+    # the reference path's (per element, per multiply-add; the per-image term is ``train``'s).
+    ref_train: tuple[float, float, float] | None = None
+    ref_eval: tuple[float, float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -247,8 +211,9 @@ class Calibration:
     def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in fields}
-        for key in ("paths", "train", "eval"):
-            values[key] = tuple(values[key])
+        for key in ("paths", "train", "eval", "ref_train", "ref_eval"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
         return cls(**values)
 
 
@@ -259,23 +224,30 @@ def compute_seconds(design: Design | str, fidelity: Mapping[str, Any], dataset: 
     classes = num_classes or NUM_CLASSES.get(dataset, 10)
     side = DATASET_SIZES[dataset][2]
 
-    def work(resolution: int) -> Work:
-        return per_image_work(design, resolution=resolution, num_classes=classes,
-                              input_size=side, paths=calibration.paths,
-                              batch_size=int(fidelity.get("batch_size", 64)))
+    auto = "auto" in calibration.paths
+    if auto and (calibration.ref_train is None or calibration.ref_eval is None):
+        raise ValueError("a calibration of the 'auto' paths needs ref_train and ref_eval")
 
-    def cost(coef: tuple[float, float, float], elements: float, macs: float) -> float:
-        return coef[0] * elements + coef[1] * macs + coef[2]
+    def per_image(resolution: int) -> tuple[float, float]:
+        """Seconds of one image's training step and of its evaluation forward."""
+        works = work_by_path(design, resolution=resolution, num_classes=classes,
+                             input_size=side, paths=calibration.paths,
+                             batch_size=int(fidelity.get("batch_size", 64)),
+                             eval_batch_size=int(fidelity.get("eval_batch_size", 500)))
+        train, evals = calibration.train[2], calibration.eval[2]  # per image, once
+        for path, w in works.items():
+            tc, ec = ((calibration.ref_train, calibration.ref_eval)
+                      if auto and path == "reference" else (calibration.train, calibration.eval))
+            train += tc[0] * w.train_elements + tc[1] * w.train_macs
+            evals += ec[0] * w.eval_elements + ec[1] * w.eval_macs
+        return train, evals
 
-    w = work(shape.resolution)
-    seconds = shape.train_images * shape.epochs * cost(calibration.train, w.train_elements,
-                                                       w.train_macs)
-    seconds += shape.eval_images * cost(calibration.eval, w.eval_elements, w.eval_macs)
+    train, evals = per_image(shape.resolution)
+    seconds = shape.train_images * shape.epochs * train + shape.eval_images * evals
     if shape.latency_images:
-        lat = w if shape.latency_resolution == shape.resolution else work(
-            shape.latency_resolution)
-        seconds += shape.latency_images * cost(calibration.eval, lat.eval_elements,
-                                               lat.eval_macs)
+        lat = evals if shape.latency_resolution == shape.resolution else per_image(
+            shape.latency_resolution)[1]
+        seconds += shape.latency_images * lat
     return seconds
 
 

@@ -42,14 +42,20 @@ from torch.autograd.function import once_differentiable
 from .modules import ReferenceBlock
 from .plan import Block, segments
 from .plan import Run as _Run
+from .work import choose_path
 
 #: (training, eval) path of FastBlock per device type, as measured by benchmarks/speed.py
-#: (docs/performance.md): "fused" computes every run as GEMMs, "reference" is ReferenceBlock's
-#: own forward. CUDA training keeps the reference: there the fused path is bound by the host
-#: (its small C x C ops), 0.25-0.6x for Xception, IGCV1 and nonlinear blocks and 1.0-1.44x,
-#: varying run to run, for IGCV2 (H200, one process). In eval the fused path wins for every
-#: kind measured, on both devices. Device types not listed: reference.
-DEVICE_PATH = {"cpu": ("fused", "fused"), "cuda": ("reference", "fused")}
+#: and benchmarks/path_choice.py (docs/performance.md): "fused" computes every run as GEMMs,
+#: "reference" is ReferenceBlock's own forward, "auto" picks one of the two per block and
+#: batch shape (``search_space.work.choose_path``). On the CPU the fused path wins for
+#: narrow blocks (C up to a few hundred) and loses by 10-100x for wide ones (its dense
+#: C x C GEMM per pixel and C^3 composition per step against the group convolutions' C x K):
+#: auto. CUDA training keeps the reference: there the fused path is bound by the host (its
+#: small C x C ops), 0.25-0.6x for Xception, IGCV1 and nonlinear blocks and 1.0-1.44x,
+#: varying run to run, for IGCV2 (H200, one process). In eval the fused path won for every
+#: kind measured on CUDA (narrow nets; the rule's CPU costs do not apply there). Device
+#: types not listed: reference.
+DEVICE_PATH = {"cpu": ("auto", "auto"), "cuda": ("reference", "fused")}
 
 
 # The two caches below create their tensors outside inference mode: a cached inference
@@ -259,8 +265,9 @@ class FastBlock(ReferenceBlock):
 
     Args:
         block: the plan of the block.
-        path: ``"fused"`` or ``"reference"``; None picks by device type and train/eval
-            mode from ``DEVICE_PATH``.
+        path: ``"fused"``, ``"reference"`` or ``"auto"`` (the one ``work.choose_path``
+            predicts faster for this block, the mode and the input's batch and size);
+            None picks by device type and train/eval mode from ``DEVICE_PATH``.
 
     Example:
         >>> from search_space import net_plan, parse
@@ -271,10 +278,12 @@ class FastBlock(ReferenceBlock):
 
     def __init__(self, block: Block, *, path: str | None = None) -> None:
         super().__init__(block)
-        if path not in (None, "fused", "reference"):
-            raise ValueError(f"path {path!r}; accepted: None, 'fused', 'reference'")
+        if path not in (None, "fused", "reference", "auto"):
+            raise ValueError(f"path {path!r}; accepted: None, 'fused', 'reference', 'auto'")
         self.path = path
+        self.block_plan = block
         self.runs = segments(block)
+        self._auto: dict[tuple[bool, int, int], str] = {}  # (training, batch, side) -> path
         self._eval_cache: dict[int, tuple[tuple, tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def load_reference_state(self, ref: ReferenceBlock) -> None:
@@ -283,11 +292,22 @@ class FastBlock(ReferenceBlock):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         path = self.path or DEVICE_PATH.get(x.device.type, ("reference",) * 2)[not self.training]
+        if path == "auto":
+            path = self.chosen_path(x.shape[0], x.shape[-1])
         if path == "reference":
             return super().forward(x)
         for i, run in enumerate(self.runs):
             x = self._forward_run(i, run, x)
         return x
+
+    def chosen_path(self, batch: int, side: int) -> str:
+        """The path "auto" takes in the current mode for ``batch`` images of ``side`` pixels."""
+        key = (self.training, batch, side)
+        if key not in self._auto:
+            scale = (side / self.block_plan.convs[0].hw_in) ** 2
+            self._auto[key] = choose_path(self.block_plan, training=self.training, batch=batch,
+                                          scale=scale)
+        return self._auto[key]
 
     def _run_params(self, run: _Run) -> tuple[list[nn.BatchNorm2d], list[torch.Tensor]]:
         """The run's BNs, and its parameters: lead BN (weight, bias), then per 1x1 conv

@@ -22,6 +22,7 @@ import search_space as ss
 from evaluators.catalog import DATASETS, NUM_CLASSES
 from evaluators.record import provenance, utc_now
 from studies.budget import parse_budget, parse_duration
+from studies.halving import add_time_budget, time_budget_of
 from studies.plan import SEARCHES, Plan, parse_seeds
 from studies.presets import PRESETS, Preset, get_preset
 
@@ -71,6 +72,7 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
                           "to the end (default: fifo for grid, asha otherwise)")
     how.add_argument("--max-trials", type=int,
                      help="at most this many (design, seed) trials (default: all)")
+    add_time_budget(how)  # --time-budget 1h: studies/time_budget.py
     how.add_argument("--sampler-seed", type=int, default=0,
                      help="seed of the TPE/NSGA-II sampler and the random order (default 0)")
     where = p.add_argument_group("where to run and store")
@@ -126,6 +128,7 @@ class Request:
     confirm_above_s: float = float("inf")
     yes: bool = False
     data_note: str | None = None  # dry run: the dataset is missing and the sweep downloads it
+    time_budget_s: float | None = None  # --time-budget: studies.time_budget runs the sweep
 
     @property
     def what(self) -> str:
@@ -194,7 +197,8 @@ def resolve(args: argparse.Namespace, *, dry_run: bool = False) -> Request:
         num_classes=num_classes, run_dir=run_dir, storage_url=storage_url, data_dir=data_dir,
         scheduler=args.scheduler or ("fifo" if args.search == "grid" else "asha"),
         cpus_per_trial=cpus, gpus_per_trial=args.gpus_per_trial, address=address,
-        confirm_above_s=confirm_above, yes=args.yes, data_note=note)
+        confirm_above_s=confirm_above, yes=args.yes, data_note=note,
+        time_budget_s=time_budget_of(args))
     _check_run_dir(request)
     return request
 

@@ -63,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{one_line(e)[:200]}{cause}", file=sys.stderr)
             return 2
     try:
+        if request.time_budget_s is not None:  # fits itself to the clock: nothing to confirm
+            from studies.time_budget import run_time_budget
+
+            _create_run_dir(request, argv)
+            return run_time_budget(request, argv)
         costs = _costs(request, request.fidelity, sys.stderr)
         # A Ray already up (a cluster, or one this process started) sets the parallelism.
         estimate = _sweep_estimate(request, costs, started=ray.is_initialized())

@@ -58,6 +58,7 @@ class SweepConfig:
     address: str | None = None  # an existing cluster; None = start Ray here
     costs: TrialCosts | None = None  # the cost model here: the ETA of the progress lines
     estimate: SweepEstimate | None = None  # of the trials to run, for the first line
+    time_budget_s: float | None = None  # Tune stops every trial after this (--time-budget)
 
 
 def run_sweep(cfg: SweepConfig, *, out: TextIO | None = None,
@@ -160,7 +161,8 @@ def _run_tune(cfg: SweepConfig, ledger: Ledger, err: TextIO, interrupts: Interru
             # reuse_actors: a worker imports torch once, not once per trial (seconds each on
             # a small CPU); a worker whose trial does not stop within 2 s is replaced.
             tune_config=tune.TuneConfig(search_alg=DesignSearcher(ledger), scheduler=scheduler,
-                                        num_samples=-1, reuse_actors=True),
+                                        num_samples=-1, reuse_actors=True,
+                                        time_budget_s=cfg.time_budget_s),
             run_config=tune.RunConfig(
                 name=f"tune-{stamp}-{os.getpid()}",
                 storage_path=str(cfg.run_dir / "ray"),  # Tune's files, apart from records/

@@ -34,6 +34,17 @@ def _one_thread():
     yield
     torch.set_num_threads(n)
 
+SHIPPED_DEVICE_PATH = dict(fast_module.DEVICE_PATH)  # before any test changes it
+
+
+@pytest.fixture(autouse=True)
+def _fused_on_the_cpu(monkeypatch):
+    """These tests hold the fused path's numbers to the reference's. The CPU's default path
+    is "auto" (a path per block and batch shape), which for their tiny inputs may be either;
+    test_auto_path_* below test that choice."""
+    monkeypatch.setitem(fast_module.DEVICE_PATH, "cpu", ("fused", "fused"))
+
+
 DESIGNS = {
     "igcv2-ii": "plain8-c144-k1.12.12",
     "xception": "plain8-c64-k1.64",
@@ -297,3 +308,54 @@ def test_training_after_a_first_pass_under_inference_mode():
         net.eval()(x)
     net.train()(x).sum().backward()  # raised "Inference tensors cannot be saved for backward"
     assert all(p.grad is not None for p in net.parameters())
+
+
+def _count_fused_runs(monkeypatch) -> list:
+    runs = []
+    apply = fast_module._TrainRun.apply
+    monkeypatch.setattr(fast_module._TrainRun, "apply",
+                        lambda x, run, *a: runs.append(run) or apply(x, run, *a))
+    return runs
+
+
+def test_auto_path_follows_the_rule_per_block_and_batch_shape(monkeypatch):
+    """On the CPU FastBlock asks search_space.work.choose_path, per (mode, batch, size)."""
+    from search_space.work import choose_path
+
+    monkeypatch.setitem(fast_module.DEVICE_PATH, "cpu", ("auto", "auto"))
+    narrow = _blocks("plain8-c200-k1.g2.g2.g2.g2.g2")[0]
+    wide = _blocks("plain8-c1504-k1.16.16.16")[0]
+    fast_narrow, fast_wide = FastBlock(narrow), FastBlock(wide)
+    # At 8x8 and batch 64 (the time budget's rungs): fused for C=200 with K=100, reference
+    # for C=1504 with K=16 (37 s against 0.43 s a training step: docs/performance.md).
+    assert fast_narrow.train().chosen_path(64, 8) == "fused"
+    assert fast_wide.train().chosen_path(64, 8) == "reference"
+    assert fast_wide.eval().chosen_path(500, 8) == "reference"
+    # The composition is paid once per step: one image alone does not pay for it.
+    assert fast_narrow.train().chosen_path(1, 8) == "reference"
+    for blk, mode in ((narrow, True), (wide, True), (wide, False)):
+        for batch, side in ((64, 8), (1, 8), (64, 32)):
+            want = choose_path(blk, training=mode, batch=batch, scale=(side / 32) ** 2)
+            assert FastBlock(blk).train(mode).chosen_path(batch, side) == want
+    # The forward goes where the rule says: the fused run, or the reference's own ops.
+    runs = _count_fused_runs(monkeypatch)
+    ref, fast = _pair(narrow)
+    x = _input(narrow.cin, 64, 8)
+    fast.train()(x)
+    assert len(runs) == len(fast.runs)
+    runs.clear()
+    x1 = _input(narrow.cin, 1, 8)
+    assert torch.equal(fast.train()(x1), ref.train()(x1)) and runs == []
+
+
+def test_auto_path_is_the_default_of_build_on_the_cpu(monkeypatch):
+    assert SHIPPED_DEVICE_PATH["cpu"] == ("auto", "auto")
+    assert SHIPPED_DEVICE_PATH["cuda"] == ("reference", "fused")
+    monkeypatch.setitem(fast_module.DEVICE_PATH, "cpu", SHIPPED_DEVICE_PATH["cpu"])
+    net = ss.build(ss.parse("plain8-c16-k1.4.4"), num_classes=10)
+    assert all(b.path is None for b in net.blocks)  # DEVICE_PATH decides, per device
+    runs = _count_fused_runs(monkeypatch)
+    net.train()(torch.randn(64, 3, 8, 8))
+    assert len(runs) == 6  # C=16 at batch 64: every block fused
+    with pytest.raises(ValueError, match="'auto'"):
+        FastBlock(net.blocks[0].block_plan, path="gpu")

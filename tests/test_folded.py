@@ -87,7 +87,7 @@ def test_train_step_equals_the_separate_nets_float64(design, conv1x1):
 @pytest.mark.parametrize("conv1x1", CONV1X1)
 def test_float32_matches_the_default_implementation(conv1x1):
     design = "res20-c8-k1.2.4/1.4.4/1.8.4"
-    nets = _nets(design, torch.float32)  # the default impl (FastBlock's fused path on a CPU)
+    nets = _nets(design, torch.float32)  # the default impl (FastBlock; on a CPU, its rule's path)
     folded = _folded(design, nets, conv1x1)
     xs = _inputs(torch.float32)
     out = folded(torch.cat(xs, 1))

@@ -51,3 +51,15 @@ def test_proxy15_as_the_fidelities_doc_states_it():
     assert (f.epochs, f.batch_size, f.lr, f.deterministic) == (15, 64, 0.1, False)
     assert "| `proxy15` | all 50,000 (45,000 + 5,000 val), all 10,000 test | native | 15 |" \
         in FIDELITIES
+
+
+def test_path_choice_block_is_the_committed_json():
+    import path_choice
+
+    result = json.loads((RESULTS / "path_choice_cpu.json").read_text())
+    assert block_in_doc(PERFORMANCE, "path-choice") == path_choice.doc_block(result)
+    s = result["summary"]
+    assert s["median_regret"] == 1.0 and s["worst_regret"] < 2
+    assert s["max_fused_over_reference"] > 100 and s["max_reference_over_fused"] > 5
+    # The rule never picked the fused path where it was measured (or predicted) 2x slower.
+    assert all(r["fused_over_reference"] < 2 for r in result["rows"] if r["chosen"] == "fused")

@@ -1,0 +1,191 @@
+"""What a block costs on each of FastBlock's paths, and which path a block should take.
+
+Torch-free counts over the plan, shared by the block implementation (``search_space.fast``
+picks a path per block with :func:`choose_path`), the cost model (``evaluators.cost_model``
+predicts a trial's seconds from the same counts) and the time budget's memory pre-screen
+(``studies.time_budget``, :func:`saved_elements`). One home, so the rule FastBlock follows
+and the time the cost model predicts for it cannot drift apart.
+
+Per image at the plan's resolution, a block on a path does:
+
+- ``elements``: activation values read or written by its forward (a run's input and output
+  on the fused path; every conv's output and its BN, shuffle and ReLU passes on the
+  reference path);
+- ``macs``: multiply-adds of its forward (the spatial convs and one dense GEMM per run on
+  the fused path, each conv's own on the reference path);
+- ``gram``: the fused path's Gram matrix of each run's input (training only);
+- ``compose``: the fused path's composition of each run's dense C x C matrix, one product
+  per 1x1 convolution, done once per forward call whatever the batch (float64).
+
+Why a rule. The fused path turns every run into one dense C x C GEMM: at C = 144 that saves
+the reference path's BatchNorm and shuffle passes, but its multiply-adds grow with C^2 per
+pixel against C * K for the group convolutions, and its composition with C^3 per step. A
+training step of plain8-c1504-k1.16.16.16 took 37 s fused against 0.43 s on the reference
+path (docs/performance.md); most of the 0.65M-parameter plain8 space is that wide.
+
+Example:
+    >>> from search_space import net_plan, parse
+    >>> narrow = net_plan(parse("plain8-c200-k1.g2.g2.g2.g2.g2")).blocks[0]
+    >>> wide = net_plan(parse("plain8-c1504-k1.16.16.16")).blocks[0]
+    >>> [choose_path(b, training=True, batch=64, scale=1 / 16) for b in (narrow, wide)]
+    ['fused', 'reference']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .plan import Block, Conv, segments
+
+PATHS = ("fused", "reference")  # how FastBlock computes a block (search_space.fast)
+COMPOSE_MACS = 4  # probe-GEMM multiply-adds per multiply-add of a run's composition in
+#                   training: w @ A and A @ cov, forward and backward, in float64 (12x the
+#                   product), but square products run faster than the probes' tall GEMMs;
+#                   4 was set from measured training steps of plain8-c620-k1.g4 and
+#                   -c1504-k1.16.16.16 (8x8, batch 8; benchmarks/cost_model.py --wide)
+COMPOSE_MACS_EVAL = 1  # in eval the products alone (no variances, no backward), once per
+#                        parameter change; counted per forward call, which overstates it
+#                        for an evaluation of many batches (the rule then errs toward the
+#                        reference path, and only for nets where the two are close)
+
+#: Seconds per activation element and per multiply-add of one image, on one CPU thread, for
+#: a training step (forward, backward, update) and an evaluation forward, per path: the
+#: coefficients ``evaluators.calibrate`` fitted for each implementation at 8x8, batch 64,
+#: on the 2-core development machine (2026-11-29; the fused path's per-element cost fits to
+#: 0 there: its passes hide behind its GEMMs). Only their ratios decide a path, and those
+#: are a memory-bandwidth to arithmetic ratio, which CPUs share more than they share speed;
+#: ``benchmarks/path_choice.py`` measures how often the rule picks the faster path.
+CPU_COSTS = {
+    "train": {"fused": (0.0, 1.40e-10), "reference": (4.23e-9, 2.74e-10)},
+    "eval": {"fused": (0.0, 3.67e-11), "reference": (1.23e-9, 1.08e-11)},
+}
+
+
+@dataclass(frozen=True)
+class BlockWork:
+    """One block's work on one path; all but ``compose`` per image at the plan's size."""
+
+    elements: float
+    macs: float
+    gram: float  # fused path, training only
+    compose: float  # fused path, per forward call (not per image)
+
+
+def block_work(block: Block, path: str) -> BlockWork:
+    """The work of ``block`` on ``path`` ("fused" or "reference").
+
+    Example:
+        >>> from search_space import net_plan, parse
+        >>> blk = net_plan(parse("plain8-c16-k1.4.4")).blocks[0]
+        >>> w = block_work(blk, "fused")  # one run: depth-wise 3x3, then one 16x16 GEMM
+        >>> w.macs == (16 * 9 + 16 * 16) * 32 * 32, w.compose == 2 * 16 ** 3
+        (True, True)
+    """
+    if path == "fused":
+        elements, macs = _fused(block)
+        return BlockWork(elements, macs, _gram(block), _compose(block))
+    if path == "reference":
+        elements, macs = _reference(block)
+        return BlockWork(elements, macs, 0.0, 0.0)
+    raise ValueError(f"path {path!r}; accepted: {', '.join(PATHS)}")
+
+
+def path_seconds(block: Block, path: str, *, training: bool, batch: int, scale: float = 1.0,
+                 costs: dict[str, dict[str, tuple[float, float]]] | None = None) -> float:
+    """Predicted seconds per image of ``block`` on ``path`` (``CPU_COSTS`` by default).
+
+    ``batch``: images per forward call (they share the composition); ``scale``: pixels at
+    the running resolution over the plan's (1/16 for 8x8 images through a 32x32 plan).
+    """
+    a, b = (costs or CPU_COSTS)["train" if training else "eval"][path]
+    w = block_work(block, path)
+    macs = w.macs + (w.gram if training else 0.0)
+    compose = (COMPOSE_MACS if training else COMPOSE_MACS_EVAL) * w.compose / max(batch, 1)
+    return a * w.elements * scale + b * (macs * scale + compose)
+
+
+def choose_path(block: Block, *, training: bool, batch: int, scale: float = 1.0) -> str:
+    """The path predicted faster for ``block`` (``CPU_COSTS``): "fused" or "reference".
+
+    Ties go to the fused path, which also needs less memory (it saves two tensors per run
+    for the backward pass, the reference path two per convolution).
+    """
+    fused = path_seconds(block, "fused", training=training, batch=batch, scale=scale)
+    reference = path_seconds(block, "reference", training=training, batch=batch, scale=scale)
+    return "fused" if fused <= reference else "reference"
+
+
+def saved_elements(block: Block, path: str) -> float:
+    """Activation values per image that a training forward keeps for the backward pass.
+
+    Reference: each convolution's output (BatchNorm's input) and the tensor after its
+    BatchNorm and shuffle (the next convolution's input; the ReLU is in place). Fused: per
+    run, its centred input and its output (``_TrainRun`` saves X and y).
+    """
+    if path == "reference":
+        return float(sum(2 * c.cout * c.hw_out ** 2 for c in block.convs))
+    if path == "fused":
+        return float(sum((r.cin + r.cout) * _run_pixels(block, r.spatial)
+                         for r in segments(block)))
+    raise ValueError(f"path {path!r}; accepted: {', '.join(PATHS)}")
+
+
+def _fused(block: Block) -> tuple[float, float]:
+    """(elements, macs) of a block on the fused path: one GEMM per run."""
+    elements = macs = 0.0
+    for run in segments(block):
+        pixels = _run_pixels(block, run.spatial)
+        if run.spatial is not None:
+            conv = _conv_at(block, run.spatial)
+            elements += conv.cin * conv.hw_in ** 2
+            macs += conv.macs
+        elements += (run.cin + run.cout) * pixels
+        macs += run.cin * run.cout * pixels
+    return elements, macs
+
+
+def _compose(block: Block) -> float:
+    """Multiply-adds of one product per 1x1 conv of each run: (C_out x C_in) @ (C_in x cin)."""
+    total = 0.0
+    for run in segments(block):
+        for conv_index, *_ in run.steps:
+            conv = _conv_at(block, conv_index)
+            total += conv.cout * conv.cin * run.cin
+    return total
+
+
+def _gram(block: Block) -> float:
+    return float(sum(run.cin ** 2 * _run_pixels(block, run.spatial)
+                     for run in segments(block)))
+
+
+def _reference(block: Block) -> tuple[float, float]:
+    """(elements, macs) on the reference path: conv, BN, [shuffle copy], [ReLU] each.
+
+    (A group 1x1 convolution counted as dense, as ``../shared/notes/cpu-probes.md`` found
+    at C=144, predicted wide nets 4x too slow: at C=432-620 their groups are cheap.)
+    """
+    elements = macs = 0.0
+    for conv, shuffle, relu in zip(block.convs, block.shuffle, block.relu, strict=True):
+        passes = 2 + (shuffle > 1) + relu
+        elements += conv.cin * conv.hw_in ** 2 + passes * conv.cout * conv.hw_out ** 2
+        macs += conv.macs
+    return elements, macs
+
+
+def _conv_at(block: Block, module_index: int) -> Conv:
+    """The conv at a ReferenceBlock module index (conv, BN, [shuffle], [ReLU] per conv)."""
+    idx = 0
+    for conv, shuffle, relu in zip(block.convs, block.shuffle, block.relu, strict=True):
+        if idx == module_index:
+            return conv
+        idx += 2 + (shuffle > 1) + relu
+    raise IndexError(module_index)
+
+
+def _run_pixels(block: Block, spatial: int | None) -> int:
+    """Pixels of a run: its spatial conv's output, else the block's (1x1 keeps the size)."""
+    if spatial is not None:
+        return _conv_at(block, spatial).hw_out ** 2
+    return block.convs[-1].hw_out ** 2
+

@@ -1,0 +1,115 @@
+"""The answer of a time-budgeted sweep: designs per rung, rank agreement between rungs,
+and the best design with a 95% Clopper-Pearson interval of its test accuracy."""
+
+from __future__ import annotations
+
+from typing import Any, TextIO
+
+from evaluators.cost_model import DATASET_SIZES
+from evaluators.fidelity import Fidelity
+from studies import halving as hv
+from studies.plan import Plan
+from studies.rungs import Rung, n_designs, rung_records, rung_words
+from studies.store import RecordStore
+
+CONFIDENCE = 0.95
+
+
+
+def summarise(rungs: list[Rung], store: RecordStore, plan: Plan,
+              skipped: dict[str, float]) -> dict[str, Any]:
+    """What the sweep found: per rung the designs planned, trained (ok, failed, missing),
+    its rank agreement with the rung below; the best design of the highest rung with an ok
+    record, its test accuracy and interval; the runners-up."""
+    from scipy import stats
+
+    per_rung, below = [], None
+    best = None
+    for rung in rungs:
+        records = rung_records(store, rung, plan)
+        ranked = hv.rank_designs(records)
+        row: dict[str, Any] = {
+            "ladder": rung.ladder, "fidelity": rung.fidelity.name,
+            "words": rung_words(rung.fidelity), "decided": rung.decided,
+            "designs": len(rung.designs), "trials": len(rung.designs) * len(plan.seeds),
+            "ok": sum(r.get("status") == "ok" for r in records),
+            "failed": sum(r.get("status") != "ok" for r in records),
+            "wall_s": sum(float(r.get("wall_s") or 0) for r in records),
+        }
+        row["missing"] = row["trials"] - row["ok"] - row["failed"]
+        if below is not None:
+            common = [d for d, _, _ in ranked if d in below]
+            if len(common) >= 3:
+                rho = stats.spearmanr([below[d] for d in common],
+                                      [dict((d, v) for d, v, _ in ranked)[d] for d in common])
+                row["spearman_vs_below"] = {"n": len(common), "rho": float(rho.statistic)}
+        below = {d: v for d, v, _ in ranked}
+        per_rung.append(row)
+        if ranked:
+            best = (rung, records, ranked)
+    answer: dict[str, Any] = {"rungs": per_rung, "skipped_memory": skipped,
+                              "candidates": len(plan.design_ids)}
+    if best is not None:
+        rung, records, ranked = best
+        answer["best"] = _entry(ranked[0], rung, records, stats)
+        answer["runners_up"] = [_entry(r, rung, records, stats) for r in ranked[1:3]]
+    return answer
+
+def _entry(ranked: tuple[str, float, int], rung: Rung, records: list[dict[str, Any]],
+           stats: Any) -> dict[str, Any]:
+    """A design's val and test accuracy at a rung, with the test's binomial interval."""
+    design, val, seeds = ranked
+    oks = [r for r in records if r["design_id"] == design and r.get("status") == "ok"]
+    n_test = int(rung.fidelity.test_size or DATASET_SIZES[oks[0]["dataset"]][1])
+    tests = [float(r["test_acc"]) for r in oks if r.get("test_acc") is not None]
+    entry: dict[str, Any] = {"design_id": design, "rung": rung.ladder,
+                             "fidelity": rung.fidelity.name, "val_acc": val, "seeds": seeds,
+                             "val_images": _val_images(rung.fidelity, oks[0]["dataset"]),
+                             "params": oks[0].get("params")}
+    if tests:
+        # Seeds share the test images: the interval is of the test sample (Clopper-Pearson
+        # on the pooled counts), not of seed-to-seed spread.
+        k = sum(round(t * n_test) for t in tests)
+        ci = stats.binomtest(k, n_test * len(tests)).proportion_ci(CONFIDENCE, "exact")
+        entry.update(test_acc=sum(tests) / len(tests), test_images=n_test,
+                     test_ci=[float(ci.low), float(ci.high)])
+    return entry
+
+def _val_images(fidelity: Fidelity, dataset: str) -> int:
+    drawn = min(fidelity.train_size or DATASET_SIZES[dataset][0], DATASET_SIZES[dataset][0])
+    return max(1, round(fidelity.val_fraction * drawn))
+
+def write_report(answer: dict[str, Any], out: TextIO) -> None:
+    """The summary: designs per rung, the best design with its interval."""
+    skipped = answer.get("skipped_memory") or {}
+    out.write(f"time budget {hv.fmt_duration(answer['time_budget_s'])}, used "
+              f"{hv.fmt_duration(answer['seconds'])}: {answer['candidates']} candidate designs"
+              + (f", {len(skipped)} skipped for memory ("
+                 + ", ".join(f"{d} {b / 2**30:.1f} GB" for d, b in skipped.items()) + ")"
+                 if skipped else "") + "\n")
+    for r in answer["rungs"]:
+        agree = r.get("spearman_vs_below")
+        out.write(f"  rung {r['ladder']} ({r['words']}): {n_designs(r['designs'])} "
+                  f"({r['decided']})"
+                  f": {r['ok']} ok, {r['failed']} failed, {r['missing']} not finished"
+                  + (f"; rank agreement with the rung below: Spearman {agree['rho']:.2f} over "
+                     f"{agree['n']} designs" if agree else "") + "\n")
+    best = answer.get("best")
+    if best is None:
+        out.write("no design finished a rung: no answer\n")
+        return
+    out.write(f"best: {_entry_line(best)}\n")
+    for r in answer.get("runners_up", []):
+        out.write(f"  then: {_entry_line(r)}\n")
+    out.write(f"  (chosen by validation accuracy on {best['val_images']:,} images; the test "
+              f"accuracy, not used to choose, with its {CONFIDENCE:.0%} Clopper-Pearson "
+              "interval over the test images)\n")
+
+def _entry_line(e: dict[str, Any]) -> str:
+    test = ""
+    if "test_acc" in e:
+        lo, hi = e["test_ci"]
+        test = (f", test {e['test_acc']:.3f} [{lo:.3f}, {hi:.3f}] on {e['test_images']:,} "
+                "images")
+    seeds = f", {e['seeds']} seeds" if e["seeds"] > 1 else ""
+    return f"{e['design_id']} at rung {e['rung']}: val {e['val_acc']:.3f}{test}{seeds}"

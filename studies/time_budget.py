@@ -1,0 +1,413 @@
+"""``python studies/run.py --budget 0.65M --time-budget 1h``: the sweep fitted to a wall clock.
+
+Successive halving over named rungs (``studies.halving`` plans, ``studies.rungs`` makes
+the rungs and their decisions, this module runs them, ``studies.budget_report`` answers): every
+design (that fits memory) is trained at the cheapest rung, the best quarter by validation
+accuracy at the next, and so on; each rung is one Ray Tune run of ``studies.sweep`` (FIFO,
+one record per trial, resumable by key) with a hard stop (Tune's ``time_budget_s``) at the
+time left. Between rungs the cost model's scale is refitted to the records just made and
+the next rung re-planned to the time left: fewer designs when the machine runs slower than
+predicted, more (up to half) when faster. At the end: how many designs were trained at
+which rung, and the best design with a 95% interval of its test accuracy.
+
+Why not Tune's ASHA or HyperBand (docs/studies.md says more): ASHA promotes the first
+trials to reach a rung without comparison (the first one at each rung always continues),
+so on two workers the first designs of the list run to the top while most have not been
+seen, and a hard stop can then leave no trial finished at the top; Tune's synchronous
+HyperBand needs pausable (checkpointed) trials and runs several brackets. Rungs as separate
+Tune runs keep every rung's results complete records, let each rung have its own data sizes,
+and let the plan follow the measured speed. Tune still runs every trial.
+
+State: ``RUN_DIR/time_budget.json`` (the ladder, each rung's designs once decided, what was
+skipped and why, the answer), rewritten atomically after each decision. The same command
+again keeps the decided rungs and their records and spends its own budget on what is left.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+import zlib
+from pathlib import Path
+from typing import Any, TextIO
+
+import search_space as ss
+from evaluators.cost_model import DATASET_SIZES, predict_seconds
+from evaluators.fidelity import Fidelity
+from evaluators.record import utc_now, write_json_atomic
+from studies import halving as hv
+from studies.budget_report import summarise, write_report
+from studies.plan import Plan
+from studies.rungs import (
+    Rung,
+    decide_next,
+    ladder_fidelities,
+    n_designs,
+    refit_calibration,
+    rung_records,
+    rung_words,
+    screen_memory,
+    trial_memory_limit,
+)
+from studies.store import RecordStore
+
+STATE_FILE = "time_budget.json"
+TRIAL_OVERHEAD_S = 1.0  # per trial, beyond its record's wall_s: Tune handing it to a worker
+RUNG_OVERHEAD_S = 10.0  # per rung: starting the Tune run and its workers (each imports
+#                         torch); measured 4-9 s on the 2-core machine, then refitted per rung
+SETUP_RESERVE_S = 10.0  # the final report, Ray's shutdown
+_TUNE_SIGINT = "TUNE_DISABLE_SIGINT_HANDLER"
+
+
+def run_time_budget(request: Any, argv: list[str], *, out: TextIO | None = None,
+                    err: TextIO | None = None, started: float | None = None) -> int:
+    """Run the time-budgeted sweep of a validated ``studies.run.Request``.
+
+    ``started``: ``time.monotonic()`` when the command started (the budget counts from
+    there; default: when this process started). Returns 0 when a best design is named, 1
+    otherwise (interrupted, or nothing fitted), 130 after Ctrl-C.
+    """
+    from studies.sweep import init_ray
+
+    out, err = out or sys.stdout, err or sys.stderr
+    if started is None:  # the process's start: its imports and checks count too
+        import psutil
+
+        started = time.monotonic() - max(0.0, time.time() - psutil.Process().create_time())
+    t0 = started
+    deadline = t0 + request.time_budget_s
+    own_ray = init_ray(request.address)
+    try:
+        with _INTERRUPT:
+            return _run(request, argv, out, err, t0, deadline)
+    except KeyboardInterrupt:
+        err.write("\ninterrupted: the same command resumes from the records\n")
+        return 130
+    finally:
+        if own_ray:
+            import ray
+
+            ray.shutdown()
+
+class _Interrupt:
+    """Ctrl-C in a time-budgeted sweep ends the sweep, not just the rung running.
+
+    Ray Tune's own SIGINT handler ends its run as if it had finished, so the next rung
+    would start. Instead (with Tune's SIGINT handler off): the first Ctrl-C during a rung
+    asks Tune to stop through its other stop signal, SIGUSR1 (the same graceful stop:
+    trials end, the run returns), and the sweep ends after the rung with its report; a
+    Ctrl-C outside a rung, or a second one, raises KeyboardInterrupt at once. Records
+    already written stay either way.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.in_rung = False
+        self._saved: list[Any] = []
+
+    def __enter__(self) -> _Interrupt:
+        self.requested, self.in_rung = False, False
+        self._env = os.environ.get(_TUNE_SIGINT)
+        os.environ[_TUNE_SIGINT] = "1"
+        if threading.current_thread() is threading.main_thread():
+            self._saved = [signal.signal(signal.SIGINT, self._on_sigint)]
+            if hasattr(signal, "SIGUSR1"):  # until Tune installs its own: not terminate
+                self._saved.append(signal.signal(signal.SIGUSR1, lambda *_: None))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._env is None:
+            os.environ.pop(_TUNE_SIGINT, None)
+        else:
+            os.environ[_TUNE_SIGINT] = self._env
+        for sig, handler in zip((signal.SIGINT, getattr(signal, "SIGUSR1", None)),
+                                self._saved, strict=False):
+            signal.signal(sig, handler)
+        self._saved = []
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self.requested or not self.in_rung or not hasattr(signal, "SIGUSR1"):
+            raise KeyboardInterrupt
+        self.requested = True
+        sys.stderr.write("\nCtrl-C: ending the rung (its running trials stop); Ctrl-C again "
+                         "stops at once\n")
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+
+_INTERRUPT = _Interrupt()
+
+
+def _run(request: Any, argv: list[str], out: TextIO, err: TextIO, t0: float,
+         deadline: float) -> int:
+    import ray
+
+    plan, dataset = request.plan, request.plan.dataset
+    store = RecordStore(request.run_dir)
+    state_path = request.run_dir / STATE_FILE
+    ladder = ladder_fidelities(request.fidelity, dataset)
+    state = _read_state(state_path)
+    if state and [r["fidelity"] for r in state["ladder"]] != [f.name for f in ladder]:
+        err.write(f"{state_path}: another ladder (its base fidelity changed); starting over "
+                  "with this one (records are kept by key)\n")
+        state = None
+    workers = _workers(ray.cluster_resources(), request.cpus_per_trial,
+                       request.gpus_per_trial)
+    limit = trial_memory_limit(workers)
+    kept, skipped = screen_memory(plan.design_ids, ladder[-1], dataset, request.num_classes,
+                                  limit)
+    head = (f"time budget {hv.fmt_duration(request.time_budget_s)}: {len(plan.design_ids)} "
+            f"designs, {len(skipped)} skipped for memory (over {limit / 2**30:.1f} GB a "
+            f"trial), {workers} trials at a time")
+    if not kept:
+        out.write(head + "; nothing left to train\n")
+        return 1
+    d = _Driver(request, store, ladder, kept, workers, deadline, err)
+
+    def save(answer: dict[str, Any] | None = None) -> None:
+        _write_state(state_path, ladder, d.planned, d.rungs, skipped, limit, answer)
+
+    if state and state.get("rungs"):
+        d.planned = [int(r) for r in state["planned"]]
+        d.rungs = [_rung_from(r, ladder) for r in state["rungs"]]
+        err.write(f"{head}; resuming {STATE_FILE}: rungs "
+                  + ", ".join(str(r.ladder) for r in d.rungs) + "\n")
+        interrupted = False
+    else:
+        err.write(head + "\n")
+        interrupted = d.start()
+        if not d.rungs and not interrupted:
+            out.write(head + f"; not one trial of the cheapest rung ({ladder[-1].name}) fits "
+                             "the time left: give more time or a smaller --budget\n")
+            return 1
+    if d.rungs:  # decided: a re-run keeps them (an interrupted probe decided nothing)
+        save()
+    k = 0
+    while k < len(d.rungs) and not interrupted:
+        interrupted = d.run(d.rungs[k])
+        if not interrupted and k + 1 == len(d.rungs) and (nxt := d.next_rung(k)):
+            d.rungs.append(nxt)
+            save()
+        k += 1
+    answer = summarise(d.rungs or d.probe, store, plan, skipped)
+    answer.update(seconds=time.monotonic() - t0, time_budget_s=request.time_budget_s,
+                  created=utc_now())
+    if d.rungs:
+        save(answer)
+    write_report(answer, out)
+    out.write(f"run directory: {request.run_dir}\n")
+    if interrupted:
+        return 130
+    return 0 if answer.get("best") else 1
+
+class _Driver:
+    """The sweep's working state: the designs, the calibration as refitted so far, the
+    rungs decided, and how to run one."""
+
+    def __init__(self, request: Any, store: RecordStore, ladder: list[Fidelity],
+                 kept: list[str], workers: int, deadline: float, err: TextIO) -> None:
+        self.request, self.store, self.ladder, self.kept = request, store, ladder, kept
+        self.workers, self.deadline, self.err = workers, deadline, err
+        self.plan, self.seeds = request.plan, len(request.plan.seeds)
+        self.calibration = _calibration(request, ladder[-1], store, ladder)
+        self.rung_overhead = RUNG_OVERHEAD_S
+        self.rungs: list[Rung] = []
+        self.planned: list[int] = []
+        self.probe: list[Rung] = []  # the first rung's first trials, before it is decided
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic() - SETUP_RESERVE_S
+
+    def costs(self, fidelity: Fidelity, designs: list[str] | None = None) -> list[float]:
+        """Predicted seconds of a trial of each design (all candidates by default)."""
+        return [predict_seconds(d, fidelity.to_dict(), self.plan.dataset, self.calibration,
+                                num_classes=self.request.num_classes) + TRIAL_OVERHEAD_S
+                for d in (self.kept if designs is None else designs)]
+
+    def ladder_plan(self) -> hv.LadderPlan | None:
+        costs = {d: c for d, c in zip(self.kept, zip(*(self.costs(f) for f in self.ladder),
+                                                     strict=True), strict=True)}
+        return _plan(self.kept, costs, self.seeds, self.workers, self.left(),
+                     self.rung_overhead)
+
+    def start(self) -> bool:
+        """Plan; run a probe of the first (cheapest) rung (2 trials a worker, spread over the
+        predicted costs) and plan again from its times; decide the first rung. True if
+        interrupted."""
+        first = self.ladder_plan()
+        if first is None:
+            return False
+        probe = hv.probe_designs(self.kept, self.costs(self.ladder[first.rungs[0]]),
+                              2 * self.workers)
+        if len(probe) < len(self.kept):
+            rung = Rung(first.rungs[0], self.ladder[first.rungs[0]], probe,
+                        f"a probe of {len(probe)} designs spread over the predicted times")
+            self.probe = [rung]
+            if self.run(rung):
+                return True
+            first = self.ladder_plan()
+            if first is None:
+                return False
+        if first.sampled:
+            rest = [d for d in self.kept if d not in probe]
+            chosen = set(probe) | set(hv.stratified_sample(
+                rest, max(0, first.designs[0] - len(probe)), self.plan.sampler_seed,
+                stratum=lambda d: ss.parse(d).L))
+            designs = [d for d in self.kept if d in chosen]
+            how = (f"{len(designs)} of {len(self.kept)}: the probe and a sample stratified "
+                   f"by L (sampler seed {self.plan.sampler_seed}); all would not fit the time")
+        else:
+            designs, how = list(self.kept), "every design that fits memory"
+        self.planned = list(first.rungs)
+        self.rungs = [Rung(first.rungs[0], self.ladder[first.rungs[0]], designs, how)]
+        counts = (len(designs), *first.designs[1:])  # the probe's designs stay in the first rung
+        self.err.write("plan: " + ", ".join(
+            f"{n_designs(n)} at rung {r} ({rung_words(self.ladder[r])})"
+            for r, n in zip(first.rungs, counts, strict=True))
+            + f"; predicted {hv.fmt_duration(first.predicted_s)} of {hv.fmt_duration(self.left())} "
+            "left\n")
+        return False
+
+    def run(self, rung: Rung) -> bool:
+        """Run ``rung`` within the time left, then refit; True if interrupted."""
+        from studies.sweep import SweepConfig, run_sweep
+
+        seconds = self.left()
+        if seconds <= 0 or len(rung_records(self.store, rung, self.plan)) == len(
+                rung.designs) * self.seeds:  # out of time, or recorded by an earlier run
+            return False
+        start = time.monotonic()
+        rc, interrupted = _run_rung(self.request, rung, seconds, SweepConfig, run_sweep,
+                                    self.err)
+        records = rung_records(self.store, rung, self.plan)
+        done = [r for x in (*self.rungs, rung) for r in rung_records(self.store, x, self.plan)]
+        self.calibration, self.rung_overhead = _refit(
+            self.calibration, records, time.monotonic() - start, self.workers,
+            self.rung_overhead, done)
+        return interrupted or rc == 130
+
+    def next_rung(self, k: int) -> Rung | None:
+        records = rung_records(self.store, self.rungs[k], self.plan)
+        return decide_next(self.rungs, k, self.planned, self.ladder, records,
+                            costs_for=self.costs, seeds=self.seeds, workers=self.workers,
+                            left=self.left(), rung_overhead_s=self.rung_overhead)
+
+def _calibration(request: Any, fidelity: Fidelity, store: RecordStore,
+                 ladder: list[Fidelity]) -> Any:
+    """This machine's calibration at the rungs' shape, refitted to records of the ladder
+    already in the run directory (an earlier run of the same command)."""
+    from evaluators.calibrate import get_calibration
+
+    device = "cuda" if request.gpus_per_trial > 0 else "cpu"
+    cal = get_calibration(fidelity, device=device,
+                          threads=max(1, math.floor(request.cpus_per_trial)))
+    names = {f.name for f in ladder}
+    return refit_calibration(cal, [r for r in store.records() if r.get("fidelity") in names])
+
+def _workers(resources: dict[str, float], cpus: float, gpus: float) -> int:
+    """Trials Tune can run at once on the cluster."""
+    n = math.floor(resources.get("CPU", 1) / cpus) if cpus > 0 else 1
+    if gpus > 0:
+        n = min(n, math.floor(resources.get("GPU", 0) / gpus))
+    return max(1, n)
+
+def _plan(kept: list[str], costs: dict[str, list[float]], seeds: int, workers: int,
+          seconds: float, rung_overhead_s: float) -> hv.LadderPlan | None:
+    depth = len(next(iter(costs.values())))
+    mean = [sum(costs[d][i] for d in kept) / len(kept) for i in range(depth)]
+
+    def first_rung(index: int, n: int) -> float:
+        if n >= len(kept):  # the actual designs, in plan order
+            return hv.queue_makespan([costs[d][index] for d in kept for _ in range(seeds)],
+                                     workers)
+        return hv.makespan(n * seeds, mean[index], workers)
+
+    return hv.plan_ladder(n_designs=len(kept), seeds=seeds, workers=workers,
+                          seconds=seconds, rung_seconds=mean, first_rung=first_rung,
+                          rung_overhead_s=rung_overhead_s)
+
+def _refit(calibration: Any, records: list[dict[str, Any]], took: float, workers: int,
+           rung_overhead: float, all_records: list[dict[str, Any]]) -> tuple[Any, float]:
+    """The calibration refitted to every record of the ladder so far
+    (:func:`refit_calibration`), and the rung overhead this rung showed: its wall time less
+    its trials queued on the workers (their records' wall_s plus ``TRIAL_OVERHEAD_S``), if
+    it ran any."""
+    calibration = refit_calibration(calibration, all_records)
+    walls = [float(r["wall_s"]) + TRIAL_OVERHEAD_S for r in records if r.get("wall_s")]
+    if walls:
+        rung_overhead = min(max(took - hv.queue_makespan(walls, workers), 0.0), 120.0)
+    return calibration, rung_overhead
+
+def _run_rung(request: Any, rung: Rung, seconds: float, config_cls: Any, run_sweep: Any,
+              err: TextIO) -> tuple[int, bool]:
+    """Run one rung as a Tune sweep stopped after ``seconds``: (exit status, interrupted:
+    the sweep said so with status 130)."""
+    # One Optuna study per (rung, design list): a study's parameter is a categorical over
+    # its plan's designs, which Optuna does not let change (the probe and its rung differ).
+    digest = f"{zlib.crc32('|'.join(rung.designs).encode()):08x}"
+    plan = Plan(name=f"{request.plan.name}-rung{rung.ladder}-{digest}",
+                design_ids=tuple(rung.designs), seeds=request.plan.seeds,
+                fidelity=rung.fidelity.name, dataset=request.plan.dataset)
+    err.write(f"rung {rung.ladder} ({rung_words(rung.fidelity)}): "
+              f"{n_designs(len(rung.designs))}, {rung.decided}; at most "
+              f"{hv.fmt_duration(seconds)}\n")
+    cfg = config_cls(
+        plan=plan, fidelity=rung.fidelity, run_dir=request.run_dir,
+        storage_url=request.storage_url, num_classes=request.num_classes,
+        input_size=DATASET_SIZES[request.plan.dataset][2], data_dir=request.data_dir,
+        scheduler="fifo", cpus_per_trial=request.cpus_per_trial,
+        gpus_per_trial=request.gpus_per_trial, address=request.address,
+        time_budget_s=seconds)
+    _fail_leftovers(request.storage_url, plan.name)
+    _INTERRUPT.in_rung = True
+    try:
+        rc = run_sweep(cfg, out=err, err=err)
+    finally:
+        _INTERRUPT.in_rung = False
+    return rc, rc == 130 or _INTERRUPT.requested
+
+def _fail_leftovers(storage_url: str, study_name: str) -> None:
+    """FAIL the RUNNING trials an interrupted run of this rung left in its study.
+
+    One driver runs a time-budgeted sweep, so a RUNNING trial at a rung's start is a
+    leftover; left alone, the searcher waits for it (30 s until its heartbeat is stale,
+    forever if it never had one), and while Tune waits on the searcher it does not check
+    its time budget.
+    """
+    import optuna
+
+    from studies import study as st
+
+    storage = st.open_storage(storage_url)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:  # no study yet: the rung never ran
+        return
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        try:
+            storage.set_trial_user_attr(t._trial_id, "error",
+                                        "left RUNNING by an interrupted run")
+            storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass
+
+def _read_state(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+def _rung_from(data: dict[str, Any], ladder: list[Fidelity]) -> Rung:
+    return Rung(int(data["ladder"]), ladder[int(data["ladder"])], list(data["designs"]),
+                str(data["decided"]))
+
+def _write_state(path: Path, ladder: list[Fidelity], planned: list[int], rungs: list[Rung],
+                 skipped: dict[str, float], limit: float,
+                 answer: dict[str, Any] | None) -> None:
+    write_json_atomic(path, {
+        "ladder": [{"fidelity": f.name, "fidelity_config": f.to_dict()} for f in ladder],
+        "planned": planned, "rungs": [r.to_dict() for r in rungs], "skipped_memory": skipped,
+        "memory_limit_bytes": limit, "answer": answer, "updated": utc_now()})

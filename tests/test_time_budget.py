@@ -1,0 +1,423 @@
+"""--time-budget: the plan (studies.halving), the driver's decisions and report
+(studies.time_budget), the memory pre-screen (evaluators.memory), the CLI's validation; and,
+marked slow, a whole time-budgeted sweep on synthetic data within its budget."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import evaluators as ev
+import search_space as ss
+from evaluators.cost_model import trial_shape
+from evaluators.memory import trial_memory_bytes
+from evaluators.record import trial_key
+from studies import budget_report as report
+from studies import halving as hv
+from studies import run
+from studies import rungs as rg
+from studies import time_budget as tb
+from studies.plan import Plan
+from studies.store import RecordStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --- durations -------------------------------------------------------------------------------
+
+
+def test_durations_as_users_write_them():
+    assert hv.parse_duration("1h") == 3600
+    assert hv.parse_duration("90m") == 5400
+    assert hv.parse_duration("1h30m") == 5400
+    assert hv.parse_duration("45s") == 45
+    assert hv.parse_duration("1.5h") == 5400
+    assert hv.parse_duration(" 600 ") == 600
+    assert hv.parse_duration("1d") == 86_400
+    for bad in ("", "h", "1h-", "abc", "0", "0m", "-5", "nan"):
+        with pytest.raises(ValueError, match=r"--time-budget .*(duration|positive)"):
+            hv.parse_duration(bad)
+    assert [hv.fmt_duration(s) for s in (3600, 125, 42)] == ["1h00m", "2m05s", "42s"]
+
+
+# --- the ladder ------------------------------------------------------------------------------
+
+
+def test_ladder_below_the_cpu_fidelity_is_named_keyed_and_sized_as_trials_draw():
+    ladder = rg.ladder_fidelities(ev.get_fidelity("cpu"), "cifar10")
+    # cpu trains 7,200 images x 2 epochs: rungs of 14,400, 3,600, 900 and 225 image passes.
+    shapes = [trial_shape(f.to_dict(), "cifar10") for f in ladder]
+    assert [(s.train_images, s.epochs) for s in shapes] == [(7200, 2), (3600, 1), (900, 1),
+                                                             (225, 1)]
+    assert [s.eval_images for s in shapes] == [800 * 2 + 2000, 800 + 2000, 800 + 900,
+                                               225 + 225]
+    assert {s.resolution for s in shapes} == {8} and {s.latency_images for s in shapes} == {0}
+    names = [f.name for f in ladder]
+    assert len(set(names)) == 4 and all(n.startswith("cpu+train_size=") for n in names)
+    assert ev.with_changes(ev.get_fidelity("cpu"), **hv.rung_configs(
+        ev.get_fidelity("cpu").to_dict(), dataset_train=50_000)[2]["changes"]) == ladder[2]
+    # Each rung trains ETA x the images of the one below it.
+    passes = [s.train_images * s.epochs for s in shapes]
+    assert all(a == hv.ETA * b for a, b in zip(passes, passes[1:], strict=False))
+    # The smoke fidelity (synthetic, 900 x 4 at 8x8) has three rungs above 200 images.
+    smoke = [trial_shape(f.to_dict(), "synthetic")
+             for f in rg.ladder_fidelities(ev.get_fidelity("smoke"), "synthetic")]
+    assert [(s.train_images, s.epochs) for s in smoke] == [(900, 4), (900, 1), (225, 1)]
+    with pytest.raises(ValueError, match="fewer than 200"):
+        rg.ladder_fidelities(ev.with_changes(ev.get_fidelity("smoke"), train_size=150),
+                             "synthetic")
+
+
+# --- the plan --------------------------------------------------------------------------------
+
+
+def test_the_plan_prefers_the_largest_top_rung_then_the_fewest_rungs():
+    costs = [600.0, 150.0, 40.0, 12.0]  # seconds of a trial at ladder rungs 0..3
+    # Everything at the base fits: no halving at all.
+    full = hv.plan_ladder(n_designs=8, seeds=1, workers=2, seconds=2400, rung_seconds=costs)
+    assert (full.rungs, full.designs, full.sampled) == ((0,), (8,), False)
+    assert full.predicted_s == 4 * 600
+    # 74 designs, one hour on 2 workers: rung 1 for the best 19, rung 2 for all:
+    # 37 rounds of 40 s + 10 rounds of 150 s = 2,980 s.
+    hour = hv.plan_ladder(n_designs=74, seeds=1, workers=2, seconds=3600, rung_seconds=costs)
+    assert (hour.rungs, hour.designs, hour.predicted_s) == ((2, 1), (74, 19), 2980)
+    # Less time: three rungs, 37 x 12 + 10 x 40 + 3 x 150 = 1,294 s.
+    short = hv.plan_ladder(n_designs=74, seeds=1, workers=2, seconds=2400,
+                           rung_seconds=costs)
+    assert (short.rungs, short.designs, short.predicted_s) == ((3, 2, 1), (74, 19, 5), 1294)
+    # Seeds multiply the trials.
+    seeded = hv.plan_ladder(n_designs=74, seeds=2, workers=2, seconds=2400,
+                            rung_seconds=costs)
+    assert seeded.predicted_s <= 2400 and seeded.rungs[0] == 3
+    # Too little for every design at the cheapest rung: a sample, on the cheapest ladder.
+    tiny = hv.plan_ladder(n_designs=74, seeds=1, workers=2, seconds=400, rung_seconds=costs)
+    assert tiny.sampled and tiny.rungs == (3, 2, 1) and tiny.predicted_s <= 400
+    n0 = tiny.designs[0]
+    bigger = hv.designs_at(n0 + 1, 3)
+    assert (math.ceil((n0 + 1) / 2) * 12 + math.ceil(bigger[1] / 2) * 40
+            + math.ceil(bigger[2] / 2) * 150) > 400  # the largest sample that fits
+    # Less still: fewer rungs on a smaller sample (two rungs: 4 x 12 + 150 s is over 190,
+    # 2 x 12 + 40 s is not), then one design at the cheapest rung, then nothing.
+    two = hv.plan_ladder(n_designs=74, seeds=1, workers=2, seconds=190, rung_seconds=costs)
+    assert (two.rungs, two.sampled) == ((3, 2), True) and two.predicted_s <= 190
+    one = hv.plan_ladder(n_designs=74, seeds=1, workers=2, seconds=13, rung_seconds=costs)
+    assert (one.rungs, one.designs) == ((3,), (2,))
+    assert hv.plan_ladder(n_designs=74, seeds=1, workers=2, seconds=11,
+                          rung_seconds=costs) is None
+    # Each rung's own start (Tune, its workers) counts.
+    assert hv.plan_ladder(n_designs=74, seeds=1, workers=2, seconds=13, rung_seconds=costs,
+                          rung_overhead_s=2) is None
+
+
+def test_queue_makespan_is_tunes_fifo_on_the_workers():
+    assert hv.queue_makespan([10, 1, 1, 1], 2) == 10  # the short ones share the other slot
+    assert hv.queue_makespan([1, 1, 1, 10], 2) == 11
+    assert hv.makespan(5, 10.0, 2) == 30
+
+
+def test_the_next_rung_takes_what_the_time_left_allows():
+    kw = dict(candidates=74, planned=19, seeds=1, workers=2)
+    # 19 as planned: 10 rounds of 150 s + 3 of 600 s = 3,300 s; 20 costs the same (its
+    # top rung takes 5 designs: 3 rounds too), 21 one more round of 150 s.
+    assert hv.next_rung_designs(**kw, seconds=3300, trial_s=150, later=[600]) == 20
+    assert hv.next_rung_designs(**kw, seconds=3449, trial_s=150, later=[600]) == 20
+    # Slower than planned: fewer designs, the rung after them included.
+    n = hv.next_rung_designs(**kw, seconds=2000, trial_s=150, later=[600])
+    assert n < 19 and math.ceil(n / 2) * 150 + math.ceil(math.ceil(n / 4) / 2) * 600 <= 2000
+    # Faster: up to half the candidates.
+    assert hv.next_rung_designs(**kw, seconds=10_000, trial_s=150, later=[600]) == 37
+    assert hv.next_rung_designs(**kw, seconds=100, trial_s=150, later=[]) == 0
+
+
+def test_stratified_sample_covers_every_L_and_repeats_with_its_seed():
+    designs = [d.id for d in ss.enumerate_designs(650_000, "plain8", num_classes=10)]
+    sample = hv.stratified_sample(designs, 10, 3, stratum=lambda d: ss.parse(d).L)
+    assert len(sample) == 10 and sample == [d for d in designs if d in sample]
+    assert {ss.parse(d).L for d in sample} == {ss.parse(d).L for d in designs}  # L 2..6
+    assert hv.stratified_sample(designs, 10, 3, stratum=lambda d: ss.parse(d).L) == sample
+    assert hv.stratified_sample(designs, 10, 4, stratum=lambda d: ss.parse(d).L) != sample
+    assert hv.stratified_sample(designs, 100, 0, stratum=len) == designs
+
+
+def _rec(design, val, *, seed=0, status="ok", fidelity="f", test=None, wall=10.0):
+    return {"design_id": design, "fidelity": fidelity, "dataset": "synthetic", "seed": seed,
+            "status": status, "val_acc": val if status == "ok" else None,
+            "test_acc": test if test is not None else val, "wall_s": wall, "params": 1000,
+            "fidelity_config": {}, "curve": []}
+
+
+def test_designs_rank_by_mean_validation_accuracy_of_their_ok_records():
+    records = [_rec("a", 0.5), _rec("a", 0.7, seed=1), _rec("b", 0.55), _rec("c", 0.9,
+                                                                             status="failed"),
+               _rec("d", 0.6)]
+    assert hv.rank_designs(records) == [("a", pytest.approx(0.6), 2), ("d", 0.6, 1),
+                                        ("b", 0.55, 1)]
+
+
+# --- memory ----------------------------------------------------------------------------------
+
+
+def test_memory_estimate_grows_with_width_batch_and_resolution():
+    cfg = {"resolution": 8, "batch_size": 64, "eval_batch_size": 500}
+    small, wide = "plain8-c64-k1.64", "plain8-c2888-k1.2.2.2.2.2"
+    at8 = trial_memory_bytes(wide, cfg, "cifar10")
+    assert trial_memory_bytes(small, cfg, "cifar10") < at8
+    assert trial_memory_bytes(wide, {**cfg, "resolution": 16}, "cifar10") > 3 * (
+        at8 - tb_process_bytes())
+    mid = "plain8-c1504-k1.16.16.16"  # heap-sized tensors at batch 64 and 32 alike
+    assert trial_memory_bytes(mid, {**cfg, "batch_size": 32}, "cifar10") < trial_memory_bytes(
+        mid, cfg, "cifar10")
+    # Measured peaks (docs/studies.md): 0.60 GB for C=64, 3.38 for C=1504, 3.87 for C=2888;
+    # the estimate errs high, by at most 20%.
+    for design, measured in ((small, 0.60), (mid, 3.38), (wide, 3.87)):
+        predicted = trial_memory_bytes(design, cfg, "cifar10") / 2**30
+        assert measured <= predicted <= 1.2 * measured, design
+    kept, skipped = rg.screen_memory(
+        (small, wide), ev.with_changes(ev.get_fidelity("cpu"), resolution=8), "cifar10", 10,
+        limit=(trial_memory_bytes(small, cfg, "cifar10") + at8) / 2)
+    assert kept == [small] and list(skipped) == [wide] and skipped[wide] == at8
+
+
+def tb_process_bytes() -> float:
+    from evaluators import memory
+
+    return memory.PROCESS_BYTES + (50_000 + 10_000) * 3 * 32 * 32
+
+
+def test_memory_limit_from_the_environment(monkeypatch):
+    monkeypatch.setenv(rg.MEMORY_ENV, "5.5")
+    assert rg.trial_memory_limit(2) == 5.5 * 2**30
+    monkeypatch.setenv(rg.MEMORY_ENV, "lots")
+    with pytest.raises(ValueError, match="IGCBENCH_TRIAL_MEMORY_GB='lots'"):
+        rg.trial_memory_limit(2)
+    monkeypatch.delenv(rg.MEMORY_ENV)
+    import psutil
+
+    assert 0 < rg.trial_memory_limit(2) <= psutil.virtual_memory().total / 2
+
+
+# --- the driver's decisions and the report, from records ----------------------------------
+
+
+def _two_rungs(tmp_path):
+    ladder = rg.ladder_fidelities(ev.get_fidelity("smoke"), "synthetic")
+    plan = Plan(name="x", design_ids=("a", "b", "c", "d"), seeds=(0,), fidelity="smoke",
+                dataset="synthetic")
+    store = RecordStore(tmp_path)
+    low = rg.Rung(2, ladder[2], ["a", "b", "c", "d"], "every design")
+    for d, v in (("a", 0.40), ("b", 0.70), ("c", 0.55), ("d", 0.62)):
+        store.write(_rec(d, v, fidelity=ladder[2].name))
+    return ladder, plan, store, low
+
+
+def test_the_next_rung_takes_the_best_of_the_rung_below(tmp_path):
+    ladder, plan, store, low = _two_rungs(tmp_path)
+    records = rg.rung_records(store, low, plan)
+    assert len(records) == 4
+
+    def costs_for(fidelity):
+        return [10.0] * 4 if fidelity is ladder[1] else [40.0] * 4
+
+    nxt = rg.decide_next([low], 0, [2, 1, 0], ladder, records, costs_for=costs_for,
+                          seeds=1, workers=2, left=1000)
+    # 4 designs -> planned 1, but the time allows half of them: the best two.
+    assert (nxt.ladder, nxt.designs) == (1, ["b", "d"])
+    assert "best 2 of rung 2's 4" in nxt.decided
+    # Little time: rung 0 after it is dropped rather than rung 1 (two designs take one
+    # round of 10 s on two workers, one on one worker).
+    two = rg.decide_next([low], 0, [2, 1, 0], ladder, records, costs_for=costs_for,
+                          seeds=1, workers=2, left=15)
+    assert two.designs == ["b", "d"]
+    one = rg.decide_next([low], 0, [2, 1, 0], ladder, records, costs_for=costs_for,
+                          seeds=1, workers=1, left=15)
+    assert one.designs == ["b"]
+    # The rungs' own start counts: 5 s each leaves room for one round only.
+    assert rg.decide_next([low], 0, [2, 1, 0], ladder, records, costs_for=costs_for,
+                           seeds=1, workers=1, left=15, rung_overhead_s=5).designs == ["b"]
+    assert rg.decide_next([low], 0, [2, 1, 0], ladder, records, costs_for=costs_for,
+                           seeds=1, workers=1, left=14, rung_overhead_s=5) is None
+    assert rg.decide_next([low], 0, [2, 1, 0], ladder, records, costs_for=costs_for,
+                           seeds=1, workers=2, left=5) is None
+    # Past the plan's top, time left: the next rung of the ladder all the same.
+    assert rg.decide_next([low], 0, [2], ladder, records, costs_for=costs_for, seeds=1,
+                           workers=2, left=1000).designs == ["b", "d"]
+    top = rg.Rung(0, ladder[0], ["b"], "x")
+    assert rg.decide_next([low, top], 1, [2, 1, 0], ladder, records, costs_for=costs_for,
+                           seeds=1, workers=2, left=1000) is None  # the ladder's top
+
+
+def test_report_names_the_best_design_of_the_highest_rung_with_its_interval(tmp_path):
+    ladder, plan, store, low = _two_rungs(tmp_path)
+    high = rg.Rung(1, ladder[1], ["b", "d", "c"], "the best 3 of rung 2's 4")
+    test_images = ladder[1].test_size
+    assert test_images == 500
+    store.write(_rec("b", 0.80, fidelity=ladder[1].name, test=0.40))
+    store.write(_rec("d", 0.85, fidelity=ladder[1].name, test=0.84))
+    store.write(_rec("c", 0.60, fidelity=ladder[1].name, status="failed"))
+    answer = report.summarise([low, high], store, plan, {"z": 6.5 * 2**30})
+    assert [r["ok"] for r in answer["rungs"]] == [4, 2]
+    assert answer["rungs"][1]["failed"] == 1 and answer["rungs"][1]["missing"] == 0
+    best = answer["best"]
+    assert (best["design_id"], best["rung"], best["val_acc"]) == ("d", 1, 0.85)
+    # 420 of 500 test images: the exact (Clopper-Pearson) 95% interval.
+    from scipy.stats import beta
+
+    lo, hi = beta.ppf(0.025, 420, 81), beta.ppf(0.975, 421, 80)
+    assert best["test_ci"] == [pytest.approx(lo), pytest.approx(hi)]
+    assert 0.80 < lo < 0.84 < hi < 0.88
+    assert [r["design_id"] for r in answer["runners_up"]] == ["b"]
+    answer.update(seconds=61.0, time_budget_s=120.0)
+    out = io.StringIO()
+    report.write_report(answer, out)
+    text = out.getvalue()
+    assert "time budget 2m00s, used 1m01s: 4 candidate designs, 1 skipped for memory (z 6.5 GB)" \
+        in text
+    assert "rung 2 (225 images x 1 epoch at 8x8): 4 designs (every design): 4 ok" in text
+    assert f"best: d at rung 1: val 0.850, test 0.840 [{lo:.3f}, {hi:.3f}] on 500 images" in text
+    assert "then: b at rung 1: val 0.800, test 0.400" in text
+
+
+def test_rank_agreement_between_rungs_is_reported(tmp_path):
+    ladder, plan, store, low = _two_rungs(tmp_path)
+    high = rg.Rung(1, ladder[1], ["b", "d", "c", "a"], "all")
+    for d, v in (("a", 0.5), ("b", 0.9), ("c", 0.6), ("d", 0.8)):  # the same order
+        store.write(_rec(d, v, fidelity=ladder[1].name))
+    answer = report.summarise([low, high], store, plan, {})
+    assert answer["rungs"][1]["spearman_vs_below"] == {"n": 4, "rho": pytest.approx(1.0)}
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+def test_bad_time_budgets_are_refused_in_one_line(tmp_path, capsys):
+    base = ["--budget", "40k", "--dataset", "synthetic", "--run-dir", str(tmp_path / "r")]
+    for extra, message in ((["--time-budget", "soon"], "--time-budget 'soon' is not a duration"),
+                           (["--time-budget", "0"], "must be a positive duration"),
+                           (["--time-budget", "1h", "--search", "tpe"], "drop --search"),
+                           (["--time-budget", "1h", "--scheduler", "asha"], "drop --scheduler"),
+                           (["--time-budget", "1h", "--max-trials", "3"], "drop --max-trials")):
+        assert run.main(base + extra) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_time_budget_run_shares_the_grid_sweeps_run_directory():
+    """Its records are keyed by rung fidelity and its Optuna studies named by rung, so a
+    grid sweep and a time budget on one run directory never mix."""
+    args = run.build_parser().parse_args(["--budget", "40k", "--dataset", "synthetic",
+                                          "--time-budget", "2m"])
+    request = run.resolve(args)
+    assert request.plan.name == "plain8-40k-cpu-synthetic" and request.time_budget_s == 120
+    assert run.resolve(run.build_parser().parse_args(
+        ["--budget", "40k", "--dataset", "synthetic"])).time_budget_s is None
+
+
+# --- a whole time-budgeted sweep -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_two_minute_budget_on_synthetic_data_resumes_after_ctrl_c_and_finishes_in_time(
+        tmp_path):
+    """The command the docs show, on the 40k plain8 space (68 designs), at smoke's ladder.
+    A first run is interrupted (SIGINT) once a trial is recorded: it ends its rung, reports
+    and exits 130. The same command again keeps that record, finishes within its 2 minutes
+    plus a margin for the last trial's stop, and promotes the best by validation accuracy
+    at every rung."""
+    run_dir = tmp_path / "tb"
+    cmd = [sys.executable, "studies/run.py", "--budget", "40k", "--dataset", "synthetic",
+           "--fidelity", "smoke", "--time-budget", "2m", "--run-dir", str(run_dir)]
+    env = {**os.environ, "IGCBENCH_CACHE": str(tmp_path / "cache"),
+           "IGCBENCH_TRIAL_MEMORY_GB": "2"}
+    first = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    records = run_dir / "records"
+    deadline = time.monotonic() + 150
+    while not (records.is_dir() and any(records.glob("*.json"))):
+        assert first.poll() is None and time.monotonic() < deadline, "no record in time"
+        time.sleep(0.5)
+    first.send_signal(signal.SIGINT)
+    sigint = time.monotonic()
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 130, err[-3000:]
+    assert time.monotonic() - sigint < 60
+    assert "Ctrl-C: ending the rung" in err and f"run directory: {run_dir}" in out
+    kept = {p.name for p in records.glob("*.json")}
+
+    start = time.monotonic()
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env,
+                          timeout=400)
+    wall = time.monotonic() - start
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert wall < 120 + 30, f"took {wall:.0f} s"
+    assert kept <= {p.name for p in records.glob("*.json")}
+    state = json.loads((run_dir / tb.STATE_FILE).read_text())
+    rungs = state["rungs"]
+    assert len(rungs) >= 2, done.stderr[-3000:]
+    store = RecordStore(run_dir)
+    for lower, upper in zip(rungs, rungs[1:], strict=False):
+        recs = [store.read(trial_key(d, lower["fidelity"], "synthetic", 0))
+                for d in lower["designs"]]
+        ranked = hv.rank_designs([r for r in recs if r is not None])
+        assert upper["designs"] == [d for d, _, _ in ranked[:len(upper["designs"])]]
+    best = state["answer"]["best"]
+    top = [r for r in rungs if r["ladder"] == best["rung"]][0]
+    assert best["design_id"] in top["designs"]
+    assert f"best: {best['design_id']} at rung {best['rung']}: val " in done.stdout
+    assert 0 <= best["test_ci"][0] <= best["test_acc"] <= best["test_ci"][1] <= 1
+
+
+# --- docs/studies.md -------------------------------------------------------------------------
+
+
+def test_docs_show_the_ladder_the_code_makes_and_the_reports_lines(tmp_path):
+    import re
+
+    from analysis.doc_blocks import block_in_doc
+
+    doc = (REPO / "docs" / "studies.md").read_text()
+    assert block_in_doc(doc, "time-budget-ladder") == rg.ladder_markdown(
+        ev.get_fidelity("cpu"), "cifar10")
+    section = doc.split("## A time budget", 1)[1].split("\n## ", 1)[0]
+    example = section.split("**What the report means.**", 1)[1].split("```")[1]
+    lines = example.strip().splitlines()
+    assert re.fullmatch(r"time budget \dm00s, used \dm\d\ds: \d+ candidate designs", lines[0])
+    rung = (r"  rung \d \([\d,]+ images x \d epochs? at 8x8\): \d+ designs \(.+\): \d+ ok, "
+            r"\d+ failed, \d+ not finished(; rank agreement with the rung below: Spearman "
+            r"-?\d\.\d\d over \d+ designs)?")
+    best = (r"best: \S+ at rung \d: val 0\.\d{3}, test 0\.\d{3} \[0\.\d{3}, 0\.\d{3}\] on "
+            r"[\d,]+ images")
+    # The doc's example and a report the code writes now have the same lines.
+    ladder, plan, store, low = _two_rungs(tmp_path)
+    answer = report.summarise([low], store, plan, {})
+    answer.update(seconds=100.0, time_budget_s=120.0)
+    written = io.StringIO()
+    report.write_report(answer, written)
+    for text in (lines, written.getvalue().splitlines()):
+        rungs = [x for x in text if x.startswith("  rung")]
+        assert rungs and all(re.fullmatch(rung, x) for x in rungs)
+        assert re.fullmatch(best, next(x for x in text if x.startswith("best: ")))
+    assert len([x for x in lines if x.startswith("  rung")]) == 3
+    # The memory figures quoted: the estimate for the measured designs, and the one design
+    # of the 0.65M space over 5.5 GB.
+    cfg = {"resolution": 8, "batch_size": 64, "eval_batch_size": 500}
+    quoted = [round(trial_memory_bytes(d, cfg, "cifar10") / 2**30, 2)
+              for d in ("plain8-c64-k1.64", "plain8-c620-k1.g4", "plain8-c1504-k1.16.16.16",
+                        "plain8-c2888-k1.2.2.2.2.2")]
+    text = " ".join(section.split())
+    assert "C=64: 0.60 GB; C=620: 1.17; C=1504: 3.38; C=2888 (K=2, L=6): 3.87" in text
+    assert f"({quoted[0]:.2f} GB, {quoted[1]:.2f}, {quoted[2]:.2f}, {quoted[3]:.2f} for " \
+        "those)" in text
+    designs = ss.enumerate_designs(650_000, "plain8", num_classes=10)
+    over = [d.id for d in designs if trial_memory_bytes(d, cfg, "cifar10") > 5.5 * 2**30]
+    assert over == ["plain8-c1884-k1.6.6.6.6.6"] and len(designs) == 74
+    assert "(`plain8-c1884-k1.6.6.6.6.6`, 6.2 GB predicted) is over 5.5 GB" in text
