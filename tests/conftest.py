@@ -18,6 +18,8 @@ import pytest
 #: evaluation forward: about what this 2-core machine measures at 16x16 (one thread)
 TRAIN = (4e-9, 2e-10, 1.5e-3)
 EVAL = (0.0, 1e-10, 3e-4)
+#: the reference path's (the 'auto' paths pick, per block, the cheaper one): the same here
+REF_TRAIN, REF_EVAL = TRAIN, EVAL
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -36,7 +38,8 @@ def fixed_calibration(tmp_path_factory: pytest.TempPathFactory):
                 machine=calibrate.machine_id(), torch_version=torch.__version__,
                 device="cpu", threads=threads, paths=calibrate.block_paths(torch.device("cpu")),
                 resolution=fidelity.resolution or 32, batch_size=fidelity.batch_size,
-                train=TRAIN, eval=EVAL, created="2026-11-29T00:00:00+00:00"))
+                train=TRAIN, eval=EVAL, ref_train=REF_TRAIN, ref_eval=REF_EVAL,
+                created="2026-11-29T00:00:00+00:00"))
     yield root
     if saved is None:
         os.environ.pop("IGCBENCH_CACHE", None)

@@ -146,8 +146,10 @@ def test_width_and_non_sparsity_curves_of_the_fig3_designs():
     df = fig3_frame(lambda L: 0.5)
     (w,) = verdicts(df, "fig3_width_concave")
     (ns,) = verdicts(df, "fig3_non_sparsity_convex")
-    # widths 72/144/156/160/156/138: second differences -60, -8, -8, -14
-    assert w.verdict == "supported" and (w.ci_low, w.ci_high, w.n) == (-60, -8, 6)
+    # widths 72/144/156/160/156 (L = 2..6; the L=7 design, 6 paths per channel pair, is not
+    # nearly complementary): second differences -60, -8, -8
+    assert w.verdict == "supported" and (w.ci_low, w.ci_high, w.n) == (-60, -8, 5)
+    assert w.effect == pytest.approx(-76 / 3)
     assert ns.verdict == "supported" and ns.ci_low > 0
     assert w.unit == ns.unit == "exact" and math.isnan(w.p_value)
 
