@@ -2,9 +2,10 @@
 
 A sweep is the separated-form designs (igcv2, and xception as its L = 2 member) with a dense,
 nearly complementary composed kernel (the caption's condition) of one net, depth, spatial
-position and equal-parameter group; at each L it keeps the one design the paper would draw (selection.preference: balanced, nearest the
-budget, nearly complementary, widest). A sweep needs three levels of L, the fewest that give
-a curvature. The paper does not list Figure 3's designs; the `fig3` preset's rule stands in.
+position and equal-parameter group; at each L it keeps the one design the paper would draw
+(selection.preference: balanced, nearest the budget, nearly complementary, widest). A sweep
+needs three levels of L, the fewest that give a curvature. The paper does not list Figure
+3's designs; the `fig3` preset's rule stands in.
 
 Four claims of Sec. 4.2 per sweep (width concave and non-sparsity convex: exact; accuracy
 concave and "the widest L is not the best": over seeds), and eq. 14 over the design space at

@@ -168,6 +168,11 @@ def _dry_run(request: Request, fmt: str, out: TextIO, err: TextIO) -> int:
     notes.write(f"the same trials at the other fidelities: {', '.join(others)}\n")
     notes.write(f"(an estimate, from the {estimate.source}; docs/studies.md gives its "
                 "measured error)\n")
+    if request.time_budget_s is not None:  # the rungs are planned on the running machine
+        notes.write(f"with --time-budget {est.fmt_seconds(request.time_budget_s)}: these "
+                    "designs go through successive halving on cheaper rungs, planned when "
+                    "it starts and ended by the clock (docs/studies.md); the estimate above "
+                    "is the full grid\n")
     if request.data_note:
         notes.write(f"note: {request.data_note}\n")
     return 0
