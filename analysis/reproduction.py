@@ -166,20 +166,24 @@ def design_table(export_dir: str | Path) -> str:
 
 
 def update_doc(doc_path: str | Path, export_dir: str | Path) -> bool:
-    """Rewrite the summary, verdict, rank-agreement and design tables between their markers
-    in ``doc_path``.
+    """Rewrite the summary, cost, verdict, rank-agreement and design tables between their
+    markers in ``doc_path``: those it carries (docs/reproduction.md all, docs/fidelities.md
+    the rank agreement), at least one.
 
     The rest of the document is left as it is; the file is replaced atomically. Returns
     whether anything changed.
     """
+    from .doc_blocks import markers
     from .doc_blocks import update_doc as rewrite
     from .rank_agreement import table as rank_table
 
-    return rewrite(doc_path, {"summary": summary_table(export_dir),
-                              "costs": cost_table(export_dir),
-                              "verdicts": verdict_table(export_dir),
-                              "ranks": rank_table(export_dir),
-                              "designs": design_table(export_dir)})
+    makers = {"summary": summary_table, "costs": cost_table, "verdicts": verdict_table,
+              "ranks": rank_table, "designs": design_table}
+    text = Path(doc_path).read_text()
+    carried = [b for b in makers if all(m in text for m in markers(b))]
+    if not carried:
+        raise ValueError(f"no block of {', '.join(makers)} between its markers")
+    return rewrite(doc_path, {b: makers[b](export_dir) for b in carried})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

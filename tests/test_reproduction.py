@@ -69,7 +69,8 @@ def test_update_rewrites_every_table_in_place_and_keeps_the_rest(tmp_path, doc, 
     assert "already current" in capsys.readouterr().out
     (tmp_path / "bare.md").write_text("no markers here\n")
     assert rp.main(["table", str(EXPORTS), "--update", str(tmp_path / "bare.md")]) == 2
-    assert "no <!-- summary:begin -->" in capsys.readouterr().err
+    assert "no block of summary, costs, verdicts, ranks, designs between its markers" in \
+        capsys.readouterr().err
     assert (tmp_path / "bare.md").read_text() == "no markers here\n"
 
 
@@ -90,3 +91,9 @@ def test_every_committed_report_is_of_the_current_analysis():
         figures = re.findall(r"<figure id='([^']+)'>", page)
         assert len(figures) >= 3 and all(
             (EXPORTS / csv.stem / "figures" / f"{f}.png").is_file() for f in figures), csv.stem
+
+
+def test_the_fidelity_page_carries_the_same_rank_agreement():
+    fidelities = (ROOT / "docs" / "fidelities.md").read_text()
+    assert block_in_doc(fidelities, "ranks") == rank_table(EXPORTS)
+
