@@ -27,10 +27,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import sys
-import threading
 import time
 import zlib
 from pathlib import Path
@@ -61,7 +58,7 @@ TRIAL_OVERHEAD_S = 1.0  # per trial, beyond its record's wall_s: Tune handing it
 RUNG_OVERHEAD_S = 10.0  # per rung: starting the Tune run and its workers (each imports
 #                         torch); measured 4-9 s on the 2-core machine, then refitted per rung
 SETUP_RESERVE_S = 10.0  # the final report, Ray's shutdown
-_TUNE_SIGINT = "TUNE_DISABLE_SIGINT_HANDLER"
+INTERRUPTED = (130, 143)  # a rung's sweep ended by Ctrl-C or SIGTERM: the driver stops too
 
 
 def run_time_budget(request: Any, argv: list[str], *, out: TextIO | None = None,
@@ -70,7 +67,8 @@ def run_time_budget(request: Any, argv: list[str], *, out: TextIO | None = None,
 
     ``started``: ``time.monotonic()`` when the command started (the budget counts from
     there; default: when this process started). Returns 0 when a best design is named, 1
-    otherwise (interrupted, or nothing fitted), 130 after Ctrl-C.
+    when none is, 130 or 143 after Ctrl-C or SIGTERM (a rung's sweep ends on the first,
+    ``studies.signals``; the report follows).
     """
     from studies.sweep import init_ray
 
@@ -83,8 +81,7 @@ def run_time_budget(request: Any, argv: list[str], *, out: TextIO | None = None,
     deadline = t0 + request.time_budget_s
     own_ray = init_ray(request.address)
     try:
-        with _INTERRUPT:
-            return _run(request, argv, out, err, t0, deadline)
+        return _run(request, argv, out, err, t0, deadline)
     except KeyboardInterrupt:
         err.write("\ninterrupted: the same command resumes from the records\n")
         return 130
@@ -93,54 +90,6 @@ def run_time_budget(request: Any, argv: list[str], *, out: TextIO | None = None,
             import ray
 
             ray.shutdown()
-
-class _Interrupt:
-    """Ctrl-C in a time-budgeted sweep ends the sweep, not just the rung running.
-
-    Ray Tune's own SIGINT handler ends its run as if it had finished, so the next rung
-    would start. Instead (with Tune's SIGINT handler off): the first Ctrl-C during a rung
-    asks Tune to stop through its other stop signal, SIGUSR1 (the same graceful stop:
-    trials end, the run returns), and the sweep ends after the rung with its report; a
-    Ctrl-C outside a rung, or a second one, raises KeyboardInterrupt at once. Records
-    already written stay either way.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.in_rung = False
-        self._saved: list[Any] = []
-
-    def __enter__(self) -> _Interrupt:
-        self.requested, self.in_rung = False, False
-        self._env = os.environ.get(_TUNE_SIGINT)
-        os.environ[_TUNE_SIGINT] = "1"
-        if threading.current_thread() is threading.main_thread():
-            self._saved = [signal.signal(signal.SIGINT, self._on_sigint)]
-            if hasattr(signal, "SIGUSR1"):  # until Tune installs its own: not terminate
-                self._saved.append(signal.signal(signal.SIGUSR1, lambda *_: None))
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._env is None:
-            os.environ.pop(_TUNE_SIGINT, None)
-        else:
-            os.environ[_TUNE_SIGINT] = self._env
-        for sig, handler in zip((signal.SIGINT, getattr(signal, "SIGUSR1", None)),
-                                self._saved, strict=False):
-            signal.signal(sig, handler)
-        self._saved = []
-
-    def _on_sigint(self, signum: int, frame: Any) -> None:
-        if self.requested or not self.in_rung or not hasattr(signal, "SIGUSR1"):
-            raise KeyboardInterrupt
-        self.requested = True
-        sys.stderr.write("\nCtrl-C: ending the rung (its running trials stop); Ctrl-C again "
-                         "stops at once\n")
-        os.kill(os.getpid(), signal.SIGUSR1)
-
-
-_INTERRUPT = _Interrupt()
-
 
 def _run(request: Any, argv: list[str], out: TextIO, err: TextIO, t0: float,
          deadline: float) -> int:
@@ -201,7 +150,7 @@ def _run(request: Any, argv: list[str], out: TextIO, err: TextIO, t0: float,
     write_report(answer, out)
     out.write(f"run directory: {request.run_dir}\n")
     if interrupted:
-        return 130
+        return d.exit_status
     return 0 if answer.get("best") else 1
 
 class _Driver:
@@ -218,6 +167,7 @@ class _Driver:
         self.rungs: list[Rung] = []
         self.planned: list[int] = []
         self.probe: list[Rung] = []  # the first rung's first trials, before it is decided
+        self.exit_status = 0  # 130 or 143 once a rung was ended by Ctrl-C or SIGTERM
 
     def left(self) -> float:
         return self.deadline - time.monotonic() - SETUP_RESERVE_S
@@ -281,14 +231,15 @@ class _Driver:
                 rung.designs) * self.seeds:  # out of time, or recorded by an earlier run
             return False
         start = time.monotonic()
-        rc, interrupted = _run_rung(self.request, rung, seconds, SweepConfig, run_sweep,
-                                    self.err)
+        rc = _run_rung(self.request, rung, seconds, SweepConfig, run_sweep, self.err)
         records = rung_records(self.store, rung, self.plan)
         done = [r for x in (*self.rungs, rung) for r in rung_records(self.store, x, self.plan)]
         self.calibration, self.rung_overhead = _refit(
             self.calibration, records, time.monotonic() - start, self.workers,
             self.rung_overhead, done)
-        return interrupted or rc == 130
+        if rc in INTERRUPTED:
+            self.exit_status = rc
+        return rc in INTERRUPTED
 
     def next_rung(self, k: int) -> Rung | None:
         records = rung_records(self.store, self.rungs[k], self.plan)
@@ -343,9 +294,9 @@ def _refit(calibration: Any, records: list[dict[str, Any]], took: float, workers
     return calibration, rung_overhead
 
 def _run_rung(request: Any, rung: Rung, seconds: float, config_cls: Any, run_sweep: Any,
-              err: TextIO) -> tuple[int, bool]:
-    """Run one rung as a Tune sweep stopped after ``seconds``: (exit status, interrupted:
-    the sweep said so with status 130)."""
+              err: TextIO) -> int:
+    """Run one rung as a Tune sweep stopped after ``seconds``; its exit status (130 or 143:
+    ended by Ctrl-C or SIGTERM, studies.signals)."""
     # One Optuna study per (rung, design list): a study's parameter is a categorical over
     # its plan's designs, which Optuna does not let change (the probe and its rung differ).
     digest = f"{zlib.crc32('|'.join(rung.designs).encode()):08x}"
@@ -363,12 +314,7 @@ def _run_rung(request: Any, rung: Rung, seconds: float, config_cls: Any, run_swe
         gpus_per_trial=request.gpus_per_trial, address=request.address,
         time_budget_s=seconds)
     _fail_leftovers(request.storage_url, plan.name)
-    _INTERRUPT.in_rung = True
-    try:
-        rc = run_sweep(cfg, out=err, err=err)
-    finally:
-        _INTERRUPT.in_rung = False
-    return rc, rc == 130 or _INTERRUPT.requested
+    return run_sweep(cfg, out=err, err=err)
 
 def _fail_leftovers(storage_url: str, study_name: str) -> None:
     """FAIL the RUNNING trials an interrupted run of this rung left in its study.
