@@ -157,9 +157,10 @@ def design_table(export_dir: str | Path) -> str:
         ok = df[df["status"] == "ok"]
         for design_id, g in sorted(ok.groupby("design_id"), key=lambda x: -x[1].test_acc.mean()):
             r = g.iloc[0]
+            sd = f" ± {g.test_acc.std(ddof=1):.3f}" if len(g) > 1 else ""  # one seed: no sd
             lines.append(
                 f"| {csv.stem} | `{design_id}` | {r.family} | {r.L} | {r.width} | "
-                f"{int(r.params):,} | {g.test_acc.mean():.3f} ± {g.test_acc.std(ddof=1):.3f} | "
+                f"{int(r.params):,} | {g.test_acc.mean():.3f}{sd} | "
                 f"{g.val_acc.mean():.3f} | {len(g)} | {g.wall_s.mean():.0f} |"
             )
     return "\n".join(lines)
