@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
+from evaluators.catalog import NUM_CLASSES
 from evaluators.cost_model import DATASET_SIZES
 from evaluators.fidelity import Fidelity
 from studies import halving as hv
@@ -48,7 +49,8 @@ def summarise(rungs: list[Rung], store: RecordStore, plan: Plan,
         if ranked:
             best = (rung, records, ranked)
     answer: dict[str, Any] = {"rungs": per_rung, "skipped_memory": skipped,
-                              "candidates": len(plan.design_ids)}
+                              "candidates": len(plan.design_ids),
+                              "chance": 1 / NUM_CLASSES.get(plan.dataset, 10)}
     if best is not None:
         rung, records, ranked = best
         answer["best"] = _entry(ranked[0], rung, records, stats)
@@ -104,6 +106,12 @@ def write_report(answer: dict[str, Any], out: TextIO) -> None:
     out.write(f"  (chosen by validation accuracy on {best['val_images']:,} images; the test "
               f"accuracy, not used to choose, with its {CONFIDENCE:.0%} Clopper-Pearson "
               "interval over the test images)\n")
+    chance = answer.get("chance")
+    if chance is not None and "test_ci" in best and best["test_ci"][0] <= chance:
+        # A ranking of nets that learned nothing is noise: say so rather than name a winner.
+        out.write(f"  at chance: the best design's test interval reaches {chance:.0%}, the "
+                  "accuracy of guessing; its rungs trained too little to rank these designs "
+                  "(give more time, a smaller --budget, or fewer designs)\n")
 
 def _entry_line(e: dict[str, Any]) -> str:
     test = ""

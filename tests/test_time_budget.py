@@ -284,6 +284,25 @@ def test_report_names_the_best_design_of_the_highest_rung_with_its_interval(tmp_
     assert "rung 2 (225 images x 1 epoch at 8x8): 4 designs (every design): 4 ok" in text
     assert f"best: d at rung 1: val 0.850, test 0.840 [{lo:.3f}, {hi:.3f}] on 500 images" in text
     assert "then: b at rung 1: val 0.800, test 0.400" in text
+    assert answer["chance"] == 0.1 and "at chance" not in text
+
+
+def test_a_best_design_at_chance_is_reported_as_no_ranking(tmp_path):
+    """Nets that learned nothing (test accuracy within reach of guessing): the report says
+    the ranking is noise instead of naming a winner without comment."""
+    ladder, plan, store, low = _two_rungs(tmp_path)
+    high = rg.Rung(1, ladder[1], ["b", "d"], "the best 2 of rung 2's 4")
+    store.write(_rec("b", 0.11, fidelity=ladder[1].name, test=0.10))
+    store.write(_rec("d", 0.12, fidelity=ladder[1].name, test=0.11))
+    answer = report.summarise([low, high], store, plan, {})
+    assert answer["best"]["test_ci"][0] < 0.1  # 55 of 500 test images
+    answer.update(seconds=61.0, time_budget_s=120.0)
+    out = io.StringIO()
+    report.write_report(answer, out)
+    assert out.getvalue().splitlines()[-1] == (
+        "  at chance: the best design's test interval reaches 10%, the accuracy of guessing; "
+        "its rungs trained too little to rank these designs (give more time, a smaller "
+        "--budget, or fewer designs)")
 
 
 def test_rank_agreement_between_rungs_is_reported(tmp_path):
