@@ -193,6 +193,22 @@ def tb_process_bytes() -> float:
     return memory.PROCESS_BYTES + (50_000 + 10_000) * 3 * 32 * 32
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_a_finished_trials_freed_heap_goes_back_to_the_system():
+    import psutil
+
+    from studies.trainable import release_memory
+
+    proc = psutil.Process()
+    blocks = [bytearray(64 * 1024) for _ in range(4000)]  # 250 MB from glibc's heap
+    kept = blocks[::2]
+    del blocks  # every other block freed: holes the heap does not return by itself
+    before = proc.memory_info().rss
+    assert release_memory()
+    assert proc.memory_info().rss < before - 64 * 2**20
+    assert len(kept) == 2000
+
+
 def test_memory_limit_from_the_environment(monkeypatch):
     monkeypatch.setenv(rg.MEMORY_ENV, "5.5")
     assert rg.trial_memory_limit(2) == 5.5 * 2**30
