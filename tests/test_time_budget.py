@@ -457,3 +457,41 @@ def test_docs_show_the_ladder_the_code_makes_and_the_reports_lines(tmp_path):
     over = [d.id for d in designs if trial_memory_bytes(d, cfg, "cifar10") > 5.5 * 2**30]
     assert over == ["plain8-c1884-k1.6.6.6.6.6"] and len(designs) == 74
     assert "(`plain8-c1884-k1.6.6.6.6.6`, 6.2 GB predicted) is over 5.5 GB" in text
+
+
+def test_the_hour_in_the_docs_is_the_committed_runs_answer():
+    """docs/studies.md shows the report the 1-hour 0.65M run printed and the one today's
+    code writes from its committed state (time_budget.json), and the numbers it quotes
+    are the committed records'."""
+    import re
+
+    from analysis.doc_blocks import block_in_doc
+    from analysis.release import read_records
+    from evaluators.catalog import NUM_CLASSES
+
+    hour = REPO / "docs" / "studies"
+    state = json.loads((hour / "budget-650k-1h" / "time_budget.json").read_text())
+    answer = state["answer"]
+    doc = (REPO / "docs" / "studies.md").read_text()
+    for block, extra in (("time-budget-hour", {}),
+                         ("time-budget-hour-now", {"chance": 1 / NUM_CLASSES["cifar10"]})):
+        written = io.StringIO()
+        report.write_report({**answer, **extra}, written)
+        assert block_in_doc(doc, block) == f"```\n{written.getvalue().strip()}\n```"
+    assert "at chance:" in block_in_doc(doc, "time-budget-hour-now")
+    records = read_records(hour / "budget-650k-1h.csv")
+    ok = records[records["status"] == "ok"]
+    for row, rung in zip(answer["rungs"], state["rungs"], strict=True):
+        at = ok[ok["fidelity"] == row["fidelity"]]
+        assert row["ok"] == at["design_id"].isin(rung["designs"]).sum()
+    best = answer["best"]
+    top = ok[ok["fidelity"] == best["fidelity"]].sort_values("val_acc", ascending=False)
+    assert top.iloc[0]["val_acc"] == pytest.approx(best["val_acc"])
+    assert answer["seconds"] <= answer["time_budget_s"] + 60  # the hour, plus a margin
+    text = " ".join(doc.split())
+    ((lo, hi),) = re.findall(r"test accuracies lie within (0\.\d+)-(0\.\d+)", text)
+    assert (f"{ok.test_acc.min():.3f}", f"{ok.test_acc.max():.3f}") == (lo, hi)
+    distinct = ok.val_acc.round(6).nunique()
+    assert f"The {len(ok)} nets' validation accuracies take only {distinct} distinct" in text
+    (row,) = answer["rungs"]
+    assert f"{row['ok']} of its {row['trials']} trials recorded, {row['missing']} not" in text
