@@ -139,6 +139,7 @@ class TrialShape:
     train_images: int  # per epoch
     epochs: int
     eval_images: int  # validation images x epochs + test images
+    val_images: int  # drawn for validation (evaluated after every epoch)
     resolution: int
     latency_images: int  # (warm-up + timed passes) x the latency batch sizes
     latency_resolution: int
@@ -170,6 +171,7 @@ def trial_shape(fidelity: Mapping[str, Any], dataset: str) -> TrialShape:
               if fidelity.get("latency_reps", 0) else 0)
     return TrialShape(
         train_images=drawn - val, epochs=epochs, eval_images=val * epochs + test,
+        val_images=val,
         resolution=fidelity.get("resolution") or side,
         latency_images=passes * sum(LATENCY_BATCHES),
         latency_resolution=fidelity.get("latency_resolution") or side)

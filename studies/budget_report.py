@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any, TextIO
 
 from evaluators.catalog import NUM_CLASSES
-from evaluators.cost_model import DATASET_SIZES
-from evaluators.fidelity import Fidelity
+from evaluators.cost_model import DATASET_SIZES, trial_shape
 from studies import halving as hv
+from studies.estimate import fmt_seconds
 from studies.plan import Plan
 from studies.rungs import Rung, n_designs, rung_records, rung_words
 from studies.store import RecordStore
@@ -66,7 +66,8 @@ def _entry(ranked: tuple[str, float, int], rung: Rung, records: list[dict[str, A
     tests = [float(r["test_acc"]) for r in oks if r.get("test_acc") is not None]
     entry: dict[str, Any] = {"design_id": design, "rung": rung.ladder,
                              "fidelity": rung.fidelity.name, "val_acc": val, "seeds": seeds,
-                             "val_images": _val_images(rung.fidelity, oks[0]["dataset"]),
+                             "val_images": trial_shape(rung.fidelity.to_dict(),
+                                                       oks[0]["dataset"]).val_images,
                              "params": oks[0].get("params")}
     if tests:
         # Seeds share the test images: the interval is of the test sample (Clopper-Pearson
@@ -77,15 +78,11 @@ def _entry(ranked: tuple[str, float, int], rung: Rung, records: list[dict[str, A
                      test_ci=[float(ci.low), float(ci.high)])
     return entry
 
-def _val_images(fidelity: Fidelity, dataset: str) -> int:
-    drawn = min(fidelity.train_size or DATASET_SIZES[dataset][0], DATASET_SIZES[dataset][0])
-    return max(1, round(fidelity.val_fraction * drawn))
-
 def write_report(answer: dict[str, Any], out: TextIO) -> None:
     """The summary: designs per rung, the best design with its interval."""
     skipped = answer.get("skipped_memory") or {}
-    out.write(f"time budget {hv.fmt_duration(answer['time_budget_s'])}, used "
-              f"{hv.fmt_duration(answer['seconds'])}: {answer['candidates']} candidate designs"
+    out.write(f"time budget {fmt_seconds(answer['time_budget_s'])}, used "
+              f"{fmt_seconds(answer['seconds'])}: {answer['candidates']} candidate designs"
               + (f", {len(skipped)} skipped for memory ("
                  + ", ".join(f"{d} {b / 2**30:.1f} GB" for d, b in skipped.items()) + ")"
                  if skipped else "") + "\n")

@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from studies import budget
-from studies.estimate import fmt_seconds
 
 ETA = 4  # each rung trains ETA x the images of the one below, on 1/ETA of its designs
 MAX_RUNGS = 3  # 74 designs -> 19 -> 5
@@ -86,9 +85,6 @@ def time_budget_of(args: Any) -> float | None:
             raise ValueError(f"--time-budget chooses its designs and stops trials itself "
                              f"(successive halving); drop {flag}")
     return seconds
-
-
-fmt_duration = fmt_seconds  # one formatting of durations: studies.estimate
 
 
 # --- the ladder --------------------------------------------------------------------------

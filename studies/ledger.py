@@ -230,7 +230,7 @@ class Ledger:
         if record is None:
             self.given_up.add(run.key)
             reason = error or "interrupted before it finished"
-            _fail_quietly(self.storage, run.optuna_trial_id, reason)
+            st.fail_trial(self.storage, run.optuna_trial_id, reason)
             cut_off = interrupted or memory_killed or (self.interrupted() and error is None)
             done = Finished(run.key, run.design_id, run.seed,
                             "interrupted" if cut_off else "error", None, reason, seconds)
@@ -290,10 +290,3 @@ class Ledger:
         oks = [f for f in self.finished if f.outcome == "ok" and f.val_acc is not None]
         return max(oks, key=lambda f: f.val_acc) if oks else None
 
-
-def _fail_quietly(storage: optuna.storages.BaseStorage, trial_id: int, reason: str) -> None:
-    try:
-        storage.set_trial_user_attr(trial_id, "error", reason)
-        storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        pass  # another driver failed it as stale meanwhile

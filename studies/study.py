@@ -204,6 +204,15 @@ def _has(study: optuna.Study, record: dict[str, Any], key: str) -> bool:
     return False
 
 
+def fail_trial(storage: optuna.storages.BaseStorage, trial_id: int, reason: str) -> None:
+    """FAIL a trial with its reason (user attribute ``error``), unless it already ended."""
+    try:
+        storage.set_trial_user_attr(trial_id, "error", reason)
+        storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass  # another driver failed it as stale meanwhile
+
+
 def fail_stale(study: optuna.Study) -> None:
     """FAIL the RUNNING trials whose driver stopped sending heartbeats (killed, crashed)."""
     with quiet():

@@ -37,11 +37,13 @@ import search_space as ss
 from evaluators.cost_model import DATASET_SIZES, predict_seconds
 from evaluators.fidelity import Fidelity
 from evaluators.record import utc_now, write_json_atomic
+from studies import estimate as est
 from studies import halving as hv
 from studies.budget_report import summarise, write_report
 from studies.plan import Plan
 from studies.rungs import (
     Rung,
+    all_records,
     decide_next,
     ladder_fidelities,
     n_designs,
@@ -93,7 +95,7 @@ def run_time_budget(request: Any, argv: list[str], *, out: TextIO | None = None,
 
 def _run(request: Any, argv: list[str], out: TextIO, err: TextIO, t0: float,
          deadline: float) -> int:
-    import ray
+    from studies.sweep import cluster_slots
 
     plan, dataset = request.plan, request.plan.dataset
     store = RecordStore(request.run_dir)
@@ -104,12 +106,11 @@ def _run(request: Any, argv: list[str], out: TextIO, err: TextIO, t0: float,
         err.write(f"{state_path}: another ladder (its base fidelity changed); starting over "
                   "with this one (records are kept by key)\n")
         state = None
-    workers = _workers(ray.cluster_resources(), request.cpus_per_trial,
-                       request.gpus_per_trial)
+    workers = cluster_slots(request.cpus_per_trial, request.gpus_per_trial)
     limit = trial_memory_limit(workers)
     kept, skipped = screen_memory(plan.design_ids, ladder[-1], dataset, request.num_classes,
                                   limit)
-    head = (f"time budget {hv.fmt_duration(request.time_budget_s)}: {len(plan.design_ids)} "
+    head = (f"time budget {est.fmt_seconds(request.time_budget_s)}: {len(plan.design_ids)} "
             f"designs, {len(skipped)} skipped for memory (over {limit / 2**30:.1f} GB a "
             f"trial), {workers} trials at a time")
     if not kept:
@@ -162,7 +163,7 @@ class _Driver:
         self.request, self.store, self.ladder, self.kept = request, store, ladder, kept
         self.workers, self.deadline, self.err = workers, deadline, err
         self.plan, self.seeds = request.plan, len(request.plan.seeds)
-        self.calibration = _calibration(request, ladder[-1], store, ladder)
+        self.calibration = _calibration(request, ladder[-1], store, ladder, err)
         self.rung_overhead = RUNG_OVERHEAD_S
         self.rungs: list[Rung] = []
         self.planned: list[int] = []
@@ -218,7 +219,7 @@ class _Driver:
         self.err.write("plan: " + ", ".join(
             f"{n_designs(n)} at rung {r} ({rung_words(self.ladder[r])})"
             for r, n in zip(first.rungs, counts, strict=True))
-            + f"; predicted {hv.fmt_duration(first.predicted_s)} of {hv.fmt_duration(self.left())} "
+            + f"; predicted {est.fmt_seconds(first.predicted_s)} of {est.fmt_seconds(self.left())} "
             "left\n")
         return False
 
@@ -233,7 +234,9 @@ class _Driver:
         start = time.monotonic()
         rc = _run_rung(self.request, rung, seconds, SweepConfig, run_sweep, self.err)
         records = rung_records(self.store, rung, self.plan)
-        done = [r for x in (*self.rungs, rung) for r in rung_records(self.store, x, self.plan)]
+        # every rung so far, this one once (the probe is not among the decided rungs)
+        done = all_records(self.store, [*self.rungs, *([] if rung in self.rungs else [rung])],
+                           self.plan)
         self.calibration, self.rung_overhead = _refit(
             self.calibration, records, time.monotonic() - start, self.workers,
             self.rung_overhead, done)
@@ -248,23 +251,13 @@ class _Driver:
                             left=self.left(), rung_overhead_s=self.rung_overhead)
 
 def _calibration(request: Any, fidelity: Fidelity, store: RecordStore,
-                 ladder: list[Fidelity]) -> Any:
+                 ladder: list[Fidelity], err: TextIO) -> Any:
     """This machine's calibration at the rungs' shape, refitted to records of the ladder
     already in the run directory (an earlier run of the same command)."""
-    from evaluators.calibrate import get_calibration
-
-    device = "cuda" if request.gpus_per_trial > 0 else "cpu"
-    cal = get_calibration(fidelity, device=device,
-                          threads=max(1, math.floor(request.cpus_per_trial)))
+    cal = est.calibration(fidelity, threads=max(1, math.floor(request.cpus_per_trial)),
+                          gpu=request.gpus_per_trial > 0, err=err)
     names = {f.name for f in ladder}
     return refit_calibration(cal, [r for r in store.records() if r.get("fidelity") in names])
-
-def _workers(resources: dict[str, float], cpus: float, gpus: float) -> int:
-    """Trials Tune can run at once on the cluster."""
-    n = math.floor(resources.get("CPU", 1) / cpus) if cpus > 0 else 1
-    if gpus > 0:
-        n = min(n, math.floor(resources.get("GPU", 0) / gpus))
-    return max(1, n)
 
 def _plan(kept: list[str], costs: dict[str, list[float]], seeds: int, workers: int,
           seconds: float, rung_overhead_s: float) -> hv.LadderPlan | None:
@@ -305,7 +298,7 @@ def _run_rung(request: Any, rung: Rung, seconds: float, config_cls: Any, run_swe
                 fidelity=rung.fidelity.name, dataset=request.plan.dataset)
     err.write(f"rung {rung.ladder} ({rung_words(rung.fidelity)}): "
               f"{n_designs(len(rung.designs))}, {rung.decided}; at most "
-              f"{hv.fmt_duration(seconds)}\n")
+              f"{est.fmt_seconds(seconds)}\n")
     cfg = config_cls(
         plan=plan, fidelity=rung.fidelity, run_dir=request.run_dir,
         storage_url=request.storage_url, num_classes=request.num_classes,
@@ -334,12 +327,7 @@ def _fail_leftovers(storage_url: str, study_name: str) -> None:
     except KeyError:  # no study yet: the rung never ran
         return
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        try:
-            storage.set_trial_user_attr(t._trial_id, "error",
-                                        "left RUNNING by an interrupted run")
-            storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass
+        st.fail_trial(storage, t._trial_id, "left RUNNING by an interrupted run")
 
 def _read_state(path: Path) -> dict[str, Any] | None:
     if not path.is_file():

@@ -89,13 +89,11 @@ def release_memory() -> bool:
     killed a trial. ``malloc_trim`` hands the free pages inside the heap back.
     """
     import ctypes
-    import ctypes.util
     import gc
 
     gc.collect()
-    name = ctypes.util.find_library("c")
-    try:
-        return bool(ctypes.CDLL(name).malloc_trim(0)) if name else False
+    try:  # the process's own symbols: libc's, without searching for the library file
+        return bool(ctypes.CDLL(None).malloc_trim(0))
     except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
         return False
 

@@ -26,6 +26,7 @@ from studies import halving as hv
 from studies import run
 from studies import rungs as rg
 from studies import time_budget as tb
+from studies.estimate import fmt_seconds
 from studies.plan import Plan
 from studies.store import RecordStore
 
@@ -46,7 +47,7 @@ def test_durations_as_users_write_them():
     for bad in ("", "h", "1h-", "abc", "0", "0m", "-5", "nan"):
         with pytest.raises(ValueError, match=r"--time-budget .*(duration|positive)"):
             hv.parse_duration(bad)
-    assert [hv.fmt_duration(s) for s in (3600, 125, 42)] == ["1h00m", "2m05s", "42s"]
+    assert [fmt_seconds(s) for s in (3600, 125, 42)] == ["1h00m", "2m05s", "42s"]
 
 
 # --- the ladder ------------------------------------------------------------------------------
