@@ -6,9 +6,10 @@ the planner takes the cost model's predictions as numbers, so it is tested on it
 The rungs. A base fidelity (``--fidelity``, default ``cpu``) defines a ladder of cheaper
 ones, each a quarter (``ETA``) of the training images of the one above it, all at
 ``RUNG_RESOLUTION`` pixels: ``F_0`` is the base's training (its images x epochs) at that
-resolution, ``F_1`` a quarter of it, and so on while a rung trains at least
-``MIN_TRAIN_IMAGES``. A plan uses up to ``MAX_RUNGS`` consecutive ones: every design at the
-cheapest, the best quarter (by validation accuracy) at the next, and so on. Each rung is a
+resolution, ``F_1`` a quarter of it, and so on while a rung trains at least its floor,
+``min_steps(dataset)`` SGD steps (a rung below it ranks nothing: its nets stay at chance).
+A plan uses up to ``MAX_RUNGS`` consecutive ones: every design at the cheapest, the best
+quarter (by validation accuracy) at the next, and so on. Each rung is a
 fidelity named by ``evaluators.with_changes`` (``cpu+train_size=...``), so its records are
 keyed by it, a re-run skips what is recorded, and two budgets that share a rung share its
 records.
@@ -21,9 +22,14 @@ paper's axis, Figure 3), drawn from ``--sampler-seed``: the largest sample that 
 most rungs (at least two designs at the cheapest), else one design at the cheapest rung.
 
 Example:
-    >>> ladder = rung_configs({"train_size": 8000, "val_fraction": 0.1, "test_size": 2000,
-    ...                        "resolution": 16, "epochs": 2}, dataset_train=50_000)
-    >>> [(r["train_images"], r["epochs"], r["val_images"], r["test_images"]) for r in ladder]
+    >>> cpu = {"train_size": 8000, "val_fraction": 0.1, "test_size": 2000, "resolution": 16,
+    ...        "epochs": 2, "batch_size": 64}
+    >>> def shapes(ladder):
+    ...     return [(r["train_images"], r["epochs"], r["val_images"], r["test_images"])
+    ...             for r in ladder]
+    >>> shapes(rung_configs(cpu, dataset_train=50_000))  # 225 and 56 steps: the floor is 50
+    [(7200, 2, 800, 2000), (3600, 1, 800, 2000)]
+    >>> shapes(rung_configs(cpu, dataset_train=50_000, min_steps=3))
     [(7200, 2, 800, 2000), (3600, 1, 800, 2000), (900, 1, 800, 900), (225, 1, 225, 225)]
     >>> plan = plan_ladder(n_designs=74, seeds=1, workers=2, seconds=2400,
     ...                    rung_seconds=[600.0, 150.0, 40.0, 12.0])
@@ -45,7 +51,23 @@ ETA = 4  # each rung trains ETA x the images of the one below, on 1/ETA of its d
 MAX_RUNGS = 3  # 74 designs -> 19 -> 5
 RUNG_RESOLUTION = 8  # pixels per side: the 0.65M nets need ~17 GB of activations per batch
 #                      at 16x16 (4x the 8x8 memory, and 4x the time)
-MIN_TRAIN_IMAGES = 200  # the cheapest rung trains at least this many (3 SGD steps of 64)
+MIN_STEPS = 50  # SGD steps the cheapest rung trains at least, on real images. Measured on
+#                CIFAR-10 with the 0.65M plain8 nets at 8x8, batch 64: after 15 steps (900
+#                images x 1 epoch) all 61 trained nets predicted one class (the hour in
+#                docs/studies.md); after 57 steps (3,600 x 1) the nets tried, widths 319-3,040,
+#                were above chance (docs/studies.md, "The floor").
+MIN_STEPS_SYNTHETIC = 3  # the synthetic data tests the machinery, not a ranking
+
+
+def min_steps(dataset: str) -> int:
+    """The floor of a rung on ``dataset``: SGD steps it trains at least.
+
+    Example:
+        >>> min_steps("cifar10"), min_steps("synthetic")
+        (50, 3)
+    """
+    return MIN_STEPS_SYNTHETIC if dataset == "synthetic" else MIN_STEPS
+
 
 def parse_duration(text: str) -> float:
     """``--time-budget``: ``studies.budget.parse_duration``, and more than zero.
@@ -90,10 +112,12 @@ def time_budget_of(args: Any) -> float | None:
 # --- the ladder --------------------------------------------------------------------------
 
 
-def rung_configs(base: dict[str, Any], *, dataset_train: int) -> list[dict[str, Any]]:
+def rung_configs(base: dict[str, Any], *, dataset_train: int,
+                 min_steps: int = MIN_STEPS) -> list[dict[str, Any]]:
     """The ladder below a base fidelity config (``Fidelity.to_dict()``), most expensive
     first: per rung its ``train_images`` (per epoch), ``epochs``, ``val_images``,
-    ``test_images`` and the fidelity ``changes`` that make it.
+    ``test_images`` and the fidelity ``changes`` that make it; down to the last rung that
+    trains ``min_steps`` SGD steps of the base's batch (its image passes / batch size).
 
     ``dataset_train``: the dataset's official train images (the base may ask for all).
     Validation: the base's, but never more images than the rung trains on (an evaluation
@@ -105,11 +129,10 @@ def rung_configs(base: dict[str, Any], *, dataset_train: int) -> list[dict[str, 
     base_train = drawn - base_val
     base_test = base.get("test_size") or 10_000_000  # "all" (the loader caps it)
     passes = base_train * int(base["epochs"])
+    floor = min_steps * int(base.get("batch_size", 64))  # image passes
     out = []
-    while True:
+    while passes >= floor:
         train = min(base_train, passes)
-        if train < MIN_TRAIN_IMAGES:
-            break
         epochs = math.ceil(passes / train)
         val = min(base_val, train)
         test = min(base_test, train * epochs)

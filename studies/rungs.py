@@ -43,17 +43,22 @@ class Rung:
 def ladder_fidelities(base: Fidelity, dataset: str) -> list[Fidelity]:
     """The fidelities of :func:`studies.halving.rung_configs` below ``base`` (most
     expensive first), named by ``with_changes``."""
-    configs = hv.rung_configs(base.to_dict(), dataset_train=DATASET_SIZES[dataset][0])
+    configs = _configs(base, dataset)
     if not configs:
-        raise ValueError(f"--fidelity {base.name} trains fewer than {hv.MIN_TRAIN_IMAGES} "
-                         "images: no rung below it for --time-budget")
+        raise ValueError(f"--fidelity {base.name} trains fewer than {hv.min_steps(dataset)} "
+                         f"SGD steps on {dataset}: no rung for --time-budget (a rung trains "
+                         "at least that many; choose a larger fidelity)")
     return [with_changes(base, **c["changes"]) for c in configs]
+
+def _configs(base: Fidelity, dataset: str) -> list[dict[str, Any]]:
+    return hv.rung_configs(base.to_dict(), dataset_train=DATASET_SIZES[dataset][0],
+                           min_steps=hv.min_steps(dataset))
 
 def ladder_markdown(base: Fidelity, dataset: str) -> str:
     """The ladder below ``base`` as the markdown table docs/studies.md shows."""
     lines = ["| rung | trains | validation images | test images | fidelity (record key) |",
              "| --- | --- | --- | --- | --- |"]
-    configs = hv.rung_configs(base.to_dict(), dataset_train=DATASET_SIZES[dataset][0])
+    configs = _configs(base, dataset)
     for i, (c, f) in enumerate(zip(configs, ladder_fidelities(base, dataset), strict=True)):
         lines.append(f"| {i} | {rung_words(f)} | {c['val_images']:,} | "
                      f"{c['test_images']:,} | `{f.name}` |")

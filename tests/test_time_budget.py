@@ -55,27 +55,37 @@ def test_durations_as_users_write_them():
 
 def test_ladder_below_the_cpu_fidelity_is_named_keyed_and_sized_as_trials_draw():
     ladder = rg.ladder_fidelities(ev.get_fidelity("cpu"), "cifar10")
-    # cpu trains 7,200 images x 2 epochs: rungs of 14,400, 3,600, 900 and 225 image passes.
+    # cpu trains 7,200 images x 2 epochs: rungs of 14,400 and 3,600 image passes (225 and
+    # 56 SGD steps of 64); 900 passes (14 steps) is under the floor of 50.
     shapes = [trial_shape(f.to_dict(), "cifar10") for f in ladder]
-    assert [(s.train_images, s.epochs) for s in shapes] == [(7200, 2), (3600, 1), (900, 1),
-                                                             (225, 1)]
-    assert [s.eval_images for s in shapes] == [800 * 2 + 2000, 800 + 2000, 800 + 900,
-                                               225 + 225]
+    assert [(s.train_images, s.epochs) for s in shapes] == [(7200, 2), (3600, 1)]
+    assert [s.eval_images for s in shapes] == [800 * 2 + 2000, 800 + 2000]
     assert {s.resolution for s in shapes} == {8} and {s.latency_images for s in shapes} == {0}
     names = [f.name for f in ladder]
-    assert len(set(names)) == 4 and all(n.startswith("cpu+train_size=") for n in names)
+    assert len(set(names)) == 2 and all(n.startswith("cpu+train_size=") for n in names)
     assert ev.with_changes(ev.get_fidelity("cpu"), **hv.rung_configs(
-        ev.get_fidelity("cpu").to_dict(), dataset_train=50_000)[2]["changes"]) == ladder[2]
+        ev.get_fidelity("cpu").to_dict(), dataset_train=50_000)[1]["changes"]) == ladder[1]
+    # Below the floor the quarter-ladder would go on: 900 and 225 passes.
+    deeper = hv.rung_configs(ev.get_fidelity("cpu").to_dict(), dataset_train=50_000,
+                             min_steps=1)
+    passes = [r["train_images"] * r["epochs"] for r in deeper]
+    assert passes == [14_400, 3_600, 900, 225]
     # Each rung trains ETA x the images of the one below it.
-    passes = [s.train_images * s.epochs for s in shapes]
     assert all(a == hv.ETA * b for a, b in zip(passes, passes[1:], strict=False))
-    # The smoke fidelity (synthetic, 900 x 4 at 8x8) has three rungs above 200 images.
+    # The floor counts SGD steps: batches of 128 halve a rung's steps (3,600 passes: 28).
+    big_batch = ev.with_changes(ev.get_fidelity("cpu"), batch_size=128)
+    assert len(rg.ladder_fidelities(big_batch, "cifar10")) == 1
+    # The smoke fidelity (synthetic, 900 x 4 at 8x8; the machinery's floor of 3 steps) has
+    # three rungs.
     smoke = [trial_shape(f.to_dict(), "synthetic")
              for f in rg.ladder_fidelities(ev.get_fidelity("smoke"), "synthetic")]
     assert [(s.train_images, s.epochs) for s in smoke] == [(900, 4), (900, 1), (225, 1)]
-    with pytest.raises(ValueError, match="fewer than 200"):
-        rg.ladder_fidelities(ev.with_changes(ev.get_fidelity("smoke"), train_size=150),
-                             "synthetic")
+    with pytest.raises(ValueError, match="fewer than 3 SGD steps on synthetic"):
+        rg.ladder_fidelities(ev.with_changes(ev.get_fidelity("smoke"), train_size=150,
+                                             epochs=1), "synthetic")  # 135 passes: 2 steps
+    with pytest.raises(ValueError, match="fewer than 50 SGD steps on cifar10"):
+        rg.ladder_fidelities(ev.with_changes(ev.get_fidelity("smoke"), epochs=2),
+                             "cifar10")  # 900 images x 2 epochs: 28 steps
 
 
 # --- the plan --------------------------------------------------------------------------------
@@ -458,6 +468,32 @@ def test_docs_show_the_ladder_the_code_makes_and_the_reports_lines(tmp_path):
     over = [d.id for d in designs if trial_memory_bytes(d, cfg, "cifar10") > 5.5 * 2**30]
     assert over == ["plain8-c1884-k1.6.6.6.6.6"] and len(designs) == 74
     assert "(`plain8-c1884-k1.6.6.6.6.6`, 6.2 GB predicted) is over 5.5 GB" in text
+
+
+def test_the_floor_in_the_docs_is_the_committed_measurement():
+    """docs/studies.md's floor block is benchmarks/rung_floor.py's committed JSON, which
+    measured at the ladder's cheapest rung, and that rung trained the nets off chance."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import rung_floor
+
+    from analysis.doc_blocks import block_in_doc
+
+    result = json.loads((REPO / "benchmarks" / "results" / "rung_floor_cpu.json").read_text())
+    doc = (REPO / "docs" / "studies.md").read_text()
+    assert block_in_doc(doc, "rung-floor") == rung_floor.doc_block(result)
+    ladder = rg.ladder_fidelities(ev.get_fidelity("cpu"), "cifar10")
+    assert result["fidelity"] == ladder[-1].name and result["min_steps"] == hv.MIN_STEPS
+    assert result["steps"] >= hv.MIN_STEPS
+    # Every design measured there is above chance: its test interval's low end over 10%.
+    rows = block_in_doc(doc, "rung-floor").splitlines()[2:2 + len(result["trained"])]
+    lows = [float(r.split("[")[1].split(",")[0]) for r in rows]
+    assert len(lows) >= 5 and min(lows) > 0.10
+    widths = [ss.parse(t["design"]).width for t in result["trained"]]
+    assert min(widths) <= 319 and max(widths) >= 3000
+    # The hour's plan with the floor: a stratified sample at the cheapest rung.
+    hour = next(p for p in result["plans"] if p["hours"] == 1)
+    assert hour["sampled"] and hour["rungs"][0] == len(ladder) - 1
+    assert hour["predicted_s"] <= 3600
 
 
 def test_the_hour_in_the_docs_is_the_committed_runs_answer():
