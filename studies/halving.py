@@ -291,6 +291,23 @@ def rank_designs(records: Sequence[dict[str, Any]]) -> list[tuple[str, float, in
     return ranked
 
 
+def longest_first(design_ids: Sequence[str], seconds: Sequence[float]) -> list[str]:
+    """``design_ids`` by predicted ``seconds``, longest first (ties in input order): the
+    order a rung's trials are handed to the workers. Tune's FIFO queue starts them in this
+    order, and longest-first keeps a long trial from starting last while the other workers
+    idle. The hour's probe (docs/studies.md) started its trials of 295, 50, 232 and 718 s in
+    that order: 1,000 s on two workers, where longest-first takes 718.
+
+    Example:
+        >>> longest_first(["a", "b", "c", "d"], [295, 50, 232, 718])
+        ['d', 'a', 'c', 'b']
+        >>> queue_makespan([295, 50, 232, 718], 2), queue_makespan([718, 295, 232, 50], 2)
+        (1000.0, 718.0)
+    """
+    order = sorted(range(len(design_ids)), key=lambda i: (-seconds[i], i))
+    return [design_ids[i] for i in order]
+
+
 def probe_designs(design_ids: list[str], seconds: list[float], n: int) -> list[str]:
     """``n`` designs at evenly spaced quantiles of their predicted ``seconds`` (in the
     input order): the first trials, whose times refit the cost model before the rest.

@@ -108,8 +108,9 @@ def _open_ledger(cfg: SweepConfig, err: TextIO) -> Ledger:
                     num_classes=cfg.num_classes, input_size=cfg.input_size,
                     checkpoint_dir=cfg.run_dir / "checkpoints")
     if ledger.reconciled:
-        err.write(f"added {ledger.reconciled} record(s) to the Optuna study that a crash had "
-                  "left untold\n")
+        err.write(f"added {ledger.reconciled} record(s) of the store to the Optuna study, "
+                  "which did not hold them (a crash, or records made under another study: "
+                  "a time budget's probe)\n")
     return ledger
 
 

@@ -232,7 +232,8 @@ class _Driver:
                 rung.designs) * self.seeds:  # out of time, or recorded by an earlier run
             return False
         start = time.monotonic()
-        rc = _run_rung(self.request, rung, seconds, SweepConfig, run_sweep, self.err)
+        order = hv.longest_first(rung.designs, self.costs(rung.fidelity, rung.designs))
+        rc = _run_rung(self.request, rung, order, seconds, SweepConfig, run_sweep, self.err)
         records = rung_records(self.store, rung, self.plan)
         # every rung so far, this one once (the probe is not among the decided rungs)
         done = all_records(self.store, [*self.rungs, *([] if rung in self.rungs else [rung])],
@@ -265,8 +266,9 @@ def _plan(kept: list[str], costs: dict[str, list[float]], seeds: int, workers: i
     mean = [sum(costs[d][i] for d in kept) / len(kept) for i in range(depth)]
 
     def first_rung(index: int, n: int) -> float:
-        if n >= len(kept):  # the actual designs, in plan order
-            return hv.queue_makespan([costs[d][index] for d in kept for _ in range(seeds)],
+        if n >= len(kept):  # the actual designs, in the order they run (seed-major)
+            order = hv.longest_first(kept, [costs[d][index] for d in kept])
+            return hv.queue_makespan([costs[d][index] for _ in range(seeds) for d in order],
                                      workers)
         return hv.makespan(n * seeds, mean[index], workers)
 
@@ -286,15 +288,17 @@ def _refit(calibration: Any, records: list[dict[str, Any]], took: float, workers
         rung_overhead = min(max(took - hv.queue_makespan(walls, workers), 0.0), 120.0)
     return calibration, rung_overhead
 
-def _run_rung(request: Any, rung: Rung, seconds: float, config_cls: Any, run_sweep: Any,
-              err: TextIO) -> int:
-    """Run one rung as a Tune sweep stopped after ``seconds``; its exit status (130 or 143:
-    ended by Ctrl-C or SIGTERM, studies.signals)."""
-    # One Optuna study per (rung, design list): a study's parameter is a categorical over
-    # its plan's designs, which Optuna does not let change (the probe and its rung differ).
-    digest = f"{zlib.crc32('|'.join(rung.designs).encode()):08x}"
+def _run_rung(request: Any, rung: Rung, order: list[str], seconds: float, config_cls: Any,
+              run_sweep: Any, err: TextIO) -> int:
+    """Run one rung as a Tune sweep of its designs in ``order`` (the order trials start),
+    stopped after ``seconds``; its exit status (130 or 143: ended by Ctrl-C or SIGTERM,
+    studies.signals)."""
+    # One Optuna study per (rung, ordered design list): a study's parameter is a categorical
+    # over its plan's designs, which Optuna does not let change (the probe and its rung
+    # differ; a re-run may order them otherwise). Records are keyed by trial, not study.
+    digest = f"{zlib.crc32('|'.join(order).encode()):08x}"
     plan = Plan(name=f"{request.plan.name}-rung{rung.ladder}-{digest}",
-                design_ids=tuple(rung.designs), seeds=request.plan.seeds,
+                design_ids=tuple(order), seeds=request.plan.seeds,
                 fidelity=rung.fidelity.name, dataset=request.plan.dataset)
     err.write(f"rung {rung.ladder} ({rung_words(rung.fidelity)}): "
               f"{n_designs(len(rung.designs))}, {rung.decided}; at most "

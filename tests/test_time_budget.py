@@ -246,6 +246,49 @@ def _two_rungs(tmp_path):
     return ladder, plan, store, low
 
 
+def test_a_rungs_trials_start_longest_first(tmp_path, monkeypatch):
+    """The driver hands Tune a rung's designs longest-first (predicted), so no long trial
+    starts last while the other worker idles; the Tune run's plan keeps that order."""
+    from types import SimpleNamespace
+
+    ladder = rg.ladder_fidelities(ev.get_fidelity("smoke"), "synthetic")
+    designs = ["plain8-c16-k1.4.4", "plain8-c64-k1.64", "plain8-c44-k1.4.4.4",
+               "plain8-c24-k1.24"]
+    plan = Plan(name="lpt", design_ids=tuple(designs), seeds=(0,), fidelity="smoke",
+                dataset="synthetic")
+    request = SimpleNamespace(plan=plan, num_classes=10, cpus_per_trial=1.0,
+                              gpus_per_trial=0.0, storage_url=f"sqlite:///{tmp_path}/o.db",
+                              run_dir=tmp_path, data_dir=None, address=None)
+    driver = tb._Driver(request, RecordStore(tmp_path), ladder, designs, 2,
+                        time.monotonic() + 600, io.StringIO())
+    handed = {}
+
+    def fake_run_rung(request, rung, order, seconds, config_cls, run_sweep, err):
+        handed["order"] = order
+        return 0
+
+    real_run_rung = tb._run_rung
+    monkeypatch.setattr(tb, "_run_rung", fake_run_rung)
+    rung = rg.Rung(2, ladder[2], designs, "every design")
+    driver.run(rung)
+    costs = driver.costs(ladder[2], designs)
+    assert sorted(handed["order"]) == sorted(designs)
+    assert [costs[designs.index(d)] for d in handed["order"]] == sorted(costs, reverse=True)
+    assert handed["order"] != designs  # the enumeration order is not longest-first here
+
+    captured = {}
+
+    def fake_sweep(cfg, out, err):
+        captured["ids"] = cfg.plan.design_ids
+        return 0
+
+    from studies.sweep import SweepConfig
+
+    assert real_run_rung(request, rung, handed["order"], 60.0, SweepConfig, fake_sweep,
+                         io.StringIO()) == 0
+    assert list(captured["ids"]) == handed["order"]
+
+
 def test_the_next_rung_takes_the_best_of_the_rung_below(tmp_path):
     ladder, plan, store, low = _two_rungs(tmp_path)
     records = rg.rung_records(store, low, plan)
