@@ -232,20 +232,27 @@ def plan_ladder(*, n_designs: int, seeds: int, workers: int, seconds: float,
 
 
 def next_rung_designs(*, candidates: int, planned: int, seeds: int, workers: int,
-                      seconds: float, trial_s: float, later: Sequence[float],
+                      seconds: float, trial_s: Sequence[float],
+                      later: Sequence[Sequence[float]],
                       rung_overhead_s: float = 0.0) -> int:
     """How many of ``candidates`` designs the next rung can take in ``seconds``: the most
     (up to ``planned``, or up to half the candidates when the time allows) for which that
-    rung and the rungs after it (``later``: their trial seconds, each on a quarter of the
-    designs of the one before) fit. 0 when not even one design fits the next rung alone.
+    rung and the rungs after it fit. 0 when not even one design fits the next rung alone.
+
+    ``trial_s``: predicted seconds of a trial of each candidate at the next rung, best
+    candidate first; the best n run longest-first (:func:`longest_first`). ``later``: the
+    same for each rung after it, which takes a quarter of the designs of the one before
+    (which ones is not known yet: the mean of the best n's).
     """
     limit = max(planned, min(candidates, math.ceil(candidates / 2)))
     for n in range(min(limit, candidates), 0, -1):
-        total = makespan(n * seeds, trial_s, workers) + rung_overhead_s * (1 + len(later))
+        first = sorted(trial_s[:n], reverse=True)
+        total = (queue_makespan([s for _ in range(seeds) for s in first], workers)
+                 + rung_overhead_s * (1 + len(later)))
         m = n
-        for s in later:
+        for costs in later:
             m = math.ceil(m / ETA)
-            total += makespan(m * seeds, s, workers)
+            total += makespan(m * seeds, sum(costs[:n]) / n, workers)
         if total <= seconds:
             return n
     return 0

@@ -159,8 +159,11 @@ def decide_next(rungs: list[Rung], k: int, planned: list[int], ladder: list[Fide
     if not ranked:
         return None
     nxt = later[0]
-    trial_s = _mean(costs_for(ladder[nxt]))
-    after = [_mean(costs_for(ladder[r])) for r in later[1:]]
+    ranked_ids = [d for d, _, _ in ranked]
+    # The candidates' own predicted times, best first: the best designs of a rung may be
+    # the widest (slowest), and the mean over every design would fit too many of them.
+    trial_s = costs_for(ladder[nxt], ranked_ids)
+    after = [costs_for(ladder[r], ranked_ids) for r in later[1:]]
     planned_n = math.ceil(len(rungs[k].designs) / hv.ETA)
     n = 0
     for drop in range(len(after) + 1):  # drop planned rungs from the top, not the next one
@@ -175,9 +178,6 @@ def decide_next(rungs: list[Rung], k: int, planned: list[int], ladder: list[Fide
     chosen = [d for d, _, _ in ranked[:n]]
     return Rung(nxt, ladder[nxt], chosen,
                 f"the best {n} of rung {current}'s {len(ranked)} by validation accuracy")
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
 
 def rung_records(store: RecordStore, rung: Rung, plan: Plan) -> list[dict[str, Any]]:
     out = []

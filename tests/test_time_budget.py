@@ -137,16 +137,23 @@ def test_queue_makespan_is_tunes_fifo_on_the_workers():
 
 def test_the_next_rung_takes_what_the_time_left_allows():
     kw = dict(candidates=74, planned=19, seeds=1, workers=2)
+    trial_s, later = [150.0] * 74, [[600.0] * 74]
     # 19 as planned: 10 rounds of 150 s + 3 of 600 s = 3,300 s; 20 costs the same (its
     # top rung takes 5 designs: 3 rounds too), 21 one more round of 150 s.
-    assert hv.next_rung_designs(**kw, seconds=3300, trial_s=150, later=[600]) == 20
-    assert hv.next_rung_designs(**kw, seconds=3449, trial_s=150, later=[600]) == 20
+    assert hv.next_rung_designs(**kw, seconds=3300, trial_s=trial_s, later=later) == 20
+    assert hv.next_rung_designs(**kw, seconds=3449, trial_s=trial_s, later=later) == 20
     # Slower than planned: fewer designs, the rung after them included.
-    n = hv.next_rung_designs(**kw, seconds=2000, trial_s=150, later=[600])
+    n = hv.next_rung_designs(**kw, seconds=2000, trial_s=trial_s, later=later)
     assert n < 19 and math.ceil(n / 2) * 150 + math.ceil(math.ceil(n / 4) / 2) * 600 <= 2000
     # Faster: up to half the candidates.
-    assert hv.next_rung_designs(**kw, seconds=10_000, trial_s=150, later=[600]) == 37
-    assert hv.next_rung_designs(**kw, seconds=100, trial_s=150, later=[]) == 0
+    assert hv.next_rung_designs(**kw, seconds=10_000, trial_s=trial_s, later=later) == 37
+    assert hv.next_rung_designs(**kw, seconds=100, trial_s=trial_s, later=[]) == 0
+    # The candidates' own times: the best designs may be the slowest. The best two take
+    # 600 s, the rest 150 s: 10 fit 1,200 s (each worker one of 600 s, then four of 150 s),
+    # where 16 of 150 s would.
+    mixed = [600.0, 600.0] + [150.0] * 72
+    assert hv.next_rung_designs(**kw, seconds=1200, trial_s=mixed, later=[]) == 10
+    assert hv.next_rung_designs(**kw, seconds=1200, trial_s=trial_s, later=[]) == 16
 
 
 def test_stratified_sample_covers_every_L_and_repeats_with_its_seed():
@@ -294,8 +301,8 @@ def test_the_next_rung_takes_the_best_of_the_rung_below(tmp_path):
     records = rg.rung_records(store, low, plan)
     assert len(records) == 4
 
-    def costs_for(fidelity):
-        return [10.0] * 4 if fidelity is ladder[1] else [40.0] * 4
+    def costs_for(fidelity, designs):
+        return [10.0 if fidelity is ladder[1] else 40.0 for _ in designs]
 
     nxt = rg.decide_next([low], 0, [2, 1, 0], ladder, records, costs_for=costs_for,
                           seeds=1, workers=2, left=1000)
