@@ -546,27 +546,22 @@ def test_the_floor_in_the_docs_is_the_committed_measurement():
     assert hour["predicted_s"] <= 3600
 
 
-def test_the_hour_in_the_docs_is_the_committed_runs_answer():
-    """docs/studies.md shows the report the 1-hour 0.65M run printed and the one today's
-    code writes from its committed state (time_budget.json), and the numbers it quotes
-    are the committed records'."""
-    import re
-
+def _committed_hour(name, blocks):
+    """A committed time-budget run under docs/studies/: its state's answer is what the doc's
+    blocks show (each block: the extra fields of the answer it was written with), its rungs'
+    counts and best design are its records'. Returns (state, ok records, doc)."""
     from analysis.doc_blocks import block_in_doc
     from analysis.release import read_records
-    from evaluators.catalog import NUM_CLASSES
 
     hour = REPO / "docs" / "studies"
-    state = json.loads((hour / "budget-650k-1h" / "time_budget.json").read_text())
+    state = json.loads((hour / name / "time_budget.json").read_text())
     answer = state["answer"]
     doc = (REPO / "docs" / "studies.md").read_text()
-    for block, extra in (("time-budget-hour", {}),
-                         ("time-budget-hour-now", {"chance": 1 / NUM_CLASSES["cifar10"]})):
+    for block, extra in blocks.items():
         written = io.StringIO()
         report.write_report({**answer, **extra}, written)
         assert block_in_doc(doc, block) == f"```\n{written.getvalue().strip()}\n```"
-    assert "at chance:" in block_in_doc(doc, "time-budget-hour-now")
-    records = read_records(hour / "budget-650k-1h.csv")
+    records = read_records(hour / f"{name}.csv")
     ok = records[records["status"] == "ok"]
     for row, rung in zip(answer["rungs"], state["rungs"], strict=True):
         at = ok[ok["fidelity"] == row["fidelity"]]
@@ -575,6 +570,56 @@ def test_the_hour_in_the_docs_is_the_committed_runs_answer():
     top = ok[ok["fidelity"] == best["fidelity"]].sort_values("val_acc", ascending=False)
     assert top.iloc[0]["val_acc"] == pytest.approx(best["val_acc"])
     assert answer["seconds"] <= answer["time_budget_s"] + 60  # the hour, plus a margin
+    return state, ok, doc
+
+
+def test_the_hour_with_the_floor_in_the_docs_is_the_committed_runs_answer():
+    """The hour with the floor: what it printed (its code had the at-chance line), an
+    answer above chance, and the sample and best design the prose quotes."""
+    from analysis.doc_blocks import block_in_doc
+    from evaluators.catalog import NUM_CLASSES
+
+    state, ok, doc = _committed_hour("budget-650k-1h-floor", {
+        "time-budget-hour-floor": {"chance": 1 / NUM_CLASSES["cifar10"]}})
+    assert "at chance:" not in block_in_doc(doc, "time-budget-hour-floor")
+    assert ok.test_acc.min() > 0.15  # every net it trained left chance
+    text = " ".join(doc.split())
+    best = state["answer"]["best"]
+    lo, hi = best["test_ci"]
+    assert (f"`{best['design_id']}`, reached test {best['test_acc']:.3f} [{lo:.3f}, "
+            f"{hi:.3f}]") in text
+    sample = state["rungs"][0]["designs"]
+    candidates = state["answer"]["candidates"] - len(state["skipped_memory"])
+    assert f"it saw {len(sample)} of the {candidates} designs" in text
+    per_l = {}
+    for d in sample:
+        per_l[ss.parse(d).L] = per_l.get(ss.parse(d).L, 0) + 1
+    assert sorted(per_l) == [2, 3, 4, 5, 6]
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert (f"saw {len(sample)} of its {candidates} designs and named `{best['design_id']}` "
+            f"(test {best['test_acc']:.3f} [{lo:.3f}, {hi:.3f}])") in readme
+    floor = json.loads((REPO / "benchmarks" / "results" / "rung_floor_cpu.json").read_text())
+    two = next(p for p in floor["plans"] if p["hours"] == 2)
+    assert (two["designs"], two["sampled"]) == ([candidates], False)
+    assert f"two hours would train all {candidates} at the cheapest rung" in readme
+    assert "one to three of each L" in text and (min(per_l.values()), max(per_l.values())) \
+        == (1, 3)
+
+
+def test_the_hour_in_the_docs_is_the_committed_runs_answer():
+    """docs/studies.md shows the report the 1-hour 0.65M run printed and the one today's
+    code writes from its committed state (time_budget.json), and the numbers it quotes
+    are the committed records'."""
+    import re
+
+    from analysis.doc_blocks import block_in_doc
+    from evaluators.catalog import NUM_CLASSES
+
+    state, ok, doc = _committed_hour("budget-650k-1h", {
+        "time-budget-hour": {},
+        "time-budget-hour-now": {"chance": 1 / NUM_CLASSES["cifar10"]}})
+    answer = state["answer"]
+    assert "at chance:" in block_in_doc(doc, "time-budget-hour-now")
     text = " ".join(doc.split())
     ((lo, hi),) = re.findall(r"test accuracies lie within (0\.\d+)-(0\.\d+)", text)
     assert (f"{ok.test_acc.min():.3f}", f"{ok.test_acc.max():.3f}") == (lo, hi)
