@@ -27,13 +27,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from evaluators import evaluate, get_fidelity  # noqa: E402
-from evaluators.cost_model import predict_seconds, trial_shape  # noqa: E402
+from evaluators.cost_model import trial_shape  # noqa: E402
 from evaluators.record import git_commit, utc_now, write_json_atomic  # noqa: E402
 from studies import estimate as est  # noqa: E402
 from studies import halving as hv  # noqa: E402
 from studies.rungs import ladder_fidelities, refit_calibration  # noqa: E402
 from studies.store import RecordStore  # noqa: E402
-from studies.time_budget import RUNG_OVERHEAD_S, STATE_FILE, TRIAL_OVERHEAD_S, _plan  # noqa: E402
+from studies.time_budget import RUNG_OVERHEAD_S, STATE_FILE, plan_rungs, trial_seconds  # noqa: E402
 
 HOURS = (1, 2, 4)
 WORKERS = 2
@@ -74,11 +74,11 @@ def plans(run_dir: Path) -> list[dict]:
     records = [r for r in RecordStore(run_dir).records() if r.get("status") == "ok"]
     ladder = ladder_fidelities(get_fidelity("cpu"), "cifar10")
     cal = refit_calibration(est.calibration(ladder[-1], threads=1), records)
-    costs = {d: [predict_seconds(d, f.to_dict(), "cifar10", cal, num_classes=10)
-                 + TRIAL_OVERHEAD_S for f in ladder] for d in designs}
+    by_rung = [trial_seconds(designs, f, "cifar10", cal, 10) for f in ladder]
+    costs = {d: [rung[i] for rung in by_rung] for i, d in enumerate(designs)}
     out = []
     for hours in HOURS:
-        plan = _plan(designs, costs, 1, WORKERS, hours * 3600.0, RUNG_OVERHEAD_S)
+        plan = plan_rungs(designs, costs, 1, WORKERS, hours * 3600.0, RUNG_OVERHEAD_S)
         out.append({"hours": hours, "rungs": list(plan.rungs), "designs": list(plan.designs),
                     "sampled": plan.sampled, "predicted_s": round(plan.predicted_s)})
     return out

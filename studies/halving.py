@@ -231,11 +231,11 @@ def plan_ladder(*, n_designs: int, seeds: int, workers: int, seconds: float,
     return None
 
 
-def next_rung_designs(*, candidates: int, planned: int, seeds: int, workers: int,
+def next_rung_designs(*, planned: int, seeds: int, workers: int,
                       seconds: float, trial_s: Sequence[float],
                       later: Sequence[Sequence[float]],
                       rung_overhead_s: float = 0.0) -> int:
-    """How many of ``candidates`` designs the next rung can take in ``seconds``: the most
+    """How many of the candidate designs the next rung can take in ``seconds``: the most
     (up to ``planned``, or up to half the candidates when the time allows) for which that
     rung and the rungs after it fit. 0 when not even one design fits the next rung alone.
 
@@ -244,7 +244,8 @@ def next_rung_designs(*, candidates: int, planned: int, seeds: int, workers: int
     same for each rung after it, which takes a quarter of the designs of the one before
     (which ones is not known yet: the mean of the best n's).
     """
-    limit = max(planned, min(candidates, math.ceil(candidates / 2)))
+    candidates = len(trial_s)
+    limit = max(planned, math.ceil(candidates / 2))
     for n in range(min(limit, candidates), 0, -1):
         first = sorted(trial_s[:n], reverse=True)
         total = (queue_makespan([s for _ in range(seeds) for s in first], workers)

@@ -167,7 +167,7 @@ def decide_next(rungs: list[Rung], k: int, planned: list[int], ladder: list[Fide
     planned_n = math.ceil(len(rungs[k].designs) / hv.ETA)
     n = 0
     for drop in range(len(after) + 1):  # drop planned rungs from the top, not the next one
-        n = hv.next_rung_designs(candidates=len(ranked), planned=planned_n, seeds=seeds,
+        n = hv.next_rung_designs(planned=planned_n, seeds=seeds,
                                  workers=workers, seconds=left, trial_s=trial_s,
                                  later=after[:len(after) - drop],
                                  rung_overhead_s=rung_overhead_s)

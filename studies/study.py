@@ -206,11 +206,10 @@ def _has(study: optuna.Study, record: dict[str, Any], key: str) -> bool:
 
 def fail_trial(storage: optuna.storages.BaseStorage, trial_id: int, reason: str) -> None:
     """FAIL a trial with its reason (user attribute ``error``), unless it already ended."""
-    try:
+    # Already ended: another driver failed it as stale meanwhile, which is all this wanted.
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
         storage.set_trial_user_attr(trial_id, "error", reason)
         storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        pass  # another driver failed it as stale meanwhile
 
 
 def fail_stale(study: optuna.Study) -> None:

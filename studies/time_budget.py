@@ -175,14 +175,13 @@ class _Driver:
 
     def costs(self, fidelity: Fidelity, designs: list[str] | None = None) -> list[float]:
         """Predicted seconds of a trial of each design (all candidates by default)."""
-        return [predict_seconds(d, fidelity.to_dict(), self.plan.dataset, self.calibration,
-                                num_classes=self.request.num_classes) + TRIAL_OVERHEAD_S
-                for d in (self.kept if designs is None else designs)]
+        return trial_seconds(self.kept if designs is None else designs, fidelity,
+                             self.plan.dataset, self.calibration, self.request.num_classes)
 
     def ladder_plan(self) -> hv.LadderPlan | None:
         costs = {d: c for d, c in zip(self.kept, zip(*(self.costs(f) for f in self.ladder),
                                                      strict=True), strict=True)}
-        return _plan(self.kept, costs, self.seeds, self.workers, self.left(),
+        return plan_rungs(self.kept, costs, self.seeds, self.workers, self.left(),
                      self.rung_overhead)
 
     def start(self) -> bool:
@@ -260,8 +259,17 @@ def _calibration(request: Any, fidelity: Fidelity, store: RecordStore,
     names = {f.name for f in ladder}
     return refit_calibration(cal, [r for r in store.records() if r.get("fidelity") in names])
 
-def _plan(kept: list[str], costs: dict[str, list[float]], seeds: int, workers: int,
-          seconds: float, rung_overhead_s: float) -> hv.LadderPlan | None:
+def trial_seconds(designs: list[str], fidelity: Fidelity, dataset: str, calibration: Any,
+                  num_classes: int) -> list[float]:
+    """Predicted wall seconds of a trial of each design at ``fidelity``, as the driver
+    plans them: the cost model's, plus Tune's hand-over."""
+    return [predict_seconds(d, fidelity.to_dict(), dataset, calibration,
+                            num_classes=num_classes) + TRIAL_OVERHEAD_S for d in designs]
+
+def plan_rungs(kept: list[str], costs: dict[str, list[float]], seeds: int, workers: int,
+               seconds: float, rung_overhead_s: float) -> hv.LadderPlan | None:
+    """``studies.halving.plan_ladder`` for these designs (``costs``: each design's
+    predicted seconds at every ladder rung), the first rung queued as it runs."""
     depth = len(next(iter(costs.values())))
     mean = [sum(costs[d][i] for d in kept) / len(kept) for i in range(depth)]
 

@@ -136,7 +136,7 @@ def test_queue_makespan_is_tunes_fifo_on_the_workers():
 
 
 def test_the_next_rung_takes_what_the_time_left_allows():
-    kw = dict(candidates=74, planned=19, seeds=1, workers=2)
+    kw = dict(planned=19, seeds=1, workers=2)  # 74 candidates: one time each
     trial_s, later = [150.0] * 74, [[600.0] * 74]
     # 19 as planned: 10 rounds of 150 s + 3 of 600 s = 3,300 s; 20 costs the same (its
     # top rung takes 5 designs: 3 rounds too), 21 one more round of 150 s.
