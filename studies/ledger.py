@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,9 +83,11 @@ class Ledger:
         st.fail_stale(study)
         self.recorded_before = self.recorded_keys()
         with store.lock():
-            self.reconciled = st.reconcile(
-                study, ((k, r) for k in sorted(self.recorded_before)
-                        if (r := store.read(k)) is not None), plan.design_ids)
+            before = [(k, r) for k in sorted(self.recorded_before)
+                      if (r := store.read(k)) is not None]
+            self.reconciled = st.reconcile(study, iter(before), plan.design_ids)
+        # The best so far counts a resumed sweep's earlier records too, not only this run's.
+        self.best_before = _best_record((k, r) for k, r in before if k in self.pairs)
         self.running: dict[str, Running] = {}  # by Tune trial id
         self.peak_running = 0  # most trials seen running at once: the sweep's parallelism
         self.finished: list[Finished] = []
@@ -287,6 +289,20 @@ class Ledger:
         return out
 
     def best(self) -> Finished | None:
+        """The ok trial with the highest val_acc, this run's or an earlier run's record."""
         oks = [f for f in self.finished if f.outcome == "ok" and f.val_acc is not None]
+        if self.best_before is not None:
+            oks.append(self.best_before)
         return max(oks, key=lambda f: f.val_acc) if oks else None
 
+
+def _best_record(records: Iterable[tuple[str, dict[str, Any]]]) -> Finished | None:
+    """The ok record (key, record) with the highest val_acc, as a Finished (or None)."""
+    oks = [(k, r) for k, r in records
+           if r.get("status") == "ok" and r.get("val_acc") is not None]
+    if not oks:
+        return None
+    k, r = max(oks, key=lambda kr: float(kr[1]["val_acc"]))
+    return Finished(key=k, design_id=r["design_id"], seed=int(r["seed"]),
+                    outcome="ok", val_acc=float(r["val_acc"]), reason=None,
+                    seconds=float(r.get("wall_s", 0.0)))

@@ -365,3 +365,28 @@ def test_trials_cut_off_by_the_end_of_a_sweep_show_as_interrupted_not_error(tmp_
     assert describe_outcome(ledger.finished[1]).startswith("interrupted b s0  the sweep ended")
     assert "(error 1, interrupted 1)" in status(ledger)
     assert ledger.peak_running == 2
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_resumed_sweep_shows_the_best_of_its_earlier_records_too(tmp_path):
+    from studies import study as st
+    from studies.ledger import Finished, Ledger
+    from studies.progress import status
+    from studies.sampling import make_sampler
+
+    plan = _plan()
+    store = RecordStore(tmp_path)
+    for (d, s), val in zip(plan.ordered_pairs()[:2], (0.42, 0.61), strict=True):
+        store.write({"design_id": d, "seed": s, "fidelity": plan.fidelity,
+                     "dataset": plan.dataset, "status": "ok", "reason": None,
+                     "params": 1000, "val_acc": val, "test_acc": val, "wall_s": 3.0, "curve": []})
+    # a record of another fidelity in the same run dir is not this sweep's
+    store.write({"design_id": "c", "seed": 0, "fidelity": "other", "dataset": plan.dataset,
+                 "status": "ok", "reason": None, "params": 1000, "val_acc": 0.99, "wall_s": 1.0,
+                 "curve": []})
+    storage = st.open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = st.open_study(storage, plan.name, make_sampler("grid", 0, plan.target))
+    ledger = Ledger(plan, store, study, storage, fidelity="smoke", num_classes=10)
+    assert "best 0.610 b s0" in status(ledger)
+    ledger.finished.append(Finished("k", "c", 1, "ok", 0.7, None, 1.0))
+    assert "best 0.700 c s1" in status(ledger)
