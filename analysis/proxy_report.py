@@ -122,6 +122,11 @@ def blocks(report: Report, tag: str, *, surrogate: bool = True) -> dict[str, str
     return out
 
 
+def _count(n: int, noun: str) -> str:
+    """``3 seeds``, ``1 seed``."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def source_block(r: Report) -> str:
     n_designs = r.accuracy["design_id"].nunique()
     seeds = sorted(r.accuracy["seed"].unique())
@@ -129,9 +134,11 @@ def source_block(r: Report) -> str:
     sha = (r.manifest or {}).get("parquet", {}).get("sha256", "")
     return (
         f"Table `{r.table}`" + (f" (parquet sha256 `{sha[:16]}...`)" if sha else "")
-        + f": {n_designs} designs x {len(seeds)} seeds at fidelity `{r.fidelity}`, dataset "
+        + f": {n_designs} designs x {_count(len(seeds), 'seed')} at fidelity `{r.fidelity}`, "
+        f"dataset "
         f"{r.dataset}, accuracy `{METRIC}`. Scores `{r.scores_path}`: "
-        f"{r.scores['design_id'].nunique()} designs x {len(sc_seeds)} initialisation seeds. "
+        f"{r.scores['design_id'].nunique()} designs x "
+        f"{_count(len(sc_seeds), 'initialisation seed')}. "
         f"Intervals: 95%, {N_BOOT} bootstrap replicates over designs and seeds (seed 0); "
         f"top-10% precision: the share of the k = {int(r.ranks['top_k'].max())} best designs "
         "by mean score that are among the k best by mean accuracy (chance: k/n)."
@@ -143,11 +150,11 @@ def ranks_block(r: Report) -> str:
              "| --- | --- | --- | --- | --- |"]
     for row in r.ranks.itertuples(index=False):
         if not np.isfinite(row.kendall):
-            lines.append(f"| `{row.proxy}` | {_kind(row.proxy)} | constant over these "
+            lines.append(f"| `{row.proxy}` | {kind_of(row.proxy)} | constant over these "
                          "designs | | |")
             continue
         lines.append(
-            f"| `{row.proxy}` | {_kind(row.proxy)} | "
+            f"| `{row.proxy}` | {kind_of(row.proxy)} | "
             f"{_ci(row.kendall, row.kendall_lo, row.kendall_hi)} | "
             f"{_ci(row.spearman, row.spearman_lo, row.spearman_hi)} | "
             f"{_ci(row.top_precision, row.top_lo, row.top_hi, digits=2)} |")
@@ -264,7 +271,8 @@ def _ci(v: float, lo: float, hi: float, digits: int = 3) -> str:
     return f"{v:{sign}.{digits}f} [{lo:{sign}.{digits}f}, {hi:{sign}.{digits}f}]"
 
 
-def _kind(name: str) -> str:
+def kind_of(name: str) -> str:
+    """The kind a score is reported as: generic proxy, cost, the paper's, other."""
     return ("generic proxy" if name in GENERIC else "cost" if name in COSTS
             else "the paper's" if name in PAPER else "other")
 
@@ -299,7 +307,7 @@ def plot(r: Report, out_dir: str | Path, tag: str) -> tuple[Path, Path]:
         colours = dict(zip(("generic proxy", "cost", "the paper's", "other"),
                            sns.color_palette("deep", 4), strict=True))
         y = np.arange(len(ranks))
-        ax.barh(y, ranks["kendall"], color=[colours[_kind(p)] for p in ranks["proxy"]])
+        ax.barh(y, ranks["kendall"], color=[colours[kind_of(p)] for p in ranks["proxy"]])
         ax.errorbar(ranks["kendall"], y, fmt="none", ecolor="black", elinewidth=1, capsize=2,
                     xerr=[ranks["kendall"] - ranks["kendall_lo"],
                           ranks["kendall_hi"] - ranks["kendall"]])
@@ -309,7 +317,7 @@ def plot(r: Report, out_dir: str | Path, tag: str) -> tuple[Path, Path]:
         ax.set_xlabel(f"Kendall tau with {METRIC} (95% bootstrap interval)")
         ax.set_title(f"{r.accuracy['design_id'].nunique()} designs, {Path(r.table).name}")
         for kind, c in colours.items():
-            if any(_kind(p) == kind for p in ranks["proxy"]):
+            if any(kind_of(p) == kind for p in ranks["proxy"]):
                 ax.barh([np.nan], [np.nan], color=c, label=kind)
         ax.legend(loc="lower right", fontsize=7)
         m = r.matrix.rename(index=_short, columns=_short)

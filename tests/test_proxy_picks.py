@@ -1,0 +1,82 @@
+"""analysis.proxy_picks: each score's picks on planted scores, and the 0.65M blocks of
+docs/proxies.md regenerated from the committed exports they name."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis import proxy_picks as pp
+from analysis.doc_blocks import block_in_doc
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "proxies.md"
+
+
+def _scores() -> pd.DataFrame:
+    """Four designs x 2 seeds: synflow orders d > c > b > a (seed noise smaller than the
+    gaps), theory the reverse, balance deviation lowest at b and c (a tie), density constant."""
+    rows = []
+    for i, d in enumerate("abcd"):
+        for s in range(2):
+            rows.append({"design_id": d, "seed": s, "synflow": 10.0 * i + s,
+                         "theory": -float(i) - 0.1 * s, "balance_deviation": [3, 0, 0, 1][i],
+                         "density": 1.0, "latency_b1_ms": float(i)})
+    return pd.DataFrame(rows)
+
+
+def test_picks_order_direction_ties_and_marks():
+    t = pp.picks(_scores(), k=2, marks=["a", "c"]).set_index("score")
+    # density is constant: no pick; latency is a running cost, not a predictor: left out
+    assert list(t.index) == ["synflow", "balance_deviation", "theory"]
+    assert t.loc["synflow", "picks"] == ["d", "c"]
+    assert t.loc["synflow", "tau_theory"] == pytest.approx(-1.0)
+    assert t.loc["theory", "picks"] == ["a", "b"] and pd.isna(t.loc["theory", "tau_theory"])
+    # balance deviation: the lowest is best (eq. 11's balance); b and c tie there
+    assert t.loc["balance_deviation", "picks"] == ["b", "c"]
+    assert t.loc["balance_deviation", "tied"] == 2 and t.loc["synflow", "tied"] == 1
+    assert (t.loc["synflow", "rank:a"], t.loc["synflow", "rank:c"]) == (4, 2)
+    assert (t.loc["balance_deviation", "rank:c"], t.loc["theory", "rank:a"]) == (1, 1)
+
+
+def test_block_names_the_tie_and_says_it_is_a_prediction(tmp_path):
+    path = tmp_path / "zc.csv"
+    _scores().rename(columns=lambda c: c if c in ("design_id", "seed") else f"zc_{c}").assign(
+        fidelity="zc", dataset="cifar10").to_csv(path, index=False)
+    text = pp.picks_block(path, k=1, marks=["d"])
+    assert "4 designs x 2 initialisation seeds" in text and "fidelity `zc`" in text
+    assert "not trained results" in text
+    assert "| `balance_deviation` | the paper's | `b` (2 tie at the best) | " in text
+    assert re.search(r"\| `synflow` \| generic proxy \| `d` \| -1\.00 \| 1 \|", text)
+
+
+def test_bad_mark_and_k_are_one_line_and_exit_2(tmp_path, capsys):
+    path = tmp_path / "zc.csv"
+    _scores().rename(columns=lambda c: c if c in ("design_id", "seed") else f"zc_{c}").to_csv(
+        path, index=False)
+    assert pp.main([str(path), "--tag", "x", "--mark", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--mark nope: not among the 4 scored designs" in err
+    assert pp.main([str(path), "--tag", "x", "--k", "0"]) == 2
+    assert "--k 0" in capsys.readouterr().err
+
+
+#: The 0.65M blocks of docs/proxies.md and the arguments that made them (the doc's command).
+BLOCKS = {
+    "p650k-picks": ("docs/proxies/zc-p650k.csv", ["plain8-c432-k1.g4.g4"]),
+    "r650k-picks": ("docs/proxies/zc-r650k.csv", []),
+}
+
+
+@pytest.mark.parametrize("block", sorted(BLOCKS))
+def test_doc_block_is_what_the_committed_export_gives(block):
+    scores, marks = BLOCKS[block]
+    doc = DOC.read_text()
+    text = block_in_doc(doc, block)
+    if text.startswith("Not computed yet"):
+        pytest.skip(f"{block}: its scores are not computed yet (the doc says so)")
+    assert (REPO / scores).is_file(), f"{block} names {scores}, which is not committed"
+    assert text == pp.picks_block(REPO / scores, marks=marks)
