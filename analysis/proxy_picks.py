@@ -28,7 +28,7 @@ import pandas as pd
 import scipy.stats as sps
 
 from .cli import ArgumentParser, fail
-from .proxy_ranks import read_scores, write_scores
+from .proxy_ranks import exported, read_scores
 from .proxy_report import GENERIC, PAPER, _rel, kind_of
 
 #: The scores a pick is shown for, in the report's order (latency left out: see above).
@@ -126,12 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.k < 1:
         return fail(p.prog, ValueError(f"--k {args.k}: give a positive number of picks"))
     try:
-        scores = args.scores
-        if args.export:
-            if not Path(scores).is_dir():
-                raise ValueError(f"--export needs a zc run directory; {scores} is not one")
-            write_scores(scores, args.export)
-            scores = args.export
+        scores = exported(args.scores, args.export)
         text = picks_block(scores, k=args.k, marks=args.mark)
         if args.update:
             changed = update_doc(args.update, {f"{args.tag}-picks": text})

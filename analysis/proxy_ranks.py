@@ -112,6 +112,17 @@ def write_scores(zc_run_dir: str | Path, out: str | Path) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
+def exported(scores: str | Path, export: str | Path | None) -> str | Path:
+    """What a report reads: ``scores`` itself, or with ``export`` the CSV just written from
+    the zc run directory ``scores`` (so a doc is what the committed file gives)."""
+    if export is None:
+        return scores
+    if not Path(scores).is_dir():
+        raise ValueError(f"--export needs a zc run directory; {scores} is not one")
+    write_scores(scores, export)
+    return export
+
+
 def rank_correlations(accuracy: pd.DataFrame, scores: pd.DataFrame, *,
                       metric: str = "test_acc", proxies: Sequence[str] | None = None,
                       n_boot: int = 2000, top: float = 0.1, level: float = stats.CONFIDENCE,
@@ -314,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["paired_differences", "proxy_matrix", "rank_correlations", "read_scores",
+__all__ = ["exported", "paired_differences", "proxy_matrix", "rank_correlations", "read_scores",
            "scores_frame", "top_weights", "write_scores"]
 
 

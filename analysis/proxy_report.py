@@ -33,11 +33,11 @@ import pandas as pd
 
 from .cli import ArgumentParser, fail
 from .proxy_ranks import (
+    exported,
     paired_differences,
     proxy_matrix,
     rank_correlations,
     read_scores,
-    write_scores,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -349,12 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(p.prog, ValueError(f"--tag {args.tag!r}: use lower-case letters, "
                                        "digits and '-'"))
     try:
-        scores = args.scores
-        if args.export:
-            if not Path(scores).is_dir():
-                raise ValueError(f"--export needs a zc run directory; {scores} is not one")
-            write_scores(scores, args.export)
-            scores = args.export
+        scores = exported(args.scores, args.export)
         report = build(args.table, scores, fidelity=args.fidelity)
         new = blocks(report, args.tag)
         if args.update:
