@@ -31,6 +31,7 @@ from evaluators.record import trial_key
 from studies.budget import parse_budget
 from studies.cli import UsageError, UsageParser
 from studies.cli import one_line as _one_line
+from studies.estimate import fmt_seconds
 from studies.plan import parse_seeds
 from studies.presets import PRESETS, get_preset
 from studies.store import RecordStore
@@ -105,15 +106,32 @@ def run(designs: Iterable[ss.Design], seeds: tuple[int, ...], batch: Any, config
             if trial_key(d.id, config.name, batch.dataset, s) not in have]
     print(f"{len(todo)} to score, {len(pairs) - len(todo)} of {len(pairs)} recorded already "
           f"in {store.dir} (fidelity {config.name})", file=sys.stderr)
+    # A proxy's time grows with the design's multiply-adds (widest: seconds to minutes), so
+    # the time left is the time so far scaled by the multiply-adds left over those done.
+    work = [float(ss.describe(d, num_classes=num_classes)["flops"]) for d, _ in todo]
+    left_work = sum(work)
     start, written = time.perf_counter(), []
     for i, (d, seed) in enumerate(todo, 1):
         rec = zc.zc_record(d, seed, batch, config, num_classes=num_classes)
         written.append(store.write(rec.to_dict()))
         errors = (rec.zero_cost or {}).get("errors") or {}
         note = rec.reason or ", ".join(f"{k} {v}" for k, v in errors.items())
-        print(f"[{time.perf_counter() - start:7.0f}s] {i}/{len(todo)} {d.id} s{seed} "
-              f"{rec.status} {rec.wall_s:.1f}s {note}".rstrip(), file=sys.stderr)
+        elapsed = time.perf_counter() - start
+        left_work -= work[i - 1]
+        eta = time_left(elapsed, sum(work) - left_work, left_work)
+        print(f"[{elapsed:7.0f}s] {i}/{len(todo)} {d.id} s{seed} {rec.status} "
+              f"{rec.wall_s:.1f}s {note}".rstrip()
+              + (f" | left ~{fmt_seconds(eta)}" if eta else ""), file=sys.stderr)
     return written
+
+
+def time_left(elapsed: float, done_work: float, left_work: float) -> float:
+    """Seconds left: ``elapsed`` scaled by the work left over the work done (0 when none).
+
+    >>> time_left(60.0, 2e9, 1e9), time_left(60.0, 0.0, 1e9), time_left(60.0, 1e9, 0.0)
+    (30.0, 0.0, 0.0)
+    """
+    return elapsed * left_work / done_work if done_work > 0 and left_work > 0 else 0.0
 
 
 def _designs(args: argparse.Namespace) -> list[ss.Design]:

@@ -128,3 +128,39 @@ def committed_report(source: str) -> pr.Report:
 
 def test_docs_proxies_costs_are_the_measured_ones():
     assert block_in_doc(DOC.read_text(), "costs") == pr.costs_block().strip()
+
+
+def _ranks(block: str) -> dict[str, tuple[float, float, float]]:
+    """score -> (Kendall tau, lo, hi) from a ranks block."""
+    out = {}
+    for m in re.finditer(r"^\| `(\w+)` \| [^|]+ \| ([+-][\d.]+) \[([+-][\d.]+), ([+-][\d.]+)\]",
+                         block, re.M):
+        out[m.group(1)] = tuple(float(m.group(i)) for i in (2, 3, 4))
+    return out
+
+
+def test_docs_proxies_t40k_prose_says_what_its_blocks_say():
+    doc = DOC.read_text()
+    if block_in_doc(doc, "t40k-source").startswith(pr.PENDING):
+        pytest.skip("table 1.1 is not in the doc yet")
+    prose = doc.split("<!-- t40k-answer:end -->", 1)[1].split("###", 1)[0]
+    ranks = _ranks(block_in_doc(doc, "t40k-ranks"))
+    best = max(ranks, key=lambda k: ranks[k][0])
+    assert best == "width" and "best\nranker is the paper's own width" in prose
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert "the paper's width ranks them best and the theory score no better than chance" in readme
+    # naswot "ranks as well within the intervals and almost as width does"
+    assert ranks["naswot"][2] >= ranks["width"][0] or ranks["width"][1] <= ranks["naswot"][0]
+    matrix = block_in_doc(doc, "t40k-matrix")
+    row = next(line for line in matrix.splitlines() if line.startswith("| `naswot` |"))
+    head = [c.strip() for c in matrix.splitlines()[0].split("|")[1:-1]]
+    assert float(row.split("|")[1:-1][head.index("width")]) >= 0.9
+    # "ranks backwards ... intervals below zero"
+    for name in ("non_sparsity", "density", "zen", "synflow"):
+        assert f"`{name}`" in prose and ranks[name][2] < 0, name
+    # the theory score: no better than chance, worse than the parameter count
+    lo, hi = ranks["theory"][1:]
+    assert lo < 0 < hi and "no better than\nchance and worse than the parameter count" in prose
+    answer = block_in_doc(doc, "t40k-answer")
+    assert answer.startswith("**No.**")
+    assert re.search(r"^\| `params` \|.*\| worse \|$", answer, re.M)

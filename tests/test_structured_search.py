@@ -159,3 +159,26 @@ def test_docs_benchmark_search_blocks_are_what_the_committed_replays_give(tag):
         assert not path.exists()
         return
     assert text == search_report.search_block(path).strip()
+
+
+def test_docs_benchmark_t40k_prose_says_what_its_block_says():
+    from analysis.doc_blocks import block_in_doc
+
+    doc = DOC.read_text()
+    block = block_in_doc(doc, "t40k-search")
+    if block == "Not computed yet.":
+        pytest.skip("table 1.1 is not in the doc yet")
+    prose = doc.split("<!-- t40k-search:end -->", 1)[1]
+
+    def verdicts(strategy: str) -> set[str]:
+        return {line.split("|")[8].strip() for line in block.splitlines()
+                if line.startswith(f"| {strategy} | asha |") and line.count("|") == 10}
+
+    # "naswot's order puts the best design among its first few" (first table: epochs to best)
+    first_few = [float(line.split("|")[6].split("±")[0]) for line in block.splitlines()
+                 if line.startswith("| zc-order:naswot | asha |") and line.count("|") == 9]
+    assert first_few and max(first_few) <= 10 and "among its first few" in prose
+    assert verdicts("zc-tpe-struct:theory") == {"fewer"} and "needs fewer epochs" in prose
+    assert verdicts("zc-order:theory") == {"more"} and "own order needs more" in prose
+    assert verdicts("tpe-struct") == {"not distinguishable"}
+    assert "TPE over the fields is not distinguishable from random" in prose

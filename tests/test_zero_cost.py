@@ -339,7 +339,11 @@ def test_cli_writes_records_to_a_store_and_resumes(tmp_path, capsys):
     second = dict(read_records(run / "records"))
     assert {p: v for p, v in second.items() if p in first} == first
     assert sorted(v["seed"] for v in second.values()) == [0, 0, 1, 1]
-    assert "2 to score, 2 of 4 recorded already" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "2 to score, 2 of 4 recorded already" in err
+    # progress: the first of two records estimates the time left, the last has none
+    lines = [ln for ln in err.splitlines() if ln.startswith("[")]
+    assert len(lines) == 2 and " | left ~" in lines[0] and "left" not in lines[1]
 
 
 def test_default_settings_are_the_zc_fidelity():
