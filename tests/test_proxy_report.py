@@ -164,3 +164,17 @@ def test_docs_proxies_t40k_prose_says_what_its_blocks_say():
     answer = block_in_doc(doc, "t40k-answer")
     assert answer.startswith("**No.**")
     assert re.search(r"^\| `params` \|.*\| worse \|$", answer, re.M)
+
+
+def test_docs_proxies_summary_says_what_every_table_says():
+    doc = DOC.read_text()
+    summary = " ".join(doc.split("**In short.**", 1)[1].split("\n## ", 1)[0].split())
+    assert "the paper's own width is the best single ranker" in summary
+    assert "ranks the designs no better than chance" in summary
+    for tag in doc_tags():
+        if block_in_doc(doc, f"{tag}-source").startswith(pr.PENDING):
+            continue
+        ranks = _ranks(block_in_doc(doc, f"{tag}-ranks"))
+        assert max(ranks, key=lambda k: ranks[k][0]) == "width", tag
+        assert ranks["theory"][1] < 0 < ranks["theory"][2], tag
+        assert block_in_doc(doc, f"{tag}-answer").startswith("**No.**"), tag
