@@ -33,6 +33,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from evaluators.memory import release_memory
+
 METRIC = "val_acc"  # what ASHA and the progress display rank trials by (maximised)
 TIME_ATTR = "epoch"  # ASHA's clock: epochs of the fidelity, not Tune's report counter
 
@@ -78,24 +80,6 @@ def run_trial(config: dict[str, Any], *, fidelity: Any, dataset: str,
         final[METRIC] = math.nan
     release_memory()  # before the record: the worker is reused for the next trial
     tune.report({**final, "status": result.status, "record": json.dumps(result.to_dict())})
-
-
-def release_memory() -> bool:
-    """Return the freed heap of a finished trial to the system; True if glibc did.
-
-    Workers are reused across trials (``reuse_actors``), and tensors under glibc's mmap
-    threshold come from its heap, which fragments: in the 1-hour 0.65M run one worker held
-    15 GB after a few dozen trials of nets predicted under 5.5 GB, and Ray's memory monitor
-    killed a trial. ``malloc_trim`` hands the free pages inside the heap back.
-    """
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:  # the process's own symbols: libc's, without searching for the library file
-        return bool(ctypes.CDLL(None).malloc_trim(0))
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
-        return False
 
 
 def _node_id() -> str:

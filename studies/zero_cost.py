@@ -27,6 +27,7 @@ from typing import Any
 
 import search_space as ss
 from evaluators.catalog import NUM_CLASSES as DATASET_CLASSES
+from evaluators.memory import release_memory
 from evaluators.record import trial_key
 from studies.budget import parse_budget
 from studies.cli import UsageError, UsageParser
@@ -114,6 +115,7 @@ def run(designs: Iterable[ss.Design], seeds: tuple[int, ...], batch: Any, config
     for i, (d, seed) in enumerate(todo, 1):
         rec = zc.zc_record(d, seed, batch, config, num_classes=num_classes)
         written.append(store.write(rec.to_dict()))
+        release_memory()  # the heap of a wide net's scoring would stay with the process
         errors = (rec.zero_cost or {}).get("errors") or {}
         note = rec.reason or ", ".join(f"{k} {v}" for k, v in errors.items())
         elapsed = time.perf_counter() - start

@@ -215,7 +215,7 @@ def tb_process_bytes() -> float:
 def test_a_finished_trials_freed_heap_goes_back_to_the_system():
     import psutil
 
-    from studies.trainable import release_memory
+    from evaluators.memory import release_memory
 
     proc = psutil.Process()
     blocks = [bytearray(64 * 1024) for _ in range(4000)]  # 250 MB from glibc's heap
