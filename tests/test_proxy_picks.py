@@ -80,3 +80,31 @@ def test_doc_block_is_what_the_committed_export_gives(block):
         pytest.skip(f"{block}: its scores are not computed yet (the doc says so)")
     assert (REPO / scores).is_file(), f"{block} names {scores}, which is not committed"
     assert text == pp.picks_block(REPO / scores, marks=marks)
+
+
+def test_docs_p650k_prose_says_what_its_block_says():
+    doc = DOC.read_text()
+    block = block_in_doc(doc, "p650k-picks")
+    if block.startswith("Not computed yet"):
+        pytest.skip("the 0.65M plain8 scores are not computed yet")
+    prose = " ".join(doc.split("<!-- p650k-picks:end -->", 1)[1].split("####", 1)[0].split())
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(\w+)` \| [^|]+ \|(.*)$",
+                                                         block, re.M)}
+
+    def cells(score: str) -> list[str]:
+        return [c.strip() for c in rows[score].split("|")]
+
+    theory_picks = re.findall(r"plain8-c(\d+)-k1((?:\.\d+)+)", cells("theory")[0])
+    # "near a thousand channels with three to five equal 1x1 branches"
+    for width, branches in theory_picks:
+        sizes = branches.strip(".").split(".")
+        assert 800 <= int(width) <= 1200 and 3 <= len(sizes) <= 5 and len(set(sizes)) == 1
+    assert cells("width")[0] == cells("naswot")[0]  # naswot follows width
+    assert float(cells("width")[1]) < 0  # the two rankings disagree
+    assert f"ranks {_ordinal(cells('theory')[2])} of 74 by the theory score" in prose
+    assert f"and {_ordinal(cells('width')[2])} by width" in prose
+
+
+def _ordinal(n: str) -> str:
+    k = int(n)
+    return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
