@@ -76,7 +76,7 @@ def release_memory() -> bool:
     tensors under glibc's mmap threshold come from its heap, which fragments: in the 1-hour
     0.65M run one worker held 15 GB after a few dozen trials of nets predicted under 5.5 GB,
     and Ray's memory monitor killed a trial; a zero-cost run of the 0.65M plain8 space held
-    6.2 GB after 174 records, scoring a net that peaks at 3 GB in a fresh process (a guard
+    5.9 GB after 174 records, scoring a net that peaks at 3 GB in a fresh process (a guard
     killed it). ``malloc_trim`` hands the free pages inside the heap back.
     """
     import ctypes

@@ -108,3 +108,27 @@ def test_docs_p650k_prose_says_what_its_block_says():
 def _ordinal(n: str) -> str:
     k = int(n)
     return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
+
+
+def test_docs_r650k_prose_says_what_its_block_says():
+    doc = DOC.read_text()
+    block = block_in_doc(doc, "r650k-picks")
+    if block.startswith("Not computed yet"):
+        pytest.skip("the 0.65M res20 scores are not computed yet")
+    prose = " ".join(doc.split("<!-- r650k-picks:end -->", 1)[1].split("\n#", 1)[0].split())
+
+    def picks(score: str) -> list[tuple[int, int]]:
+        row = next(ln for ln in block.splitlines() if ln.startswith(f"| `{score}` |"))
+        return [(int(c), len(k.split("."))) for c, k in
+                re.findall(r"res20-c(\d+)-k(\S+?)`", row.split("|")[3])]
+
+    def span(values: list[int]) -> str:
+        lo, hi = min(values), max(values)
+        return f"{lo}" if lo == hi else f"{lo}-{hi}"
+
+    theory, width = picks("theory"), picks("width")
+    assert picks("naswot") == width
+    assert (f"theory score picks C = {span([c for c, _ in theory])} with "
+            f"L = {span([n for _, n in theory])}") in prose
+    assert (f"the widest, C = {span([c for c, _ in width])} with "
+            f"L = {span([n for _, n in width])}") in prose
