@@ -103,6 +103,13 @@ def test_docs_p650k_prose_says_what_its_block_says():
     assert float(cells("width")[1]) < 0  # the two rankings disagree
     assert f"ranks {_ordinal(cells('theory')[2])} of 74 by the theory score" in prose
     assert f"and {_ordinal(cells('width')[2])} by width" in prose
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert (f"the theory score ranks it {_ordinal(cells('theory')[2])} of the 74 and width "
+            f"{_ordinal(cells('width')[2])}") in readme
+    hour = pd.read_csv(REPO / "docs" / "studies" / "budget-650k-1h-floor.csv")
+    sampled = set(hour["design_id"])
+    assert len(sampled) == 10 and "none of them among the ten that hour sampled" in readme
+    assert not sampled & set(re.findall(r"`(plain8-[^`]+)`", cells("theory")[0]))
 
 
 def _ordinal(n: str) -> str:
