@@ -82,12 +82,17 @@ def test_doc_block_is_what_the_committed_export_gives(block):
     assert text == pp.picks_block(REPO / scores, marks=marks)
 
 
-def test_docs_p650k_prose_says_what_its_block_says():
+def _block_and_prose(tag: str) -> tuple[str, str]:
+    """A picks block of docs/proxies.md and the prose after it (to the next heading)."""
     doc = DOC.read_text()
-    block = block_in_doc(doc, "p650k-picks")
-    if block.startswith("Not computed yet"):
-        pytest.skip("the 0.65M plain8 scores are not computed yet")
-    prose = " ".join(doc.split("<!-- p650k-picks:end -->", 1)[1].split("####", 1)[0].split())
+    block = block_in_doc(doc, f"{tag}-picks")
+    assert not block.startswith("Not computed yet"), f"{tag}: the scores are committed"
+    prose = " ".join(doc.split(f"<!-- {tag}-picks:end -->", 1)[1].split("\n#", 1)[0].split())
+    return block, prose
+
+
+def test_docs_p650k_prose_says_what_its_block_says():
+    block, prose = _block_and_prose("p650k")
     rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(\w+)` \| [^|]+ \|(.*)$",
                                                          block, re.M)}
 
@@ -118,11 +123,7 @@ def _ordinal(n: str) -> str:
 
 
 def test_docs_r650k_prose_says_what_its_block_says():
-    doc = DOC.read_text()
-    block = block_in_doc(doc, "r650k-picks")
-    if block.startswith("Not computed yet"):
-        pytest.skip("the 0.65M res20 scores are not computed yet")
-    prose = " ".join(doc.split("<!-- r650k-picks:end -->", 1)[1].split("\n#", 1)[0].split())
+    block, prose = _block_and_prose("r650k")
 
     def picks(score: str) -> list[tuple[int, int]]:
         row = next(ln for ln in block.splitlines() if ln.startswith(f"| `{score}` |"))
