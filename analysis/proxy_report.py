@@ -135,8 +135,7 @@ def source_block(r: Report) -> str:
     return (
         f"Table `{r.table}`" + (f" (parquet sha256 `{sha[:16]}...`)" if sha else "")
         + f": {n_designs} designs x {_count(len(seeds), 'seed')} at fidelity `{r.fidelity}`, "
-        f"dataset "
-        f"{r.dataset}, accuracy `{METRIC}`. Scores `{r.scores_path}`: "
+        f"dataset {r.dataset}, accuracy `{METRIC}`. Scores `{r.scores_path}`: "
         f"{r.scores['design_id'].nunique()} designs x "
         f"{_count(len(sc_seeds), 'initialisation seed')}. "
         f"Intervals: 95%, {N_BOOT} bootstrap replicates over designs and seeds (seed 0); "
