@@ -42,7 +42,7 @@ def picks(scores: pd.DataFrame, *, k: int = TOP_K,
     """One row per score that varies over the designs: ``score``, ``picks`` (its best k
     design ids, best first; ties in id order), ``tied`` (designs sharing the best value),
     ``tau_theory`` (Kendall tau-b of the design means against theory's), and
-    ``rank:<design>`` for each mark (1 = the score's best).
+    ``rank:<design>`` for each mark (1 = the score's best; None where the score failed).
 
     >>> s = pd.DataFrame({"design_id": ["a", "b", "c"], "seed": 0,
     ...                   "synflow": [1.0, 3.0, 2.0], "theory": [0.1, 0.3, 0.2]})
@@ -105,7 +105,7 @@ def picks_block(scores_path: str | Path, *, k: int = TOP_K, marks: Sequence[str]
         cells = [f"`{r['score']}`", kind_of(r["score"]),
                  ", ".join(f"`{d}`" for d in r["picks"])
                  + (f" ({r['tied']} tie at the best)" if r["tied"] > 1 else ""), tau,
-                 *[str(r[f"rank:{m}"]) for m in marks]]
+                 *["-" if r[f"rank:{m}"] is None else str(r[f"rank:{m}"]) for m in marks]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
