@@ -3,6 +3,7 @@ regenerated from the committed files its source blocks name."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -144,6 +145,14 @@ def test_docs_proxies_t40k_prose_says_what_its_blocks_say():
     if block_in_doc(doc, "t40k-source").startswith(pr.PENDING):
         pytest.skip("table 1.1 is not in the doc yet")
     prose = doc.split("<!-- t40k-answer:end -->", 1)[1].split("###", 1)[0]
+    release = re.search(r"`(releases/[^`]+\.json)`", block_in_doc(doc, "t40k-source")).group(1)
+    seeds = json.loads((REPO / release).read_text())["seeds"]
+    if "rc" in release:  # the candidate's docs say which seeds it holds
+        assert seeds == [0] and "holds training seed 0 of the three" in " ".join(doc.split())
+        assert "holds seed 0 of table 1.1's three" in " ".join(
+            (REPO / "docs" / "benchmark.md").read_text().split())
+    else:
+        assert seeds == [0, 1, 2]
     ranks = _ranks(block_in_doc(doc, "t40k-ranks"))
     best = max(ranks, key=lambda k: ranks[k][0])
     assert best == "width" and "best\nranker is the paper's own width" in prose
