@@ -110,7 +110,7 @@ def run(designs: Iterable[ss.Design], seeds: tuple[int, ...], batch: Any, config
     # A proxy's time grows with the design's multiply-adds (widest: seconds to minutes), so
     # the time left is the time so far scaled by the multiply-adds left over those done.
     work = [float(ss.describe(d, num_classes=num_classes)["flops"]) for d, _ in todo]
-    left_work = sum(work)
+    total_work, done_work = sum(work), 0.0
     start, written = time.perf_counter(), []
     for i, (d, seed) in enumerate(todo, 1):
         rec = zc.zc_record(d, seed, batch, config, num_classes=num_classes)
@@ -119,8 +119,8 @@ def run(designs: Iterable[ss.Design], seeds: tuple[int, ...], batch: Any, config
         errors = (rec.zero_cost or {}).get("errors") or {}
         note = rec.reason or ", ".join(f"{k} {v}" for k, v in errors.items())
         elapsed = time.perf_counter() - start
-        left_work -= work[i - 1]
-        eta = time_left(elapsed, sum(work) - left_work, left_work)
+        done_work += work[i - 1]
+        eta = time_left(elapsed, done_work, total_work - done_work)
         print(f"[{elapsed:7.0f}s] {i}/{len(todo)} {d.id} s{seed} {rec.status} "
               f"{rec.wall_s:.1f}s {note}".rstrip()
               + (f" | left ~{fmt_seconds(eta)}" if eta else ""), file=sys.stderr)
