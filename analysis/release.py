@@ -18,7 +18,9 @@ CLI::
 
 RUN_DIR may also be a records export (.parquet, .csv). Several sources make one table (the
 sweeps of several fidelities of the same designs, say); a key they share is refused. Bad
-input prints one line and exits 2.
+input prints one line and exits 2. The CLI prints the records per seed and, when some
+(design, fidelity, dataset) lacks a seed others have, how many keys are missing: a sweep
+stopped part-way through a seed shows there (see :func:`seed_coverage`).
 """
 
 from __future__ import annotations
@@ -129,6 +131,31 @@ def write_release(
         parquet.unlink(missing_ok=True)  # no manifest, no release: leave no half of one
         raise
     return manifest_path
+
+
+def seed_coverage(df: pd.DataFrame) -> str:
+    """Records per seed, and which designs lack a seed the table holds for others.
+
+    A run directory does not know which seeds its sweep was asked for (run.json keeps the
+    first command's), so a release of a sweep stopped between seeds is complete for the seeds
+    it has; these counts are what show it.
+
+    >>> df = pd.DataFrame({"design_id": ["a", "b", "a"], "fidelity": "cpu",
+    ...                    "dataset": "cifar10", "seed": [0, 0, 1]})
+    >>> print(seed_coverage(df))
+    records per seed: 0: 2, 1: 1; ragged: 1 of 4 keys missing (e.g. b cpu cifar10 1)
+    """
+    seeds = sorted(int(s) for s in df["seed"].dropna().unique())
+    per_seed = df["seed"].value_counts()
+    line = "records per seed: " + ", ".join(f"{s}: {per_seed[s]}" for s in seeds)
+    held = {tuple(map(str, k)) for k in df[list(KEY)].itertuples(index=False)}
+    runs = df[["design_id", "fidelity", "dataset"]].drop_duplicates()
+    full = {(*map(str, r), str(s)) for r in runs.itertuples(index=False) for s in seeds}
+    missing = sorted(full - held)
+    if missing:
+        example = " ".join(missing[0])
+        line += f"; ragged: {len(missing)} of {len(full)} keys missing (e.g. {example})"
+    return line
 
 
 def read_release(path: str | Path) -> Release:
@@ -345,6 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{path}: {m['records']} records, {m['designs']} designs, sha256 {m['parquet']['sha256']}"
     )
+    print(seed_coverage(read_release(path).records))
     return 0
 
 

@@ -241,6 +241,9 @@ def test_release_cli(run_dir, tmp_path, capsys):
                         cwd=REPO, capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
     assert "38 records, 12 designs" in ok.stdout
+    # 12 designs x seeds 0-2, and seed 3 for two of them: 10 of the 48 keys are missing
+    assert "records per seed: 0: 12, 1: 12, 2: 12, 3: 2; ragged: 10 of 48 keys missing" \
+        in ok.stdout
     capsys.readouterr()
     for args, needle in (((tmp_path / "nope", tmp_path / "out2", "--version", "1.0"), "nope"),
                          ((run_dir, tmp_path / "out2", "--version", "1 0"), "version"),
