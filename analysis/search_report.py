@@ -10,11 +10,15 @@ block of docs/benchmark.md, from the replay.json of ``benchmarks/replay.py``.
 Each strategy is compared with random order under the same scheduler and worker count, over
 the same repeats (a repeat's seed draws the same recorded seed per design for every
 strategy: common random numbers), by the epochs all workers completed until the table's best
-design completed its last epoch. A repeat in which the best design was never completed (ASHA
-stopped it) counts the epochs the whole search spent: a lower bound on what reaching it
-would have cost, so a strategy is not rewarded for missing the best. The difference of the
-means is given with a 95% bootstrap interval over repeats (paired); ``fewer`` when the
-interval lies below 0, ``more`` above, ``not distinguishable`` when it holds 0.
+design completed its last epoch. A replay proposes every design of the table, so a repeat in
+which the best design was never completed (ASHA stopped it) never reaches it: it counts as
+:func:`never_epochs`, the epochs of training every design to its last epoch, more than any
+search of the table spends (a penalised score, as PAR scores in algorithm configuration). So
+a missed best costs every strategy the same, and two repeats that both miss it tie; counting
+the epochs each search spent instead would call the one that stops more trials early "fewer"
+when neither reached the best. The difference of the means is given with a 95% bootstrap
+interval over repeats (paired); ``fewer`` when the interval lies below 0, ``more`` above,
+``not distinguishable`` when it holds 0.
 """
 
 from __future__ import annotations
@@ -36,13 +40,27 @@ BASELINE = "random"
 N_BOOT = 4000
 
 
+def never_epochs(doc: dict[str, Any]) -> int:
+    """What a repeat that never completed the best counts: every design of the table trained
+    to its last epoch, an upper bound on any replay's epochs.
+
+    >>> never_epochs({"designs": 68, "epochs": 2})
+    136
+    """
+    return int(doc["designs"]) * int(doc["epochs"])
+
+
 def epochs_frame(doc: dict[str, Any]) -> pd.DataFrame:
     """One row per replay: strategy, scheduler, workers, seed, reached, and ``epochs``: its
-    epochs to the best, or (not reached) every epoch it spent."""
+    epochs to the best, or (not reached) :func:`never_epochs`."""
     df = pd.DataFrame(doc["runs"])
+    never = never_epochs(doc)
+    if (df["total_epochs"] > never).any():
+        raise ValueError(f"a replay spent more than {never} epochs, every design of the table "
+                         "trained fully: this replay.json is not of one table")
     reached = df["epochs_to_best"].notna()
     return df.assign(reached=reached,
-                     epochs=df["epochs_to_best"].where(reached, df["total_epochs"]).astype(float))
+                     epochs=df["epochs_to_best"].where(reached, never).astype(float))
 
 
 def compare(doc: dict[str, Any], *, baseline: str = BASELINE, n_boot: int = N_BOOT,
@@ -94,7 +112,8 @@ def search_block(replay_json: str | Path, *, baseline: str = BASELINE) -> str:
     lines = [replay_block(replay_json), "",
              f"Against `{baseline}` order with the same scheduler and workers, paired over "
              f"the same {doc['settings']['repeats']} repeats; epochs to the best design (a "
-             "repeat that never completed it counts every epoch it spent); difference = "
+             f"repeat that never completed it counts {never_epochs(doc)}, every design trained "
+             "fully: missing the best costs every strategy the same); difference = "
              "strategy minus random, 95% bootstrap interval:", "",
              "| strategy | scheduler | workers | reached (random) | epochs to best | random's "
              "| difference | verdict | rank of trials 11-30 (random's) |",
@@ -121,12 +140,20 @@ def answer(cmp: pd.DataFrame) -> str:
     if asha.empty:
         return "No structured search was replayed with ASHA."
     parts = [f"{r.strategy} with {r.workers} worker{'s' if r.workers > 1 else ''}: "
-             f"{r.epochs:.1f} against {r.baseline_epochs:.1f} ({r.verdict})"
+             f"{_reached(r.epochs, r.reached, r.repeats)} against "
+             f"{_reached(r.baseline_epochs, r.baseline_reached, r.repeats)} ({r.verdict})"
              for r in asha.itertuples(index=False)]
     fewer = asha["verdict"].eq("fewer")
     head = ("Yes" if fewer.all() else "No" if not fewer.any() else "Partly")
     return (f"**Does a structured search reach the table's best in fewer epochs than "
             f"random+ASHA? {head}.** Mean epochs to the best: " + "; ".join(parts) + ".")
+
+
+def _reached(epochs: float, reached: int, repeats: int) -> str:
+    """'52.3 (36 of 50 reached it)', or 'never (0 of 50)' where no repeat completed it."""
+    if reached == 0:
+        return f"never (0 of {repeats})"
+    return f"{epochs:.1f} ({reached} of {repeats} reached it)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
