@@ -73,7 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def load_records(folders: list[str]) -> list[dict[str, Any]]:
-    """Ok CPU records with a wall time, each tagged with ``sweep`` and ``source``."""
+    """Ok CPU training records with a wall time, each tagged with ``sweep`` and ``source``."""
     import pandas as pd
 
     records = []
@@ -82,15 +82,26 @@ def load_records(folders: list[str]) -> list[dict[str, Any]]:
         for row in pd.read_csv(path).to_dict("records"):
             row["fidelity_config"] = json.loads(row["fidelity_config"])
             records.append({**row, "sweep": f"{name} (committed)", "source": str(path)})
+    # A committed sweep is the export of a run directory that may be among --records: read
+    # each trial once (as committed), or the "all" rows would count it twice.
+    committed = {_trial(r) for r in records}
     for folder in folders:
         for path in sorted(Path(folder).glob("*/records/*.json")):
             try:
                 rec = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue  # being written right now: the next run reads it
-            records.append({**rec, "sweep": path.parent.parent.name, "source": str(path)})
+            if _trial(rec) not in committed:
+                records.append({**rec, "sweep": path.parent.parent.name, "source": str(path)})
+    # A zero-cost record (studies.zero_cost, field zero_cost) scores a design without
+    # training it: no epochs, nothing the training-time model predicts.
     return [r for r in records if r.get("status") == "ok" and r.get("device") == "cpu"
-            and r.get("wall_s")]
+            and r.get("wall_s") and not r.get("zero_cost")]
+
+
+def _trial(rec: dict[str, Any]) -> tuple[str, ...]:
+    """What makes a record one trial: its key and when it was made."""
+    return tuple(str(rec.get(k)) for k in ("design_id", "fidelity", "dataset", "seed", "created"))
 
 
 def implementation(commit: str, cache: dict[str, str]) -> str:
@@ -175,22 +186,26 @@ KEYS = ("raw", "design_out", "flops_design_out", "online", "sweep_out", "flops_s
 
 
 WIDE = ("plain8-c200-k1.g2.g2.g2.g2.g2", "plain8-c620-k1.g4", "plain8-c1504-k1.16.16.16")
-WIDE_RESOLUTION, WIDE_BATCH = 8, 8  # small, so that the fused path's steps stay affordable
+WIDE_RESOLUTION, WIDE_BATCH = 8, 8  # small: a wide net's step stays affordable on either path
 
 
 def wide_steps(calibrations: dict[str, Any]) -> list[dict[str, Any]]:
-    """Seconds of one training step of 0.65M-budget nets on each block path, measured (after
-    one untimed step) and predicted by that path's calibration."""
+    """Seconds of one training step of 0.65M-budget nets with each block implementation as
+    trials build it (the fast one picks a path per block: ``search_space.work.choose_path``),
+    measured (after one untimed step) and predicted by that implementation's calibration."""
     import torch
 
     import search_space as ss
-    from evaluators.cost_model import per_image_work
+    from evaluators.cost_model import image_seconds
 
     out = []
     torch.set_num_threads(1)
     for design in WIDE:
-        for impl, path in (("fast", "fused"), ("reference", "reference")):
-            cal = next(c for k, c in calibrations.items() if k.startswith(impl + "|"))
+        for impl in ("fast", "reference"):
+            # this resolution's calibration where there is one, else the implementation's
+            cal = next(c for k, c in sorted(calibrations.items(), key=lambda kc: (
+                not kc[0].startswith(f"{impl}|{WIDE_RESOLUTION}px|"), kc[0]))
+                if k.startswith(impl + "|"))
             torch.manual_seed(0)
             model = ss.build(ss.parse(design), num_classes=10, impl=impl)
             optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -204,12 +219,11 @@ def wide_steps(calibrations: dict[str, Any]) -> list[dict[str, Any]]:
                 loss.backward()
                 optimizer.step()
                 times.append(time.perf_counter() - t0)
-            w = per_image_work(design, resolution=WIDE_RESOLUTION, paths=(path, path),
-                               batch_size=WIDE_BATCH)
-            a, b, c = cal.train
-            out.append({"design_id": design, "impl": impl, "measured_s": times[-1],
-                        "first_step_s": times[0], "predicted_s": WIDE_BATCH * (
-                            a * w.train_elements + b * w.train_macs + c)})
+            train, _ = image_seconds(design, cal, resolution=WIDE_RESOLUTION,
+                                     batch_size=WIDE_BATCH)
+            out.append({"design_id": design, "impl": impl, "paths": list(cal.paths),
+                        "measured_s": times[-1], "first_step_s": times[0],
+                        "predicted_s": WIDE_BATCH * train})
             print(design, impl, f"{times[-1]:.2f} s, predicted {out[-1]['predicted_s']:.2f}",
                   flush=True)
     return out

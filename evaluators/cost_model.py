@@ -219,30 +219,37 @@ class Calibration:
         return cls(**values)
 
 
+def image_seconds(design: Design | str, calibration: Calibration, *, resolution: int,
+                  batch_size: int = 64, eval_batch_size: int = 500, num_classes: int = 10,
+                  input_size: int = 32) -> tuple[float, float]:
+    """Seconds of one image's training step and of its evaluation forward (scale 1), each
+    block on the path the calibration's ``paths`` give it."""
+    auto = "auto" in calibration.paths
+    if auto and (calibration.ref_train is None or calibration.ref_eval is None):
+        raise ValueError("a calibration of the 'auto' paths needs ref_train and ref_eval")
+    works = work_by_path(design, resolution=resolution, num_classes=num_classes,
+                         input_size=input_size, paths=calibration.paths,
+                         batch_size=batch_size, eval_batch_size=eval_batch_size)
+    train, evals = calibration.train[2], calibration.eval[2]  # per image, once
+    for path, w in works.items():
+        tc, ec = ((calibration.ref_train, calibration.ref_eval)
+                  if auto and path == "reference" else (calibration.train, calibration.eval))
+        train += tc[0] * w.train_elements + tc[1] * w.train_macs
+        evals += ec[0] * w.eval_elements + ec[1] * w.eval_macs
+    return train, evals
+
+
 def compute_seconds(design: Design | str, fidelity: Mapping[str, Any], dataset: str,
                     calibration: Calibration, *, num_classes: int | None = None) -> float:
     """The trial's compute seconds as the probes ran them (no overhead, scale 1)."""
     shape = trial_shape(fidelity, dataset)
-    classes = num_classes or NUM_CLASSES.get(dataset, 10)
-    side = DATASET_SIZES[dataset][2]
-
-    auto = "auto" in calibration.paths
-    if auto and (calibration.ref_train is None or calibration.ref_eval is None):
-        raise ValueError("a calibration of the 'auto' paths needs ref_train and ref_eval")
 
     def per_image(resolution: int) -> tuple[float, float]:
-        """Seconds of one image's training step and of its evaluation forward."""
-        works = work_by_path(design, resolution=resolution, num_classes=classes,
-                             input_size=side, paths=calibration.paths,
+        return image_seconds(design, calibration, resolution=resolution,
                              batch_size=int(fidelity.get("batch_size", 64)),
-                             eval_batch_size=int(fidelity.get("eval_batch_size", 500)))
-        train, evals = calibration.train[2], calibration.eval[2]  # per image, once
-        for path, w in works.items():
-            tc, ec = ((calibration.ref_train, calibration.ref_eval)
-                      if auto and path == "reference" else (calibration.train, calibration.eval))
-            train += tc[0] * w.train_elements + tc[1] * w.train_macs
-            evals += ec[0] * w.eval_elements + ec[1] * w.eval_macs
-        return train, evals
+                             eval_batch_size=int(fidelity.get("eval_batch_size", 500)),
+                             num_classes=num_classes or NUM_CLASSES.get(dataset, 10),
+                             input_size=DATASET_SIZES[dataset][2])
 
     train, evals = per_image(shape.resolution)
     seconds = shape.train_images * shape.epochs * train + shape.eval_images * evals

@@ -207,6 +207,67 @@ def test_docs_quote_the_benchmark_json():
     assert block_in_doc(doc, "cost-model") == bench.doc_block(result).strip()
 
 
+def test_the_benchmark_reads_training_records_and_leaves_zero_cost_ones_out(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import cost_model as bench
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    trial = {"design_id": "plain8-c32-k1.2", "status": "ok", "device": "cpu", "wall_s": 12.0,
+             "fidelity_config": CPU}
+    zc = {**trial, "wall_s": 3.0, "fidelity_config": {"name": "zc", "batch_size": 64},
+          "zero_cost": {"scores": {"synflow": 1.0}, "seconds": {}, "errors": {}}}
+    for run, rec in (("sweep", trial), ("zc-run", zc)):
+        (tmp_path / run / "records").mkdir(parents=True)
+        (tmp_path / run / "records" / "a.json").write_text(json.dumps(rec))
+    mine = [r for r in bench.load_records([str(tmp_path)]) if r["source"].startswith(str(tmp_path))]
+    assert [(r["sweep"], r["wall_s"]) for r in mine] == [("sweep", 12.0)]
+    # a committed sweep's trial found again in its run directory is read once, as committed
+    import pandas as pd
+
+    row = pd.read_csv(REPO / "docs" / "reproduction" / "fig2-cpu-cifar10.csv").iloc[0]
+    again = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+    (tmp_path / "fig2-copy" / "records").mkdir(parents=True)
+    (tmp_path / "fig2-copy" / "records" / "b.json").write_text(json.dumps(
+        {**again, "fidelity_config": json.loads(again["fidelity_config"])}))
+    records = bench.load_records([str(tmp_path)])
+    assert not any(r["sweep"] == "fig2-copy" for r in records)
+    assert sum(r["sweep"] == "fig2 (committed)" and r["design_id"] == row["design_id"]
+               and r["seed"] == row["seed"] for r in records) == 1
+
+
+def test_docs_prose_of_the_cost_model_says_what_the_benchmark_json_says():
+    import statistics
+
+    result = json.loads((REPO / "benchmarks" / "results" / "cost_model_cpu.json").read_text())
+    prose = " ".join((REPO / "docs" / "studies.md").read_text()
+                     .split("<!-- cost-model:end -->", 1)[1].split("\n## ", 1)[0].split())
+    fast = result["by_impl"]["fast"]
+    pct = {k: round(100 * fast[k]["median"]) for k in ("design_out", "flops_design_out")}
+    assert f"({pct['design_out']}% against {pct['flops_design_out']}% over all fast" in prose
+    assert 2.5 <= pct["flops_design_out"] / pct["design_out"] <= 3.5  # "about three times"
+    assert f"(load {result['load_average_1m'][0]:.1f})" in prose
+    ratio = {}
+    for sweep in {r["sweep"] for r in result["records"]}:
+        ratio[sweep] = statistics.median(r["wall_s"] / r["raw"] for r in result["records"]
+                                         if r["sweep"] == sweep)
+    t40k = result["by_sweep"]["table40k-cpu-cifar10"]["raw"]
+    assert f"within {round(100 * t40k['median'])}% (median; recorded / predicted " \
+        f"{ratio['table40k-cpu-cifar10']:.2f})" in prose and t40k["n"] == 204
+    loaded = {k: v for k, v in ratio.items() if k != "table40k-cpu-cifar10"
+              and result["by_sweep"][k]["raw"]["n"] >= 10 and "fast" in
+              {r["impl"] for r in result["records"] if r["sweep"] == k}}
+    assert f"{min(loaded.values()):.1f}-{max(loaded.values()):.1f} times slower" in prose
+    for name, sweep in (("the committed fig2", "fig2 (committed)"),
+                        ("table4", "table4-cpu-cifar10"), ("the budget hour", "budget-650k-1h")):
+        assert f"{name} {ratio[sweep]:.1f}x" in prose
+    wide = [r for r in result["wide"] if r["impl"] == "fast"]
+    assert max(abs(r["predicted_s"] - r["measured_s"]) / r["measured_s"] for r in wide) <= 0.25
+    assert "predicted within 25%" in prose
+    ref = {r["design_id"]: r["measured_s"] for r in result["wide"] if r["impl"] == "reference"}
+    assert all(r["measured_s"] <= 1.5 * ref[r["design_id"]] for r in wide)  # "as quick as"
+
+
 def test_every_probe_is_a_valid_design():
     from evaluators.calibrate import PROBES
 
