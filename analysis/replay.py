@@ -96,6 +96,11 @@ class ReplayResult:
     def reached(self) -> bool:
         return self.time_to_best is not None
 
+    def epochs_to_regret(self, delta: float) -> int | None:
+        """Epochs all workers completed when the incumbent first came within ``delta`` of the
+        table's best mean val_acc (a design about as good as the best); None: never."""
+        return next((epochs for _, epochs, regret in self.trace if regret <= delta), None)
+
 
 def replay(
     table: ReplayTable | Benchmark,

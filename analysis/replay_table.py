@@ -52,6 +52,17 @@ class ReplayTable:
     dataset: str = ""
     scores: Mapping[str, np.ndarray] = field(default_factory=lambda: MappingProxyType({}))
 
+    @property
+    def seed_noise(self) -> float | None:
+        """The median over designs of the seeds' standard deviation of the final val_acc:
+        how far apart two runs of one design land. None with a single seed per design.
+
+        A search whose incumbent is within this of the best has found a design the table
+        cannot tell from its best (the best is itself one draw of that noise).
+        """
+        spreads = [float(v[:, -1].std(ddof=1)) for v in self.val if len(v) > 1]
+        return float(np.median(spreads)) if spreads else None
+
     def with_scores(self, scores: pd.DataFrame) -> ReplayTable:
         """This table with zero-cost scores (analysis.proxy_ranks.read_scores: design_id,
         seed, a column per score), averaged over seeds per design.

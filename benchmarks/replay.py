@@ -9,7 +9,9 @@ directory and its release under DIR/synthetic/) and replays that, for trying the
 
 Writes DIR/replay.json (settings, the table's best design, per (strategy, scheduler, workers)
 the mean/std/median/min/max over repeats of the simulated time and of the epochs to reach the
-best design, every repeat's numbers, and the load/query timings of the table) and
+best design, every repeat's numbers (``epochs_to_near`` too: the epochs until the incumbent
+came within the table's seed noise, ``near_regret``, of the best), and the load/query
+timings of the table) and
 DIR/regret_time.{png,svg}, DIR/regret_epochs.{png,svg}. Bad input: one line, exit 2, no files.
 """
 
@@ -222,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         "designs": len(table.design_ids), "epochs": table.epochs,
         "best_design": table.design_ids[table.best],
         "best_mean_val_acc": float(table.mean_val[table.best]),
+        # "near the best": within the table's seed noise of it (epochs_to_near below)
+        "near_regret": table.seed_noise,
         "settings": {k: getattr(args, k) for k in ("workers", "repeats", "strategies",
                      "schedulers", "seed_mode", "reduction_factor", "grace_period",
                      "max_trials", "scores", "proxy")},
@@ -231,7 +235,10 @@ def main(argv: list[str] | None = None) -> int:
                   "seed": r.seed, "time_to_best": r.time_to_best,
                   "epochs_to_best": r.epochs_to_best, "total_time": r.total_time,
                   "total_epochs": r.total_epochs, "final_regret": r.final_regret,
-                  "mean_rank_11_30": mean_rank(r, table, 10, 30)} for r in runs],
+                  "mean_rank_11_30": mean_rank(r, table, 10, 30),
+                  "epochs_to_near": (None if table.seed_noise is None
+                                     else r.epochs_to_regret(table.seed_noise))}
+                 for r in runs],
         "figures": [str(p) for p in figures],
     }  # fmt: skip
     write_json_atomic(out / "replay.json", doc, sort_keys=False)
