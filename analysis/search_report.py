@@ -157,33 +157,25 @@ def near_block(doc: dict[str, Any], baseline: str = BASELINE) -> list[str]:
             f"| {r.strategy} | {r.scheduler} | {r.workers} | {r.reached} ({r.baseline_reached})"
             f" / {r.repeats} | {r.epochs:.1f} | {r.baseline_epochs:.1f} | {r.difference:+.1f} "
             f"[{r.lo:+.1f}, {r.hi:+.1f}] | {r.verdict} |")
-    asha = near[near["scheduler"].eq("asha") & near["strategy"].str.contains("struct")]
-    if not asha.empty:
-        fewer = asha["verdict"].eq("fewer")
-        head = "Yes" if fewer.all() else "No" if not fewer.any() else "Partly"
-        parts = [f"{r.strategy} with {r.workers} worker{'s' if r.workers > 1 else ''}: "
-                 f"{_reached(r.epochs, r.reached, r.repeats, 'got there')} against "
-                 f"{_reached(r.baseline_epochs, r.baseline_reached, r.repeats, 'got there')}"
-                 f" ({r.verdict})" for r in asha.itertuples(index=False)]
-        lines += ["", "**Does a structured search come near the table's best in fewer epochs "
-                  f"than random+ASHA? {head}.** " + "; ".join(parts) + "."]
-    return lines
+    return [*lines, "", answer(near, question="come near the table's best", lead="",
+                               verb="got there")]
 
 
-def answer(cmp: pd.DataFrame) -> str:
-    """The plain sentence: do the structured searches (with ASHA) reach the table's best in
-    fewer epochs than random order with ASHA?"""
+def answer(cmp: pd.DataFrame, *, question: str = "reach the table's best",
+           lead: str = "Mean epochs to the best: ", verb: str = "reached it") -> str:
+    """The plain sentence: do the structured searches (with ASHA) ``question`` in fewer
+    epochs than random order with ASHA?"""
     asha = cmp[cmp["scheduler"].eq("asha") & cmp["strategy"].str.contains("struct")]
     if asha.empty:
         return "No structured search was replayed with ASHA."
     parts = [f"{r.strategy} with {r.workers} worker{'s' if r.workers > 1 else ''}: "
-             f"{_reached(r.epochs, r.reached, r.repeats)} against "
-             f"{_reached(r.baseline_epochs, r.baseline_reached, r.repeats)} ({r.verdict})"
+             f"{_reached(r.epochs, r.reached, r.repeats, verb)} against "
+             f"{_reached(r.baseline_epochs, r.baseline_reached, r.repeats, verb)} ({r.verdict})"
              for r in asha.itertuples(index=False)]
     fewer = asha["verdict"].eq("fewer")
     head = ("Yes" if fewer.all() else "No" if not fewer.any() else "Partly")
-    return (f"**Does a structured search reach the table's best in fewer epochs than "
-            f"random+ASHA? {head}.** Mean epochs to the best: " + "; ".join(parts) + ".")
+    return (f"**Does a structured search {question} in fewer epochs than random+ASHA? "
+            f"{head}.** {lead}" + "; ".join(parts) + ".")
 
 
 def _reached(epochs: float, reached: int, repeats: int, verb: str = "reached it") -> str:
