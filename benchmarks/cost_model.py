@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout
 
 from analysis.cli import ArgumentParser  # noqa: E402
-from evaluators.record import write_json_atomic  # noqa: E402
+from evaluators.record import KEY, write_json_atomic  # noqa: E402
 
 COMMITTED = ("fig3", "table2", "fig2")  # docs/reproduction/<name>-cpu-cifar10.csv
 
@@ -101,7 +101,7 @@ def load_records(folders: list[str]) -> list[dict[str, Any]]:
 
 def _trial(rec: dict[str, Any]) -> tuple[str, ...]:
     """What makes a record one trial: its key and when it was made."""
-    return tuple(str(rec.get(k)) for k in ("design_id", "fidelity", "dataset", "seed", "created"))
+    return tuple(str(rec.get(k)) for k in (*KEY, "created"))
 
 
 def implementation(commit: str, cache: dict[str, str]) -> str:
@@ -203,9 +203,9 @@ def wide_steps(calibrations: dict[str, Any]) -> list[dict[str, Any]]:
     for design in WIDE:
         for impl in ("fast", "reference"):
             # this resolution's calibration where there is one, else the implementation's
-            cal = next(c for k, c in sorted(calibrations.items(), key=lambda kc: (
-                not kc[0].startswith(f"{impl}|{WIDE_RESOLUTION}px|"), kc[0]))
-                if k.startswith(impl + "|"))
+            keys = sorted(k for k in calibrations if k.startswith(impl + "|"))
+            cal = calibrations[next((k for k in keys if k.startswith(
+                f"{impl}|{WIDE_RESOLUTION}px|")), keys[0])]
             torch.manual_seed(0)
             model = ss.build(ss.parse(design), num_classes=10, impl=impl)
             optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)

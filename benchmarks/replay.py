@@ -217,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     for proxy in args.proxy if zc else ():  # each zc-* search once per proxy
         runs += rp.replay_many(table, strategies=zc, proxy=proxy, **common)
     replay_s = time.perf_counter() - t0
+    near = table.seed_noise  # "near the best": within the table's seed noise of it
     summary = replay_report.summarize(runs)
     figures = replay_report.plot_regret(runs, out)
     doc = {
@@ -224,8 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         "designs": len(table.design_ids), "epochs": table.epochs,
         "best_design": table.design_ids[table.best],
         "best_mean_val_acc": float(table.mean_val[table.best]),
-        # "near the best": within the table's seed noise of it (epochs_to_near below)
-        "near_regret": table.seed_noise,
+        "near_regret": near,
         "settings": {k: getattr(args, k) for k in ("workers", "repeats", "strategies",
                      "schedulers", "seed_mode", "reduction_factor", "grace_period",
                      "max_trials", "scores", "proxy")},
@@ -236,8 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                   "epochs_to_best": r.epochs_to_best, "total_time": r.total_time,
                   "total_epochs": r.total_epochs, "final_regret": r.final_regret,
                   "mean_rank_11_30": mean_rank(r, table, 10, 30),
-                  "epochs_to_near": (None if table.seed_noise is None
-                                     else r.epochs_to_regret(table.seed_noise))}
+                  "epochs_to_near": None if near is None else r.epochs_to_regret(near)}
                  for r in runs],
         "figures": [str(p) for p in figures],
     }  # fmt: skip
