@@ -164,7 +164,7 @@ def _summary(df: pd.DataFrame) -> str:
 
 
 def _num(x: float, digits: int = 4) -> str:
-    return "–" if x is None or not math.isfinite(x) else f"{x:.{digits}g}"
+    return "–" if x is None or not math.isfinite(x) else f"{x + 0.0:.{digits}g}"
 
 
 def _table(head: Iterable[str], rows: Iterable[str], cls: str) -> str:

@@ -72,7 +72,12 @@ def verdict_rows(export_dir: str | Path) -> list[tuple[str, Verdict]]:
 
 
 def _num(x: float) -> str:
-    return "" if not math.isfinite(x) else f"{x:.3g}"
+    """Three significant digits; an exact zero (either sign) prints as 0.
+
+    >>> _num(-0.0), _num(0.0123456), _num(float("nan"))
+    ('0', '0.0123', '')
+    """
+    return "" if not math.isfinite(x) else f"{x + 0.0:.3g}"
 
 
 def _ci(lo: float, hi: float) -> str:

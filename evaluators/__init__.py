@@ -23,6 +23,13 @@ from evaluators.fidelity import FIDELITIES, Fidelity, get_fidelity, with_changes
 from evaluators.lazy import lazy_exports
 from evaluators.record import Result
 
+#: The torch-free face: the only modules of evaluators that analysis (and any reader of
+#: records without torch) may import. They own the datum: the record and its run-directory
+#: files, the fidelities, the dataset catalog, the errors. tests/test_structure.py holds
+#: analysis to it and checks that importing it loads no torch or ray.
+FACE = ("evaluators", "evaluators.catalog", "evaluators.errors", "evaluators.fidelity",
+        "evaluators.lazy", "evaluators.record")
+
 _TORCH_SIDE = {  # name -> module; imported on first use (torch takes seconds to import)
     "Dataset": "data",
     "load_dataset": "data",

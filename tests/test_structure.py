@@ -144,3 +144,24 @@ def _one_line_exit_2(argv: list[str]) -> str:
 ])
 def test_every_cli_answers_bad_input_in_one_line(argv, says):
     assert says in _one_line_exit_2(argv)
+
+
+def test_analysis_reads_evaluators_only_through_its_torch_free_face():
+    """analysis imports nothing of evaluators outside evaluators.FACE (any import, in
+    functions too), and the face with analysis loads neither torch nor ray."""
+    from evaluators import FACE
+
+    modules = _modules()
+    known = set(modules) | set(PACKAGES)
+    outside = {
+        (name, m) for name, path in modules.items() if name.startswith("analysis")
+        for m in _imports(name, path, known)
+        if m.split(".")[0] == "evaluators" and m not in FACE
+    }
+    assert not outside, sorted(outside)
+    code = ("import sys, importlib\n"
+            f"for m in {list(FACE)!r} + ['analysis']: importlib.import_module(m)\n"
+            "bad = sorted(m for m in ('torch', 'ray') if m in sys.modules)\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
+
