@@ -1,7 +1,7 @@
 """Do the searches that can generalise beat random order with ASHA? The ``<TAG>-search``
 block of docs/benchmark.md, from the replay.json of ``benchmarks/replay.py``.
 
-    python benchmarks/replay.py releases/igcbench-1.0.json --strategies random tpe-struct \\
+    python -m benchmarks.replay releases/igcbench-1.0.json --strategies random tpe-struct \\
         zc-tpe-struct zc-order --scores docs/proxies/zc-t10k.csv --proxy synflow theory \\
         --schedulers asha --workers 1 4 --repeats 50 --out docs/benchmark/search-t10k
     python -m analysis.search_report docs/benchmark/search-t10k/replay.json --tag t10k \\

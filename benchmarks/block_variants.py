@@ -1,6 +1,6 @@
 """What else was tried for the IGCV2 block, and by how much it lost: one block, fwd+bwd.
 
-    python benchmarks/block_variants.py    # -> benchmarks/results/block_variants_cpu.json
+    python -m benchmarks.block_variants    # -> benchmarks/results/block_variants_cpu.json
 
 One plain8 IGCV2 C=144 K=(1,12,12) block (depth-wise 3x3, two group 1x1 convolutions of 12
 branches, BN after each, shuffles), training mode, batch --batch at 32x32, channels_last,
@@ -28,17 +28,16 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import search_space as ss
+from evaluators.record import write_json_atomic
+from search_space.fast import FastBlock
+from search_space.modules import ReferenceBlock
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-
-import search_space as ss  # noqa: E402
-from evaluators.record import write_json_atomic  # noqa: E402
-from search_space.fast import FastBlock  # noqa: E402
-from search_space.modules import ReferenceBlock  # noqa: E402
 
 DESIGN = "plain8-c144-k1.12.12"
 

@@ -1,6 +1,6 @@
 """How well the cost model (evaluators.cost_model) predicts recorded trial times.
 
-    python benchmarks/cost_model.py --records /work/runs \
+    python -m benchmarks.cost_model --records /work/runs \
         --out benchmarks/results/cost_model_cpu.json
 
 Reads the committed sweeps (docs/reproduction/*-cpu-cifar10.csv) and the records of every
@@ -41,17 +41,16 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run from a checkout
+from analysis.cli import ArgumentParser
+from evaluators.record import KEY, write_json_atomic
 
-from analysis.cli import ArgumentParser  # noqa: E402
-from evaluators.record import KEY, write_json_atomic  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 COMMITTED = ("fig3", "table2", "fig2")  # docs/reproduction/<name>-cpu-cifar10.csv
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = ArgumentParser(prog="benchmarks/cost_model.py", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m benchmarks.cost_model", description=__doc__.split("\n\n")[0])
     p.add_argument("--records", nargs="*", default=[],
                    help="folders of run directories (RUN/records/*.json) to add")
     p.add_argument("--out", required=True, help="output JSON file")
@@ -301,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.wide:
         result["wide"] = wide_steps(calibrations)
     out = {
-        "command": "python benchmarks/cost_model.py " + " ".join(sys.argv[1:] if argv is None
+        "command": "python -m benchmarks.cost_model " + " ".join(sys.argv[1:] if argv is None
                                                                  else argv),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "load_average_1m": [load_before[0], os.getloadavg()[0]],

@@ -1,7 +1,7 @@
 """Training throughput of the multi-model engine against the one-model path, per lever (JSON).
 
-    python benchmarks/engine_throughput.py --device cuda --out engine_throughput_gpu.json
-    python benchmarks/engine_throughput.py --device cpu --tiny --out engine_throughput_cpu.json
+    python -m benchmarks.engine_throughput --device cuda --out engine_throughput_gpu.json
+    python -m benchmarks.engine_throughput --device cpu --tiny --out engine_throughput_cpu.json
 
 For each design of the presets (fig3: 6 designs, table2: 6) it times whole training epochs of
 synthetic CIFAR-shaped data (``--steps`` steps of ``--batch`` images per model, the first
@@ -41,20 +41,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-import evaluators as ev  # noqa: E402
-import search_space as ss  # noqa: E402
-from evaluators.evaluation import _torch_state  # noqa: E402
-from evaluators.multi_trainer import EngineOptions, MultiTrainer, accuracy_many  # noqa: E402
-from evaluators.record import git_commit  # noqa: E402
-from evaluators.splits import Splits, make_splits  # noqa: E402
-from evaluators.train import train_epochs  # noqa: E402
-from studies.presets import get_preset  # noqa: E402
-from studies.store import write_json_atomic  # noqa: E402
+import evaluators as ev
+import search_space as ss
+from evaluators.evaluation import _torch_state
+from evaluators.multi_trainer import EngineOptions, MultiTrainer, accuracy_many
+from evaluators.record import git_commit
+from evaluators.splits import Splits, make_splits
+from evaluators.train import train_epochs
+from studies.presets import get_preset
+from studies.store import write_json_atomic
 
 TARGET_IMG_S = 50_000  # fig3 aggregate training images/s (issue 13)
 TARGET_PROXY_S = 600  # fig3 (and table2) at proxy15 on one GPU, seconds

@@ -1,7 +1,7 @@
 """Measure the `cpu` fidelity: seconds per trial and CIFAR-10 test accuracy, 3 seeds each.
 
-    python benchmarks/fidelity_cpu.py    # -> benchmarks/results/fidelity_cpu.json
-    python benchmarks/fidelity_cpu.py --seeds 0 --designs plain8-c64-k1.64 --out /tmp/x.json
+    python -m benchmarks.fidelity_cpu    # -> benchmarks/results/fidelity_cpu.json
+    python -m benchmarks.fidelity_cpu --seeds 0 --designs plain8-c64-k1.64 --out /tmp/x.json
 
 Runs one trial at a time (the whole machine for each), plain8 Xception C=64 and plain8 IGCV2
 C=144 (the paper's Table 2 pair at ~4.7k weights per block). CIFAR-10 comes from --data-dir;
@@ -20,13 +20,12 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+import evaluators as ev
+from evaluators.record import git_commit, write_json_atomic
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import torch  # noqa: E402
-
-import evaluators as ev  # noqa: E402
-from evaluators.record import git_commit, write_json_atomic  # noqa: E402
 
 DESIGNS = ("plain8-c64-k1.64", "plain8-c144-k1.12.12")
 
@@ -91,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     record = {
         "what": "cpu fidelity: one trial per (design, seed) on CIFAR-10, sequential",
-        "command": "python benchmarks/fidelity_cpu.py " + " ".join(argv or sys.argv[1:]),
+        "command": "python -m benchmarks.fidelity_cpu " + " ".join(argv or sys.argv[1:]),
         "fidelity": ev.get_fidelity(args.fidelity).to_dict(),
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__,
                     "commit": git_commit()},

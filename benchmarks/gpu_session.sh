@@ -54,19 +54,19 @@ if [ "$DEVICE" = cuda ]; then
 fi
 
 log "1. throughput benchmark, $BENCH_S s"
-timeout "$BENCH_S" "$PY" benchmarks/engine_throughput.py "${BENCH[@]}" \
+timeout "$BENCH_S" "$PY" -m benchmarks.engine_throughput "${BENCH[@]}" \
   --budget-s $(( BENCH_S - 15 )) --out "$OUT/engine_throughput_gpu.json" \
   >> "$OUT/session.log" 2>&1
 log "benchmark exit status $?"
 
 run_preset() {  # run_preset NAME PRESET SECONDS: PRESET's records, as NAME's tarball
   local name=$1 preset=$2 seconds=$3 dir=$RUNS/$1 flags
-  flags=$("$PY" benchmarks/engine_throughput.py --choose "$OUT/engine_throughput_gpu.json" \
+  flags=$("$PY" -m benchmarks.engine_throughput --choose "$OUT/engine_throughput_gpu.json" \
           --preset "$preset" --within "$seconds" 2>> "$OUT/session.log")
   log "$name: $preset at $FIDELITY, $seconds s, engine flags: $flags"
   mkdir -p "$dir"
   # shellcheck disable=SC2086  # $flags is a list of flags
-  timeout "$seconds" "$PY" benchmarks/proxy_gpu.py --preset "$preset" --fidelity "$FIDELITY" \
+  timeout "$seconds" "$PY" -m benchmarks.proxy_gpu --preset "$preset" --fidelity "$FIDELITY" \
     "${EXTRA[@]}" --seeds "$SEEDS" --dataset "$DATASET" --data-dir "$DATA" --device "$DEVICE" \
     --run-dir "$dir" --deadline-s $(( seconds - 30 )) $flags > "$dir/proxy_gpu.log" 2>&1
   log "$name exit status $?"

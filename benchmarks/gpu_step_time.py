@@ -1,6 +1,6 @@
 """Training step time on CUDA with and without deterministic algorithms (sizes the proxy rung).
 
-    python benchmarks/gpu_step_time.py --out step_time.json
+    python -m benchmarks.gpu_step_time --out step_time.json
 
 For each design: bf16 autocast, channels_last, batch 64 at 32x32, SGD Nesterov as the
 evaluators train; 10 warm-up steps then 40 timed ones, with ``torch.use_deterministic_algorithms``
@@ -15,12 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-import search_space as ss  # noqa: E402
-from evaluators.record import write_json_atomic  # noqa: E402
+import search_space as ss
+from evaluators.record import write_json_atomic
 
 DESIGNS = ["plain8-c144-k1.12.12", "plain8-c72-k1.g1", "plain8-c138-k1.3.3.3.3.3.3"]
 

@@ -1,6 +1,6 @@
 """FastBlock's path per block on the CPU: fused vs reference vs the rule ("auto"), by width.
 
-    python benchmarks/path_choice.py --out benchmarks/results/path_choice_cpu.json \\
+    python -m benchmarks.path_choice --out benchmarks/results/path_choice_cpu.json \\
         --update-doc docs/performance.md
 
 One block of each design (its first; for res nets one block per stage), one thread, NCHW
@@ -30,15 +30,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
+import search_space as ss
+from evaluators.record import git_commit, write_json_atomic
+from search_space.fast import FastBlock
+from search_space.work import choose_path, path_seconds
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import torch  # noqa: E402
-
-import search_space as ss  # noqa: E402
-from evaluators.record import git_commit, write_json_atomic  # noqa: E402
-from search_space.fast import FastBlock  # noqa: E402
-from search_space.work import choose_path, path_seconds  # noqa: E402
 
 #: Widths 64 to 5,038: the 40k-parameter presets' nets, then the 0.65M plain8 space from its
 #: narrowest (many wide branches) to its widest (K = 2), and a res20 net's three stages.
@@ -148,7 +147,7 @@ def doc_block(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="benchmarks/path_choice.py",
+    p = argparse.ArgumentParser(prog="python -m benchmarks.path_choice",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--designs", nargs="+", default=list(DESIGNS))
@@ -178,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     regrets = [r["regret"] for r in rows]
     worst = max(rows, key=lambda r: r["regret"])
     result = {
-        "command": "python benchmarks/path_choice.py " + " ".join(
+        "command": "python -m benchmarks.path_choice " + " ".join(
             sys.argv[1:] if argv is None else argv),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "commit": git_commit(), "torch": torch.__version__, "threads": 1,

@@ -7,7 +7,7 @@ and the records go into the same store as ``studies/run.py``'s (``RUN_DIR/record
 written atomically by the worker as its batch ends), so ``analysis.load_results`` and a later
 ``studies/run.py`` on that run directory treat them alike, and a re-run skips what is recorded.
 
-    python benchmarks/proxy_gpu.py --preset fig3 --fidelity proxy15 --seeds 0,1,2 \\
+    python -m benchmarks.proxy_gpu --preset fig3 --fidelity proxy15 --seeds 0,1,2 \\
         --data-dir DATA --run-dir runs/fig3-proxy15-gpu --deadline-s 330
 
 Batches start in the preset's design order and none starts after ``--deadline-s``; those
@@ -22,16 +22,13 @@ import multiprocessing as mp
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from analysis.cli import ArgumentParser  # noqa: E402
-from evaluators.fidelity import get_fidelity, with_changes  # noqa: E402
-from evaluators.folded import CONV1X1  # noqa: E402
-from studies.plan import Plan, parse_seeds  # noqa: E402
-from studies.presets import get_preset  # noqa: E402
-from studies.store import RecordStore  # noqa: E402
+from analysis.cli import ArgumentParser
+from evaluators.fidelity import get_fidelity, with_changes
+from evaluators.folded import CONV1X1
+from studies.plan import Plan, parse_seeds
+from studies.presets import get_preset
+from studies.store import RecordStore
 
 
 def _batch(trials: list[tuple[str, list[int]]], fidelity, dataset: str, data_dir: str,
@@ -53,7 +50,7 @@ def _batch(trials: list[tuple[str, list[int]]], fidelity, dataset: str, data_dir
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="benchmarks/proxy_gpu.py", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m benchmarks.proxy_gpu", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", required=True)
     p.add_argument("--fidelity", default=None, help="default: the preset's")
     p.add_argument("--epochs", type=int, default=None,

@@ -1,7 +1,7 @@
 """Replay every search strategy against a table in simulated time; JSON summary + figures.
 
-    python benchmarks/replay.py TABLE --workers 1 4 --repeats 10 --out DIR
-    python benchmarks/replay.py --synthetic 100x3x30 --workers 1 4 --repeats 10 --out DIR
+    python -m benchmarks.replay TABLE --workers 1 4 --repeats 10 --out DIR
+    python -m benchmarks.replay --synthetic 100x3x30 --workers 1 4 --repeats 10 --out DIR
 
 TABLE is a run directory, a records export or a release (analysis.benchmark.Benchmark.load).
 ``--synthetic DxSxE`` first writes a synthetic table of D designs x S seeds x E epochs (a run
@@ -26,10 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-
-from analysis.cli import ArgumentParser, fail  # noqa: E402
-from evaluators.record import write_json_atomic  # noqa: E402
+from analysis.cli import ArgumentParser, fail
+from evaluators.record import write_json_atomic
 
 QUERY_REPS = 2000  # warm queries timed (a dict hit)
 
@@ -37,7 +35,7 @@ QUERY_REPS = 2000  # warm queries timed (a dict hit)
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from analysis.replay import ALL_STRATEGIES, SCHEDULERS, SEED_MODES, STRATEGIES
 
-    p = ArgumentParser(prog="benchmarks/replay.py", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m benchmarks.replay", description=__doc__.split("\n\n")[0])
     p.add_argument("table", nargs="?", help="run directory, records export or release")
     p.add_argument("--synthetic", metavar="DxSxE", help="replay a synthetic table instead")
     p.add_argument("--out", required=True, help="output directory")
@@ -187,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         load_s = time.perf_counter() - t0
         fidelity, dataset = bench.resolve(args.fidelity, args.dataset)
     except (OSError, ValueError, KeyError) as exc:
-        return fail("benchmarks/replay.py", exc)
+        return fail("python -m benchmarks.replay", exc)
     timing = timings(bench, fidelity, dataset, load_s, import_s)
     try:
         table = ReplayTable.from_benchmark(bench, fidelity=fidelity, dataset=dataset)
@@ -200,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"--proxy {' '.join(absent)}: the scores have "
                                  f"{', '.join(sorted(table.scores))}")
     except (OSError, ValueError) as exc:
-        return fail("benchmarks/replay.py", exc)
+        return fail("python -m benchmarks.replay", exc)
     print(f"table {table_path}: {timing['records']} records, {timing['designs']} designs; "
           f"import {import_s:.2f} s, load {load_s * 1e3:.0f} ms, query cold median "
           f"{timing['query_cold']['mean']['median_us']:.0f} us, warm "

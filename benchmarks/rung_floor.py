@@ -1,7 +1,7 @@
 """The time budget's floor: how many SGD steps a rung must train for the 0.65M nets to leave
 chance, and what the hour plans with that floor.
 
-    python benchmarks/rung_floor.py --data-dir data --run-dir runs/budget-650k-1h \\
+    python -m benchmarks.rung_floor --data-dir data --run-dir runs/budget-650k-1h \\
         --update-doc docs/studies.md plain8-c319-k1.g1 plain8-c446-k1.g2 \\
         plain8-c1280-k1.64 plain8-c992-k1.16.16.16.16.16 plain8-c3040-k1.16
 
@@ -19,21 +19,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from evaluators import evaluate, get_fidelity
+from evaluators.cost_model import trial_shape
+from evaluators.record import git_commit, utc_now, write_json_atomic
+from studies import estimate as est
+from studies import halving as hv
+from studies.rungs import ladder_fidelities, refit_calibration
+from studies.store import RecordStore
+from studies.time_budget import RUNG_OVERHEAD_S, STATE_FILE, plan_rungs, trial_seconds
 
-from evaluators import evaluate, get_fidelity  # noqa: E402
-from evaluators.cost_model import trial_shape  # noqa: E402
-from evaluators.record import git_commit, utc_now, write_json_atomic  # noqa: E402
-from studies import estimate as est  # noqa: E402
-from studies import halving as hv  # noqa: E402
-from studies.rungs import ladder_fidelities, refit_calibration  # noqa: E402
-from studies.store import RecordStore  # noqa: E402
-from studies.time_budget import RUNG_OVERHEAD_S, STATE_FILE, plan_rungs, trial_seconds  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 HOURS = (1, 2, 4)
 WORKERS = 2

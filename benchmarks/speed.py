@@ -1,7 +1,7 @@
 """Speed of the block implementations: training images/s and inference latency, fast vs reference.
 
-    python benchmarks/speed.py --device cpu --out benchmarks/results/speed_cpu.json
-    python benchmarks/speed.py --device auto --out benchmarks/results/speed_gpu.json
+    python -m benchmarks.speed --device cpu --out benchmarks/results/speed_cpu.json
+    python -m benchmarks.speed --device auto --out benchmarks/results/speed_gpu.json
 
 Every comparison is measured in one process with the implementations interleaved (ref, fast,
 fast, ref, ...) and the median taken, so a busy machine slows both alike; the best-of is kept
@@ -31,16 +31,15 @@ import time
 import traceback
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+
+import search_space as ss
+from evaluators.record import git_commit, write_json_atomic
+from search_space.fast import DEVICE_PATH, FastBlock, FusedBlock
+from search_space.modules import Net, ReferenceBlock
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-import search_space as ss  # noqa: E402
-from evaluators.record import git_commit, write_json_atomic  # noqa: E402
-from search_space.fast import DEVICE_PATH, FastBlock, FusedBlock  # noqa: E402
-from search_space.modules import Net, ReferenceBlock  # noqa: E402
 
 TRAIN_DESIGNS = ("plain8-c144-k1.12.12", "plain8-c64-k1.64", "res20-c216-k1.8.8.8-stem64")
 # One design per block kind, for the inference-latency comparison (batch 1 and 64).

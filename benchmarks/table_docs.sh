@@ -24,7 +24,7 @@ cd "$(dirname "$0")/.."
 scores="docs/proxies/zc-${tag}.csv"
 python -m analysis.proxy_report "$release" "$zc" --export "$scores" --tag "$tag" \
     --update docs/proxies.md --figures docs/proxies
-python benchmarks/replay.py "$release" --strategies random tpe-struct zc-tpe-struct zc-order \
+python -m benchmarks.replay "$release" --strategies random tpe-struct zc-tpe-struct zc-order \
     --scores "$scores" --proxy "$@" --schedulers asha --workers 1 4 --repeats 50 \
     --out "docs/benchmark/search-${tag}"
 python -m analysis.search_report "docs/benchmark/search-${tag}/replay.json" --tag "$tag" \

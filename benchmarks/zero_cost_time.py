@@ -1,6 +1,6 @@
 """Time the zero-cost proxies per design: wall and CPU seconds, per proxy, and peak memory.
 
-    python benchmarks/zero_cost_time.py --data-dir /work/data \\
+    python -m benchmarks.zero_cost_time --data-dir /work/data \\
         --designs plain8-c64-k1.64 plain8-c144-k1.12.12 --out /tmp/zc_time.json
 
 One seed per design, one at a time, in one process; the JSON is rewritten after each
@@ -23,13 +23,12 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import evaluators as ev
+import search_space as ss
+from evaluators import zero_cost as zc
+from evaluators.record import git_commit, write_json_atomic
 
-import evaluators as ev  # noqa: E402
-import search_space as ss  # noqa: E402
-from evaluators import zero_cost as zc  # noqa: E402
-from evaluators.record import git_commit, write_json_atomic  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -396,7 +396,7 @@ def test_replay_script_writes_summary(run_dir, tmp_path):
     rel = write_release(run_dir, tmp_path / "rel", "1.0")
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "benchmarks/replay.py", str(rel), "--workers", "1", "2", "--repeats",
+        [sys.executable, "-m", "benchmarks.replay", str(rel), "--workers", "1", "2", "--repeats",
          "2", "--strategies", "grid", "tpe", "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -407,7 +407,7 @@ def test_replay_script_writes_summary(run_dir, tmp_path):
     assert rows[("grid", "fifo", 1)]["epochs_to_best_mean"] == 48
     assert doc["timing"]["load_s"] > 0 and doc["timing"]["query_cold"]["mean"]["queries"] == 12
     assert all((out / f"regret_{a}.png").is_file() for a in ("time", "epochs"))
-    bad = subprocess.run([sys.executable, "benchmarks/replay.py", str(tmp_path / "none"),
+    bad = subprocess.run([sys.executable, "-m", "benchmarks.replay", str(tmp_path / "none"),
                           "--out", str(tmp_path / "bad")],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

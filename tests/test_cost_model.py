@@ -195,12 +195,8 @@ def test_calibration_measures_fits_and_caches(tmp_path, monkeypatch):
 
 
 def test_docs_quote_the_benchmark_json():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import cost_model as bench
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
     from analysis.doc_blocks import block_in_doc
+    from benchmarks import cost_model as bench
 
     result = json.loads((REPO / "benchmarks" / "results" / "cost_model_cpu.json").read_text())
     doc = (REPO / "docs" / "studies.md").read_text()
@@ -208,11 +204,7 @@ def test_docs_quote_the_benchmark_json():
 
 
 def test_the_benchmark_reads_training_records_and_leaves_zero_cost_ones_out(tmp_path):
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import cost_model as bench
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    from benchmarks import cost_model as bench
     trial = {"design_id": "plain8-c32-k1.2", "status": "ok", "device": "cpu", "wall_s": 12.0,
              "fidelity_config": CPU}
     zc = {**trial, "wall_s": 3.0, "fidelity_config": {"name": "zc", "batch_size": 64},

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchmarks import engine_throughput
 
-import engine_throughput  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 FILES = {"device.txt", "session.log", "engine_throughput_gpu.json", "fig3_proxy15.tgz",
          "table2_proxy15.tgz", "table4_proxy15.tgz"}

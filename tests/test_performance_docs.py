@@ -4,17 +4,14 @@ the code and the committed JSON have them."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import evaluators as ev
 from analysis.doc_blocks import block_in_doc
+from benchmarks import engine_throughput
 from studies.presets import get_preset
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import engine_throughput  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 PERFORMANCE = (ROOT / "docs" / "performance.md").read_text()
@@ -54,7 +51,7 @@ def test_proxy15_as_the_fidelities_doc_states_it():
 
 
 def test_path_choice_block_is_the_committed_json():
-    import path_choice
+    from benchmarks import path_choice
 
     result = json.loads((RESULTS / "path_choice_cpu.json").read_text())
     assert block_in_doc(PERFORMANCE, "path-choice") == path_choice.doc_block(result)

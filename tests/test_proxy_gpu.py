@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import proxy_gpu  # noqa: E402
+from benchmarks import proxy_gpu
 
 
 def _args(tmp_path: Path, *extra: str) -> list[str]:

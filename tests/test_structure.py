@@ -139,7 +139,7 @@ def _one_line_exit_2(argv: list[str]) -> str:
     (["-m", "analysis", "dashboard", "/nonexistent/run"], "/nonexistent/run"),
     (["-m", "analysis.table_report", "releases/igcbench-1.0.json"], "replay_json"),
     (["-m", "analysis.release", "/nonexistent", "/tmp/x"], "--version"),
-    (["benchmarks/replay.py", "--out", "/tmp/x", "--workers", "0", "--synthetic", "2x2x2"],
+    (["-m", "benchmarks.replay", "--out", "/tmp/x", "--workers", "0", "--synthetic", "2x2x2"],
      "--workers"),
 ])
 def test_every_cli_answers_bad_input_in_one_line(argv, says):

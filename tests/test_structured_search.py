@@ -195,11 +195,8 @@ def test_two_searches_that_both_miss_the_best_tie_whatever_each_spent():
 
 
 def test_replay_cli_with_scores(tmp_path, capsys):
-    import importlib.util
+    from benchmarks import replay as cli
 
-    spec = importlib.util.spec_from_file_location("replay_cli", REPO / "benchmarks" / "replay.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
     rel = str(REPO / "releases" / "igcbench-1.0.json")
     with pytest.raises(SystemExit) as exc:
         cli.main([rel, "--strategies", "zc-order", "--out", str(tmp_path / "a")])

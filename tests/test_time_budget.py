@@ -523,10 +523,8 @@ def test_docs_show_the_ladder_the_code_makes_and_the_reports_lines(tmp_path):
 def test_the_floor_in_the_docs_is_the_committed_measurement():
     """docs/studies.md's floor block is benchmarks/rung_floor.py's committed JSON, which
     measured at the ladder's cheapest rung, and that rung trained the nets off chance."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    import rung_floor
-
     from analysis.doc_blocks import block_in_doc
+    from benchmarks import rung_floor
 
     result = json.loads((REPO / "benchmarks" / "results" / "rung_floor_cpu.json").read_text())
     doc = (REPO / "docs" / "studies.md").read_text()
