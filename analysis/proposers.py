@@ -50,6 +50,7 @@ from studies.sampling import (
     design_point,
     make_sampler,
     make_structured_sampler,
+    startup_trials,
     structured_distributions,
 )
 
@@ -178,7 +179,7 @@ class StructuredProposer:
         self.warm: list[int] = []
         if warm is not None:  # the startup proposals: the best-scored designs
             score = np.nan_to_num(table.scores[warm], nan=-np.inf)
-            k = self._sampler._n_startup_trials
+            k = startup_trials(n)  # the sampler's own rule, not its private field
             self.warm = sorted(range(n), key=lambda i: (-score[i], i))[:k]
         self._verbosity = optuna.logging.get_verbosity()
         self._warnings = warnings.catch_warnings()

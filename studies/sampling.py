@@ -30,13 +30,21 @@ DIRECTIONS = ("maximize", "minimize")  # (val_acc, params): the Pareto front of 
 METRIC_NAMES = ("val_acc", "params")
 
 
+def startup_trials(n_trials: int) -> int:
+    """Random proposals before TPE models any: a quarter of the trials, 2 to 10.
+
+    >>> startup_trials(3), startup_trials(20), startup_trials(400)
+    (2, 5, 10)
+    """
+    return min(10, max(2, n_trials // 4))
+
+
 def make_sampler(search: str, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
     """The study's sampler for ``search``. grid/random orders are made by the plan; their
     RandomSampler only serves the rare ask() that finds no enqueued trial (another driver
     took it)."""
     if search == "tpe":
-        startup = min(10, max(2, n_trials // 4))  # random proposals before TPE models any
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(n_trials))
     if search == "nsga2":
         # A population of about a quarter of the trials, so a sweep sees a few generations.
         return optuna.samplers.NSGAIISampler(seed=seed,
@@ -72,5 +80,5 @@ def make_structured_sampler(seed: int, n_trials: int) -> optuna.samplers.TPESamp
     at a budget trades width for depth), with the startup rule of :func:`make_sampler`; a
     zero-cost warm start replaces those random startup proposals by the best-scored
     designs."""
-    startup = min(10, max(2, n_trials // 4))
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(n_trials),
+                                      multivariate=True)
