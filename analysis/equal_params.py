@@ -6,11 +6,12 @@ condition leads to the maximum width and consistently superior performance"; sec
 Figures 2 and 3: "under almost the same number of parameters"). A ranking across budgets
 mostly measures size; here a score is judged only on pairs of designs whose block weights
 (``describe()['block_params']``, the paper's per-block count of Tables 2 and 5) are within a
-relative tolerance of each other, in the same net and depth.
+relative tolerance (:data:`TOLERANCE`, 4%, the paper's own Table 2 pairing) of each other,
+in the same net and depth; exactly equal weights are the sensitivity check.
 
 Why pairs and not groups: the tables hold no bins of equal weights (table 1.1's 68 designs
-spread over 608-5,832 block weights, with exact ties for only 19 designs), and "within 2%"
-is not transitive (3,312, 3,344, 3,360, ... 3,410 chain through it), so any grouping would
+spread over 608-5,832 block weights, with exact ties for only 19 designs), and "within 4%"
+is not transitive (3,312, 3,344, 3,360, ... 3,528 chain through it), so any grouping would
 draw arbitrary edges. Every pair within the tolerance counts once.
 
 The statistic is Kendall's tau-b restricted to those pairs: (concordant - discordant) /
@@ -21,7 +22,7 @@ is a two-level bootstrap as ``analysis.proxy_ranks``: designs resampled with rep
 
 Example:
     >>> q = np.array([100.0, 101.0, 200.0])
-    >>> close_pairs(q, ["a", "a", "a"], 0.02).astype(int).tolist()
+    >>> close_pairs(q, ["a", "a", "a"], 0.04).astype(int).tolist()
     [[0, 1, 0], [0, 0, 0], [0, 0, 0]]
 """
 
@@ -35,16 +36,18 @@ import pandas as pd
 
 from analysis import stats
 
-#: Relative tolerance on block weights: the paper's own "same budget" pairs differ by up to
-#: 1.7% (Table 2: Xception C = 64, 4,672 weights, beside IGCV2 C = 144, 4,752).
-TOLERANCE = 0.02
+#: Relative tolerance on block weights: the paper's own "same budget" pairs (Table 2) differ
+#: by up to 4.0% of the larger (Xception C = 96, 10,080 weights, beside IGCV2 C = 256,
+#: 10,496; the others by 1.7% and 3.2%).
+TOLERANCE = 0.04
 
 
 def design_quantities(design_ids: Sequence[str], input_size: int | None = None
                       ) -> pd.DataFrame:
     """The paper's quantities of each design, torch-free (``search_space.describe``): its
     net, depth, block weights ``q``, ``width``, ``L``, ``non_sparsity``, ``density``,
-    ``balance_deviation``, ``theory`` (``search_space.theory_score``) and ``n_relu``, the
+    ``balance_deviation``, ``theory`` (``search_space.theory_score``), ``bottleneck`` (the
+    retired ``search_space.bottleneck_score``) and ``n_relu``, the
     ReLU units of one image at ``input_size`` (None: the net's own), which NASWOT's kernel
     counts (``evaluators.proxies.naswot``); NaN for nets with residual pairs."""
     import search_space as ss
@@ -58,6 +61,8 @@ def design_quantities(design_ids: Sequence[str], input_size: int | None = None
                      "non_sparsity": x["non_sparsity"], "density": x["density"],
                      "balance_deviation": x["balance_deviation"],
                      "theory": ss.theory_score(x["width"], x["density"]),
+                     "bottleneck": ss.bottleneck_score(x["width"], x["non_sparsity"],
+                                                       x["density"], x["block_params"]),
                      "n_relu": relu_units(design, input_size)})
     return pd.DataFrame(rows).set_index("design_id")
 
@@ -211,14 +216,14 @@ def _partial(s: np.ndarray, a: np.ndarray, z: np.ndarray) -> np.ndarray:
 
     rs, ra = sps.rankdata(s, axis=1), sps.rankdata(a, axis=1)
     rz = np.concatenate([np.ones((*z.shape[:2], 1)), sps.rankdata(z, axis=1)], axis=2)
-    out = np.empty(s.shape[0])
-    for b in range(s.shape[0]):
-        coef_s = np.linalg.lstsq(rz[b], rs[b], rcond=None)[0]
-        coef_a = np.linalg.lstsq(rz[b], ra[b], rcond=None)[0]
-        es, ea = rs[b] - rz[b] @ coef_s, ra[b] - rz[b] @ coef_a
-        den = math.sqrt(float(es @ es) * float(ea @ ea))
-        out[b] = float(es @ ea) / den if den > 1e-12 else math.nan
-    return out
+    # Residuals of least squares on the controls, all rows at once: the projection
+    # through the pseudo-inverse (a resample can make the controls collinear).
+    hat = rz @ np.linalg.pinv(rz)  # (B, n, n)
+    es = rs - np.einsum("bij,bj->bi", hat, rs)
+    ea = ra - np.einsum("bij,bj->bi", hat, ra)
+    den = np.sqrt((es * es).sum(axis=1) * (ea * ea).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 1e-9 * len(s[0]), (es * ea).sum(axis=1) / den, np.nan)
 
 
 __all__ = ["TOLERANCE", "close_pairs", "close_pairs_boot", "design_quantities", "fixed_share",
