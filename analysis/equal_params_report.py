@@ -31,7 +31,7 @@ from scipy import stats as sps
 
 from . import equal_params as ep
 from .cli import ArgumentParser, fail
-from .proxy_report import COSTS, GENERIC, METRIC, N_BOOT, _rel
+from .proxy_report import COSTS, GENERIC, METRIC, N_BOOT, REPO
 
 #: The paper's quantities judged in the sweeps (constant over seeds: computed per design).
 PAPER_Q = ("theory", "width", "non_sparsity", "density", "balance_deviation", "bottleneck")
@@ -50,6 +50,12 @@ class Inputs:
     scores: pd.DataFrame  # design_id, seed, one column per score
     quantities: pd.DataFrame  # ep.design_quantities, indexed by design_id
     batch: int | None  # the zero-cost batch (NASWOT's B), None without zc scores
+
+
+def _rel(path: str | Path) -> str:
+    """A path as the doc names it: relative to the repository when inside it."""
+    p = Path(path).resolve()
+    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(path)
 
 
 def kind(name: str) -> str:

@@ -47,8 +47,9 @@ def test_pair_tau_counts_only_the_pairs():
 @pytest.fixture(scope="module")
 def planted() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Nine designs of distinct widths at three budgets (about 4.7k, 10k and 17k block
-    weights): accuracy is set by the budget, plus a small rise with width. ``good`` is width; ``size`` is
-    the block weights, which rank the designs well across budgets and not within pairs."""
+    weights): accuracy is set by the budget, plus a small rise with width. ``good`` is
+    width; ``size`` is the block weights, which rank the designs well across budgets and
+    not within pairs."""
     ids = ["plain8-c144-k1.12.12", "plain8-c64-k1.64", "plain8-c256-k1.16.16",
            "plain8-c96-k1.96", "plain8-c361-k1.19.19", "plain8-c128-k1.128",
            "plain8-c112-k1.16.16", "plain8-c184-k1.4.4.4.4", "plain8-c222-k1.6.6"]
