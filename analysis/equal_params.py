@@ -96,11 +96,16 @@ def pair_tau(score: np.ndarray, acc: np.ndarray, pairs: np.ndarray) -> np.ndarra
     or (n,)); ``pairs`` is (n, n) or (B, n, n). NaN where no pair is untied on a side."""
     s, a = np.atleast_2d(score), np.atleast_2d(acc)
     p = pairs if pairs.ndim == 3 else np.broadcast_to(pairs, (s.shape[0], *pairs.shape))
-    ds = np.sign(s[:, :, None] - s[:, None, :]) * p
-    da = np.sign(a[:, :, None] - a[:, None, :]) * p
-    den = np.sqrt(np.abs(ds).sum(axis=(1, 2)) * np.abs(da).sum(axis=(1, 2)))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (ds * da).sum(axis=(1, 2)) / den, np.nan)
+    out = np.empty(s.shape[0])
+    step = max(1, 2_000_000 // max(1, s.shape[1] ** 2))  # bound the (rows, n, n) temporaries
+    for i in range(0, s.shape[0], step):
+        r = slice(i, i + step)
+        ds = np.sign(s[r, :, None] - s[r, None, :]) * p[r]
+        da = np.sign(a[r, :, None] - a[r, None, :]) * p[r]
+        den = np.sqrt(np.abs(ds).sum(axis=(1, 2)) * np.abs(da).sum(axis=(1, 2)))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[r] = np.where(den > 0, (ds * da).sum(axis=(1, 2)) / den, np.nan)
+    return out
 
 
 def _groups(frame: pd.DataFrame, column: str) -> dict[str, np.ndarray]:
