@@ -12,7 +12,9 @@
 # 2. benchmarks/replay.py: random, tpe-struct, zc-tpe-struct and zc-order with ASHA, 1 and 4
 #    workers, 50 repeats, into docs/benchmark/search-<TAG>/ (~1-2 min);
 # 3. analysis.search_report: the <TAG>-search block of docs/benchmark.md;
-# 4. the tests that regenerate those blocks (the surrogate's is marked slow).
+# 4. analysis.equal_params_report: the <TAG>-within and <TAG>-axis blocks of docs/proxies.md
+#    (every score within pairs of equal block weights; NASWOT's parts);
+# 5. the tests that regenerate those blocks (the surrogate's is marked slow).
 set -euo pipefail
 if [ "$#" -lt 4 ]; then
     echo "usage: bash benchmarks/table_docs.sh TAG RELEASE ZC_RUN_DIR PROXY [PROXY ...]" >&2
@@ -29,5 +31,8 @@ python -m benchmarks.replay "$release" --strategies random tpe-struct zc-tpe-str
     --out "docs/benchmark/search-${tag}"
 python -m analysis.search_report "docs/benchmark/search-${tag}/replay.json" --tag "$tag" \
     --update docs/benchmark.md
-python -m pytest -q tests/test_proxy_report.py tests/test_structured_search.py
+python -m analysis.equal_params_report table "$release" "$scores" --tag "$tag" \
+    --update docs/proxies.md
+python -m pytest -q tests/test_proxy_report.py tests/test_structured_search.py \
+    tests/test_equal_params.py
 python -m pytest -q -m slow tests/test_proxy_report.py -k surrogate

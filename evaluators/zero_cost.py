@@ -31,7 +31,7 @@ from evaluators.proxies import gradient_proxies, naswot, synflow, zen
 from evaluators.record import Result, describe_info, provenance, utc_now
 
 #: Every score :func:`score_design` returns, in order: the six generic proxies, the cost
-#: baselines, the paper's quantities and the theory score.
+#: baselines, the paper's quantities and the retired bottleneck score (as ``theory``).
 PROXIES = ("synflow", "naswot", "snip", "grad_norm", "jacob_cov", "zen")
 COSTS = ("params", "flops", "latency_b1_ms", "latency_b64_ms")
 PAPER = ("width", "non_sparsity", "density", "balance_deviation", "theory")
@@ -184,8 +184,12 @@ def score_design(design: ss.Design | str, seed: int, batch: ProxyBatch,
     scores.update(params=info["params"], flops=info["flops"], width=info["width"],
                   non_sparsity=info["non_sparsity"], density=info["density"],
                   balance_deviation=info["balance_deviation"],
-                  theory=ss.theory_score(info["width"], info["non_sparsity"],
-                                         info["density"], info["block_params"]))
+                  # The record's "theory" stays the retired bottleneck score, so records
+                  # of one fidelity keep one meaning (the committed exports hold it);
+                  # the paper's equal-parameter score, ss.theory_score, is a function of
+                  # describe() that the analysis computes (analysis.equal_params).
+                  theory=ss.bottleneck_score(info["width"], info["non_sparsity"],
+                                             info["density"], info["block_params"]))
     return {"design_id": design.id, "seed": seed,
             "scores": {name: scores.get(name) for name in SCORES},
             "seconds": seconds, "errors": errors, "wall_s": time.perf_counter() - start}

@@ -17,6 +17,7 @@ from .plan import default_input_size as input_size
 from .plan import net_plan
 from .theory import (
     balanced_branch_size,
+    bottleneck_score,
     factorizations,
     most_balanced,
     optimal_L,
@@ -36,6 +37,7 @@ __all__ = [
     "NETS",
     "Design",
     "balanced_branch_size",
+    "bottleneck_score",
     "build",
     "describe",
     "enumerate_designs",

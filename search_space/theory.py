@@ -96,11 +96,50 @@ def widest_width(q: float, S: int = S3x3) -> float:
     return (lo + hi) / 2
 
 
-def theory_score(width: int, non_sparsity: float, density: float, block_params: int,
-                 S: int = S3x3) -> float:
-    """The paper's sections 3-4 as one number: width and non-sparsity, each on a 0-1 scale
-    between the two extremes a block of the same weight count can reach, and the score is
-    the smaller of the two (the scarcer one bounds accuracy); higher is better.
+def theory_score(width: int, density: float) -> float:
+    """What the paper predicts between blocks of equal weights, as one number: the log of
+    the input channels each output channel of the block reaches, ln(C x density) (C for a
+    dense composed kernel); higher is better. No optimum is assumed: the paper states none.
+
+    The paper's statements at equal parameters, each quoted:
+
+    - Sec. 3.2 (eqs. 10-11): "under the same number of parameters, an IGCV2 block
+      satisfying such a balance condition leads to the maximum width and consistently
+      superior performance: the best or nearly best." -> wider is better (balance acts
+      through the width it buys, so it is no separate term).
+    - Sec. 4.2, Figure 2: "An IGCV2 block satisfying the complementary condition leads to a
+      dense kernel with a large width under the same number of parameters", and of the
+      loose (green) bars, "the denser kernel leads to higher performance" -> a composed
+      kernel reaching only a share ``density`` of the input-output pairs counts as that much
+      narrower (C x density channels reached).
+    - Sec. 4.2, Figure 3: "The maximum accuracy is achieved at some L, in which the width
+      and the non-sparsity degree reach a balance." The paper does not say which L, so no
+      optimum enters the score (``bottleneck_score`` assumed one at sqrt(C_min C_max),
+      which is not in the paper); Figure 3's concavity is tested as a claim instead.
+
+    The budget is not normalised away: across budgets the score rises with the width a
+    larger budget buys (eq. 7: q = C (S + sum K)). The paper says nothing of how budget
+    and structure trade, so a ranking across budgets is not a test of the theory.
+
+    >>> round(theory_score(144, 1.0), 3)  # IGCV2 C=144 (Table 2): dense, 144 reached
+    4.97
+    >>> theory_score(144, 1.0) > theory_score(64, 1.0)  # ... beats Xception C=64
+    True
+    """
+    if width < 1 or not 0 < density <= 1:
+        raise ValueError(f"width {width}, density {density}: need width >= 1, 0 < density <= 1")
+    return math.log(width * density)
+
+
+def bottleneck_score(width: int, non_sparsity: float, density: float, block_params: int,
+                     S: int = S3x3) -> float:
+    """Retired: the score this repository chose as "the theory" before the paper's text was
+    checked for an optimum (it is not there; see ``theory_score``). Kept because every
+    zero-cost record stores it as ``theory`` (docs/proxies/*.csv, the replays of
+    docs/benchmark.md), and records stay what ran. Width and non-sparsity, each on a 0-1
+    scale between the two extremes a block of the same weight count can reach, and the
+    score is the smaller of the two; higher is better. Normalised per budget: it carries no
+    budget term.
 
     Why this form (chosen before any accuracy was seen, not fitted):
 
@@ -132,9 +171,9 @@ def theory_score(width: int, non_sparsity: float, density: float, block_params: 
     C_max has n < 0). Computed from the first-stage block (``describe()``'s ``width``,
     ``non_sparsity``, ``density``, ``block_params``).
 
-    >>> round(theory_score(144, 4752 / (9 * 144**2), 1.0, 4752), 3)  # IGCV2 C=144 (Table 2)
+    >>> round(bottleneck_score(144, 4752 / (9 * 144**2), 1.0, 4752), 3)  # IGCV2 C=144
     0.299
-    >>> theory_score(64, 4672 / (9 * 64**2), 1.0, 4672)  # Xception: the densest extreme
+    >>> bottleneck_score(64, 4672 / (9 * 64**2), 1.0, 4672)  # Xception: the densest extreme
     0.0
     """
     c_min, c_max = xception_width(block_params, S), widest_width(block_params, S)
@@ -148,6 +187,7 @@ def theory_score(width: int, non_sparsity: float, density: float, block_params: 
 __all__ = [
     "S3x3",
     "balanced_branch_size",
+    "bottleneck_score",
     "factorizations",
     "most_balanced",
     "optimal_L",

@@ -278,17 +278,17 @@ def test_config_rejects_bad_values():
         ZeroCostConfig(resolution=0)
 
 
-# --- the theory score -----------------------------------------------------------------------
+# --- the theory scores ----------------------------------------------------------------------
 
 
-def test_theory_score_references_and_peak():
+def test_bottleneck_score_references_and_peak():
     q = 4752.0
     c_min, c_max = ss.xception_width(q), ss.widest_width(q)
     assert c_min * (9 + c_min) == pytest.approx(q)
     assert c_max * (9 + math.e * math.log(c_max)) == pytest.approx(q)
 
     def dense(c: float) -> float:
-        return ss.theory_score(c, q / (9 * c * c), 1.0, q)
+        return ss.bottleneck_score(c, q / (9 * c * c), 1.0, q)
 
     assert dense(c_min) == pytest.approx(0.0, abs=1e-12)  # the densest extreme
     assert dense(c_max) == pytest.approx(0.0, abs=1e-12)  # the widest extreme
@@ -298,8 +298,21 @@ def test_theory_score_references_and_peak():
     # A composed kernel reaching half the pairs counts as half the non-sparsity.
     wide = 0.9 * c_max
     drop = math.log(2) / (2 * math.log(c_max / c_min))
-    assert ss.theory_score(wide, q / (9 * wide**2), 0.5, q) == pytest.approx(
+    assert ss.bottleneck_score(wide, q / (9 * wide**2), 0.5, q) == pytest.approx(
         dense(wide) - drop)
+
+
+def test_theory_score_is_the_papers_equal_parameter_order():
+    # Sec. 3.2: at equal weights the balanced (widest) block is the best -> wider scores
+    # higher, with no interior optimum (none in the paper).
+    q = 4752.0
+    widths = np.linspace(ss.xception_width(q), ss.widest_width(q), 9)
+    assert np.all(np.diff([ss.theory_score(c, 1.0) for c in widths]) > 0)
+    # Fig. 2: a composed kernel reaching half the pairs counts as half as wide.
+    assert ss.theory_score(200, 0.5) == pytest.approx(ss.theory_score(100, 1.0))
+    assert ss.theory_score(144, 1.0) == pytest.approx(math.log(144))
+    with pytest.raises(ValueError, match="density 0"):
+        ss.theory_score(144, 0.0)
 
 
 # --- the command line -----------------------------------------------------------------------
