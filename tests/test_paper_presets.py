@@ -6,12 +6,12 @@ from __future__ import annotations
 import math
 
 import pytest
+from test_claims import frame, verdicts
 
 import analysis
 import search_space as ss
 from search_space.paper import PAPER_NETS
 from studies.presets import FIG3Q_BLOCK_BUDGET, get_preset
-from test_claims import frame, verdicts
 
 
 @pytest.mark.parametrize("table", ["2", "3", "4", "5", "6"])
