@@ -124,6 +124,8 @@ def every_group(per: list[Estimate]) -> Estimate:
         highs = [e.interval(1.0 - (1.0 - level) / k)[1] for e in per]
         return min(lows), min(highs)
 
-    return Estimate(weakest.effect, interval, sum(e.n for e in per), SEEDS, se=weakest.se,
-                    dof=weakest.dof, seeds=min(e.seeds for e in per),
-                    paired=all(e.paired for e in per))
+    # se and dof: the noisiest group's, which the power analysis asks every group to beat
+    return Estimate(weakest.effect, interval, sum(e.n for e in per), SEEDS,
+                    se=max(e.se for e in per), dof=min(e.dof for e in per),
+                    seeds=min(e.seeds for e in per), paired=all(e.paired for e in per),
+                    groups=k)

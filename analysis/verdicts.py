@@ -69,6 +69,7 @@ class Estimate:
         dof: the degrees of freedom of its interval (Welch's for seed contrasts).
         seeds: seeds per design behind it (the fewest of its designs; 0 when not seeds).
         paired: the interval pairs seeds by index across designs (contrasts.PAIR_MIN_SEEDS).
+        groups: groups that must each pass (an intersection-union test), else 1.
     """
 
     effect: float
@@ -79,6 +80,7 @@ class Estimate:
     dof: float = NAN
     seeds: int = 0
     paired: bool = False
+    groups: int = 1
 
 
 @dataclass(frozen=True)

@@ -290,7 +290,7 @@ def test_intersection_union_interval_by_hand():
 
     iut = every_group([est(0.03, 0.01), est(0.02, 0.005), est(0.05, 0.02)])
     lo, hi = iut.interval(0.95)
-    assert iut.effect == 0.02 and iut.se == 0.005
+    assert iut.effect == 0.02 and iut.se == 0.02 and iut.groups == 3  # noisiest group
     assert lo == pytest.approx(min(0.03 - 1.96 * 0.01, 0.02 - 1.96 * 0.005,
                                    0.05 - 1.96 * 0.02), abs=1e-3)
     assert hi == pytest.approx(0.02 + norm.ppf(1 - 0.025 / 3) * 0.005, abs=1e-6)

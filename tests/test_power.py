@@ -1,0 +1,90 @@
+"""Power before compute: the seeds that resolve a claim, and --seeds-for-power."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats as st
+
+from analysis import power
+from analysis.contrasts import PAIR_MIN_SEEDS
+from studies import run
+from studies.power_seeds import PLAN, power_seeds
+
+
+def _welch_power(n: int, sd: float, delta: float, level: float, sims: int = 4000) -> float:
+    """Monte Carlo: two designs, n seeds each, the two-sided Welch interval at ``level``
+    excludes zero on the true side."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(delta, sd, (sims, n))
+    b = rng.normal(0.0, sd, (sims, n))
+    va, vb = a.var(axis=1, ddof=1) / n, b.var(axis=1, ddof=1) / n
+    dof = (va + vb) ** 2 / (va**2 / (n - 1) + vb**2 / (n - 1))
+    lo = a.mean(axis=1) - b.mean(axis=1) - st.t.ppf(0.5 + level / 2, dof) * np.sqrt(va + vb)
+    return float((lo > 0).mean())
+
+
+def test_seeds_needed_gives_the_power_it_claims_on_a_two_design_contrast():
+    sd, delta, m = 0.0145, 0.03, 3
+    se3 = sd * np.sqrt(2 / 3)  # a difference of two design means at 3 seeds each
+    n, _ = power.seeds_needed(se3, 4.0, 3, decide_at=delta, within=delta, m=m)
+    assert 3 <= n < PAIR_MIN_SEEDS  # unpaired, as the simulation
+    level = 1 - 0.05 / m
+    assert _welch_power(n, sd, delta, level) >= 0.78
+    assert _welch_power(n - 1, sd, delta, level) < 0.8
+
+
+def test_seeds_needed_grows_with_noise_and_the_family_and_shrinks_with_the_effect():
+    base = power.seeds_needed(0.006, 4.0, 3, decide_at=0.01, within=0.01, m=1)
+    assert power.seeds_needed(0.012, 4.0, 3, decide_at=0.01, within=0.01, m=1)[0] > base[0]
+    assert power.seeds_needed(0.006, 4.0, 3, decide_at=0.01, within=0.01, m=8)[0] > base[0]
+    assert power.seeds_needed(0.006, 4.0, 3, decide_at=0.02, within=0.02, m=1)[0] < base[0]
+    # every group of an intersection-union claim must pass: more seeds than one group
+    assert power.seeds_needed(0.006, 4.0, 3, decide_at=0.01, within=0.01, m=1,
+                              groups=3)[0] > base[0]
+    # no variance to scale (one seed): out of reach, never a made-up number
+    assert power.seeds_needed(float("nan"), 0.0, 1, decide_at=0.01, within=0.01, m=1) == (
+        power.CAP + 1, power.CAP + 1)
+
+
+def test_pairing_from_eleven_seeds_lowers_the_standard_error_by_the_seed_share():
+    s10, d10 = power._se_dof(0.01, 4.0, 3, 10)
+    s11, d11 = power._se_dof(0.01, 4.0, 3, 11)
+    assert s10 == pytest.approx(0.01 * np.sqrt(3 / 10)) and d10 == pytest.approx(18.0)
+    assert s11 == pytest.approx(0.01 * np.sqrt(3 / 11) * np.sqrt(0.8)) and d11 == 10.0
+
+
+def test_the_committed_plan_has_a_fixed_n_per_preset_and_rung():
+    plan = json.loads(PLAN.read_text())
+    assert plan["design"].startswith("fixed n") and plan["cap"] == power.CAP
+    fig3 = plan["sweeps"]["fig3"]["cpu"]
+    assert fig3["seeds"] == max(n for n in fig3["claims"].values() if n <= plan["cap"])
+    seeds, note = power_seeds("fig3", "cpu")
+    assert seeds == tuple(range(fig3["seeds"])) and "one look" in note
+    with pytest.raises(ValueError, match="no power analysis for preset fig3 at fidelity paper"):
+        power_seeds("fig3", "paper")
+    with pytest.raises(ValueError, match="needs --preset"):
+        power_seeds(None, "cpu")
+
+
+def test_dry_run_with_seeds_for_power_shows_the_seeds_and_their_time(capsys):
+    n = json.loads(PLAN.read_text())["sweeps"]["table2"]["cpu"]["seeds"]
+    assert run.main(["--preset", "table2", "--seeds-for-power", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"{6 * n} trials (6 designs x {n} seeds, grid)" in out
+    assert f"--seeds-for-power: seeds 0-{n - 1}: {n} per design" in out
+    assert "estimated on this machine" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--preset", "table2", "--seeds", "3", "--seeds-for-power"], "drop --seeds"),
+    (["--budget", "10k", "--seeds-for-power"], "needs --preset"),
+    (["--preset", "table4", "--fidelity", "cpu", "--seeds-for-power"], "out of reach"),
+])
+def test_bad_seeds_for_power_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
+    assert run.main([*argv, "--dry-run", "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
