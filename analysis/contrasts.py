@@ -155,3 +155,21 @@ def over_groups(differences: Sequence[float], unit: str = GROUPS) -> Estimate:
 def replicated(d: pd.DataFrame) -> pd.DataFrame:
     """Designs with at least two seeds: a bootstrap over one seed would invent certainty."""
     return d[d["n_seeds"] >= 2] if not d.empty else d
+
+
+def seed_share(df: pd.DataFrame, metric: str = "test_acc") -> tuple[float, float, int, int]:
+    """How much of the within-design seed variance the seed index carries: a two-way
+    design x seed decomposition of the ok records of designs that have every seed.
+
+    Returns (share, F, dof of seeds, dof of the residual): the seed variance component
+    over itself plus the residual variance, floored at 0 (the SEED_SHARE measurement).
+    """
+    ok = df[df["status"].eq("ok")]
+    table = ok.pivot_table(index="design_id", columns="seed", values=metric).dropna()
+    d, s = table.shape
+    resid = table.sub(table.mean(axis=1), axis=0)
+    effects = resid.mean(axis=0)  # seed main effects
+    e2 = float((resid.sub(effects, axis=1) ** 2).to_numpy().sum()) / ((d - 1) * (s - 1))
+    ms_seed = d * float((effects**2).sum()) / (s - 1)
+    var_seed = max(0.0, (ms_seed - e2) / d)
+    return var_seed / (var_seed + e2), ms_seed / e2, s - 1, (d - 1) * (s - 1)

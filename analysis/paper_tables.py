@@ -104,8 +104,10 @@ def compare(s: Slice, rows: pd.DataFrame, have: set[str], c: Comparison) -> list
         f"{i} {means[i]:.4f}" for i in gi[1:]) + f" ({e.effect:+.4f}, p {pv:.2g})"
         for gi, e, pv in zip(found, per, p, strict=True))
     detail = (f"Table {c.table}, {len(found)} of {len(groups(c.table, c.group_size))} "
-              f"{c.unit} ({s.metric}): {listed}; intersection-union over the {c.unit}: the "
-              f"smallest difference, p = the largest group p ({max(p):.2g})")
+              f"{c.unit} ({s.metric}; p two-sided per group): {listed}; intersection-union "
+              f"over the {c.unit}: the smallest difference; it passes when every group does "
+              f"(p = the largest group p, {max(p):.2g}) and fails when one group lies below "
+              f"zero at the Bonferroni level over the {len(found)}")
     return [make_verdict(c.claim, every_group(per), s.fidelity, s.dataset, detail,
                          sesoi=SESOI)]
 
