@@ -103,12 +103,13 @@ def table(budgets: Sequence[int] = SCAN + TABLE2_BUDGETS) -> str:
     grid = [r for r in rows if r[0] in SCAN]
     dense = sum(r[1].holds for r in grid)
     comp = sum(r[2].holds for r in grid)
+    exact = [sum(round(r[i].target) == r[i].L for r in grid) for i in (1, 2)]
     lines = [
         f"On the {len(grid)} budgets of the grid (1,000-20,000 block weights, equal ratios) "
         f"eq. 14 holds (L within {EQ14_MARGIN:g} of 1 + ln C) for the widest dense design at "
-        f"{dense} and for the widest complementary one (K^(L-1) = C) at {comp}; the two "
-        f"widest designs differ at {sum(r[1].C != r[2].C for r in grid)}. Table 2's block "
-        "weights are marked *.",
+        f"{dense} and for the widest complementary one (K^(L-1) = C) at {comp}; L equals "
+        f"1 + ln C rounded at {exact[0]} and {exact[1]}; the two widest designs differ at "
+        f"{sum(r[1].C != r[2].C for r in grid)}. Table 2's block weights are marked *.",
         "",
         "| block budget Q | widest dense design | 1 + ln C | L - (1 + ln C) | widest "
         "complementary design | 1 + ln C | L - (1 + ln C) |",

@@ -228,10 +228,12 @@ def adjust_family(verdicts: Sequence[Verdict]) -> list[Verdict]:
         else:
             verdict = decide(lo, hi, 0, v.margin) if v.sign == 0 else stats.INCONCLUSIVE
             verdict = verdict if verdict == stats.NOT_SUPPORTED else stats.INCONCLUSIVE
-        eq = dict(eq_level=NAN, eq_low=NAN, eq_high=NAN)
+        eq: dict = dict(eq_level=NAN, eq_low=NAN, eq_high=NAN)
         if math.isfinite(v.sesoi) and math.isfinite(pv):
             e_lo, e_hi = v.estimate.interval(eq_level)
-            eq = dict(eq_level=eq_level, eq_low=float(e_lo), eq_high=float(e_hi))
+            eq = dict(eq_level=eq_level, eq_low=float(e_lo), eq_high=float(e_hi),
+                      detail=f"{v.detail}; TOST: [{e_lo:.3g}, {e_hi:.3g}] at {eq_level:.1%} "
+                             f"against +-{v.sesoi:.3g} (SESOI)")
             if verdict == stats.INCONCLUSIVE and _within(v.estimate, eq_level, v.sesoi):
                 verdict = EQUIVALENT
         out.append(dataclasses.replace(

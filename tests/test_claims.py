@@ -134,6 +134,9 @@ def test_eq14_scan_counts_what_its_rows_say():
     assert (f"for the widest dense design at {dense} and for the widest complementary one "
             f"(K^(L-1) = C) at {comp}") in text
     assert text.count(" holds |") == dense + comp and 0 < comp < dense < 31
+    rounded = [sum(round(r[i].target) == r[i].L for r in rows) for i in (1, 2)]
+    assert f"L equals 1 + ln C rounded at {rounded[0]} and {rounded[1]};" in text
+    assert rounded[0] <= dense and rounded[1] <= comp
 
 
 # ---------------------------------------------------------------- Figure 3
