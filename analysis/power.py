@@ -61,7 +61,7 @@ class Need:
         return max(self.decide, self.within)
 
 
-def _se_dof(se: float, dof: float, seeds: int, n: int) -> tuple[float, float]:
+def se_at(se: float, dof: float, seeds: int, n: int) -> tuple[float, float]:
     """The standard error and dof at n seeds per design, paired by index when n allows."""
     s = se * math.sqrt(seeds / n)
     d = max(1.0, dof * (n - 1) / max(1, seeds - 1)) if math.isfinite(dof) else math.inf
@@ -93,7 +93,7 @@ def seeds_needed(se: float, dof: float, seeds: int, *, decide_at: float, within:
 
     def first(size: float, q: float, beta: float) -> int:
         for n in range(2, cap + 1):
-            s, d = _se_dof(se, dof, seeds, n)
+            s, d = se_at(se, dof, seeds, n)
             if (st.t.ppf(q, d) + st.t.ppf(beta, d)) * s <= size:
                 return n
         return cap + 1

@@ -50,8 +50,8 @@ def test_seeds_needed_grows_with_noise_and_the_family_and_shrinks_with_the_effec
 
 
 def test_pairing_from_eleven_seeds_lowers_the_standard_error_by_the_seed_share():
-    s10, d10 = power._se_dof(0.01, 4.0, 3, 10)
-    s11, d11 = power._se_dof(0.01, 4.0, 3, 11)
+    s10, d10 = power.se_at(0.01, 4.0, 3, 10)
+    s11, d11 = power.se_at(0.01, 4.0, 3, 11)
     assert s10 == pytest.approx(0.01 * np.sqrt(3 / 10)) and d10 == pytest.approx(18.0)
     assert s11 == pytest.approx(0.01 * np.sqrt(3 / 11) * np.sqrt(0.8)) and d11 == 10.0
 
