@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from .contrasts import PAIR_MIN_SEEDS, SEED_SHARE
@@ -37,7 +38,8 @@ from .verdicts import SEEDS, Verdict
 
 POWER = 0.8
 ALPHA = 0.05
-CAP = 64  # seeds per design beyond which a claim counts as out of reach at this rung
+CAP = 64  # seeds per design beyond which --seeds-for-power leaves a claim out (the plan's cap)
+SEARCH = 1000  # the most seeds per design the analysis computes (beyond: "> 1000")
 
 
 @dataclass(frozen=True)
@@ -50,14 +52,14 @@ class Need:
     effect: float
     se: float  # at ``seeds``
     seeds: int
-    decide: int  # seeds per design to decide a true effect of the SESOI (None: > CAP)
+    decide: int  # seeds per design to decide a true effect of the SESOI (SEARCH + 1: more)
     within: int  # seeds per design to call a true zero effect equivalent
     decide_at: float  # the true effect to decide (the SESOI; one L step for the arg-max)
     source: str  # where the variance comes from
 
     @property
     def resolve(self) -> int:
-        """Seeds per design for both (CAP + 1 when out of reach)."""
+        """Seeds per design for both (SEARCH + 1 when beyond the search)."""
         return max(self.decide, self.within)
 
 
@@ -72,7 +74,8 @@ def se_at(se: float, dof: float, seeds: int, n: int) -> tuple[float, float]:
 
 def seeds_needed(se: float, dof: float, seeds: int, *, decide_at: float, within: float,
                  m: int, groups: int = 1, two_sided_within: bool = False,
-                 power: float = POWER, alpha: float = ALPHA, cap: int = CAP) -> tuple[int, int]:
+                 power: float = POWER, alpha: float = ALPHA, cap: int = SEARCH) -> tuple[
+                     int, int]:
     """(seeds to decide a true effect of ``decide_at``, seeds to find a zero effect within
     +-``within``), each the smallest n >= 2 that does so with probability ``power`` (per
     group: power^(1/groups)); cap + 1 when none up to ``cap`` does.
@@ -91,12 +94,12 @@ def seeds_needed(se: float, dof: float, seeds: int, *, decide_at: float, within:
     a_dec = 1.0 - alpha / (2 * m)
     a_in = 1.0 - (alpha / (2 * m) if two_sided_within else alpha / m)
 
+    ns = np.arange(2, cap + 1)
+    sd = np.array([se_at(se, dof, seeds, int(n)) for n in ns])  # (se, dof) per n
+
     def first(size: float, q: float, beta: float) -> int:
-        for n in range(2, cap + 1):
-            s, d = se_at(se, dof, seeds, n)
-            if (st.t.ppf(q, d) + st.t.ppf(beta, d)) * s <= size:
-                return n
-        return cap + 1
+        ok = (st.t.ppf(q, sd[:, 1]) + st.t.ppf(beta, sd[:, 1])) * sd[:, 0] <= size
+        return int(ns[np.argmax(ok)]) if ok.any() else cap + 1
 
     return first(decide_at, a_dec, p), first(within, a_in, 0.5 + p / 2.0)
 

@@ -105,7 +105,7 @@ def rows(export_dir: str | Path) -> list[tuple[power.Need, list[str], dict, pd.D
 
 
 def _n(n: int) -> str:
-    return f"> {power.CAP}" if n > power.CAP else str(n)
+    return f"> {power.SEARCH}" if n > power.SEARCH else str(n)
 
 
 def table(export_dir: str | Path) -> str:
@@ -118,7 +118,7 @@ def table(export_dir: str | Path) -> str:
              "| --- | --- | ---: | --- | --- | --- | ---: | ---: | ---: | ---: |"]
     for need, ids, config, records, now in rows(export_dir):
         n = need.resolve
-        if n > power.CAP:
+        if n > power.SEARCH:
             trials, th, wh = "", "", ""
         else:
             extra = max(0, n - now)

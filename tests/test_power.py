@@ -46,7 +46,7 @@ def test_seeds_needed_grows_with_noise_and_the_family_and_shrinks_with_the_effec
                               groups=3)[0] > base[0]
     # no variance to scale (one seed): out of reach, never a made-up number
     assert power.seeds_needed(float("nan"), 0.0, 1, decide_at=0.01, within=0.01, m=1) == (
-        power.CAP + 1, power.CAP + 1)
+        power.SEARCH + 1, power.SEARCH + 1)
 
 
 def test_pairing_from_eleven_seeds_lowers_the_standard_error_by_the_seed_share():
