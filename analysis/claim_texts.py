@@ -41,10 +41,11 @@ CLAIMS: dict[str, Claim] = {
         "1x1 convolutions] the balance condition becomes K2 = K3 = ... = KL = C^(1/(L-1)), for "
         "which the amount of parameters is the smallest.",
         "for which the amount of parameters is the smallest",
-        "Deterministic, over the design space: at the sweep's block-weight budget Q (eq. 7), "
-        "the widest separated-form design with one branch size K for every 1x1 convolution "
-        "and a dense composed kernel is found for each L; its L must lie within one of "
-        "1 + ln C (the separated form's eq. 14: L - 1 = ln C) at its width C.",
+        "A fact of the design space, not a verdict of any sweep (analysis.eq14): over a scan "
+        "of block budgets Q (eq. 7), the widest separated-form design with one branch size "
+        "K for every 1x1 convolution, dense (any number of paths) or complementary "
+        "(K^(L-1) = C), has its L within one of 1 + ln C (the separated form's eq. 14: "
+        "L - 1 = ln C) or not.",
     ),
     "fig3_width_concave": Claim(
         "Width is concave in L at equal parameters", "Sec. 4.2, Figure 3", _FIG3,
@@ -164,3 +165,9 @@ CLAIMS: dict[str, Claim] = {
         "The paper's three depths, IGCV2 (C80) minus IGCV1 (C48).",
     ),
 }
+
+#: Claims about the design space alone (no accuracy): reported once (analysis.eq14), never a
+#: verdict of a sweep's family.
+DESIGN_SPACE = ("eq14_widest_L",)
+#: The claims a sweep's records test.
+DATA_CLAIMS = tuple(k for k in CLAIMS if k not in DESIGN_SPACE)

@@ -2,14 +2,17 @@
 
 Each claim (claim_texts.CLAIMS) quotes the sentence or equation it tests and is tested
 exactly on it: Figure 2 on the paper's own 15 designs (figure2), Tables 2-6 on the paper's
-own design pairs (paper_tables), Figure 3 and eq. 14 on the sweeps a slice holds (figure3),
-the width, non-sparsity and balance statements on any designs (effects).
+own design pairs (paper_tables), Figure 3 on the sweeps a slice holds (figure3), the width,
+non-sparsity and balance statements on any designs (effects). Eq. 14 is a fact of the design
+space (analysis.eq14), not a claim about records: no sweep tests it.
 
 Verdicts are given per (fidelity, dataset) slice: a claim holds at the fidelity it was
 measured at, not in general. The verdicts of one slice are one family: their p-values are
 Holm-adjusted together (verdicts.adjust_family) and ``verdict`` is the adjusted decision;
-``raw_verdict`` is the 95% interval's alone. A claim the records cannot test is returned as
-'inconclusive' with n = 0 and the reason (``Verdict.tested`` is False).
+``raw_verdict`` is the 95% interval's alone. A claim Holm does not decide whose interval
+excludes every effect of the smallest size of interest (verdicts.SESOI) is 'equivalent'.
+A claim the records cannot test is returned as 'inconclusive' with n = 0 and the reason
+(``Verdict.tested`` is False).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import pandas as pd
 
 from . import selection
-from .claim_texts import CLAIMS, Claim
+from .claim_texts import CLAIMS, DATA_CLAIMS, Claim
 from .effects import balance, regression
 from .figure2 import figure2
 from .figure3 import figure3
@@ -51,7 +54,8 @@ def check_claims(
         seed: bootstrap RNG seed; the same inputs always give the same intervals.
 
     Returns:
-        At least one Verdict per claim and (fidelity, dataset) slice, each slice's verdicts
+        At least one Verdict per claim of DATA_CLAIMS and (fidelity, dataset) slice (eq. 14,
+        a fact of the design space, is analysis.eq14's), each slice's verdicts
         Holm-adjusted as one family; never raises for lack of data.
 
     Example (needs a run directory):
@@ -65,7 +69,7 @@ def check_claims(
         m = selection.pick_metric(rows, metric)
         ok = selection.ok_rows(rows, m)
         if ok.empty:
-            out += [untested(c, fid, ds, "no ok records") for c in CLAIMS]
+            out += [untested(c, fid, ds, "no ok records") for c in DATA_CLAIMS]
             continue
         s = Slice(fid, ds, m, selection.designs(ok, m, param_tol), opts)
         out += adjust_family([v for test in TESTS for v in test(s)])

@@ -13,7 +13,7 @@ import numpy as np
 from . import selection, stats
 from .contrasts import linear, over_groups, replicated
 from .selection import Slice
-from .verdicts import DESIGNS, Estimate, Verdict, make_verdict, untested
+from .verdicts import DESIGNS, SESOI, Estimate, Verdict, make_verdict, untested
 
 
 def _t_interval(coef: float, se: float, dof: int):
@@ -53,11 +53,15 @@ def regression(s: Slice) -> list[Verdict]:
             continue
         for i, claim in enumerate(claims, start=1):
             est = Estimate(fit.coef[i], _t_interval(fit.coef[i], fit.se[i], fit.dof), len(g),
-                           DESIGNS)
+                           DESIGNS, se=fit.se[i], dof=float(fit.dof))
+            # The coefficient's SESOI: one point of accuracy over the designs' span of it.
+            span = float(np.ptp(X[:, i]))
+            sesoi = SESOI / span if span > 0 else float("nan")
             detail = (f"{where}; OLS of mean {s.metric} on {', '.join(cols)}; coef "
                       f"{fit.coef[i]:.4g} (se {fit.se[i]:.3g}, dof {fit.dof}); cond(X) "
-                      f"{np.linalg.cond(X):.3g}")
-            out.append(make_verdict(claim, est, s.fidelity, s.dataset, detail))
+                      f"{np.linalg.cond(X):.3g}; SESOI {sesoi:.3g} ({SESOI:g} over the "
+                      f"designs' span {span:.3g} of {list(cols)[i - 1]})")
+            out.append(make_verdict(claim, est, s.fidelity, s.dataset, detail, sesoi=sesoi))
     if not out:
         reason = "; ".join(skipped) or "no designs"
         return [untested(c, s.fidelity, s.dataset, reason) for c in claims]
@@ -96,7 +100,8 @@ def balance(s: Slice) -> list[Verdict]:
               f"{len(pairs)} groups of equal L and parameters (within x{1 + s.opts.param_tol:g}); "
               f"group differences {'/'.join(f'{x:+.4f}' for x in diffs)}")
     est = linear(rep, weights, n_boot=s.opts.n_boot, rng=s.opts.rng())
-    out = [make_verdict(claim, est, s.fidelity, s.dataset, detail)]
+    out = [make_verdict(claim, est, s.fidelity, s.dataset, detail, sesoi=SESOI)]
     if len(pairs) >= 2:
-        out.append(make_verdict(claim, over_groups(diffs), s.fidelity, s.dataset, detail))
+        out.append(make_verdict(claim, over_groups(diffs), s.fidelity, s.dataset, detail,
+                                sesoi=SESOI))
     return out

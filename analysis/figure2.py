@@ -19,7 +19,7 @@ from search_space.paper import FIG2_BARS, fig2_design_id
 from . import selection
 from .contrasts import linear, over_groups, statistic
 from .selection import Slice
-from .verdicts import BAR_PAIRS, Verdict, make_verdict, untested
+from .verdicts import BAR_PAIRS, SESOI, Verdict, make_verdict, untested
 
 PANELS = {2: "a", 3: "b", 4: "c"}  # the paper's L -> its panel letter
 CLAIMS = ("fig2_best_near_complementary", "fig2b_beats_a_and_c", "fig2_denser_beats_sparser")
@@ -89,7 +89,7 @@ def best_near_red(s: Slice, found: dict[int, pd.DataFrame]) -> list[Verdict]:
         detail = (f"panel ({PANELS[L]}), L={L} group 1x1 convs; {s.metric} by bar ({'*'} = red,"
                   f" the most complementary): {_means(p, s.metric)}; best of red and its "
                   "neighbours minus best of the rest")
-        out.append(make_verdict(claim, est, s.fidelity, s.dataset, detail))
+        out.append(make_verdict(claim, est, s.fidelity, s.dataset, detail, sesoi=SESOI))
     return out
 
 
@@ -109,7 +109,7 @@ def red_b_beats(s: Slice, found: dict[int, pd.DataFrame]) -> Verdict:
     best = others.loc[others["mean"].idxmax()]
     detail = (f"panel (b) red bar {red['design_id'].iloc[0]} {red['mean'].iloc[0]:.4f} minus the "
               f"best of {len(others)} bars of (a)/(c), {best['design_id']} {best['mean']:.4f}")
-    return make_verdict(claim, est, s.fidelity, s.dataset, detail)
+    return make_verdict(claim, est, s.fidelity, s.dataset, detail, sesoi=SESOI)
 
 
 def denser_beats_sparser(s: Slice, found: dict[int, pd.DataFrame]) -> list[Verdict]:
@@ -132,8 +132,8 @@ def denser_beats_sparser(s: Slice, found: dict[int, pd.DataFrame]) -> list[Verdi
                        for (L, lo, hi), d in zip(pairs, diffs, strict=True))
     detail = f"{len(pairs)} pairs (denser minus sparser, {s.metric}): {listed}"
     seeds = linear(rows, weights, n_boot=s.opts.n_boot, rng=s.opts.rng())
-    out = [make_verdict(claim, seeds, s.fidelity, s.dataset, detail)]
+    out = [make_verdict(claim, seeds, s.fidelity, s.dataset, detail, sesoi=SESOI)]
     if len(pairs) >= 2:
         out.append(make_verdict(claim, over_groups(diffs, BAR_PAIRS), s.fidelity, s.dataset,
-                                detail))
+                                detail, sesoi=SESOI))
     return out

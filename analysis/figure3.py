@@ -8,8 +8,10 @@ needs three levels of L, the fewest that give a curvature. The paper does not li
 3's designs; the `fig3` preset's rule stands in.
 
 Four claims of Sec. 4.2 per sweep (width concave and non-sparsity convex: exact; accuracy
-concave and "the widest L is not the best": over seeds), and eq. 14 over the design space at
-the sweep's block-weight budget (exact).
+concave and "the widest L is not the best": over seeds). Eq. 14 is arithmetic over the
+design space, not a property of any sweep's accuracies: it is reported once, by a budget
+scan (analysis.eq14), and is not a verdict of any sweep's family; ``widest_by_L`` and
+``eq14_widest_L`` here compute it at one budget.
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ from search_space.theory import S3x3
 from . import selection, stats
 from .contrasts import replicated
 from .selection import Slice
-from .verdicts import SEEDS, Estimate, Verdict, exact_verdict, make_verdict, untested
+from .verdicts import SEEDS, SESOI, Estimate, Verdict, exact_verdict, make_verdict, untested
 
 CLAIMS = ("fig3_accuracy_concave", "fig3_best_not_widest", "fig3_width_concave",
-          "fig3_non_sparsity_convex", "eq14_widest_L")
+          "fig3_non_sparsity_convex")
 EQ14_MARGIN = 1.0  # L is an integer: "L = 1 + ln C" holds when it is within one step
 ARGMAX_MARGIN = 0.5  # an arg-max within +-0.5 of the widest L rounds to it
 MAX_L = 12  # eq. 14's L for the separated form is 1 + ln C: 12 needs C > 59,000
@@ -57,7 +59,7 @@ def _figure3_kind(designs: pd.DataFrame) -> pd.Series:
 
 
 def figure3(s: Slice) -> list[Verdict]:
-    """All Figure 3 and eq. 14 verdicts of a slice: five per sweep, or five untested."""
+    """All Figure 3 verdicts of a slice: four per sweep, or four untested."""
     found = sweeps(s.designs)
     if not found:
         d = s.designs
@@ -73,11 +75,6 @@ def figure3(s: Slice) -> list[Verdict]:
         out += accuracy_curve(s, sw)
         out.append(design_curve(s, sw, "width", "fig3_width_concave", sign=-1))
         out.append(design_curve(s, sw, "non_sparsity", "fig3_non_sparsity_convex", sign=+1))
-        # Eq. 14 is about the widest block at a budget: take the budget of the sweep's own
-        # widest design (its block weights Q, eq. 7), and search the whole space at it.
-        widest = sw.loc[sw["width"].idxmax()]
-        out.append(eq14_widest_L(s, int(widest["block_params"]),
-                                 where=f"{_where(sw)}; Q of its widest design {widest['id']}"))
     return out
 
 
@@ -110,18 +107,31 @@ def accuracy_curve(s: Slice, sw: pd.DataFrame) -> list[Verdict]:
     common = (f"{where}; mean {s.metric} by L {means} (seeds {'/'.join(map(str, rep['n_seeds']))});"
               f" bootstrap B={s.opts.n_boot} seed {s.opts.seed}, t-widened at Welch dof "
               f"{dof:.3g}")
-    concave = Estimate(curv, lambda lv: stats.seed_interval(curv, curv_reps, dof, lv), n, SEEDS)
+    seeds = int(rep["n_seeds"].min())
+    concave = Estimate(curv, lambda lv: stats.seed_interval(curv, curv_reps, dof, lv), n, SEEDS,
+                       se=float(np.std(curv_reps, ddof=1)), dof=dof, seeds=seeds)
     gap = Estimate(arg - widest,
                    lambda lv: stats.seed_interval(arg - widest, arg_reps - widest, dof, lv),
-                   n, SEEDS)
+                   n, SEEDS, se=float(np.std(arg_reps, ddof=1)), dof=dof, seeds=seeds)
+    sesoi = curvature_sesoi(x)
     return [
         make_verdict("fig3_accuracy_concave", concave, s.fidelity, s.dataset,
-                     f"{common}; fitted arg-max L {arg:.2f}, best measured L {best}", sign=-1),
+                     f"{common}; fitted arg-max L {arg:.2f}, best measured L {best}; SESOI "
+                     f"{sesoi:.3g} (a parabola sagging {SESOI:g} from the middle of L "
+                     f"{x.min():g}-{x.max():g} to its ends)", sign=-1, sesoi=sesoi),
         make_verdict("fig3_best_not_widest", gap, s.fidelity, s.dataset,
                      f"{common}; fitted arg-max L {arg:.2f} minus the widest design's L "
                      f"{widest} (width {int(sw['width'].max())}); best measured L {best}",
                      sign=0, margin=ARGMAX_MARGIN),
     ]
+
+
+def curvature_sesoi(x: np.ndarray) -> float:
+    """The smallest curvature 2a of interest: a parabola over the sweep's L range whose ends
+    lie SESOI (one point of accuracy) below its middle, a * h^2 = SESOI with h half the
+    range, so 2a = 2 SESOI / h^2 (0.005 over L = 2..6)."""
+    h = (float(np.max(x)) - float(np.min(x))) / 2.0
+    return 2.0 * SESOI / (h * h) if h > 0 else float("nan")
 
 
 def second_differences(x: np.ndarray, y: np.ndarray) -> np.ndarray:

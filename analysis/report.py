@@ -35,6 +35,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.supported td.v { background: #d7f5d7; }
 tr.not-supported td.v { background: #f8d4d4; }
 tr.inconclusive td.v { background: #eee; }
+tr.equivalent td.v { background: #d7e6f5; }
 td.detail { font-size: 12px; color: #444; max-width: 50em; }
 figure { margin: 1em 0 2em; } figure img { max-width: 100%; }
 pre { background: #f6f6f6; padding: 1em; overflow-x: auto; }

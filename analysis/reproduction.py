@@ -10,7 +10,10 @@ figures (``<run>/report.html``). ``table`` recomputes every claim verdict from t
 alone (each export one family of verdicts, Holm-adjusted) and prints the markdown tables
 that docs/reproduction.md carries between its ``summary``, ``verdicts`` and ``designs``
 markers; a test regenerates them and compares, so every number in the document comes from
-the committed records.
+the committed records. ``--update`` also rewrites the ``power`` block (analysis.power_report:
+the seeds and hours that resolve each claim) with ``power.json`` beside the exports (what
+``studies/run.py --seeds-for-power`` reads), and the ``eq14`` block (analysis.eq14: eq. 14
+over the design space, reported once).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .claim_texts import CLAIMS
+from .claim_texts import CLAIMS, DESIGN_SPACE
 from .cli import ArgumentParser
 from .verdicts import EXACT, Verdict
 
@@ -122,6 +125,9 @@ def summary_table(export_dir: str | Path) -> str:
              "| --- | --- | --- |"]
     for claim, cells in by_claim.items():
         text = "<br>".join(cells) if cells else "not tested: no sweep here holds its designs"
+        if claim in DESIGN_SPACE:  # arithmetic over designs: reported once, not a verdict
+            text = "a fact of the design space, not a data verdict: see \"Eq. 14 over the " \
+                   "design space\""
         lines.append(f"| {CLAIMS[claim].statement} | {CLAIMS[claim].source} | {text} |")
     return "\n".join(lines)
 
@@ -179,17 +185,39 @@ def update_doc(doc_path: str | Path, export_dir: str | Path) -> bool:
     The rest of the document is left as it is; the file is replaced atomically. Returns
     whether anything changed.
     """
+    from . import eq14, power_report
     from .doc_blocks import markers
     from .doc_blocks import update_doc as rewrite
     from .rank_agreement import table as rank_table
 
     makers = {"summary": summary_table, "costs": cost_table, "verdicts": verdict_table,
-              "ranks": rank_table, "designs": design_table}
+              "ranks": rank_table, "designs": design_table, "power": power_report.table,
+              "eq14": lambda _d: eq14.table()}
     text = Path(doc_path).read_text()
     carried = [b for b in makers if all(m in text for m in markers(b))]
     if not carried:
         raise ValueError(f"no block of {', '.join(makers)} between its markers")
-    return rewrite(doc_path, {b: makers[b](export_dir) for b in carried})
+    blocks = {b: makers[b](export_dir) for b in carried}
+    changed = False
+    if "power" in carried:
+        changed = write_plan(export_dir)
+    return rewrite(doc_path, blocks) or changed
+
+
+def write_plan(export_dir: str | Path) -> bool:
+    """Write ``power.json`` (power_report.plan) beside the exports; whether it changed."""
+    import json
+
+    from evaluators.record import write_json_atomic
+
+    from . import power_report
+
+    path = Path(export_dir) / "power.json"
+    data = power_report.plan(export_dir)
+    if path.is_file() and json.loads(path.read_text()) == data:
+        return False
+    write_json_atomic(path, data)
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:

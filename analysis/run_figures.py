@@ -18,7 +18,7 @@ from . import stats
 from .verdicts import Verdict
 
 VERDICT_COLOURS = {"supported": "tab:green", "not supported": "tab:red",
-                   "inconclusive": "0.45"}
+                   "equivalent": "tab:blue", "inconclusive": "0.45"}
 MAX_CURVES = 12  # designs in one learning-curve panel: the best and the worst of the run
 
 
@@ -103,7 +103,8 @@ def verdict_plot(verdicts: Sequence[Verdict], figure: Any) -> Any:
     """One small panel per tested verdict: the effect, its raw 95% interval (thick) and its
     Holm-adjusted interval (thin), coloured by the adjusted verdict. Effects have their own
     units (docs/analysis.md), hence one axis each; zero is the dashed line, a claim's margin
-    (eq. 14's "within one", the arg-max's +-0.5) the grey band."""
+    (the arg-max's +-0.5) the grey band, else its smallest effect of interest (SESOI) a
+    lighter one."""
     tested = [v for v in verdicts if v.tested]
     if not tested:
         return None
@@ -120,6 +121,8 @@ def verdict_plot(verdicts: Sequence[Verdict], figure: Any) -> Any:
         ax.axvline(0, ls="--", c="k", lw=0.7)
         if math.isfinite(v.margin):  # the claim's margin (docs/analysis.md), shaded
             ax.axvspan(-v.margin, v.margin, color="0.85", zorder=0)
+        elif math.isfinite(v.sesoi):  # the smallest effect of interest, lightly
+            ax.axvspan(-v.sesoi, v.sesoi, color="0.93", zorder=0)
         ax.set_yticks([])
         ax.set_ylim(-1, 1)
         ax.set_title(f"{v.claim} ({v.unit})\n{v.verdict}", fontsize=7, color=colour)

@@ -107,7 +107,8 @@ def param_bins(values: pd.Series, tol: float) -> pd.Series:
 def designs(rows: pd.DataFrame, metric: str, param_tol: float) -> pd.DataFrame:
     """One row per design of a (fidelity, dataset) slice, with its seed values and mean.
 
-    Adds ``values`` (np.ndarray of the metric per seed), ``mean``, ``n_seeds``, ``pcol``
+    Adds ``values`` (np.ndarray of the metric per seed), ``seed_ids`` (their seeds, when
+    the rows have a ``seed`` column), ``mean``, ``n_seeds``, ``pcol``
     (the parameter count used for grouping; its column name in ``pcol_name``) and ``bin``
     (equal-parameter group within the design's net and depth).
     """
@@ -115,6 +116,8 @@ def designs(rows: pd.DataFrame, metric: str, param_tol: float) -> pd.DataFrame:
     g = rows.groupby("design_id", sort=True)
     out = g.first()
     out["values"] = g[metric].apply(lambda s: s.to_numpy(dtype=float))
+    if "seed" in rows:  # aligned with values: contrasts pair seeds by index on these
+        out["seed_ids"] = g["seed"].apply(lambda s: s.to_numpy())
     out["mean"] = out["values"].apply(np.mean)
     out["n_seeds"] = out["values"].apply(len)
     out["pcol"] = out[pcol].astype(float)

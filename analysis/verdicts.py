@@ -7,6 +7,12 @@ procedure, and records both decisions: ``raw_verdict`` (the 95% interval alone) 
 ``verdict`` (Holm-adjusted; the one to read). Deterministic verdicts (a property of the
 designs, no seed noise: unit ``exact``) are outside the family.
 
+A claim Holm does not decide is ``equivalent`` when its equivalence interval lies within
+(-SESOI, +SESOI) of its smallest effect of interest: two one-sided tests (TOST), each at
+0.05 / m for the family's m tested verdicts (Bonferroni, so the family's false
+"equivalent" verdicts are at most 5% under any dependence), i.e. the two-sided
+1 - 2 * 0.05 / m interval.
+
 Example:
     >>> est = Estimate(0.02, lambda level: (0.02 - 0.01 * level, 0.02 + 0.01 * level), 6,
     ...                SEEDS)
@@ -36,6 +42,19 @@ BUDGETS, WIDTHS, DEPTHS, BAR_PAIRS = "budgets", "widths", "depths", "bar pairs"
 EXACT = "exact"
 UNITS = (SEEDS, DESIGNS, GROUPS, BUDGETS, WIDTHS, DEPTHS, BAR_PAIRS, EXACT)
 NAN = float("nan")
+EQUIVALENT = "equivalent"
+VERDICTS = (stats.SUPPORTED, stats.NOT_SUPPORTED, EQUIVALENT, stats.INCONCLUSIVE)
+#: The smallest effect of interest in accuracy: one point (0.01). Why this size: the paper's
+#: own differences between its designs (Tables 2-6, each IGCV2 row minus the best other row
+#: of its group, every dataset) are 0.1-2.9 points, median 0.7, with seed sds of 0.05-0.8;
+#: the differences at stake at the `cpu` rung are 0.5-2 points. Half a point would need four
+#: times the seeds of one point, which for Figure 3, Table 2 and Table 5 at `cpu` is already
+#: 19-57 per design (docs/reproduction.md, power). So 'equivalent' reads "no effect of a
+#: point or more here": it does not contradict the paper's smaller CIFAR-10 differences
+#: (Table 2: 0.3-0.4).
+#: Effects in other units derive theirs from it (a curvature, a regression coefficient:
+#: see the claim tests).
+SESOI = 0.01
 
 
 @dataclass(frozen=True)
@@ -47,12 +66,23 @@ class Estimate:
         interval: level -> (low, high), two-sided.
         n: observations behind it (seed records, designs or groups: see ``unit``).
         unit: the unit of inference (SEEDS, DESIGNS, GROUPS).
+        se: its standard error (NaN when unknown); with ``dof`` and ``seeds`` what the power
+            analysis (analysis.power) scales to other numbers of seeds.
+        dof: the degrees of freedom of its interval (Welch's for seed contrasts).
+        seeds: seeds per design behind it (the fewest of its designs; 0 when not seeds).
+        paired: the interval pairs seeds by index across designs (contrasts.PAIR_MIN_SEEDS).
+        groups: groups that must each pass (an intersection-union test), else 1.
     """
 
     effect: float
     interval: Interval
     n: int
     unit: str
+    se: float = NAN
+    dof: float = NAN
+    seeds: int = 0
+    paired: bool = False
+    groups: int = 1
 
 
 @dataclass(frozen=True)
@@ -78,6 +108,11 @@ class Verdict:
             only that the effect is not zero.
         margin: for two-sided claims, 'not supported' when the interval lies within
             (-margin, margin); for eq. 14, the tolerance "within one"; NaN otherwise.
+        sesoi: the smallest effect of interest in the effect's units (SESOI for accuracy
+            differences); 'equivalent' when Holm does not decide and the TOST interval
+            (``eq_level``: 1 - 2 * 0.05 / m) lies within (-sesoi, sesoi). NaN: no
+            equivalence test (exact verdicts, two-sided claims with a margin).
+        eq_level, eq_low, eq_high: the TOST interval (NaN when not computed).
     """
 
     claim: str
@@ -98,6 +133,10 @@ class Verdict:
     adj_high: float = NAN
     sign: int = 1
     margin: float = NAN
+    sesoi: float = NAN
+    eq_level: float = NAN
+    eq_low: float = NAN
+    eq_high: float = NAN
     estimate: Estimate | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -127,13 +166,27 @@ def decide(lo: float, hi: float, sign: int, margin: float = NAN) -> str:
 
 
 def make_verdict(claim: str, est: Estimate, fidelity: str, dataset: str, detail: str, *,
-                 sign: int = 1, margin: float = NAN) -> Verdict:
-    """A statistical verdict from an estimate (adjusted fields are filled by adjust_family)."""
+                 sign: int = 1, margin: float = NAN, sesoi: float = NAN) -> Verdict:
+    """A statistical verdict from an estimate (adjusted fields are filled by adjust_family).
+
+    ``sesoi``: the smallest effect of interest in the effect's units (NaN: none, so never
+    'equivalent'); the raw verdict is 'equivalent' when the 90% interval (TOST at 5%) lies
+    within it and the 95% interval does not decide."""
     lo, hi = est.interval(stats.CONFIDENCE)
     raw = decide(lo, hi, sign, margin)
+    if raw == stats.INCONCLUSIVE and _within(est, 1 - 2 * (1 - stats.CONFIDENCE), sesoi):
+        raw = EQUIVALENT
+    paired = "; seeds paired by index" if est.paired else ""
     return Verdict(claim, raw, float(est.effect), float(lo), float(hi), int(est.n), fidelity,
-                   dataset, f"{detail}; unit: {est.unit}", unit=est.unit, raw_verdict=raw,
-                   sign=sign, margin=margin, estimate=est)
+                   dataset, f"{detail}; unit: {est.unit}{paired}", unit=est.unit,
+                   raw_verdict=raw, sign=sign, margin=margin, sesoi=sesoi, estimate=est)
+
+
+def _within(est: Estimate, level: float, sesoi: float) -> bool:
+    if not (math.isfinite(sesoi) and sesoi > 0):
+        return False
+    lo, hi = est.interval(level)
+    return bool(math.isfinite(lo) and math.isfinite(hi) and -sesoi < lo and hi < sesoi)
 
 
 def exact_verdict(claim: str, verdict: str, effect: float, lo: float, hi: float, n: int,
@@ -158,10 +211,13 @@ def adjust_family(verdicts: Sequence[Verdict]) -> list[Verdict]:
     every claim with a smaller p-value to be rejected first. A rejected claim is 'supported'
     when its estimate lies on the claimed side (any side for a two-sided claim), else 'not
     supported'; a claim with a margin is 'not supported' when its adjusted interval lies
-    within the margin.
+    within the margin. A claim Holm does not reject is 'equivalent' when its TOST interval
+    at 1 - 2 * 0.05 / m (m: the family's tested verdicts) lies within (-sesoi, sesoi).
     """
     p = [stats.p_from_interval(v.estimate.interval) if v.estimate else NAN for v in verdicts]
     adj, rejected, level = stats.holm(p)
+    m = sum(math.isfinite(x) for x in p)
+    eq_level = 1.0 - 2.0 * (1.0 - stats.CONFIDENCE) / max(m, 1)
     out = []
     for v, pv, pa, rej, lev in zip(verdicts, p, adj, rejected, level, strict=True):
         if v.estimate is None:
@@ -174,7 +230,15 @@ def adjust_family(verdicts: Sequence[Verdict]) -> list[Verdict]:
         else:
             verdict = decide(lo, hi, 0, v.margin) if v.sign == 0 else stats.INCONCLUSIVE
             verdict = verdict if verdict == stats.NOT_SUPPORTED else stats.INCONCLUSIVE
+        eq: dict = dict(eq_level=NAN, eq_low=NAN, eq_high=NAN)
+        if math.isfinite(v.sesoi) and math.isfinite(pv):
+            e_lo, e_hi = v.estimate.interval(eq_level)
+            eq = dict(eq_level=eq_level, eq_low=float(e_lo), eq_high=float(e_hi),
+                      detail=f"{v.detail}; TOST: [{e_lo:.3g}, {e_hi:.3g}] at {eq_level:.1%} "
+                             f"against +-{v.sesoi:.3g} (SESOI)")
+            if verdict == stats.INCONCLUSIVE and _within(v.estimate, eq_level, v.sesoi):
+                verdict = EQUIVALENT
         out.append(dataclasses.replace(
             v, verdict=verdict, p_value=float(pv), p_adjusted=float(pa), adj_level=float(lev),
-            adj_low=float(lo), adj_high=float(hi)))
+            adj_low=float(lo), adj_high=float(hi), **eq))
     return out

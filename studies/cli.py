@@ -63,6 +63,9 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
                                          "paper (default: cpu, or the preset's)")
     what.add_argument("--seeds", help="N (seeds 0..N-1) or a list 0,1,2; seed 0 alone: 0, "
                                       "(default: 1, or the preset's)")
+    what.add_argument("--seeds-for-power", action="store_true",
+                      help="instead of --seeds: the seeds per design that resolve the "
+                           "preset's claims at this fidelity (studies/power_seeds.py)")
     how = p.add_argument_group("how to search")
     how.add_argument("--search", choices=SEARCHES, default="grid",
                      help="grid (default): every design; tpe, nsga2 (accuracy vs params), "
@@ -129,6 +132,7 @@ class Request:
     yes: bool = False
     data_note: str | None = None  # dry run: the dataset is missing and the sweep downloads it
     time_budget_s: float | None = None  # --time-budget: studies.time_budget runs the sweep
+    power_note: str | None = None  # --seeds-for-power: the seeds and why (studies.power_seeds)
 
     @property
     def what(self) -> str:
@@ -171,6 +175,13 @@ def resolve(args: argparse.Namespace, *, dry_run: bool = False) -> Request:
     fidelity = _fidelity(evaluators, args.fidelity or (preset.fidelity if preset else "cpu"),
                          args.fidelity_set)
     seeds = parse_seeds(args.seeds) if args.seeds else (preset.seeds if preset else (0,))
+    power_note = None
+    if getattr(args, "seeds_for_power", False):
+        from studies.power_seeds import power_seeds
+
+        if args.seeds:
+            raise UsageError("--seeds-for-power chooses the seeds; drop --seeds")
+        seeds, power_note = power_seeds(preset.name if preset else None, fidelity.name)
     if args.max_trials is not None and args.max_trials < 1:
         raise UsageError(f"--max-trials {args.max_trials} must be >= 1")
     cpus = args.cpus_per_trial if args.cpus_per_trial is not None else float(
@@ -198,7 +209,7 @@ def resolve(args: argparse.Namespace, *, dry_run: bool = False) -> Request:
         scheduler=args.scheduler or ("fifo" if args.search == "grid" else "asha"),
         cpus_per_trial=cpus, gpus_per_trial=args.gpus_per_trial, address=address,
         confirm_above_s=confirm_above, yes=args.yes, data_note=note,
-        time_budget_s=time_budget_of(args))
+        time_budget_s=time_budget_of(args), power_note=power_note)
     _check_run_dir(request)
     return request
 

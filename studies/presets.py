@@ -31,6 +31,9 @@ FIG_BUDGET = 40_000  # parameters of the whole plain8 net for 10 classes; see th
 FIG3_L = (2, 3, 4, 5, 6, 7)  # wide enough that ln(C) (about 5 here) lies inside
 TABLE_BUDGET = 10_000  # the benchmark table's space: enumerate_designs(10_000, num_classes=10)
 TABLE40K_BUDGET = FIG_BUDGET  # table 1.1: the paper's regime (Table 2's smallest budget)
+#: fig3q's block weights (eq. 7, one block): Table 2's IGCV2 C144 (9*144 + 2*12*144); Figure
+#: 2's bars, the paper's designs at "almost the same number of parameters", have 4,488-4,860.
+FIG3Q_BLOCK_BUDGET = 4_752
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,24 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         design_ids=_ids("""
             plain8-c72-k1.g1 plain8-c144-k1.12.12 plain8-c156-k1.6.6.6
             plain8-c160-k1.4.4.4.4 plain8-c156-k1.3.3.3.3.3 plain8-c138-k1.3.3.3.3.3.3
+        """),
+    ),
+    Preset(
+        # Figure 3 as the paper holds it: equal *block* weights (fig3 holds the whole net's
+        # parameters equal, so its block weights vary 3,726-5,832). Rule: for each L, the
+        # widest nearly complementary design (dense, <= 2 paths per channel pair: the
+        # caption's condition, as analysis.figure3 requires) with one K and block weights
+        # <= FIG3Q_BLOCK_BUDGET, the most balanced on ties. L = 2 is Table 2's Xception
+        # C64, L = 3 and 4 are Figure 2's red bars (C144 K12, C174 K6); at L = 5 Figure 2's
+        # red bar is C184 and the rule's C188 (the paper's 184 would make the widths
+        # non-concave by 4 channels); L = 6 is C198 K3. No nearly complementary L >= 7
+        # design comes near the budget (the widest: C64 K2, 1,344 weights). Block weights
+        # 4,672-4,752; widths 64/144/174/188/198, concave in L, the widest at L = 6.
+        name="fig3q",
+        summary="Figure 3 at equal block weights (~4,700, Figure 2's red bars): L = 2..6",
+        design_ids=_ids("""
+            plain8-c64-k1.64 plain8-c144-k1.12.12 plain8-c174-k1.6.6.6
+            plain8-c188-k1.4.4.4.4 plain8-c198-k1.3.3.3.3.3
         """),
     ),
     Preset(

@@ -175,6 +175,8 @@ def _dry_run(request: Request, fmt: str, out: TextIO, err: TextIO) -> int:
                     "is the full grid\n")
     if request.data_note:
         notes.write(f"note: {request.data_note}\n")
+    if request.power_note:
+        notes.write(f"--seeds-for-power: {request.power_note}\n")
     return 0
 
 

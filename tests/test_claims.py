@@ -105,11 +105,38 @@ def test_eq14_widest_L_by_hand_at_table2_budgets():
     assert v.verdict == "not supported" and v.effect == pytest.approx(10 - (1 + math.log(370)))
 
 
-def test_eq14_on_a_fig3_sweep_uses_the_budget_of_its_widest_design():
-    (v,) = verdicts(frame({d: 0.5 for d in FIG3}), "eq14_widest_L")
-    # the fig3 sweep's widest design is C=160, K=4, L=5: Q = 9*160 + 4*4*160 = 4,000
-    assert "plain8-c160-k1.4.4.4.4" in v.detail and "Q <= 4,000" in v.detail
-    assert v.verdict == "supported" and v.effect == pytest.approx(6 - (1 + math.log(165)))
+def test_eq14_is_a_fact_of_the_design_space_not_a_verdict_of_a_sweep():
+    from analysis.claim_texts import DATA_CLAIMS
+    from analysis.eq14 import widest_complementary, widest_dense
+
+    assert not verdicts(frame({d: 0.5 for d in FIG3}), "eq14_widest_L")
+    assert "eq14_widest_L" in CLAIMS and "eq14_widest_L" not in DATA_CLAIMS
+    # The complementary condition with equal K (K^(L-1) = C): at Q = 4,000 the widest is
+    # L = 8, C = 128 = 2^7 (Q = 128 (9 + 7 * 2) = 2,944), 2.15 above 1 + ln 128.
+    c = widest_complementary(4_000)
+    assert (c.L, c.C, c.K, c.Q) == (8, 128, 2, 2_944) and c.gap == pytest.approx(2.15, abs=0.01)
+    assert not c.holds
+    # Any dense kernel: C = 165 at L = 6 (K = 3) within 4,000, 0.11 from 1 + ln 165.
+    d = widest_dense(4_000)
+    assert (d.L, d.C, d.K) == (6, 165, 3) and d.holds
+    # Table 2's 10,496 (IGCV2 C256): the widest dense design is L = 10, C = 388 (K = 2).
+    d = widest_dense(10_496)
+    assert (d.L, d.C) == (10, 388) and not d.holds
+
+
+def test_eq14_scan_counts_what_its_rows_say():
+    from analysis.eq14 import SCAN, scan, table
+
+    rows = scan(SCAN)
+    assert len(rows) == 31 and rows[0][0] == 1_000 and rows[-1][0] == 20_000
+    text = table(SCAN)
+    dense, comp = sum(r[1].holds for r in rows), sum(r[2].holds for r in rows)
+    assert (f"for the widest dense design at {dense} and for the widest complementary one "
+            f"(K^(L-1) = C) at {comp}") in text
+    assert text.count(" holds |") == dense + comp and 0 < comp < dense < 31
+    rounded = [sum(round(r[i].target) == r[i].L for r in rows) for i in (1, 2)]
+    assert f"L equals 1 + ln C rounded at {rounded[0]} and {rounded[1]};" in text
+    assert rounded[0] <= dense and rounded[1] <= comp
 
 
 # ---------------------------------------------------------------- Figure 3
@@ -133,13 +160,19 @@ def test_accuracy_peaking_at_the_widest_L_is_not_supported():
     assert gap.verdict == "not supported" and -0.5 < gap.adj_low < gap.adj_high < 0.5
 
 
-@pytest.mark.parametrize("acc_of_L, expected", [
-    (lambda L: 0.5 + 0.01 * L, "inconclusive"),  # linear: no curvature either way
-    (lambda L: 0.5 + 0.01 * (L - 4) ** 2, "not supported"),  # convex: the opposite
-], ids=["linear", "convex"])
-def test_not_concave_is_not_supported(acc_of_L, expected):
-    df = fig3_frame(acc_of_L, noise=0.005, rng_seed=1)
-    assert one(df, "fig3_accuracy_concave").verdict == expected
+@pytest.mark.parametrize("acc_of_L, noise, expected", [
+    # linear: no curvature, and at this noise none of the smallest size of interest (a
+    # parabola sagging one point over L = 2..6: 2a = 0.005) either: equivalent
+    (lambda L: 0.5 + 0.01 * L, 0.005, "equivalent"),
+    (lambda L: 0.5 + 0.01 * L, 0.02, "inconclusive"),  # linear, but too noisy to say so
+    (lambda L: 0.5 + 0.01 * (L - 4) ** 2, 0.005, "not supported"),  # convex: the opposite
+], ids=["linear", "linear-noisy", "convex"])
+def test_not_concave_is_not_supported(acc_of_L, noise, expected):
+    df = fig3_frame(acc_of_L, noise=noise, rng_seed=1)
+    v = one(df, "fig3_accuracy_concave")
+    assert v.verdict == expected and v.sesoi == pytest.approx(0.005)
+    if expected == "equivalent":  # TOST: the Bonferroni interval within +-SESOI
+        assert -0.005 < v.eq_low < v.eq_high < 0.005 and v.adj_low < 0 < v.adj_high
 
 
 def test_width_and_non_sparsity_curves_of_the_fig3_designs():
@@ -227,16 +260,46 @@ def test_fig2_claims_need_the_papers_designs():
 # ---------------------------------------------------------------- Tables (paper's pairs)
 
 
-def test_table2_both_units():
+def test_table2_at_each_budget_is_an_intersection_union_test():
     steady = frame({d: 0.40 + (0.02 if i % 2 else 0.0) for i, d in enumerate(TABLE2)})
-    seeds = one(steady, "table2_igcv2_vs_xception")
-    budgets = one(steady, "table2_igcv2_vs_xception", unit="budgets")
-    assert seeds.verdict == budgets.verdict == "supported"
-    assert seeds.effect == pytest.approx(0.02, abs=3e-3) and budgets.n == 3
-    # +4, +4, -3 points: every pair is resolved over seeds, but the three budgets disagree
+    (v,) = verdicts(steady, "table2_igcv2_vs_xception")  # one verdict: every budget
+    assert v.verdict == "supported" and v.unit == SEEDS and v.n == 18
+    assert v.effect == pytest.approx(0.02, abs=3e-3) and "intersection-union" in v.detail
+    # +4, +4, -3 points: two budgets resolved, the third the other way: the claim "at each
+    # budget" is refuted (the mean over budgets, +1.7, would have passed over seeds)
     mixed = frame(dict(zip(TABLE2, (0.40, 0.44, 0.40, 0.44, 0.43, 0.40), strict=True)))
-    assert one(mixed, "table2_igcv2_vs_xception").verdict == "supported"
-    assert one(mixed, "table2_igcv2_vs_xception", unit="budgets").verdict == "inconclusive"
+    (v,) = verdicts(mixed, "table2_igcv2_vs_xception")
+    assert v.verdict == "not supported" and v.effect == pytest.approx(-0.03, abs=3e-3)
+    # +4, +4, +0.5 points: the third budget unresolved, so the claim is not supported yet
+    weak = frame(dict(zip(TABLE2, (0.40, 0.44, 0.40, 0.44, 0.40, 0.405), strict=True)),
+                 noise=0.01, rng_seed=2)
+    (v,) = verdicts(weak, "table2_igcv2_vs_xception")
+    assert v.verdict in ("inconclusive", "equivalent") and v.raw_verdict != "supported"
+    # no difference at any budget, little noise: equivalent within one point
+    flat = frame({d: 0.40 for d in TABLE2}, noise=0.001)
+    (v,) = verdicts(flat, "table2_igcv2_vs_xception")
+    assert v.verdict == "equivalent" and -0.01 < v.eq_low < v.eq_high < 0.01
+
+
+def test_intersection_union_interval_by_hand():
+    from scipy.stats import norm
+
+    from analysis.paper_tables import every_group
+
+    def est(effect, se):
+        z = lambda lv: norm.ppf(0.5 + lv / 2)  # noqa: E731
+        return Estimate(effect, lambda lv: (effect - z(lv) * se, effect + z(lv) * se), 6,
+                        SEEDS, se=se, dof=4.0, seeds=3)
+
+    iut = every_group([est(0.03, 0.01), est(0.02, 0.005), est(0.05, 0.02)])
+    lo, hi = iut.interval(0.95)
+    assert iut.effect == 0.02 and iut.se == 0.02 and iut.groups == 3  # noisiest group
+    assert lo == pytest.approx(min(0.03 - 1.96 * 0.01, 0.02 - 1.96 * 0.005,
+                                   0.05 - 1.96 * 0.02), abs=1e-3)
+    assert hi == pytest.approx(0.02 + norm.ppf(1 - 0.025 / 3) * 0.005, abs=1e-6)
+    # its p-value is the largest group p (each group's interval must exclude zero)
+    p_groups = [2 * norm.sf(e / s) for e, s in ((0.03, 0.01), (0.02, 0.005), (0.05, 0.02))]
+    assert stats.p_from_interval(iut.interval) == pytest.approx(max(p_groups), rel=2e-3)
 
 
 def test_table5_igcv2_ii_must_beat_the_better_of_the_other_two():
@@ -310,7 +373,9 @@ def test_a_sweeps_verdicts_are_one_family():
 def test_too_little_data_is_untested_never_an_error():
     tiny = frame({"plain8-c144-k1.12.12": 0.6}, seeds=1)
     vs = analysis.check_claims(tiny, n_boot=200)
-    assert {v.claim for v in vs} == set(CLAIMS)
+    from analysis.claim_texts import DATA_CLAIMS
+
+    assert {v.claim for v in vs} == set(DATA_CLAIMS)
     assert all(v.verdict == "inconclusive" and not v.tested and v.detail for v in vs)
 
 

@@ -7,10 +7,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from analysis import eq14, power_report
 from analysis import reproduction as rp
 from analysis.doc_blocks import block_in_doc
 from analysis.rank_agreement import table as rank_table
-from analysis.verdicts import UNITS
+from analysis.verdicts import UNITS, VERDICTS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPORTS = ROOT / "docs" / "reproduction"
@@ -26,9 +27,16 @@ def doc() -> str:
 
 @pytest.mark.parametrize("block, make", [
     ("summary", rp.summary_table), ("costs", rp.cost_table), ("verdicts", rp.verdict_table),
-    ("ranks", rank_table), ("designs", rp.design_table)])
+    ("ranks", rank_table), ("designs", rp.design_table), ("power", power_report.table),
+    ("eq14", lambda _exports: eq14.table())])
 def test_every_table_regenerates_from_the_committed_records(doc, block, make):
     assert block_in_doc(doc, block) == make(EXPORTS)
+
+
+def test_the_committed_power_plan_is_what_the_records_give():
+    import json
+
+    assert json.loads((EXPORTS / "power.json").read_text()) == power_report.plan(EXPORTS)
 
 
 def test_every_verdict_row_shows_raw_and_adjusted_intervals_and_its_unit(doc):
@@ -38,8 +46,8 @@ def test_every_verdict_row_shows_raw_and_adjusted_intervals_and_its_unit(doc):
         cells = [c.strip() for c in row.strip("|").split("|")]
         verdict, raw, effect, raw_ci, adj_ci, unit = cells[3], cells[4], cells[5], cells[6], \
             cells[7], cells[9]
-        assert verdict.strip("*") in ("supported", "not supported", "inconclusive")
-        assert raw in ("supported", "not supported", "inconclusive") and effect
+        assert verdict.strip("*") in VERDICTS
+        assert raw in VERDICTS and effect
         assert unit in UNITS
         assert raw_ci.startswith("[") and (adj_ci == "(exact)" if unit == "exact"
                                            else " at " in adj_ci)
@@ -61,7 +69,7 @@ def test_every_export_has_its_report_and_its_seeds():
 def test_update_rewrites_every_table_in_place_and_keeps_the_rest(tmp_path, doc, capsys):
     stale = tmp_path / "reproduction.md"
     text = doc
-    for block in ("summary", "costs", "verdicts", "ranks", "designs"):
+    for block in ("summary", "costs", "verdicts", "ranks", "designs", "power", "eq14"):
         text = text.replace(block_in_doc(doc, block), f"| old {block} |")
     stale.write_text(text)
     assert rp.main(["table", str(EXPORTS), "--update", str(stale)]) == 0
@@ -70,8 +78,8 @@ def test_update_rewrites_every_table_in_place_and_keeps_the_rest(tmp_path, doc, 
     assert "already current" in capsys.readouterr().out
     (tmp_path / "bare.md").write_text("no markers here\n")
     assert rp.main(["table", str(EXPORTS), "--update", str(tmp_path / "bare.md")]) == 2
-    assert "no block of summary, costs, verdicts, ranks, designs between its markers" in \
-        capsys.readouterr().err
+    assert ("no block of summary, costs, verdicts, ranks, designs, power, eq14 between its "
+            "markers") in capsys.readouterr().err
     assert (tmp_path / "bare.md").read_text() == "no markers here\n"
 
 
@@ -142,3 +150,23 @@ def test_the_prose_quotes_table2s_differences_at_both_rungs(doc):
     text = " ".join(doc.split())
     assert (f"({quoted['cpu2']} at C=144/64, 256/96, 361/128; {quoted['cpu']} at `cpu`)"
             in text)
+
+
+def test_the_prose_on_table2_at_each_budget_says_what_the_verdict_gives(doc):
+    """Table 2 at cpu: two budgets resolved over seeds, the largest not, so the claim "at
+    each budget" is inconclusive (docs/reproduction.md's plain words)."""
+    import re
+
+    from analysis.claims import check_claims
+    from analysis.release import read_records
+
+    (v,) = [v for v in check_claims(read_records(EXPORTS / "table2-cpu-cifar10.csv"))
+            if v.claim == "table2_igcv2_vs_xception"]
+    p = [float(x) for x in re.findall(r"\(\+[0-9.]+, p ([0-9.e-]+)\)", v.detail)]
+    assert v.verdict == "inconclusive" and len(p) == 3
+    assert p[0] < 0.05 and p[1] < 0.05 and p[2] > 0.05 and "c361" in v.detail
+    text = " ".join(doc.split())
+    assert ("at the two smaller budgets over seeds (each group's interval excludes zero" in text
+            and "but at the largest (C361 against C128) the interval spans zero" in text)
+    assert "no verdict is `equivalent` yet" in text
+    assert not any(v.verdict == "equivalent" for _s, v in rp.verdict_rows(EXPORTS))
