@@ -2,7 +2,8 @@
 
 - :func:`configuration_space`: the factors of ``analysis.interop.space`` as a conditional
   space: ``k_l`` (the branch size of convolution l) is active only where ``L >= l``, so an
-  inactive one is absent from a configuration instead of a 0; ``width`` is log-scaled.
+  inactive one is absent from a configuration instead of a 0; ``width`` and the ``k_l``
+  are log-scaled.
 - :class:`TableObjective`: ``objective(config, fidelity=None, seed=None)`` -> the table's
   objectives (``analysis.interop.space.OBJECTIVES``) and ``design_id``; a configuration that
   is not a design of the table is answered by its nearest design (``design_id`` says which).
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .space import LOG_FACTORS, OBJECTIVES, DesignSpace, nearest_index
+from .space import LOG_FACTORS, OBJECTIVES, DesignSpace, is_k, nearest_index
 
 
 def configuration_space(space: DesignSpace, *, seed: int | None = None) -> Any:
@@ -42,13 +43,13 @@ def configuration_space(space: DesignSpace, *, seed: int | None = None) -> Any:
         if c in space.categorical:
             hps[c] = Categorical(c, sorted(col.unique()))
             continue
-        present = col[col > 0] if _positional(c, space) else col
+        present = col[col > 0] if is_k(c) else col
         lo, hi = int(present.min()), int(present.max())
-        hps[c] = (Integer(c, (lo, hi), log=c in LOG_FACTORS) if hi > lo
-                  else Categorical(c, [lo]))  # fmt: skip
+        log = c in LOG_FACTORS or is_k(c)
+        hps[c] = Integer(c, (lo, hi), log=log) if hi > lo else Categorical(c, [lo])
     cs.add(list(hps.values()))
     for c in space.factors.columns:
-        if _positional(c, space) and (space.factors[c] == 0).any():
+        if is_k(c) and "L" in hps and (space.factors[c] == 0).any():
             cs.add(GreaterThanCondition(hps[c], hps["L"], int(c[1:]) - 1))
     return cs
 
@@ -82,8 +83,3 @@ class TableObjective:
         the last); SMAC minimises."""
         fidelity = None if budget is None else int(round(budget))
         return 1.0 - self(config, fidelity=fidelity, seed=seed)["val_acc"]
-
-
-def _positional(column: str, space: DesignSpace) -> bool:
-    """k_l of a table whose L varies: present only where L >= l."""
-    return "L" in space.factors.columns and column[0] == "k" and column[1:].isdigit()

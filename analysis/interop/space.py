@@ -54,7 +54,7 @@ OBJECTIVES = (
     "val_acc", "test_acc", "train_seconds", "params", "flops", "latency_b1_ms",
     "latency_b64_ms", "design_index", "seed",
 )  # fmt: skip
-LOG_FACTORS = ("width",)  # scaled on a log axis (widths span 24..310 in release 1.1)
+LOG_FACTORS = ("width",)  # and the k_l: scaled on a log axis (widths 24..310 in release 1.1)
 _FIELDS = ("net", "depth", "spatial", "expansion", "nonlinear", "stem")  # other Design fields
 
 
@@ -165,10 +165,16 @@ def design_factors(
 
 
 def nearest_index(factors: pd.DataFrame, config: Mapping[str, Any]) -> int:
-    """Row of ``factors`` nearest to ``config`` (missing numeric factors count as 0: an
-    inactive k_l is no convolution). Numeric factors are scaled to the table's range (log
-    for :data:`LOG_FACTORS`), a differing categorical adds 1; Euclidean; ties go to the
-    lower row. A configuration equal to a row gives that row."""
+    """Row of ``factors`` nearest to ``config``; a configuration equal to a row gives that row.
+
+    Distance: Euclidean over the factors, each scaled to the table's range: ``width`` and
+    the branch sizes ``k_l`` on a log axis (they multiply: groups = width / K), ``L`` and the
+    other integers linearly; a differing categorical adds 1. ``k_l`` is absent where
+    ``l > L`` (a 0 in ``factors``; in ``config`` whatever its value, as a conditional space
+    leaves it out and a flat one, syne-tune's, still samples it); one absent and one present
+    adds 1. Ties go to the lower row (the sorted id).
+    """
+    length = int(config["L"]) if "L" in config and "L" in factors else None
     dist = np.zeros(len(factors))
     for c in factors.columns:
         col = factors[c]
@@ -177,11 +183,26 @@ def nearest_index(factors: pd.DataFrame, config: Mapping[str, Any]) -> int:
             continue
         x = col.to_numpy(float)
         v = float(config.get(c, 0))
+        if is_k(c):
+            if length is not None and int(c[1:]) > length:
+                v = 0.0
+            dist += _log_gap(x, v)
+            continue
         if c in LOG_FACTORS:
-            x, v = np.log(x), np.log(max(v, 1e-9))
+            x, v = np.log(x), np.log(max(v, 1.0))
         span = x.max() - x.min()
         dist += ((x - v) / (span if span > 0 else 1.0)) ** 2
     return int(np.argmin(dist))
+
+
+def _log_gap(x: np.ndarray, v: float) -> np.ndarray:
+    """Squared scaled log distance of branch sizes, 0 meaning absent: 1 between an absent
+    and a present one, 0 between two absent ones."""
+    present = x > 0
+    logs = np.log(np.where(present, x, 1.0))
+    span = np.ptp(logs[present]) if present.any() else 0.0
+    gap = np.where(present, (logs - np.log(max(v, 1.0))) / (span if span > 0 else 1.0), 0.0)
+    return np.where(present == (v > 0), gap**2, 1.0)
 
 
 def _objectives(row: pd.Series, index: int, seed: int, epochs: int) -> np.ndarray:
@@ -206,6 +227,11 @@ def _pick(what: str, value: str | None, options: list[str]) -> str:
 
 def _categorical(col: pd.Series) -> bool:
     return not pd.api.types.is_numeric_dtype(col)
+
+
+def is_k(name: str) -> bool:
+    """k_l: the branch size of convolution l (0 where the design has no convolution l)."""
+    return name[:1] == "k" and name[1:].isdigit()
 
 
 def _k_order(name: str) -> int:

@@ -4,7 +4,8 @@ A blackbox directory (``python -m analysis.export syne-tune RELEASE.json OUT_DIR
 task, named by the table's dataset, with
 
 - the configuration space of the design's factors (``analysis.interop.space``: ``width``
-  as ``lograndint``, the other integer factors as ``randint``, ``branching`` as ``choice``);
+  and the branch sizes ``k_l`` as ``lograndint``, ``L`` as ``randint``, ``branching`` as
+  ``choice``);
 - the fidelity space ``{"epoch": randint(1, E)}`` and its values 1..E;
 - the seeds (syne-tune's seed i is the table's seed ``metadata["seeds"][i]``);
 - the objectives :data:`analysis.interop.space.OBJECTIVES`, ``train_seconds`` cumulative (the
@@ -27,14 +28,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .space import LOG_FACTORS, OBJECTIVES, DesignSpace, nearest_index
+from .space import LOG_FACTORS, OBJECTIVES, DesignSpace, is_k, nearest_index
 
 FIDELITY = "epoch"
 ELAPSED_TIME = "train_seconds"
 
 
 def config_space(space: DesignSpace) -> dict[str, Any]:
-    """syne-tune domains of the factors, bounded by the table's values."""
+    """syne-tune domains of the factors, bounded by the table's values: ``width`` and the
+    branch sizes ``k_l`` log-scaled, bounded by the designs that have convolution l. A
+    syne-tune space is flat: a searcher samples every ``k_l``, and one with ``l > L`` is
+    ignored (:func:`~analysis.interop.space.nearest_index`); the table holds 0 there."""
     from syne_tune.config_space import choice, lograndint, randint
 
     out: dict[str, Any] = {}
@@ -42,9 +46,10 @@ def config_space(space: DesignSpace) -> dict[str, Any]:
         col = space.factors[c]
         if c in space.categorical:
             out[c] = choice(sorted(col.unique()))
-        else:
-            make = lograndint if c in LOG_FACTORS else randint
-            out[c] = make(int(col.min()), int(col.max()))
+            continue
+        log = c in LOG_FACTORS or is_k(c)
+        col = col[col > 0] if is_k(c) else col
+        out[c] = (lograndint if log else randint)(int(col.min()), int(col.max()))
     return out
 
 
