@@ -7,8 +7,13 @@ Expected numbers come from the release's parquet read here with pandas (``TABLE`
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -331,11 +336,77 @@ def test_smac_runs_on_the_objective_and_reads_the_table(space, tmp_path):
     assert rh.get_cost(incumbent) == pytest.approx(np.mean(costs[rh.get_config_id(incumbent)]))
 
 
+# --- docs/benchmark.md's examples, run as written -------------------------------------------
+
+DOC = REPO / "docs" / "benchmark.md"
+SECTION = DOC.read_text().split("## Using the table from other tools")[1]
+
+
+def doc_blocks(name: str) -> list[tuple[str, str | None]]:
+    """(python code, the text block after it or None) between the ``name`` markers."""
+    part = SECTION.split(f"<!-- {name}:begin -->")[1].split(f"<!-- {name}:end -->")[0]
+    out: list[list] = []
+    for lang, body in re.findall(r"```(\w+)\n(.*?)```", part, re.S):
+        if lang == "python":
+            out.append([body, None])
+        else:
+            out[-1][1] = body
+    return [tuple(b) for b in out]
+
+
+def run_doc(name: str, tmp_path: Path, monkeypatch, blocks: int | None = None) -> dict:
+    """Export as the section's commands do, then run its blocks in one namespace; each
+    block's printed lines must end with the text block shown after it. /tmp paths of the
+    docs go to tmp_path."""
+    monkeypatch.chdir(REPO)  # the examples name releases/ relative to the checkout
+    monkeypatch.setenv("SYNETUNE_FOLDER", str(tmp_path / "syne-tune"))
+
+    def here(text: str) -> str:
+        return re.sub(r"/tmp/([\w.-]+)", lambda m: str(tmp_path / m.group(1)), text)
+
+    for line in re.findall(r"^python -m analysis.export .*$", SECTION, re.M):
+        if not (tmp_path / shlex.split(line)[-1].split("/")[-1]).exists():
+            assert export_main(shlex.split(here(line))[3:]) == 0, line
+    ns: dict = {}
+    for code, shown in doc_blocks(name)[:blocks]:
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            exec(here(code), ns)  # noqa: S102 - the documentation's own example
+        if shown is not None:
+            want = shown.strip().splitlines()
+            assert printed.getvalue().strip().splitlines()[-len(want):] == want, code
+    return ns
+
+
+def test_docs_quote_the_release(space):
+    assert f"(release 1.1: {len(IDS)} designs)" in SECTION
+    top = sorted(IDS, key=MEAN_VAL.get)[-2:]
+    assert f"(`{top[0]}`: {MEAN_VAL[top[0]]:.4f} against `{top[1]}`'s {MEAN_VAL[top[1]]:.4f})" \
+        in SECTION
+
+
+def test_docs_syne_tune_example_runs_as_shown(tmp_path, monkeypatch):
+    need("syne_tune.blackbox_repository")
+    need("fastparquet")
+    ns = run_doc("interop-synetune", tmp_path, monkeypatch)
+    assert len(ns["tuner"].tuning_status.trial_rows) >= 40
+
+
+def test_docs_objective_example_runs_as_shown(tmp_path, monkeypatch):
+    need("ConfigSpace")
+    run_doc("interop-smac", tmp_path, monkeypatch, blocks=1)  # SMAC's run: below, slow
+
+
 @pytest.mark.slow
-def test_smac_finds_a_design_within_the_seed_noise_of_the_best(space, tmp_path):
-    smac, incumbent, objective = run_smac(space, tmp_path, n_trials=SMAC_TRIALS, seed=0)
-    found = objective(incumbent)["design_id"]
+def test_smac_finds_a_design_within_the_seed_noise_of_the_best(tmp_path, monkeypatch):
+    need("smac")
+    ns = run_doc("interop-smac", tmp_path, monkeypatch)  # the docs' run, as written
+    found = ns["objective"](ns["incumbent"])["design_id"]
     assert MEAN_VAL[BEST] - MEAN_VAL[found] <= SEED_NOISE, (found, MEAN_VAL[found], BEST)
 
 
-SMAC_TRIALS = 120  # about twice the table's 68 designs (docs/benchmark.md)
+def test_the_interop_modules_never_pull_torch_or_ray():
+    code = ("import sys, analysis.export, analysis.interop.synetune, analysis.interop.configspace\n"
+            "bad = sorted(m for m in ('torch', 'ray') if m in sys.modules)\n"
+            "assert not bad, bad\n")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)

@@ -96,19 +96,25 @@ def write_blackbox(space: DesignSpace, out_dir: str | Path, *, overwrite: bool =
 
 
 def load_blackbox(path: str | Path, task: str | None = None) -> Any:
-    """The blackbox at ``path`` (syne-tune's ``deserialize``) as a :class:`NearestDesignBlackbox`.
+    """The blackbox at ``path`` (syne-tune's ``deserialize``) as a :class:`NearestDesignBlackbox`,
+    with ``metadata`` (the export's, :func:`metadata`) and ``design_ids`` (row i's design).
 
     Raises:
         ValueError: ``task`` is not one of the directory's (or omitted where it has several).
     """
     from syne_tune.blackbox_repository.blackbox_tabular import deserialize
 
+    from syne_tune.blackbox_repository.serialize import deserialize_metadata
+
     tasks = deserialize(str(path))
     if task is None and len(tasks) == 1:
         task = next(iter(tasks))
     if task not in tasks:
         raise ValueError(f"task {task!r}: {path} has {', '.join(sorted(tasks))}")
-    return nearest_design_blackbox(tasks[task])
+    bb = nearest_design_blackbox(tasks[task])
+    bb.metadata = deserialize_metadata(str(path))
+    bb.design_ids = list(bb.metadata.get("design_ids", []))  # row i is design_ids[i]
+    return bb
 
 
 def nearest_design_blackbox(tabular: Any) -> Any:
