@@ -117,8 +117,8 @@ def design_space(
         raise ValueError(f"{path}: no design has all of seeds {seeds} with {epochs} epochs")
     left_out = tuple(sorted(set(df["design_id"]) - set(ids)))
     factors, fixed = design_factors(ids, full.groupby("design_id")["K"].first())
-    rows = full.set_index(["design_id", "seed"]).sort_index()
-    values = np.stack([[_objectives(rows.loc[(d, s)], i, s, epochs) for s in seeds]
+    rows = {(r["design_id"], int(r["seed"])): r for r in full.to_dict("records")}
+    values = np.stack([[_objectives(rows[(d, s)], i, s, epochs) for s in seeds]
                        for i, d in enumerate(ids)])  # fmt: skip
     return DesignSpace(
         design_ids=ids, factors=factors, fixed=fixed, seeds=seeds,
@@ -205,7 +205,7 @@ def _log_gap(x: np.ndarray, v: float) -> np.ndarray:
     return np.where(present == (v > 0), gap**2, 1.0)
 
 
-def _objectives(row: pd.Series, index: int, seed: int, epochs: int) -> np.ndarray:
+def _objectives(row: Mapping[str, Any], index: int, seed: int, epochs: int) -> np.ndarray:
     curve = row["curve"]
     out = np.full((epochs, len(OBJECTIVES)), np.nan)
     out[:, 0] = [p["val_acc"] for p in curve]

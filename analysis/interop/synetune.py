@@ -103,7 +103,6 @@ def load_blackbox(path: str | Path, task: str | None = None) -> Any:
         ValueError: ``task`` is not one of the directory's (or omitted where it has several).
     """
     from syne_tune.blackbox_repository.blackbox_tabular import deserialize
-
     from syne_tune.blackbox_repository.serialize import deserialize_metadata
 
     tasks = deserialize(str(path))
