@@ -10,7 +10,8 @@
   ``fidelity`` is the epoch (default the last); ``seed`` a table seed, another int is read as
   ``seeds[seed % n]`` (SMAC draws arbitrary ints), ``None`` the mean over the seeds.
   :meth:`TableObjective.smac` is SMAC's target function (``config, seed, budget`` -> cost
-  ``1 - val_acc``, budget = epochs).
+  ``1 - val_acc``, budget = epochs), :meth:`TableObjective.smac_mean` the same of the mean
+  over seeds.
 
 Example:
     >>> from pathlib import Path
@@ -80,6 +81,13 @@ class TableObjective:
 
     def smac(self, config: Any, seed: int = 0, budget: float | None = None) -> float:
         """SMAC's target function: the cost ``1 - val_acc`` at epoch ``budget`` (default
-        the last); SMAC minimises."""
+        the last) of one seed, SMAC's ``seed`` read as a table seed (``deterministic=False``:
+        SMAC evaluates a configuration on several); SMAC minimises."""
         fidelity = None if budget is None else int(round(budget))
         return 1.0 - self(config, fidelity=fidelity, seed=seed)["val_acc"]
+
+    def smac_mean(self, config: Any, seed: int = 0, budget: float | None = None) -> float:
+        """:meth:`smac` of the mean over the table's seeds, SMAC's ``seed`` unused (for
+        ``deterministic=True``): the value the table ranks designs by."""
+        fidelity = None if budget is None else int(round(budget))
+        return 1.0 - self(config, fidelity=fidelity, seed=None)["val_acc"]

@@ -109,8 +109,9 @@ def design_space(
     dataset = _pick("dataset", dataset, sorted(df["dataset"].unique()))
     df = df[(df["fidelity"] == fidelity) & (df["dataset"] == dataset)]
     seeds = tuple(sorted(int(s) for s in df["seed"].unique()))
-    epochs = max(len(c) for c in df["curve"])
-    full = df[(df["status"] == "ok") & (df["curve"].map(len) == epochs)]
+    length = df["curve"].map(lambda c: len(c) if isinstance(c, list) else 0)
+    epochs = int(length.max())
+    full = df[(df["status"] == "ok") & (length == epochs)]
     counts = full.groupby("design_id")["seed"].nunique()
     ids = tuple(sorted(counts.index[counts == len(seeds)]))
     if not ids:
