@@ -171,6 +171,14 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_cli_without_the_package_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "syne_tune", None)  # as if not installed
+    assert cli(["syne-tune", str(RELEASE), str(tmp_path / "bb")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs the package syne-tune" in err, err
+    assert 'pip install -e ".[interop]"' in err and list(tmp_path.iterdir()) == []
+
+
 def test_replace_dir_is_whole_or_nothing(tmp_path):
     out = tmp_path / "bb"
 
