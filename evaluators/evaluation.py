@@ -74,12 +74,7 @@ def evaluate(design: ss.Design | str, fidelity: Fidelity | str = "smoke",
         actually trained (``num_classes`` of the dataset).
     """
     start = time.perf_counter()
-    design = ss.parse(design) if isinstance(design, str) else design
-    fidelity = get_fidelity(fidelity) if isinstance(fidelity, str) else fidelity
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; accepted: {', '.join(DATASETS)}")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    threads = threads or fidelity.threads or torch.get_num_threads()
+    design, fidelity, dev, threads = _request(design, fidelity, dataset, device, threads)
     with torch_state(threads, dev, deterministic=fidelity.deterministic):
         data = load_dataset(dataset, data_dir)
         # The net is built for the dataset's own image size (64: stride-2 stem for Tiny
@@ -97,6 +92,19 @@ def evaluate(design: ss.Design | str, fidelity: Fidelity | str = "smoke",
                 progress(dict(row))
     return _result(info, fidelity, dataset, seed, threads, dev, curve, outcome,
                    start, ckpt.resumed_s if ckpt else 0.0)
+
+
+def _request(design: ss.Design | str, fidelity: Fidelity | str, dataset: str,
+             device: torch.device | str | None,
+             threads: int | None) -> tuple[ss.Design, Fidelity, torch.device, int]:
+    """evaluate()'s design, fidelity, device and thread count resolved; ValueError for an
+    unknown design id, fidelity or dataset, before any training."""
+    design = ss.parse(design) if isinstance(design, str) else design
+    fidelity = get_fidelity(fidelity) if isinstance(fidelity, str) else fidelity
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; accepted: {', '.join(DATASETS)}")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return design, fidelity, dev, threads or fidelity.threads or torch.get_num_threads()
 
 
 def _result(info: dict[str, Any], fidelity: Fidelity, dataset: str, seed: int, threads: int,
