@@ -36,6 +36,7 @@ import search_space as ss
 from evaluators.record import write_json_atomic
 from search_space.fast import FastBlock
 from search_space.modules import ReferenceBlock
+from search_space.plan import Block
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,49 +92,17 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     block = ss.net_plan(ss.parse(DESIGN)).blocks[1]
     torch.manual_seed(0)
-    ref = ReferenceBlock(block).to(memory_format=torch.channels_last)
-    fast = FastBlock(block).to(memory_format=torch.channels_last)
-    fast.load_state_dict(ref.state_dict())
-    variants: dict[str, nn.Module] = {
-        "reference": ref, "fast": fast,
-        "einsum-bn2d": _ChainBlock(ref, dense=False), "dense-bn2d": _ChainBlock(ref, dense=True),
-    }
+    variants = _variants(block)
     x = torch.randn(args.batch, block.cin, 32, 32).contiguous(memory_format=torch.channels_last)
     grad = torch.randn(args.batch, block.cout, 32, 32).contiguous(
         memory_format=torch.channels_last)
-
-    with torch.no_grad():  # same function (eval mode: no running-statistics drift)
-        want = ref.eval()(x)
-        for name, m in variants.items():
-            err = ((m.eval()(x) - want).abs().max() / want.abs().max()).item()
-            assert err < 1e-4, f"{name} differs from the reference by {err:.2g}"
-
+    _check_same_function(variants, x)
     compile_s = None
     if not args.no_compile:
-        start = time.perf_counter()
-        eager = ReferenceBlock(block).to(memory_format=torch.channels_last)
-        eager.load_state_dict(ref.state_dict())
-        compiled = torch.compile(eager)
-        xx = x.clone().requires_grad_()
-        compiled.train()(xx).backward(grad)
-        compile_s = time.perf_counter() - start
-        variants["compiled-reference"] = compiled
-
-    def run(name: str) -> float:
-        m = variants[name].train()
-        xx = x.clone().requires_grad_()
-        start = time.perf_counter()
-        m(xx).backward(grad)
-        return time.perf_counter() - start
-
+        variants["compiled-reference"], compile_s = _compiled_reference(
+            block, variants["reference"], x, grad)
     load_start = os.getloadavg()
-    for name in variants:
-        run(name)
-    times: dict[str, list[float]] = {n: [] for n in variants}
-    names = list(variants)
-    for r in range(args.reps):
-        for name in names if r % 2 == 0 else names[::-1]:
-            times[name].append(run(name))
+    times = _interleaved_fwd_bwd(variants, x, grad, args.reps)
     ms = {k: 1e3 * statistics.median(v) for k, v in times.items()}
     record = {
         "benchmark": "block_variants", "design": DESIGN, "block": "C=144 K=(1,12,12)",
@@ -150,6 +119,62 @@ def main(argv: list[str] | None = None) -> int:
         f"{k} {v:.0f} (x{record['vs_reference'][k]:.2f})" for k, v in ms.items())
         + (f"; compile {compile_s:.0f} s" if compile_s is not None else ""))
     return 0
+
+
+def _variants(block: Block) -> dict[str, nn.Module]:
+    """The variants timed, all with the reference block's weights (channels_last)."""
+    ref = ReferenceBlock(block).to(memory_format=torch.channels_last)
+    fast = FastBlock(block).to(memory_format=torch.channels_last)
+    fast.load_state_dict(ref.state_dict())
+    return {
+        "reference": ref, "fast": fast,
+        "einsum-bn2d": _ChainBlock(ref, dense=False), "dense-bn2d": _ChainBlock(ref, dense=True),
+    }
+
+
+def _check_same_function(variants: dict[str, nn.Module], x: torch.Tensor) -> None:
+    """Every variant computes the reference's function (eval mode: no running-statistics
+    drift), to 1e-4 of its largest output."""
+    with torch.no_grad():
+        want = variants["reference"].eval()(x)
+        for name, m in variants.items():
+            err = ((m.eval()(x) - want).abs().max() / want.abs().max()).item()
+            assert err < 1e-4, f"{name} differs from the reference by {err:.2g}"
+
+
+def _compiled_reference(block: Block, ref: nn.Module, x: torch.Tensor,
+                        grad: torch.Tensor) -> tuple[nn.Module, float]:
+    """``torch.compile`` of a reference block with ``ref``'s weights, and the seconds its
+    compilation and first fwd+bwd took."""
+    start = time.perf_counter()
+    eager = ReferenceBlock(block).to(memory_format=torch.channels_last)
+    eager.load_state_dict(ref.state_dict())
+    compiled = torch.compile(eager)
+    xx = x.clone().requires_grad_()
+    compiled.train()(xx).backward(grad)
+    return compiled, time.perf_counter() - start
+
+
+def _interleaved_fwd_bwd(variants: dict[str, nn.Module], x: torch.Tensor, grad: torch.Tensor,
+                         reps: int) -> dict[str, list[float]]:
+    """Seconds of one training-mode fwd+bwd per variant and repeat, after a warm-up pass,
+    the variants in alternating order (so a busy machine slows all alike)."""
+
+    def run(name: str) -> float:
+        m = variants[name].train()
+        xx = x.clone().requires_grad_()
+        start = time.perf_counter()
+        m(xx).backward(grad)
+        return time.perf_counter() - start
+
+    for name in variants:
+        run(name)
+    times: dict[str, list[float]] = {n: [] for n in variants}
+    names = list(variants)
+    for r in range(reps):
+        for name in names if r % 2 == 0 else names[::-1]:
+            times[name].append(run(name))
+    return times
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ DIR/regret_time.{png,svg}, DIR/regret_epochs.{png,svg}. Bad input: one line, exi
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import re
@@ -167,13 +168,10 @@ def mean_rank(result: Any, table: Any, start: int, stop: int) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    t0 = time.perf_counter()
-    from analysis import replay as rp
+    import_s = _import_seconds()
     from analysis import replay_report
     from analysis.benchmark import Benchmark
-    from analysis.replay_table import ReplayTable
 
-    import_s = time.perf_counter() - t0
     args = parse_args(argv)
     out = Path(args.out)
     try:
@@ -188,15 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail("python -m benchmarks.replay", exc)
     timing = timings(bench, fidelity, dataset, load_s, import_s)
     try:
-        table = ReplayTable.from_benchmark(bench, fidelity=fidelity, dataset=dataset)
-        if args.scores is not None:
-            from analysis.proxy_ranks import read_scores
-
-            table = table.with_scores(read_scores(args.scores, dataset=dataset))
-            absent = [p for p in args.proxy if p not in table.scores]
-            if absent:
-                raise ValueError(f"--proxy {' '.join(absent)}: the scores have "
-                                 f"{', '.join(sorted(table.scores))}")
+        table = _replay_table(bench, fidelity, dataset, args.scores, args.proxy)
     except (OSError, ValueError) as exc:
         return fail("python -m benchmarks.replay", exc)
     print(f"table {table_path}: {timing['records']} records, {timing['designs']} designs; "
@@ -204,6 +194,53 @@ def main(argv: list[str] | None = None) -> int:
           f"{timing['query_cold']['mean']['median_us']:.0f} us, warm "
           f"{timing['query_warm_us']:.1f} us")
     t0 = time.perf_counter()
+    runs = _replays(table, args)
+    replay_s = time.perf_counter() - t0
+    summary = replay_report.summarize(runs)
+    figures = replay_report.plot_regret(runs, out)
+    doc = _replay_doc(table, args, runs, summary, figures,
+                      source={"table": str(table_path), "fidelity": fidelity, "dataset": dataset},
+                      timing={**timing, "replay_s": replay_s, "replays": len(runs)})
+    write_json_atomic(out / "replay.json", doc, sort_keys=False)
+    cols = ["strategy", "scheduler", "workers", "reached", "time_to_best_mean",
+            "time_to_best_std", "epochs_to_best_mean", "epochs_to_best_std"]
+    print(summary[cols].to_string(index=False, float_format=lambda x: f"{x:.1f}"))
+    print(f"{len(runs)} replays in {replay_s:.1f} s; wrote {out / 'replay.json'} and "
+          f"{len(figures)} figure files")
+    return 0
+
+
+def _import_seconds() -> float:
+    """Seconds to import the table API and the replays (a user's first call pays them)."""
+    t0 = time.perf_counter()
+    for name in ("analysis.replay", "analysis.replay_report", "analysis.benchmark",
+                 "analysis.replay_table"):
+        importlib.import_module(name)
+    return time.perf_counter() - t0
+
+
+def _replay_table(bench: Any, fidelity: str, dataset: str, scores: str | None,
+                  proxies: list[str]) -> Any:
+    """The table to replay: ``bench`` at one fidelity and dataset, with the zero-cost
+    ``scores`` when given (each of ``proxies`` among them)."""
+    from analysis.replay_table import ReplayTable
+
+    table = ReplayTable.from_benchmark(bench, fidelity=fidelity, dataset=dataset)
+    if scores is not None:
+        from analysis.proxy_ranks import read_scores
+
+        table = table.with_scores(read_scores(scores, dataset=dataset))
+        absent = [p for p in proxies if p not in table.scores]
+        if absent:
+            raise ValueError(f"--proxy {' '.join(absent)}: the scores have "
+                             f"{', '.join(sorted(table.scores))}")
+    return table
+
+
+def _replays(table: Any, args: argparse.Namespace) -> list[Any]:
+    """Every (strategy, scheduler, workers) the arguments ask for, ``--repeats`` times; the
+    zc-* strategies once per ``--proxy``."""
+    from analysis import replay as rp
     from analysis.proposers import NEEDS_SCORES
 
     common = dict(schedulers=args.schedulers, workers=args.workers, repeats=args.repeats,
@@ -214,20 +251,24 @@ def main(argv: list[str] | None = None) -> int:
     runs = rp.replay_many(table, strategies=plain, **common) if plain else []
     for proxy in args.proxy if zc else ():  # each zc-* search once per proxy
         runs += rp.replay_many(table, strategies=zc, proxy=proxy, **common)
-    replay_s = time.perf_counter() - t0
+    return runs
+
+
+def _replay_doc(table: Any, args: argparse.Namespace, runs: list[Any], summary: Any,
+                figures: list[Path], *, source: dict[str, Any],
+                timing: dict[str, Any]) -> dict[str, Any]:
+    """replay.json: ``source`` (the table's path, fidelity, dataset), the table's best
+    design, the settings, ``timing``, and the replays summarised and one by one."""
     near = table.seed_noise  # "near the best": within the table's seed noise of it
-    summary = replay_report.summarize(runs)
-    figures = replay_report.plot_regret(runs, out)
-    doc = {
-        "table": str(table_path), "fidelity": fidelity, "dataset": dataset,
-        "designs": len(table.design_ids), "epochs": table.epochs,
+    return {
+        **source, "designs": len(table.design_ids), "epochs": table.epochs,
         "best_design": table.design_ids[table.best],
         "best_mean_val_acc": float(table.mean_val[table.best]),
         "near_regret": near,
         "settings": {k: getattr(args, k) for k in ("workers", "repeats", "strategies",
                      "schedulers", "seed_mode", "reduction_factor", "grace_period",
                      "max_trials", "scores", "proxy")},
-        "timing": {**timing, "replay_s": replay_s, "replays": len(runs)},
+        "timing": timing,
         "summary": json.loads(summary.to_json(orient="records")),
         "runs": [{"strategy": r.strategy, "scheduler": r.scheduler, "workers": r.workers,
                   "seed": r.seed, "time_to_best": r.time_to_best,
@@ -238,13 +279,6 @@ def main(argv: list[str] | None = None) -> int:
                  for r in runs],
         "figures": [str(p) for p in figures],
     }  # fmt: skip
-    write_json_atomic(out / "replay.json", doc, sort_keys=False)
-    cols = ["strategy", "scheduler", "workers", "reached", "time_to_best_mean",
-            "time_to_best_std", "epochs_to_best_mean", "epochs_to_best_std"]
-    print(summary[cols].to_string(index=False, float_format=lambda x: f"{x:.1f}"))
-    print(f"{len(runs)} replays in {replay_s:.1f} s; wrote {out / 'replay.json'} and "
-          f"{len(figures)} figure files")
-    return 0
 
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +27,7 @@ from evaluators.errors import Diverged
 from evaluators.fidelity import Fidelity, get_fidelity
 from evaluators.latency import measure_latency
 from evaluators.record import Result, describe_info, provenance, utc_now
+from evaluators.runtime import device_name, torch_state
 from evaluators.splits import make_splits
 from evaluators.train import accuracy, train_epochs
 
@@ -75,13 +74,8 @@ def evaluate(design: ss.Design | str, fidelity: Fidelity | str = "smoke",
         actually trained (``num_classes`` of the dataset).
     """
     start = time.perf_counter()
-    design = ss.parse(design) if isinstance(design, str) else design
-    fidelity = get_fidelity(fidelity) if isinstance(fidelity, str) else fidelity
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; accepted: {', '.join(DATASETS)}")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    threads = threads or fidelity.threads or torch.get_num_threads()
-    with _torch_state(threads, dev, deterministic=fidelity.deterministic):
+    design, fidelity, dev, threads = _request(design, fidelity, dataset, device, threads)
+    with torch_state(threads, dev, deterministic=fidelity.deterministic):
         data = load_dataset(dataset, data_dir)
         # The net is built for the dataset's own image size (64: stride-2 stem for Tiny
         # ImageNet); a fidelity's smaller resolution feeds it smaller images.
@@ -96,10 +90,32 @@ def evaluate(design: ss.Design | str, fidelity: Fidelity | str = "smoke",
             curve.append(row)
             if progress is not None:
                 progress(dict(row))
+    return _result(info, fidelity, dataset, seed, threads, dev, curve, outcome,
+                   start, ckpt.resumed_s if ckpt else 0.0)
+
+
+def _request(design: ss.Design | str, fidelity: Fidelity | str, dataset: str,
+             device: torch.device | str | None,
+             threads: int | None) -> tuple[ss.Design, Fidelity, torch.device, int]:
+    """evaluate()'s design, fidelity, device and thread count resolved; ValueError for an
+    unknown design id, fidelity or dataset, before any training."""
+    design = ss.parse(design) if isinstance(design, str) else design
+    fidelity = get_fidelity(fidelity) if isinstance(fidelity, str) else fidelity
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; accepted: {', '.join(DATASETS)}")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return design, fidelity, dev, threads or fidelity.threads or torch.get_num_threads()
+
+
+def _result(info: dict[str, Any], fidelity: Fidelity, dataset: str, seed: int, threads: int,
+            device: torch.device, curve: list[dict[str, Any]], outcome: dict[str, Any],
+            start: float, resumed_s: float) -> Result:
+    """The record of one trial; ``wall_s`` is the time since ``start`` plus ``resumed_s``,
+    the training time of the interrupted runs it resumed."""
     latency = outcome.get("latency", {})
     where = provenance()
     return Result(
-        design_id=design.id,
+        design_id=info["id"],
         fidelity=fidelity.name,
         fidelity_config={**fidelity.to_dict(), "threads": threads},
         dataset=dataset,
@@ -109,10 +125,10 @@ def evaluate(design: ss.Design | str, fidelity: Fidelity | str = "smoke",
         curve=tuple(curve),
         val_acc=curve[-1]["val_acc"] if curve and "reason" not in outcome else None,
         test_acc=outcome.get("test_acc"),
-        wall_s=time.perf_counter() - start + (ckpt.resumed_s if ckpt else 0.0),
+        wall_s=time.perf_counter() - start + resumed_s,
         latency_b1_ms=latency.get(1),
         latency_b64_ms=latency.get(64),
-        device=_device_name(dev),
+        device=device_name(device),
         torch_version=torch.__version__,
         commit=where.commit,
         commit_dirty=where.dirty,
@@ -166,34 +182,3 @@ def failure_reason(exc: BaseException) -> str:
             isinstance(exc, RuntimeError) and "out of memory" in message.lower()):
         return f"out of memory: {message}"
     return f"error: {type(exc).__name__}: {message}"
-
-
-@contextlib.contextmanager
-def _torch_state(threads: int, device: torch.device, *,
-                 deterministic: bool = True) -> Iterator[None]:
-    """Thread count and deterministic algorithms for one trial; restored afterwards.
-
-    ``deterministic=False`` (``Fidelity.deterministic``) matters on CUDA only: cuDNN then
-    autotunes and may pick non-deterministic kernels."""
-    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
-             torch.is_deterministic_algorithms_warn_only_enabled(),
-             torch.backends.cudnn.benchmark)
-    if device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
-    torch.set_num_threads(threads)
-    # On CUDA a few kernels have no deterministic variant: warn rather than fail the trial.
-    deterministic = deterministic or device.type != "cuda"
-    torch.use_deterministic_algorithms(deterministic, warn_only=device.type == "cuda")
-    torch.backends.cudnn.benchmark = not deterministic
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved[0])
-        torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
-        torch.backends.cudnn.benchmark = saved[3]
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    return device.type

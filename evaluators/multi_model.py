@@ -44,11 +44,13 @@ import torch
 
 import search_space as ss
 from evaluators.data import DATASETS, load_dataset
-from evaluators.evaluation import _device_name, _torch_state, failure_reason
+from evaluators.evaluation import failure_reason
 from evaluators.fidelity import Fidelity, get_fidelity
+from evaluators.folded_group import EngineOptions
 from evaluators.latency import measure_latency
-from evaluators.multi_trainer import EngineOptions, MultiTrainer, Progress, Trials, _fail
+from evaluators.multi_trainer import MultiTrainer, Progress, Trials
 from evaluators.record import Result, describe_info, provenance, utc_now
+from evaluators.runtime import device_name, torch_state
 from evaluators.splits import make_splits
 
 
@@ -83,7 +85,7 @@ def evaluate_many(trials: Trials, fidelity: Fidelity | str = "smoke", dataset: s
     engine = options.record(dev)
     outcomes: dict[tuple[str, int], dict[str, Any]] = {
         k: {"curve": [], "engine": engine} for k in keys}
-    with _torch_state(threads, dev, deterministic=fidelity.deterministic):
+    with torch_state(threads, dev, deterministic=fidelity.deterministic):
         data = load_dataset(dataset, data_dir)
         infos = {d.id: describe_info(d, data.num_classes, data.resolution) for d, _ in groups}
         size = next(iter(infos.values()))["input_size"]
@@ -147,7 +149,7 @@ def _measure_latencies(trainer: MultiTrainer, fidelity: Fidelity,
                         net, resolution, device=trainer.device,
                         warmup=fidelity.latency_warmup, reps=fidelity.latency_reps)
         except Exception as exc:
-            _fail(g, failure_reason(exc))
+            g.fail(failure_reason(exc))
 
 
 def _record(info: dict[str, Any], fidelity: str, config: dict[str, Any], dataset: str,
@@ -163,6 +165,6 @@ def _record(info: dict[str, Any], fidelity: str, config: dict[str, Any], dataset
         curve=tuple(curve), val_acc=curve[-1]["val_acc"] if curve and not failed else None,
         test_acc=None if failed else outcome.get("test_acc"), wall_s=wall_s,
         latency_b1_ms=latency.get(1), latency_b64_ms=latency.get(64),
-        device=_device_name(device), torch_version=torch.__version__, commit=where.commit,
+        device=device_name(device), torch_version=torch.__version__, commit=where.commit,
         commit_dirty=where.dirty, created=utc_now(), design=info,
     )

@@ -1,15 +1,12 @@
-"""The multi-model engine's training machinery: the folded optimiser, CUDA-graph capture,
-groups of designs on streams, batched augmentation and the trainer (see multi_model).
+"""The multi-model engine's trainer: groups of designs (evaluators.folded_group) trained
+epoch by epoch on streams, with batched augmentation and evaluation (see multi_model).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,171 +16,14 @@ import search_space as ss
 from evaluators.augment import CIFAR_PAD, TINY_SCALE, normalize, scale_crop_flip
 from evaluators.evaluation import failure_reason
 from evaluators.fidelity import Fidelity
-from evaluators.folded import CONV1X1, FoldedNet, FoldedSGD, unfold_states
+from evaluators.folded import FoldedNet, unfold_states
+from evaluators.folded_group import EngineOptions, FoldedGroup
 from evaluators.splits import Splits
 from evaluators.train import lr_factor
-from search_space.plan import net_plan
 
 CHECK_EVERY_CUDA = 50  # steps between loss-finiteness checks on GPU (each one syncs), as train
 Trials = Sequence[tuple["ss.Design | str", Sequence[int]]]  # (design, its seeds), one group each
 Progress = Callable[[str, int, dict[str, Any]], object]  # (design id, seed, curve row)
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """How the engine computes; none of it changes what a model learns beyond rounding.
-
-    Attributes:
-        conv1x1: "grouped", "dense" or "bmm" (``evaluators.folded``). Default "dense": one
-            GEMM per model and layer, shuffles folded into weights (no copies).
-        cuda_graph: capture each training step as a CUDA graph and replay it (CUDA only).
-        streams: give each group its own CUDA stream when several train together (CUDA only).
-        dtype: parameter dtype; None = float32. Tests use torch.float64.
-    """
-
-    conv1x1: str = "dense"
-    cuda_graph: bool = True
-    streams: bool = True
-    dtype: torch.dtype | None = None
-
-    def __post_init__(self) -> None:
-        if self.conv1x1 not in CONV1X1:
-            raise ValueError(f"conv1x1={self.conv1x1!r}; accepted: {', '.join(CONV1X1)}")
-
-    def record(self, device: torch.device) -> dict[str, Any]:
-        """What ran, for the records' ``fidelity_config["engine"]`` (CUDA levers off on CPU)."""
-        cuda = device.type == "cuda"
-        return {"name": "multi_model", "conv1x1": self.conv1x1,
-                "cuda_graph": self.cuda_graph and cuda, "streams": self.streams and cuda}
-
-
-@dataclass
-class _Graph:
-    """One captured training step and its static inputs and outputs."""
-
-    graph: Any  # torch.cuda.CUDAGraph
-    x: torch.Tensor
-    y: torch.Tensor
-    loss: torch.Tensor
-    correct: torch.Tensor
-
-
-class _Group:
-    """The seeds of one design, trained as one FoldedNet."""
-
-    def __init__(self, design: ss.Design, seeds: Sequence[int], splits: Splits,
-                 fidelity: Fidelity, input_size: int, device: torch.device,
-                 options: EngineOptions) -> None:
-        self.design, self.seeds, self.device = design, tuple(seeds), device
-        self.models = len(self.seeds)
-        nets = []
-        for seed in self.seeds:  # as evaluate()'s _trial: seed, then build
-            torch.manual_seed(seed)
-            nets.append(ss.build(design, num_classes=splits.num_classes, input_size=input_size))
-        plan = net_plan(design, splits.num_classes, input_size)
-        net = FoldedNet.from_nets(plan, nets, options.conv1x1)
-        net = net.to(device=device, dtype=options.dtype or torch.float32)
-        if device.type == "cuda":
-            net = net.to(memory_format=torch.channels_last)
-        self.net = net
-        self.generators = [torch.Generator().manual_seed(seed) for seed in self.seeds]
-        self.params = list(net.parameters())
-        self.sgd = FoldedSGD(self.params, fidelity)
-        cuda = device.type == "cuda"
-        self.use_graph = options.cuda_graph and cuda  # False after a failed capture
-        self.stream = torch.cuda.Stream(device) if cuda and options.streams else None
-        self.graphs: dict[int, _Graph] = {}
-        self.graph_grads: list[torch.Tensor | None] = []
-        self.failed: dict[int, str] = {}  # model index -> reason
-
-    def alive(self) -> bool:
-        return len(self.failed) < self.models
-
-    def context(self) -> contextlib.AbstractContextManager:
-        return torch.cuda.stream(self.stream) if self.stream is not None else (
-            contextlib.nullcontext())
-
-    def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward, backward and SGD step on a (B, 3N, H, W) batch with (N, B) labels."""
-        cuda = self.device.type == "cuda"
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda, cache_enabled=False):
-            logits = self.net(x.to(self.params[0].dtype))  # B x N x classes
-        logits = logits.float()  # as train_epochs: the loss in float32
-        # train_epochs' own call per model (N small kernels): the same rounding of each
-        # model's gradient, where one call over B x classes x N would sum in another order.
-        loss = torch.stack([F.cross_entropy(logits[:, m], y[m]) for m in range(self.models)])
-        for p in self.params:
-            p.grad = None
-        loss.sum().backward()
-        self.sgd.step()
-        return loss.detach(), (logits.argmax(2) == y.t()).sum(0)
-
-    def train_step(self, x: torch.Tensor, y: torch.Tensor,
-                   lr: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step of every model; per-model (loss, correct count)."""
-        self.sgd.set_lr(lr)
-        if not self.use_graph:
-            return self._step(x, y)
-        graph = self.graphs.get(x.shape[0])
-        if graph is None:
-            if self.graphs:  # a second shape (the epoch's last, short batch): run it eagerly
-                return self._step(x, y)
-            try:
-                graph = self.graphs[x.shape[0]] = self._capture(x, y)
-            except RuntimeError as exc:  # a step CUDA cannot capture: train on, eagerly
-                self.use_graph = False
-                warnings.warn(f"{self.design.id}: no CUDA graph, training eagerly "
-                              f"({failure_reason(exc)})", stacklevel=2)
-                return self._step(x, y)
-        graph.x.copy_(x)
-        graph.y.copy_(y)
-        graph.graph.replay()
-        return graph.loss, graph.correct
-
-    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> _Graph:
-        """Warm up (cuDNN autotuning, autograd's buffers), restore every tensor the warm-up
-        changed, and capture one step (the recipe of torch.cuda.graphs' documentation)."""
-        state = [*self.params, *self.net.buffers(), *self.sgd.momenta]
-        saved = [t.detach().clone() for t in state]
-        x, y = x.clone(), y.clone()
-
-        def restore() -> None:  # also when capturing fails: the eager step goes on from here
-            with torch.no_grad():
-                for t, v in zip(state, saved, strict=True):
-                    t.copy_(v)
-            for p in self.params:
-                p.grad = None
-
-        try:
-            _warm_up(lambda: self._step(x, y), self.device)
-            restore()
-            graph, (loss, correct) = _graph_of(lambda: self._step(x, y))
-        except BaseException:
-            restore()
-            raise
-        # The graph writes these gradients on every replay: keep them alive with it, since an
-        # eager step (short last batch) sets p.grad anew.
-        self.graph_grads = [p.grad for p in self.params]
-        return _Graph(graph, x, y, loss, correct)
-
-
-def _warm_up(step: Callable[[], object], device: torch.device, times: int = 3) -> None:
-    """Run ``step`` on a side stream, as a CUDA graph capture wants before it."""
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
-        for _ in range(times):
-            step()
-    torch.cuda.current_stream(device).wait_stream(side)
-
-
-def _graph_of(step: Callable[[], Any]) -> tuple[Any, Any]:
-    """``step`` captured as a CUDA graph (not run), and its outputs, which each replay
-    overwrites in place."""
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = step()
-    return graph, out
 
 
 def crop_flip_many(images: torch.Tensor, pad: int,
@@ -275,7 +115,7 @@ class MultiTrainer:
                  options: EngineOptions) -> None:
         self.splits, self.fidelity, self.device = splits, fidelity, device
         self.input_size = input_size
-        self.groups = [_Group(d, seeds, splits, fidelity, input_size, device, options)
+        self.groups = [FoldedGroup(d, seeds, splits, fidelity, input_size, device, options)
                        for d, seeds in trials]
         self.models = sum(g.models for g in self.groups)
         self.n = splits.train_images.shape[0]
@@ -283,7 +123,7 @@ class MultiTrainer:
         self.sizes = torch.full((self.steps,), float(fidelity.batch_size), device=device)
         self.sizes[-1] = self.n - fidelity.batch_size * (self.steps - 1)
 
-    def epochs(self) -> Iterator[list[tuple[_Group, int, dict[str, Any]]]]:
+    def epochs(self) -> Iterator[list[tuple[FoldedGroup, int, dict[str, Any]]]]:
         """Train epoch by epoch; yield (group, model index, curve row) of each model alive.
 
         A row is ``train_epochs``'s: epoch, train_loss, train_acc, val_acc, and seconds --
@@ -307,7 +147,7 @@ class MultiTrainer:
                 row["seconds"] = seconds
             yield rows
 
-    def _train_epoch(self, epoch: int, live: list[_Group]) -> None:
+    def _train_epoch(self, epoch: int, live: list[FoldedGroup]) -> None:
         fid, bs, cuda = self.fidelity, self.fidelity.batch_size, self.device.type == "cuda"
         check_every = CHECK_EVERY_CUDA if cuda else 1  # on CPU a check is free
         for g in live:
@@ -330,14 +170,14 @@ class MultiTrainer:
                         g.losses[step].copy_(loss)
                         g.correct += correct
                     except Exception as exc:  # a failed group is records, not an exception
-                        _fail(g, failure_reason(exc))
+                        g.fail(failure_reason(exc))
             if (step + 1) % check_every == 0 or step + 1 == self.steps:
                 for g in live:
                     if g.alive():
                         with g.context():  # read the losses on the stream that wrote them
                             _check_finite(g, step, check_every, epoch)
 
-    def _rows(self, epoch: int, live: list[_Group]) -> list[tuple[_Group, int, dict]]:
+    def _rows(self, epoch: int, live: list[FoldedGroup]) -> list[tuple[FoldedGroup, int, dict]]:
         rows = []
         for g in live:
             if not g.alive():
@@ -355,16 +195,16 @@ class MultiTrainer:
                                         "val_acc": val[m]}))
         return rows
 
-    def _accuracies(self, g: _Group, images: torch.Tensor,
+    def _accuracies(self, g: FoldedGroup, images: torch.Tensor,
                     labels: torch.Tensor) -> list[float] | None:
         try:
             return accuracy_many(g.net, images, labels, self.splits,
                                  batch_size=self.fidelity.eval_batch_size)
         except Exception as exc:
-            _fail(g, failure_reason(exc))
+            g.fail(failure_reason(exc))
             return None
 
-    def test_accuracies(self) -> dict[tuple[_Group, int], float]:
+    def test_accuracies(self) -> dict[tuple[FoldedGroup, int], float]:
         """Test accuracy of every model still alive (failures recorded in ``failed``)."""
         out = {}
         for g in self.groups:
@@ -375,7 +215,7 @@ class MultiTrainer:
                         out[g, m] = acc
         return out
 
-    def nets(self, g: _Group) -> list[torch.nn.Module]:
+    def nets(self, g: FoldedGroup) -> list[torch.nn.Module]:
         """The group's models as ``search_space.build`` nets (float32, on the device)."""
         nets = []
         for state in unfold_states(g.net.state_dict(), g.models):
@@ -389,12 +229,7 @@ class MultiTrainer:
         return nets
 
 
-def _fail(g: _Group, reason: str) -> None:
-    for m in range(g.models):
-        g.failed.setdefault(m, reason)
-
-
-def _check_finite(g: _Group, step: int, window: int, epoch: int) -> None:
+def _check_finite(g: FoldedGroup, step: int, window: int, epoch: int) -> None:
     """Fail each model whose loss was non-finite in the last ``window`` steps, naming the
     first such step as ``train_epochs`` does (``diverged: loss=nan at epoch E step S``)."""
     first = max(0, step + 1 - window)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 
@@ -90,6 +91,27 @@ def enumerate_designs(
         ValueError: for a bad argument, or a budget that no design of the space fits.
     """
     net, depth = _net_depth(net, depth)
+    Ls = _checked_Ls(budget, spatial, complementarity, L)
+    seen: dict[tuple, Design] = {}  # designs equal after resolving K, listed once
+    for n_conv, where, k_sp, nl in itertools.product(Ls, spatial, spatial_branch, nonlinear):
+        for d in _candidates(budget, net, depth, num_classes, n_conv, where, k_sp, nl,
+                             branch_sizes, branch_counts):
+            seen.setdefault(_structure(d), d)
+    out = [d for d in seen.values() if describe(d, num_classes)["complementarity"]
+           in complementarity]
+    if not seen:
+        raise ValueError(
+            f"no design of {net}{depth if net == 'res' else ''} fits a budget of {budget:,} "
+            f"parameters; a 4-channel IGCV2 of that net needs "
+            f"{_smallest(net, depth, num_classes):,}"
+        )
+    return sorted(out, key=lambda d: (d.L, describe(d, num_classes)["params"], d.id))
+
+
+def _checked_Ls(budget: int, spatial: Sequence[str], complementarity: Sequence[str],
+                L: Iterable[int]) -> list[int]:
+    """The L values, sorted and distinct, once the arguments are checked (ValueError naming
+    the first bad one)."""
     if not isinstance(budget, int) or isinstance(budget, bool) or budget <= 0:
         raise ValueError(f"budget {budget!r} must be a positive integer number of parameters")
     bad = [s for s in spatial if s not in ("first", "last")]
@@ -101,25 +123,7 @@ def enumerate_designs(
     Ls = sorted(set(L))
     if not Ls or Ls[0] < 2:
         raise ValueError(f"L values {Ls}; accepted: integers >= 2")
-
-    seen: dict[tuple, Design] = {}
-    for n_conv in Ls:
-        for where in spatial:
-            for k_sp in spatial_branch:
-                for nl in nonlinear:
-                    for d in _candidates(budget, net, depth, num_classes, n_conv, where, k_sp,
-                                         nl, branch_sizes, branch_counts):
-                        key = _structure(d)
-                        seen.setdefault(key, d)
-    out = [d for d in seen.values() if describe(d, num_classes)["complementarity"]
-           in complementarity]
-    if not seen:
-        raise ValueError(
-            f"no design of {net}{depth if net == 'res' else ''} fits a budget of {budget:,} "
-            f"parameters; a 4-channel IGCV2 of that net needs "
-            f"{_smallest(net, depth, num_classes):,}"
-        )
-    return sorted(out, key=lambda d: (d.L, describe(d, num_classes)["params"], d.id))
+    return Ls
 
 
 def _net_depth(net: str, depth: int | None) -> tuple[str, int]:

@@ -49,9 +49,9 @@ def test_proxy15_is_full_cifar_at_32_for_15_epochs_without_deterministic_kernels
 
 
 def test_deterministic_false_changes_nothing_on_a_cpu():
-    from evaluators.evaluation import _torch_state
+    from evaluators.runtime import torch_state
 
-    with _torch_state(1, torch.device("cpu"), deterministic=False):
+    with torch_state(1, torch.device("cpu"), deterministic=False):
         assert torch.are_deterministic_algorithms_enabled()
         assert not torch.backends.cudnn.benchmark
 

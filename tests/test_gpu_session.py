@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import engine_throughput
+from benchmarks import engine_measure, engine_report, engine_throughput
+from studies.presets import get_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +52,7 @@ def test_dry_session_leaves_its_files_and_records_under_out(tmp_path):
 
 def _measured(**targets) -> dict:
     """A benchmark JSON whose fig3 levers measured so (img/s per design)."""
-    designs = engine_throughput.get_preset("fig3").design_ids
+    designs = get_preset("fig3").design_ids
     rows = [{"designs": [d], "lever": lever, "img_s": rate}
             for lever, rate in (("dense+graph", 30_000), ("grouped", 10_000),
                                 ("dense", 20_000), ("grouped+graph", 40_000)) for d in designs]
@@ -62,12 +63,12 @@ def _measured(**targets) -> dict:
 
 def test_choose_takes_the_fastest_lever_measured_on_every_design():
     out = _measured()
-    assert engine_throughput.choose(out, "fig3", 600) == ["--conv1x1", "grouped"]
+    assert engine_report.choose(out, "fig3", 600) == ["--conv1x1", "grouped"]
     del out["engine"][-2]  # grouped+graph now lacks a design
-    assert engine_throughput.choose(out, "fig3", 600) == ["--conv1x1", "dense"]
+    assert engine_report.choose(out, "fig3", 600) == ["--conv1x1", "dense"]
     out["engine"] = [r for r in out["engine"] if r["lever"] in ("grouped", "bmm")]
-    assert engine_throughput.choose(out, "fig3", 600) == ["--conv1x1", "grouped",
-                                                          "--no-cuda-graph"]
+    assert engine_report.choose(out, "fig3", 600) == ["--conv1x1", "grouped",
+                                                      "--no-cuda-graph"]
 
 
 def test_choose_puts_designs_side_by_side_only_when_faster_and_it_fits():
@@ -75,11 +76,11 @@ def test_choose_puts_designs_side_by_side_only_when_faster_and_it_fits():
               "proxy15_projected_s_one_design_at_a_time": 500}
     out = _measured(**faster)
     out["engine"] = [r for r in out["engine"] if r["lever"] == "dense+graph"]
-    assert engine_throughput.choose(out, "fig3", 400) == [
+    assert engine_report.choose(out, "fig3", 400) == [
         "--conv1x1", "dense", "--designs-per-batch", "6"]
-    assert engine_throughput.choose(out, "fig3", 250) == ["--conv1x1", "dense"]
+    assert engine_report.choose(out, "fig3", 250) == ["--conv1x1", "dense"]
     out["targets"]["fig3"]["proxy15_projected_s_side_by_side"] = 480  # within 10%: no
-    assert engine_throughput.choose(out, "fig3", 600) == ["--conv1x1", "dense"]
+    assert engine_report.choose(out, "fig3", 600) == ["--conv1x1", "dense"]
 
 
 def test_choose_falls_back_to_the_defaults_without_a_readable_json(tmp_path, capsys):
@@ -97,7 +98,7 @@ def test_tiny_benchmark_writes_a_labelled_json_with_ratios_and_targets(tmp_path)
     assert engine_throughput.main(argv) == 0
     bench = json.loads(out.read_text())
     assert bench["label"].startswith("CPU run") and bench["errors"] == []
-    designs = list(engine_throughput.get_preset("smoke").design_ids)
+    designs = list(get_preset("smoke").design_ids)
     assert [r["design"] for r in bench["baseline"]] == designs
     engine = {r["designs"][0]: r for r in bench["engine"] if len(r["designs"]) == 1}
     for d in designs:  # the ratio is the two measured rates'
@@ -117,7 +118,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert engine_throughput.main(["--out", str(out), "--levers", "turbo"]) == 2
     assert capsys.readouterr().err.strip() == (
         "engine_throughput.py: error: --levers turbo: accepted "
-        + ", ".join(engine_throughput.LEVERS))
+        + ", ".join(engine_measure.LEVERS))
     assert engine_throughput.main(["--out", str(out), "--steps", "0"]) == 2
     assert "--steps 0 must be >= 1" in capsys.readouterr().err
     assert not out.exists()

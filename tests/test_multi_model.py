@@ -11,6 +11,7 @@ from torch import nn
 
 import evaluators as ev
 import search_space as ss
+from evaluators import folded_group as fg
 from evaluators import multi_model as mm
 from evaluators import multi_trainer as mt
 from evaluators.augment import crop_flip
@@ -167,14 +168,14 @@ def test_divergence_records_match_evaluate():
 
 
 def test_an_error_in_one_group_fails_its_records_only(monkeypatch):
-    real = mt._Group._step
+    real = fg.FoldedGroup._step
 
     def step(self, x, y):
         if self.design.id == "plain8-c16-k1.4.4":
             raise RuntimeError("planted")
         return real(self, x, y)
 
-    monkeypatch.setattr(mt._Group, "_step", step)
+    monkeypatch.setattr(fg.FoldedGroup, "_step", step)
     fid = dataclasses.replace(SMOKE, epochs=1, latency_reps=0)
     rs = mm.evaluate_many([("plain8-c16-k1.4.4", (0,)), ("plain8-c24-k1.24", (0,))], fid,
                           "synthetic", device="cpu")
@@ -259,9 +260,9 @@ def test_graph_capture_leaves_training_as_eager(splits, monkeypatch):
         captures.append(fake)
         return fake, fake.out
 
-    monkeypatch.setattr(mt, "_warm_up", lambda step, device, times=3: [
+    monkeypatch.setattr(fg, "_warm_up", lambda step, device, times=3: [
         step() for _ in range(times)])
-    monkeypatch.setattr(mt, "_graph_of", graph_of)
+    monkeypatch.setattr(fg, "_graph_of", graph_of)
     assert _without_seconds(_curves(graphed)) == _without_seconds(_curves(eager))
     assert len(captures) == 1  # the 64-image step; the 40-image one ran eagerly
     for a, b in zip(graphed.groups[0].net.state_dict().values(),
@@ -278,9 +279,9 @@ def test_a_failed_capture_trains_on_eagerly_from_where_it_was(splits, monkeypatc
     def fail(step):
         raise RuntimeError("operation not permitted when stream is capturing")
 
-    monkeypatch.setattr(mt, "_warm_up", lambda step, device, times=3: [
+    monkeypatch.setattr(fg, "_warm_up", lambda step, device, times=3: [
         step() for _ in range(times)])
-    monkeypatch.setattr(mt, "_graph_of", fail)
+    monkeypatch.setattr(fg, "_graph_of", fail)
     trials = [("plain8-c24-k1.24", (0, 1))]
     eager = _trainer(trials, splits)
     graphed = _trainer(trials, splits)

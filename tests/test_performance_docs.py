@@ -8,7 +8,7 @@ from pathlib import Path
 
 import evaluators as ev
 from analysis.doc_blocks import block_in_doc
-from benchmarks import engine_throughput
+from benchmarks import engine_report
 from studies.presets import get_preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,11 +21,11 @@ FIDELITIES = (ROOT / "docs" / "fidelities.md").read_text()
 def test_engine_blocks_are_the_committed_json():
     cpu = json.loads((RESULTS / "engine_throughput_cpu.json").read_text())
     assert cpu["device"] == "cpu" and cpu["label"].startswith("CPU run")
-    assert block_in_doc(PERFORMANCE, "engine-cpu") == engine_throughput.markdown(cpu)
+    assert block_in_doc(PERFORMANCE, "engine-cpu") == engine_report.markdown(cpu)
     assert "(every ratio below is under 1x)" in " ".join(PERFORMANCE.split())
     assert all(r["over_baseline"] < 1 for r in cpu["engine"] if "over_baseline" in r)
     gpu = RESULTS / "engine_throughput_gpu.json"
-    want = (engine_throughput.markdown(json.loads(gpu.read_text())) if gpu.exists()
+    want = (engine_report.markdown(json.loads(gpu.read_text())) if gpu.exists()
             else "Not measured yet.")
     assert block_in_doc(PERFORMANCE, "engine-gpu") == want
 
