@@ -41,11 +41,11 @@ def test_dry_session_leaves_its_files_and_records_under_out(tmp_path):
     assert bench["errors"] == []
     for name in ("fig3", "table2", "table4"):
         records, log = _records(tmp_path / f"{name}_proxy15.tgz")
-        assert "6 trials to run (smoke, smoke-e1, synthetic, seeds [0, 1])" in log
+        assert "6 trials to run (smoke, smoke+epochs=1, synthetic, seeds (0, 1))" in log
         assert sorted((r["design_id"], r["seed"]) for r in records) == sorted(
             (d, s) for d in ("plain8-c16-k1.4.4", "plain8-c16-k1.g1", "plain8-c16-k2.g2")
             for s in (0, 1))
-        assert {(r["status"], r["fidelity"]) for r in records} == {("ok", "smoke-e1")}
+        assert {(r["status"], r["fidelity"]) for r in records} == {("ok", "smoke+epochs=1")}
         assert all(r["fidelity_config"]["engine"]["name"] == "multi_model" for r in records)
     assert "done;" in (tmp_path / "session.log").read_text()
 
