@@ -21,7 +21,7 @@ from evaluators.evaluation import failure_reason
 from evaluators.fidelity import Fidelity
 from evaluators.folded import CONV1X1, FoldedNet, FoldedSGD, unfold_states
 from evaluators.splits import Splits
-from evaluators.train import lr_factor
+from evaluators.train import lr_factor, zero_init_residuals
 from search_space.plan import net_plan
 
 CHECK_EVERY_CUDA = 50  # steps between loss-finiteness checks on GPU (each one syncs), as train
@@ -79,7 +79,10 @@ class _Group:
         nets = []
         for seed in self.seeds:  # as evaluate()'s _trial: seed, then build
             torch.manual_seed(seed)
-            nets.append(ss.build(design, num_classes=splits.num_classes, input_size=input_size))
+            net = ss.build(design, num_classes=splits.num_classes, input_size=input_size)
+            if fidelity.zero_init_residual:
+                zero_init_residuals(net)
+            nets.append(net)
         plan = net_plan(design, splits.num_classes, input_size)
         net = FoldedNet.from_nets(plan, nets, options.conv1x1)
         net = net.to(device=device, dtype=options.dtype or torch.float32)

@@ -1,0 +1,149 @@
+"""Why the 20-layer nets diverged at the `cpu` rung, and whether the v2 rungs train them.
+
+At `cpu`, Table 4's res20/res26 nets ended their first epoch at a mean training loss of
+3.5-5.2 (above ln 10 = 2.30, the loss of a uniform guess), and res20 IGCV2 scored 0.24 where
+res8 scored 0.42. This measures, per SGD step of the first epoch: the loss, the gradient
+norm (all parameters, before the update) and the learning rate, for the paper's recipe and
+for two repairs: a linear lr warm-up (``Fidelity.warmup_steps``) and gamma = 0 in the last
+BatchNorm of each residual branch (``Fidelity.zero_init_residual``, what the v2 rungs use).
+Then whole trials of res20 and res8 IGCV2 at `cpu-v2` (test accuracy on all 10,000 images).
+
+    nice python -m benchmarks.deep_nets      # -> benchmarks/results/deep_nets_cpu.json
+
+One job at a time, one thread; the JSON is rewritten after each job and a re-run skips the
+jobs it holds (they are slow on a shared 2-core machine: about 1 min per res20 epoch at
+`cpu-v2`, 4-5 min at `cpu2-v2`). docs/fidelities.md ("Deep nets at the CPU rungs") quotes
+the JSON (tests/test_deep_nets_doc.py checks it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from analysis.cli import ArgumentParser
+from evaluators.fidelity import Fidelity, get_fidelity, with_changes
+from evaluators.record import git_commit, write_json_atomic
+
+OUT = Path(__file__).resolve().parent / "results" / "deep_nets_cpu.json"
+RES20 = "res20-c64-k1.8.8/1.16.16/1.32.32"  # Table 4's IGCV2 C64 (K 8/16/32 per stage)
+RES26 = "res26-c64-k1.8.8/1.16.16/1.32.32"
+RES8 = "res8-c64-k1.8.8/1.16.16/1.32.32"
+XCEPTION20 = "res20-c35-k1.g1"  # Table 4's Xception C35
+XCEPTION26 = "res26-c35-k1.g1"
+PAPER = {"zero_init_residual": False}  # the v2 rung's data with the paper's start
+WARMUP = {"zero_init_residual": False, "warmup_steps": 20}
+WARMUP50 = {"zero_init_residual": False, "warmup_steps": 50}
+ACCURACY_SEEDS = (0, 1, 2)
+
+
+def jobs() -> list[dict[str, Any]]:
+    """Every measurement, most informative first (a run cut short keeps the first)."""
+    out = [{"kind": "first_epoch", "design": d, "rung": "cpu-v2", "changes": c, "seed": 0}
+           for d in (RES20, RES26, XCEPTION20, XCEPTION26) for c in (PAPER, {})]
+    out += [{"kind": "first_epoch", "design": RES20, "rung": "cpu-v2", "changes": c,
+             "seed": 0} for c in (WARMUP, WARMUP50)]
+    out += [{"kind": "trial", "design": d, "rung": "cpu-v2", "changes": {}, "seed": s}
+            for s in ACCURACY_SEEDS for d in (RES20, RES8)]
+    out += [{"kind": "first_epoch", "design": RES20, "rung": "cpu2-v2", "changes": c,
+             "seed": 0} for c in ({}, PAPER)]
+    return out
+
+
+def job_name(job: dict[str, Any]) -> str:
+    """``first_epoch res20-... cpu-v2+zero_init_residual=False seed 0``."""
+    return f"{job['kind']} {job['design']} {fidelity_of(job).name} seed {job['seed']}"
+
+
+def fidelity_of(job: dict[str, Any]) -> Fidelity:
+    return with_changes(get_fidelity(job["rung"]), **job["changes"])
+
+
+def first_epoch(design: str, fidelity: Fidelity, seed: int) -> dict[str, Any]:
+    """The first epoch as evaluate() trains it, with a probe on every step."""
+    import torch
+
+    import search_space as ss
+    from evaluators.data import load_dataset
+    from evaluators.splits import make_splits
+    from evaluators.train import train_epochs, zero_init_residuals
+
+    torch.set_num_threads(1)
+    device = torch.device("cpu")
+    splits = make_splits(load_dataset("cifar10", os.environ.get("IGCBENCH_DATA", "data")),
+                         fidelity, device)
+    torch.manual_seed(seed)  # as evaluate()'s trial: seed, build, then train
+    model = ss.build(ss.parse(design), num_classes=10, input_size=32)
+    if fidelity.zero_init_residual:
+        zero_init_residuals(model)
+    steps: list[dict[str, float]] = []
+
+    def probe(net: torch.nn.Module, optimizer: torch.optim.Optimizer,
+              loss: torch.Tensor) -> None:
+        norms = [p.grad.detach().pow(2).sum() for p in net.parameters() if p.grad is not None]
+        steps.append({"loss": loss.item(), "grad_norm": torch.stack(norms).sum().sqrt().item(),
+                      "lr": optimizer.param_groups[0]["lr"]})
+
+    epoch = next(train_epochs(model, splits, fidelity, seed=seed, device=device,
+                              on_step=probe))
+    return {"epoch": epoch, **summary(steps), "steps": steps}
+
+
+def summary(steps: list[dict[str, float]]) -> dict[str, Any]:
+    """What the doc quotes of a first epoch's steps."""
+    losses = [s["loss"] for s in steps]
+    below = next((i + 1 for i, x in enumerate(losses) if x < math.log(10)), None)
+    peak = max(range(len(losses)), key=losses.__getitem__)
+    return {"first_grad_norm": steps[0]["grad_norm"],
+            "max_grad_norm": max(s["grad_norm"] for s in steps),
+            "max_loss": losses[peak], "max_loss_step": peak + 1,
+            "first_step_below_ln10": below}
+
+
+def trial(design: str, fidelity: Fidelity, seed: int) -> dict[str, Any]:
+    import evaluators as ev
+
+    r = ev.evaluate(design, fidelity, "cifar10",
+                    seed, os.environ.get("IGCBENCH_DATA", "data"), device="cpu")
+    return {"status": r.status, "val_acc": r.val_acc, "test_acc": r.test_acc,
+            "curve": list(r.curve), "wall_s": r.wall_s}
+
+
+def run(out: Path, only: str | None) -> dict[str, Any]:
+    doc = json.loads(out.read_text()) if out.exists() else {"results": {}}
+    for job in jobs():
+        name = job_name(job)
+        if name in doc["results"] or (only and job["kind"] != only):
+            continue
+        start = time.perf_counter()
+        measure = first_epoch if job["kind"] == "first_epoch" else trial
+        result = measure(job["design"], fidelity_of(job), job["seed"])
+        doc["results"][name] = {**job, "fidelity": fidelity_of(job).name, **result,
+                                "job_s": time.perf_counter() - start,
+                                "load_1min": os.getloadavg()[0]}
+        doc.update(commit=git_commit(), machine=platform.node(),
+                   command="nice python -m benchmarks.deep_nets", ln10=math.log(10))
+        write_json_atomic(out, doc)
+        print(f"{name}: {doc['results'][name].get('epoch') or result.get('test_acc')}",
+              flush=True)
+    return doc
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = ArgumentParser(prog="python -m benchmarks.deep_nets",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--only", choices=("first_epoch", "trial"), default=None,
+                   help="run one kind of job only")
+    args = p.parse_args(argv)
+    run(args.out, args.only)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
