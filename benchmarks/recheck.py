@@ -1,0 +1,205 @@
+"""Do committed records reproduce? Re-run a random sample of them and compare exactly.
+
+    nice python -m benchmarks.recheck docs/reproduction releases --sample 10 --seed 0 \\
+        --max-wall-s 320 --out docs/reproduction/recheck.json
+
+SOURCE: record exports (.csv, .parquet; ``analysis.release.read_records``) or folders of
+them. A candidate is a CPU training record that finished (status ok, device cpu, no
+zero-cost scores); the same record in several exports (a release and its candidate, two
+sweeps sharing a design) is one candidate. The sample is random (``--seed``) and stratified:
+first one record of each source, in a random order of the sources, then at random from all,
+each among the candidates whose recorded ``wall_s`` is at most ``--max-wall-s`` (if given).
+
+Each record is re-trained in a fresh process from its own ``fidelity_config`` (design,
+dataset, seed, CPU, the threads it recorded), ``--at head`` with this checkout's training
+code, or ``--at recorded`` with the code of its commit (``git archive`` of search_space/ and
+evaluators/ into a temporary folder). CPU training is deterministic, so the same code gives
+the same numbers: the report says, per record, whether the final val and test accuracy and
+every curve row (train loss, train accuracy, val accuracy) are equal, and the differences
+where they are not. The JSON names the training code of each side
+(``evaluators.record.training_code``); ``analysis.rank_agreement`` pools two codes' records
+only when a recheck found them equal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from analysis.cli import ArgumentParser
+from evaluators.record import (
+    KEY,
+    REPO,
+    TRAINING_CODE,
+    checkout_provenance,
+    record_training_code,
+    training_code,
+    utc_now,
+    write_json_atomic,
+)
+
+CURVE_FIELDS = ("train_loss", "train_acc", "val_acc")  # what a re-run must repeat per epoch
+#: Tolerance for an accuracy read back from a CSV column (the parser may round the last
+#: bit); the curve is JSON text and compared exactly.
+COLUMN_TOL = 1e-12
+# A fresh process per record (as a sweep's worker): the code under test is whatever
+# `evaluators` its PYTHONPATH holds; Fidelity(**config) and evaluate() exist at every commit
+# that made a committed record.
+_RERUN = """
+import json, sys
+import evaluators as ev
+a = json.loads(sys.argv[1])
+cfg = dict(a["config"])
+cfg["lr_milestones"] = tuple(cfg["lr_milestones"])
+r = ev.evaluate(a["design_id"], ev.Fidelity(**cfg), a["dataset"], a["seed"], a["data_dir"],
+                device="cpu")
+print("RESULT " + json.dumps({"status": r.status, "reason": r.reason, "val_acc": r.val_acc,
+                              "test_acc": r.test_acc, "curve": list(r.curve),
+                              "wall_s": r.wall_s}))
+"""
+
+
+def candidates(sources: Sequence[Path]) -> list[dict[str, Any]]:
+    """The CPU training records of the exports, one per distinct record, with its sources."""
+    from analysis.release import read_records
+
+    files = [f for s in sources for f in
+             (sorted([*s.glob("*.csv"), *s.glob("*.parquet")]) if s.is_dir() else [s])]
+    seen: dict[tuple, dict[str, Any]] = {}
+    for f in files:
+        df = read_records(f)
+        ok = df["status"].eq("ok") & df["device"].eq("cpu")
+        if "zero_cost" in df.columns:
+            ok &= df["zero_cost"].isna()
+        for rec in df[ok].to_dict("records"):
+            ident = (*(rec[k] for k in KEY), rec.get("commit"), rec["val_acc"], rec["test_acc"])
+            seen.setdefault(ident, {**rec, "sources": []})["sources"].append(f.name)
+    return list(seen.values())
+
+
+def sample(records: list[dict[str, Any]], n: int, seed: int,
+           max_wall_s: float | None) -> list[dict[str, Any]]:
+    """``n`` records: one per source first (sources in a random order), then any."""
+    rng = random.Random(seed)
+    pool = [r for r in records if max_wall_s is None or float(r["wall_s"]) <= max_wall_s]
+    rng.shuffle(pool)
+    sources = sorted({s for r in pool for s in r["sources"]})
+    rng.shuffle(sources)
+    picked: list[dict[str, Any]] = []
+    for source in sources:
+        first = next((r for r in pool if source in r["sources"] and r not in picked), None)
+        if first is not None and len(picked) < n:
+            picked.append(first)
+    picked += [r for r in pool if r not in picked][:n - len(picked)]
+    return picked
+
+
+def rerun(record: dict[str, Any], code_root: Path, data_dir: Path) -> dict[str, Any]:
+    """Train the record again with the training code under ``code_root``."""
+    args = {"config": record["fidelity_config"], "design_id": record["design_id"],
+            "dataset": record["dataset"], "seed": int(record["seed"]),
+            "data_dir": str(data_dir)}
+    env = {**os.environ, "PYTHONPATH": str(code_root)}
+    done = subprocess.run([sys.executable, "-c", _RERUN, json.dumps(args)], cwd=code_root,
+                          env=env, capture_output=True, text=True, check=False)
+    lines = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
+    if done.returncode or not lines:
+        tail = " ".join(done.stderr.split()[-40:])
+        return {"status": "failed", "reason": f"re-run exited {done.returncode}: {tail}"}
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def compare(record: dict[str, Any], again: dict[str, Any]) -> dict[str, Any]:
+    """Equal or not, and by how much: final accuracies and every curve row."""
+    if again.get("status") != "ok":
+        return {"equal": False, "why": again.get("reason") or "not ok"}
+    old, new = record["curve"], again["curve"]
+    rows = min(len(old), len(new))
+    curve_diff = {f: max((abs(new[i][f] - old[i][f]) for i in range(rows)), default=0.0)
+                  for f in CURVE_FIELDS}
+    val_diff = again["val_acc"] - float(record["val_acc"])
+    test_diff = again["test_acc"] - float(record["test_acc"])
+    equal = (len(old) == len(new) and all(v == 0 for v in curve_diff.values())
+             and abs(val_diff) <= COLUMN_TOL and abs(test_diff) <= COLUMN_TOL)
+    return {"equal": equal, "val_acc_diff": val_diff, "test_acc_diff": test_diff,
+            "curve_max_abs_diff": curve_diff, "epochs": [len(old), len(new)]}
+
+
+def archive(commit: str, into: Path) -> None:
+    """The training code of ``commit`` (TRAINING_CODE folders) under ``into``."""
+    tar = subprocess.run(["git", "archive", commit, *TRAINING_CODE], cwd=REPO,
+                         capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=tar, check=True)
+
+
+def recheck_one(record: dict[str, Any], at: str, data_dir: Path) -> dict[str, Any]:
+    head = checkout_provenance(REPO)
+    start = time.perf_counter()
+    if at == "head":
+        again, code = rerun(record, REPO, data_dir), training_code(head.commit)
+        code += "+dirty" if head.dirty else ""
+    else:
+        with tempfile.TemporaryDirectory(prefix="recheck-") as tmp:
+            archive(record["commit"], Path(tmp))
+            again, code = rerun(record, Path(tmp), data_dir), training_code(record["commit"])
+    return {**{k: record[k] for k in KEY}, "sources": record["sources"],
+            "commit": record["commit"], "recorded_code": record_training_code(record),
+            "at": at, "rerun_code": code, "recorded": {
+                "val_acc": float(record["val_acc"]), "test_acc": float(record["test_acc"]),
+                "wall_s": float(record["wall_s"])},
+            "rerun": {k: again.get(k) for k in ("status", "reason", "val_acc", "test_acc",
+                                                "wall_s")},
+            **compare(record, again), "seconds": time.perf_counter() - start}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = ArgumentParser(prog="python -m benchmarks.recheck",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("sources", nargs="+", type=Path, help="record exports or folders of them")
+    p.add_argument("--sample", type=int, default=10, help="records to re-run (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the sample (default 0)")
+    p.add_argument("--at", choices=("head", "recorded"), default="head",
+                   help="the training code to re-run with (default head)")
+    p.add_argument("--max-wall-s", type=float, default=None,
+                   help="sample only records whose recorded wall_s is at most this")
+    p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("IGCBENCH_DATA",
+                                                                          "data")))
+    p.add_argument("--out", type=Path, required=True, help="the JSON report to write")
+    args = p.parse_args(argv)
+    if args.sample < 1:
+        p.error(f"--sample {args.sample}: expected an integer >= 1")
+    missing = [str(s) for s in args.sources if not s.exists()]
+    if missing:
+        p.error(f"no such export or folder: {missing[0]}")
+    try:
+        found = candidates(args.sources)
+    except (OSError, ValueError) as exc:
+        p.error(" ".join(str(exc).split()))
+    picked = sample(found, args.sample, args.seed, args.max_wall_s)
+    if not picked:
+        p.error("no CPU training record in the sources (within --max-wall-s)")
+    data_dir = args.data_dir.resolve()
+    results = []
+    for record in picked:
+        results.append(recheck_one(record, args.at, data_dir))
+        print(f"{record['design_id']} {record['fidelity']} seed {record['seed']}: "
+              f"{'equal' if results[-1]['equal'] else 'differs'}", flush=True)
+    write_json_atomic(args.out, {
+        "command": " ".join(["python -m benchmarks.recheck", *map(str, argv or sys.argv[1:])]),
+        "created": utc_now(), "head": checkout_provenance(REPO).commit,
+        "sample": args.sample, "seed": args.seed, "at": args.at,
+        "max_wall_s": args.max_wall_s, "records": results,
+        "equal": sum(r["equal"] for r in results), "rechecked": len(results)})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
