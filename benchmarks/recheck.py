@@ -40,6 +40,7 @@ from evaluators.record import (
     REPO,
     TRAINING_CODE,
     checkout_provenance,
+    checkout_training_code,
     record_training_code,
     training_code,
     utc_now,
@@ -141,11 +142,10 @@ def archive(commit: str, into: Path) -> None:
 
 
 def recheck_one(record: dict[str, Any], at: str, data_dir: Path) -> dict[str, Any]:
-    head = checkout_provenance(REPO)
     start = time.perf_counter()
     if at == "head":
-        again, code = rerun(record, REPO, data_dir), training_code(head.commit)
-        code += "+dirty" if head.dirty else ""
+        code = checkout_training_code(REPO)  # before: the re-run imports the code as it is
+        again = rerun(record, REPO, data_dir)
     else:
         with tempfile.TemporaryDirectory(prefix="recheck-") as tmp:
             archive(record["commit"], Path(tmp))

@@ -237,6 +237,14 @@ def record_training_code(record: Mapping[str, Any], root: Path = REPO) -> str:
     return f"{code}+dirty" if dirty in (True, 1) else code  # NaN, None: not known dirty
 
 
+def checkout_training_code(root: Path = REPO) -> str:
+    """:func:`training_code` of the checkout at ``root`` as it is: its HEAD's, with
+    ``+dirty`` when the training code there differs from HEAD (tracked or new files)."""
+    commit = _git(root, "rev-parse", "HEAD")
+    status = _git(root, "status", "--porcelain", "--", *TRAINING_CODE)
+    return training_code(commit, root) + ("+dirty" if status else "")
+
+
 def git_commit() -> str:
     """``git rev-parse HEAD`` of the checkout holding this package; "unknown" otherwise."""
     return provenance().commit
