@@ -44,14 +44,17 @@ ACCURACY_SEEDS = (0, 1, 2)
 
 def jobs() -> list[dict[str, Any]]:
     """Every measurement, most informative first (a run cut short keeps the first)."""
-    out = [{"kind": "first_epoch", "design": d, "rung": "cpu-v2", "changes": c, "seed": 0}
-           for d in (RES20, RES26, XCEPTION20, XCEPTION26) for c in (PAPER, {})]
-    out += [{"kind": "first_epoch", "design": RES20, "rung": "cpu-v2", "changes": c,
-             "seed": 0} for c in (WARMUP, WARMUP50)]
+    def first(design: str, changes: dict[str, Any], rung: str = "cpu-v2") -> dict[str, Any]:
+        return {"kind": "first_epoch", "design": design, "rung": rung, "changes": changes,
+                "seed": 0}
+
+    out = [first(d, c) for d in (RES20, RES26) for c in (PAPER, {})]
+    out.append(first(RES20, {}, "cpu2-v2"))
     out += [{"kind": "trial", "design": d, "rung": "cpu-v2", "changes": {}, "seed": s}
             for s in ACCURACY_SEEDS for d in (RES20, RES8)]
-    out += [{"kind": "first_epoch", "design": RES20, "rung": "cpu2-v2", "changes": c,
-             "seed": 0} for c in ({}, PAPER)]
+    out.append(first(RES20, WARMUP))
+    out += [first(d, c) for d in (XCEPTION20, XCEPTION26) for c in (PAPER, {})]
+    out += [first(RES20, PAPER, "cpu2-v2"), first(RES20, WARMUP50)]
     return out
 
 
@@ -134,13 +137,49 @@ def run(out: Path, only: str | None) -> dict[str, Any]:
     return doc
 
 
+def _start(fidelity: str) -> str:
+    """How a run's fidelity name reads in the table: the rung and what differs from it."""
+    rung, _, changes = fidelity.partition("+")
+    words = {"zero_init_residual=False": "paper's init",
+             "warmup_steps=20": "warm-up 20 steps", "warmup_steps=50": "warm-up 50 steps"}
+    said = [words[c] for c in changes.split("+") if c] if changes else ["zero-init (v2)"]
+    return f"`{rung}`, {', '.join(said)}"
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The two tables docs/fidelities.md carries: first epochs, then whole trials."""
+    lines = ["| design | rung, start | epoch-1 mean loss | loss: step 1, peak (step) | "
+             "grad norm: step 1, max | steps with loss > ln 10 | val after epoch 1 |",
+             "| --- | --- | ---: | --- | --- | ---: | ---: |"]
+    runs = [r for r in doc["results"].values() if r["kind"] == "first_epoch"]
+    for r in sorted(runs, key=lambda r: (r["rung"], r["design"], r["fidelity"])):
+        lines.append(
+            f"| `{r['design']}` | {_start(r['fidelity'])} | {r['epoch']['train_loss']:.2f} | "
+            f"{r['steps'][0]['loss']:.2f}, {r['max_loss']:.2f} ({r['max_loss_step']}) | "
+            f"{r['first_grad_norm']:.2f}, {r['max_grad_norm']:.2f} | "
+            f"{sum(x['loss'] > math.log(10) for x in r['steps'])} of {len(r['steps'])} | "
+            f"{r['epoch']['val_acc']:.3f} |")
+    lines += ["", "| design | rung | seed | val acc | test acc (10,000 images) |",
+              "| --- | --- | ---: | ---: | ---: |"]
+    trials = [r for r in doc["results"].values() if r["kind"] == "trial"]
+    for r in sorted(trials, key=lambda r: (r["design"], r["seed"])):
+        lines.append(f"| `{r['design']}` | `{r['fidelity']}` | {r['seed']} | "
+                     f"{r['val_acc']:.4f} | {r['test_acc']:.4f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m benchmarks.deep_nets",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--only", choices=("first_epoch", "trial"), default=None,
                    help="run one kind of job only")
+    p.add_argument("--markdown", action="store_true",
+                   help="print the doc's tables from --out and run nothing")
     args = p.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(args.out.read_text())))
+        return 0
     run(args.out, args.only)
     return 0
 

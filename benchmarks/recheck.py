@@ -160,10 +160,33 @@ def recheck_one(record: dict[str, Any], at: str, data_dir: Path) -> dict[str, An
             **compare(record, again), "seconds": time.perf_counter() - start}
 
 
+def markdown(doc: dict[str, Any]) -> str:
+    """The table docs/fidelities.md carries: one row per re-run record, then the count."""
+    lines = ["| record (design, fidelity, seed) | in | training code: recorded -> re-run | "
+             "val acc: recorded, re-run | test acc: recorded, re-run | equal |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in doc["records"]:
+        again = r["rerun"]
+        val = "-" if again.get("val_acc") is None else f"{again['val_acc']:.5f}"
+        test = "-" if again.get("test_acc") is None else f"{again['test_acc']:.5f}"
+        equal = "yes" if r["equal"] else (
+            "no" if "curve_max_abs_diff" not in r else
+            f"no (train loss up to {r['curve_max_abs_diff']['train_loss']:.3g} apart)")
+        lines.append(
+            f"| `{r['design_id']}` {r['fidelity']} {r['seed']} | "
+            f"{', '.join(x.rsplit('.', 1)[0] for x in r['sources'])} | "
+            f"{r['recorded_code']} -> {r['rerun_code']} | "
+            f"{r['recorded']['val_acc']:.5f}, {val} | {r['recorded']['test_acc']:.5f}, {test} | "
+            f"{equal} |")
+    lines.append(f"\n{doc['equal']} of {doc['rechecked']} re-ran equal "
+                 f"(`--at {doc['at']}`, head {doc['head'][:10]}).")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m benchmarks.recheck",
                        description=__doc__.split("\n\n")[0])
-    p.add_argument("sources", nargs="+", type=Path, help="record exports or folders of them")
+    p.add_argument("sources", nargs="*", type=Path, help="record exports or folders of them")
     p.add_argument("--sample", type=int, default=10, help="records to re-run (default 10)")
     p.add_argument("--seed", type=int, default=0, help="seeds the sample (default 0)")
     p.add_argument("--at", choices=("head", "recorded"), default="head",
@@ -173,7 +196,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("IGCBENCH_DATA",
                                                                           "data")))
     p.add_argument("--out", type=Path, required=True, help="the JSON report to write")
+    p.add_argument("--markdown", action="store_true",
+                   help="print the doc's table from --out and re-run nothing")
     args = p.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(args.out.read_text())))
+        return 0
+    if not args.sources:
+        p.error("no SOURCE: give record exports (.csv, .parquet) or folders of them")
     if args.sample < 1:
         p.error(f"--sample {args.sample}: expected an integer >= 1")
     missing = [str(s) for s in args.sources if not s.exists()]
