@@ -134,6 +134,34 @@ def compare(record: dict[str, Any], again: dict[str, Any]) -> dict[str, Any]:
             "curve_max_abs_diff": curve_diff, "epochs": [len(old), len(new)]}
 
 
+def duplicates(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rechecks that cost nothing: a key the exports hold under two training codes (a design
+    two sweeps share, made by different code) compared as a re-run is. One entry per such
+    pair of codes and key, the older code as "recorded"."""
+    by_key: dict[tuple, list[dict[str, Any]]] = {}
+    for r in records:
+        by_key.setdefault(tuple(r[k] for k in KEY), []).append(r)
+    out = []
+    for same in by_key.values():
+        coded = {record_training_code(r): r for r in sorted(same, key=lambda r: r["created"])}
+        codes = list(coded)
+        for i, a in enumerate(codes):
+            for b in codes[i + 1:]:
+                old, new = coded[a], coded[b]
+                again = {"status": "ok", **{k: new[k] for k in ("val_acc", "test_acc",
+                                                                  "curve", "wall_s")}}
+                out.append({**{k: old[k] for k in KEY},
+                            "sources": sorted({*old["sources"], *new["sources"]}),
+                            "commit": old["commit"], "recorded_code": a, "at": "exports",
+                            "rerun_code": b, "recorded": _numbers(old), "rerun": _numbers(new),
+                            **compare(old, again)})
+    return out
+
+
+def _numbers(record: dict[str, Any]) -> dict[str, float]:
+    return {k: float(record[k]) for k in ("val_acc", "test_acc", "wall_s")}
+
+
 def archive(commit: str, into: Path) -> None:
     """The training code of ``commit`` (TRAINING_CODE folders) under ``into``."""
     tar = subprocess.run(["git", "archive", commit, *TRAINING_CODE], cwd=REPO,
@@ -152,16 +180,17 @@ def recheck_one(record: dict[str, Any], at: str, data_dir: Path) -> dict[str, An
             again, code = rerun(record, Path(tmp), data_dir), training_code(record["commit"])
     return {**{k: record[k] for k in KEY}, "sources": record["sources"],
             "commit": record["commit"], "recorded_code": record_training_code(record),
-            "at": at, "rerun_code": code, "recorded": {
-                "val_acc": float(record["val_acc"]), "test_acc": float(record["test_acc"]),
-                "wall_s": float(record["wall_s"])},
+            "at": at, "rerun_code": code, "recorded": _numbers(record),
             "rerun": {k: again.get(k) for k in ("status", "reason", "val_acc", "test_acc",
                                                 "wall_s")},
             **compare(record, again), "seconds": time.perf_counter() - start}
 
 
 def markdown(doc: dict[str, Any]) -> str:
-    """The table docs/fidelities.md carries: one row per re-run record, then the count."""
+    """The table docs/fidelities.md carries: one row per re-run record, then the count;
+    for ``--at exports``, one row per pair of codes."""
+    if doc["at"] == "exports":
+        return _pairs_markdown(doc)
     lines = ["| record (design, fidelity, seed) | in | training code: recorded -> re-run | "
              "val acc: recorded, re-run | test acc: recorded, re-run | equal |",
              "| --- | --- | --- | --- | --- | --- |"]
@@ -183,14 +212,32 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _pairs_markdown(doc: dict[str, Any]) -> str:
+    pairs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in doc["records"]:
+        pairs.setdefault((r["recorded_code"], r["rerun_code"]), []).append(r)
+    lines = ["| older code -> newer code | keys held under both | equal | in |",
+             "| --- | --- | ---: | --- |"]
+    for (a, b), rows in sorted(pairs.items()):
+        keys = ", ".join(f"`{r['design_id']}` {r['fidelity']} {r['seed']}" for r in rows[:3])
+        more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
+        sources = sorted({s.rsplit(".", 1)[0] for r in rows for s in r["sources"]})
+        lines.append(f"| {a} -> {b} | {keys}{more} | {sum(r['equal'] for r in rows)} of "
+                     f"{len(rows)} | {', '.join(sources)} |")
+    lines.append(f"\n{doc['equal']} of {doc['rechecked']} pairs equal (`--at exports`: no "
+                 "re-run, the committed records of one key under two codes compared).")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m benchmarks.recheck",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("sources", nargs="*", type=Path, help="record exports or folders of them")
     p.add_argument("--sample", type=int, default=10, help="records to re-run (default 10)")
     p.add_argument("--seed", type=int, default=0, help="seeds the sample (default 0)")
-    p.add_argument("--at", choices=("head", "recorded"), default="head",
-                   help="the training code to re-run with (default head)")
+    p.add_argument("--at", choices=("head", "recorded", "exports"), default="head",
+                   help="the training code to re-run with (default head); exports: re-run "
+                        "nothing, compare the keys the exports hold under two codes")
     p.add_argument("--max-wall-s", type=float, default=None,
                    help="sample only records whose recorded wall_s is at most this")
     p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("IGCBENCH_DATA",
@@ -213,11 +260,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         found = candidates(args.sources)
     except (OSError, ValueError) as exc:
         p.error(" ".join(str(exc).split()))
-    picked = sample(found, args.sample, args.seed, args.max_wall_s)
-    if not picked:
+    picked = [] if args.at == "exports" else sample(found, args.sample, args.seed,
+                                                    args.max_wall_s)
+    if not picked and args.at != "exports":
         p.error("no CPU training record in the sources (within --max-wall-s)")
     data_dir = args.data_dir.resolve()
-    results = []
+    results = duplicates(found) if args.at == "exports" else []
     for record in picked:
         results.append(recheck_one(record, args.at, data_dir))
         print(f"{record['design_id']} {record['fidelity']} seed {record['seed']}: "

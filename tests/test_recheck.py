@@ -54,3 +54,24 @@ def test_a_missing_source_is_one_line_and_exit_2_with_nothing_written(tmp_path, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nope.csv" in err
     assert not out.exists()
+
+
+def test_keys_the_exports_hold_under_two_codes_are_compared_without_a_rerun(tmp_path):
+    from fake_records import describe, record
+
+    old = {**record(describe(144, (1, 12, 12)), 0.5, fidelity="cpu", dataset="cifar10",
+                    seed=0), "commit": "3fe48d2e3e9487f8cfa5541ece0dad4284826bc8"}
+    same = {**old, "commit": "b27e3d6c5d8e5b5955332ede4c51a5a5a6239148",
+            "created": "2025-01-02T00:00:00+00:00"}  # the same trees: one code
+    new = {**old, "commit": "2c277ee4772a00bb07a7ed9e977a1bd13ec7877c",
+           "created": "2025-01-03T00:00:00+00:00", "test_acc": 0.375}
+    for name, rec in (("a", old), ("b", same), ("c", new)):
+        write_records(frame_from_records([rec]), tmp_path / f"{name}.csv")
+    out = tmp_path / "pairs.json"
+    assert recheck.main([str(tmp_path), "--at", "exports", "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    (pair,) = doc["records"]  # old and same share a code: one pair, of two codes
+    assert (pair["recorded_code"], pair["rerun_code"]) == (
+        "7cb3e666f5/dbf35f53c1", "7abe1403be/6715f5b67f")
+    assert not pair["equal"] and pair["test_acc_diff"] == pytest.approx(-0.125, abs=1e-12)
+    assert "0 of 1 pairs equal" in recheck.markdown(doc)
