@@ -82,6 +82,30 @@ def test_warmup_rises_linearly_to_the_lr_then_the_step_schedule_runs():
         ev.with_changes(f, warmup_steps=-1)
 
 
+def test_on_step_sees_every_step_before_its_update_with_its_warmed_up_lr():
+    from evaluators.data import load_dataset
+    from evaluators.splits import make_splits
+    from evaluators.train import train_epochs
+
+    f = ev.with_changes(ev.get_fidelity("smoke"), warmup_steps=3, epochs=1)
+    splits = make_splits(load_dataset("synthetic"), f, torch.device("cpu"))
+    torch.manual_seed(0)
+    net = ss.build(ss.parse(DESIGN), num_classes=10, input_size=32)
+    seen = []
+
+    def probe(model, optimizer, loss):
+        assert model is net and all(p.grad is not None for p in model.parameters())
+        seen.append((optimizer.param_groups[0]["lr"], loss.item()))
+
+    (row,) = train_epochs(net, splits, f, seed=0, device=torch.device("cpu"), on_step=probe)
+    assert len(seen) == math.ceil(900 / 64)
+    assert [round(lr, 9) for lr, _ in seen[:4]] == [round(0.1 / 3, 9), round(0.2 / 3, 9),
+                                                     0.1, 0.1]
+    sizes = [64] * (len(seen) - 1) + [900 - 64 * (len(seen) - 1)]
+    mean = sum(n * loss for n, (_, loss) in zip(sizes, seen, strict=True)) / 900
+    assert row["train_loss"] == pytest.approx(mean, rel=1e-6)
+
+
 def test_zero_init_makes_every_residual_pair_start_as_its_skip():
     from evaluators.train import zero_init_residuals
     from search_space.modules import ResidualPair, shortcut
