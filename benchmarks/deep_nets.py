@@ -52,6 +52,9 @@ def jobs() -> list[dict[str, Any]]:
     out.append(first(RES20, {}, "cpu2-v2"))
     out += [{"kind": "trial", "design": d, "rung": "cpu-v2", "changes": {}, "seed": s}
             for s in ACCURACY_SEEDS for d in (RES20, RES8)]
+    # what zero-init costs where nothing diverged: res8 (and res20) from the paper's start
+    out += [{"kind": "trial", "design": d, "rung": "cpu-v2", "changes": PAPER, "seed": 0}
+            for d in (RES8, RES20)]
     out.append(first(RES20, WARMUP))
     out += [first(d, c) for d in (XCEPTION20, XCEPTION26) for c in (PAPER, {})]
     out += [first(RES20, PAPER, "cpu2-v2"), first(RES20, WARMUP50)]
@@ -162,7 +165,7 @@ def markdown(doc: dict[str, Any]) -> str:
     lines += ["", "| design | rung | seed | val acc | test acc (10,000 images) |",
               "| --- | --- | ---: | ---: | ---: |"]
     trials = [r for r in doc["results"].values() if r["kind"] == "trial"]
-    for r in sorted(trials, key=lambda r: (r["design"], r["seed"])):
+    for r in sorted(trials, key=lambda r: (r["design"], r["fidelity"], r["seed"])):
         lines.append(f"| `{r['design']}` | `{r['fidelity']}` | {r['seed']} | "
                      f"{r['val_acc']:.4f} | {r['test_acc']:.4f} |")
     return "\n".join(lines)

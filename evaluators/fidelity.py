@@ -196,6 +196,11 @@ FIDELITIES: dict[str, Fidelity] = {
     "paper": Fidelity(name="paper", epochs=400, latency_warmup=5, latency_reps=20),
 }
 
+#: Rungs kept for the committed records they made, and the version new runs use instead
+#: (what a command suggests as a cheaper rung skips them).
+SUPERSEDED = {"cpu": "cpu-v2", "cpu2": "cpu2-v2"}
+
+
 def get_fidelity(name: str) -> Fidelity:
     """The registered fidelity called ``name``.
 

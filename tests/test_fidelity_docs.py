@@ -1,0 +1,74 @@
+"""docs/fidelities.md quotes two committed measurements: the deep nets' first epochs and
+trials (benchmarks/results/deep_nets_cpu.json) and the recheck of committed records
+(docs/reproduction/recheck.json). Its tables are their renderings, and its prose says what
+they hold."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from analysis.doc_blocks import block_in_doc
+from benchmarks import deep_nets, recheck
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = (ROOT / "docs" / "fidelities.md").read_text()
+PROSE = " ".join(DOC.split())
+DEEP = json.loads(deep_nets.OUT.read_text())
+RECHECK = json.loads((ROOT / "docs" / "reproduction" / "recheck.json").read_text())
+LN10 = math.log(10)
+
+
+def _first(design: str, fidelity: str) -> dict:
+    (run,) = [r for r in DEEP["results"].values()
+              if r["kind"] == "first_epoch" and r["design"] == design
+              and r["fidelity"] == fidelity]
+    return run
+
+
+def test_the_deep_nets_tables_are_the_measurements():
+    assert block_in_doc(DOC, "deep-nets") == deep_nets.markdown(DEEP)
+
+
+def test_res20_ends_its_first_epoch_below_ln10_at_each_v2_cpu_rung():
+    """The issue: "The 20-layer nets' training loss falls below ln 10 within the first epoch
+    at every CPU rung"."""
+    for rung in ("cpu-v2", "cpu2-v2"):
+        run = _first(deep_nets.RES20, rung)
+        assert run["epoch"]["train_loss"] < LN10, rung
+        assert run["max_loss"] == run["steps"][0]["loss"]  # "the loss never rises"
+
+
+def test_the_paper_start_blows_up_and_zero_init_shrinks_the_first_gradient():
+    for design in (deep_nets.RES20, deep_nets.RES26):
+        paper = _first(design, "cpu-v2+zero_init_residual=False")
+        v2 = _first(design, "cpu-v2")
+        assert paper["epoch"]["train_loss"] > LN10 > v2["epoch"]["train_loss"]
+        # "the loss climbs within a few steps to ten times ln 10"
+        assert paper["max_loss"] > 10 * LN10 and paper["max_loss_step"] <= 5
+        # "the first gradient is an order of magnitude smaller"
+        assert paper["first_grad_norm"] > 10 * v2["first_grad_norm"]
+        assert v2["max_loss"] == v2["steps"][0]["loss"]
+    warm = _first(deep_nets.RES20, "cpu-v2+zero_init_residual=False+warmup_steps=20")
+    assert warm["max_loss"] > 3 * LN10 and warm["epoch"]["train_loss"] > LN10
+
+
+def test_the_recheck_table_is_the_json_and_covers_ten_records():
+    assert block_in_doc(DOC, "recheck") == recheck.markdown(RECHECK)
+    assert RECHECK["rechecked"] >= 10 and RECHECK["at"] == "head"
+    sources = {s for r in RECHECK["records"] for s in r["sources"]}
+    assert len(sources) >= 7
+
+
+def test_the_exports_recheck_table_is_the_json_and_the_prose_says_what_it_holds():
+    doc = json.loads((ROOT / "docs" / "reproduction" / "recheck-exports.json").read_text())
+    assert block_in_doc(DOC, "recheck-exports") == recheck.markdown(doc)
+    # "The fig3 and table2 `cpu` records and the 1.0 release differ from every later code on
+    # every key they share with it; fig2's, table4's and release 1.1's agree wherever they
+    # meet, and so do the two `cpu2` exports"
+    older = {"7cb3e666f5/dbf35f53c1", "9c265126c8/dbf35f53c1"}  # fig3/table2 cpu; 1.0
+    assert {r["recorded_code"] for r in doc["records"]} >= older
+    for r in doc["records"]:
+        assert r["equal"] == (r["recorded_code"] not in older), r["design_id"]
+    assert any(r["fidelity"] == "cpu2" and r["equal"] for r in doc["records"])
