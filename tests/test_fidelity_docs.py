@@ -88,3 +88,10 @@ def test_what_the_prose_says_of_the_head_recheck():
     worst = max(max(abs(r["val_acc_diff"]), abs(r["test_acc_diff"]))
                 for r in RECHECK["records"])
     assert 0.015 < worst <= 0.025
+
+
+def test_the_older_records_do_not_reproduce_at_their_own_commit_either():
+    doc = json.loads((ROOT / "docs" / "reproduction" / "recheck-recorded.json").read_text())
+    assert block_in_doc(DOC, "recheck-recorded") == recheck.markdown(doc)
+    assert doc["at"] == "recorded" and doc["rechecked"] == 2 and doc["equal"] == 0
+    assert all(r["recorded_code"] == r["rerun_code"] for r in doc["records"])
