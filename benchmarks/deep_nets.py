@@ -13,7 +13,7 @@ Then whole trials of res20 and res8 IGCV2 at `cpu-v2` (test accuracy on all 10,0
 One job at a time, one thread; the JSON is rewritten after each job and a re-run skips the
 jobs it holds (they are slow on a shared 2-core machine: about 1 min per res20 epoch at
 `cpu-v2`, 4-5 min at `cpu2-v2`). docs/fidelities.md ("Deep nets at the CPU rungs") quotes
-the JSON (tests/test_deep_nets_doc.py checks it).
+the JSON (tests/test_fidelity_docs.py checks it).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Do committed records reproduce? Re-run a random sample of them and compare exactly.
 
     nice python -m benchmarks.recheck docs/reproduction releases --sample 10 --seed 0 \\
-        --max-wall-s 320 --out docs/reproduction/recheck.json
+        --max-wall-s 80 --out docs/reproduction/recheck.json
 
 SOURCE: record exports (.csv, .parquet; ``analysis.release.read_records``) or folders of
 them. A candidate is a CPU training record that finished (status ok, device cpu, no

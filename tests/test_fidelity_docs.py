@@ -95,3 +95,13 @@ def test_the_older_records_do_not_reproduce_at_their_own_commit_either():
     assert block_in_doc(DOC, "recheck-recorded") == recheck.markdown(doc)
     assert doc["at"] == "recorded" and doc["rechecked"] == 2 and doc["equal"] == 0
     assert all(r["recorded_code"] == r["rerun_code"] for r in doc["records"])
+
+
+def test_the_v2_rung_trains_as_cpu_and_evaluates_the_images_the_ladder_says():
+    import evaluators as ev
+    from evaluators.cost_model import trial_shape
+
+    old, new = (trial_shape(ev.get_fidelity(f).to_dict(), "cifar10") for f in ("cpu", "cpu-v2"))
+    assert (old.train_images, old.epochs) == (new.train_images, new.epochs) == (7200, 2)
+    assert (old.eval_images, new.eval_images) == (3_600, 24_400)  # val x 2 epochs + test
+    assert "24,400 images evaluated, not 3,600" in PROSE
