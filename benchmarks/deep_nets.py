@@ -55,9 +55,9 @@ def jobs() -> list[dict[str, Any]]:
     # what zero-init costs where nothing diverged: res8 (and res20) from the paper's start
     out += [{"kind": "trial", "design": d, "rung": "cpu-v2", "changes": PAPER, "seed": 0}
             for d in (RES8, RES20)]
-    out.append(first(RES20, WARMUP))
+    out += [first(RES20, WARMUP), first(RES20, WARMUP50)]
     out += [first(d, c) for d in (XCEPTION20, XCEPTION26) for c in (PAPER, {})]
-    out += [first(RES20, PAPER, "cpu2-v2"), first(RES20, WARMUP50)]
+    out.append(first(RES20, PAPER, "cpu2-v2"))
     return out
 
 
