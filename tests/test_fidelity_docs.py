@@ -37,7 +37,9 @@ def test_res20_ends_its_first_epoch_below_ln10_at_each_v2_cpu_rung():
     for rung in ("cpu-v2", "cpu2-v2"):
         run = _first(deep_nets.RES20, rung)
         assert run["epoch"]["train_loss"] < LN10, rung
-        assert run["max_loss"] == run["steps"][0]["loss"]  # "the loss never rises"
+        # "the loss stays within 0.05 of its start (about ln 10) until it falls"
+        assert run["max_loss"] <= run["steps"][0]["loss"] + 0.05
+        assert abs(run["steps"][0]["loss"] - LN10) < 0.05
 
 
 def test_the_paper_start_blows_up_and_zero_init_shrinks_the_first_gradient():
@@ -45,13 +47,37 @@ def test_the_paper_start_blows_up_and_zero_init_shrinks_the_first_gradient():
         paper = _first(design, "cpu-v2+zero_init_residual=False")
         v2 = _first(design, "cpu-v2")
         assert paper["epoch"]["train_loss"] > LN10 > v2["epoch"]["train_loss"]
-        # "the loss climbs within a few steps to ten times ln 10"
+        # "the IGCV2 nets' loss climbs within a few steps to more than ten times ln 10"
         assert paper["max_loss"] > 10 * LN10 and paper["max_loss_step"] <= 5
         # "the first gradient is an order of magnitude smaller"
         assert paper["first_grad_norm"] > 10 * v2["first_grad_norm"]
-        assert v2["max_loss"] == v2["steps"][0]["loss"]
+        assert v2["max_loss"] <= v2["steps"][0]["loss"] + 0.05
+    xception = _first(deep_nets.XCEPTION20, "cpu-v2+zero_init_residual=False")
+    assert LN10 < xception["epoch"]["train_loss"] and xception["max_loss"] < 10 * LN10
+    # "A linear warm-up of 20 steps only delays and shrinks the blow-up"
     warm = _first(deep_nets.RES20, "cpu-v2+zero_init_residual=False+warmup_steps=20")
-    assert warm["max_loss"] > 3 * LN10 and warm["epoch"]["train_loss"] > LN10
+    paper = _first(deep_nets.RES20, "cpu-v2+zero_init_residual=False")
+    assert 3 * LN10 < warm["max_loss"] < paper["max_loss"]
+    assert warm["max_loss_step"] > paper["max_loss_step"] and warm["epoch"]["train_loss"] > LN10
+
+
+def _test_acc(design: str, fidelity: str) -> dict[int, float]:
+    return {r["seed"]: r["test_acc"] for r in DEEP["results"].values()
+            if r["kind"] == "trial" and r["design"] == design and r["fidelity"] == fidelity}
+
+
+def test_what_the_trials_say_of_res20_against_res8():
+    """"at cpu-v2 res20 IGCV2 scores above res8 on every seed (about 1 point), where from the
+    paper's start it scores 19 points below ... res8 ... loses about 9 points with it"."""
+    res20, res8 = _test_acc(deep_nets.RES20, "cpu-v2"), _test_acc(deep_nets.RES8, "cpu-v2")
+    assert sorted(res20) == sorted(res8) == [0, 1, 2]
+    assert all(res20[s] > res8[s] for s in res20)
+    gap = sum(res20.values()) / 3 - sum(res8.values()) / 3
+    assert 0.005 <= gap < 0.015
+    paper20 = _test_acc(deep_nets.RES20, "cpu-v2+zero_init_residual=False")[0]
+    paper8 = _test_acc(deep_nets.RES8, "cpu-v2+zero_init_residual=False")[0]
+    assert round(paper8 - paper20, 2) == 0.19
+    assert round(paper8 - res8[0], 2) == 0.09
 
 
 def test_the_recheck_table_is_the_json_and_covers_ten_records():
