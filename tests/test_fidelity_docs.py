@@ -54,11 +54,19 @@ def test_the_paper_start_blows_up_and_zero_init_shrinks_the_first_gradient():
         assert v2["max_loss"] <= v2["steps"][0]["loss"] + 0.05
     xception = _first(deep_nets.XCEPTION20, "cpu-v2+zero_init_residual=False")
     assert LN10 < xception["epoch"]["train_loss"] and xception["max_loss"] < 10 * LN10
-    # "A linear warm-up of 20 steps only delays and shrinks the blow-up"
-    warm = _first(deep_nets.RES20, "cpu-v2+zero_init_residual=False+warmup_steps=20")
+    assert _first(deep_nets.RES20, "cpu2-v2+zero_init_residual=False")["epoch"][
+        "train_loss"] > LN10  # "and so does res20 at cpu2-v2's first epoch"
+    # "A linear warm-up delays and shrinks the blow-up but does not stop it: after 20 or 50
+    # steps of it the epoch still ends above ln 10 (with 50 ... the highest here"
     paper = _first(deep_nets.RES20, "cpu-v2+zero_init_residual=False")
-    assert 3 * LN10 < warm["max_loss"] < paper["max_loss"]
-    assert warm["max_loss_step"] > paper["max_loss_step"] and warm["epoch"]["train_loss"] > LN10
+    for steps in (20, 50):
+        warm = _first(deep_nets.RES20, f"cpu-v2+zero_init_residual=False+warmup_steps={steps}")
+        assert 3 * LN10 < warm["max_loss"] < paper["max_loss"]
+        assert warm["max_loss_step"] > paper["max_loss_step"]
+        assert warm["epoch"]["train_loss"] > LN10
+    best = max((r for r in DEEP["results"].values() if r["kind"] == "first_epoch"
+                and r["rung"] == "cpu-v2"), key=lambda r: r["epoch"]["val_acc"])
+    assert best["changes"].get("warmup_steps") == 50
 
 
 def _test_acc(design: str, fidelity: str) -> dict[int, float]:
