@@ -39,6 +39,7 @@ XCEPTION26 = "res26-c35-k1.g1"
 PAPER = {"zero_init_residual": False}  # the v2 rung's data with the paper's start
 WARMUP = {"zero_init_residual": False, "warmup_steps": 20}
 WARMUP50 = {"zero_init_residual": False, "warmup_steps": 50}
+WARMUP_EPOCH = {"zero_init_residual": False, "warmup_steps": 113}  # cpu-v2's first epoch
 ACCURACY_SEEDS = (0, 1, 2)
 
 
@@ -58,6 +59,10 @@ def jobs() -> list[dict[str, Any]]:
     out += [first(RES20, WARMUP), first(RES20, WARMUP50)]
     out += [first(d, c) for d in (XCEPTION20, XCEPTION26) for c in (PAPER, {})]
     out.append(first(RES20, PAPER, "cpu2-v2"))
+    # a warm-up over the whole lr-0.1 epoch, the paper's start: does it spare res8?
+    out.append(first(RES20, WARMUP_EPOCH))
+    out += [{"kind": "trial", "design": d, "rung": "cpu-v2", "changes": WARMUP_EPOCH,
+             "seed": 0} for d in (RES8, RES20)]
     return out
 
 
@@ -143,9 +148,12 @@ def run(out: Path, only: str | None) -> dict[str, Any]:
 def _start(fidelity: str) -> str:
     """How a run's fidelity name reads in the table: the rung and what differs from it."""
     rung, _, changes = fidelity.partition("+")
-    words = {"zero_init_residual=False": "paper's init",
-             "warmup_steps=20": "warm-up 20 steps", "warmup_steps=50": "warm-up 50 steps"}
-    said = [words[c] for c in changes.split("+") if c] if changes else ["zero-init (v2)"]
+    def word(change: str) -> str:
+        field, _, value = change.partition("=")
+        return "paper's init" if change == "zero_init_residual=False" else (
+            f"warm-up {value} steps" if field == "warmup_steps" else change)
+
+    said = [word(c) for c in changes.split("+") if c] if changes else ["zero-init (v2)"]
     return f"`{rung}`, {', '.join(said)}"
 
 
