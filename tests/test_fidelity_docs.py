@@ -56,17 +56,14 @@ def test_the_paper_start_blows_up_and_zero_init_shrinks_the_first_gradient():
     assert LN10 < xception["epoch"]["train_loss"] and xception["max_loss"] < 10 * LN10
     assert _first(deep_nets.RES20, "cpu2-v2+zero_init_residual=False")["epoch"][
         "train_loss"] > LN10  # "and so does res20 at cpu2-v2's first epoch"
-    # "A linear warm-up delays and shrinks the blow-up but does not stop it: after 20 or 50
-    # steps of it the epoch still ends above ln 10 (with 50 ... the highest here"
+    # "A linear warm-up delays and shrinks the blow-up but does not stop it: after 20, 50 or
+    # 113 steps of it (113: the whole first epoch) the epoch still ends above ln 10"
     paper = _first(deep_nets.RES20, "cpu-v2+zero_init_residual=False")
-    for steps in (20, 50):
+    for steps in (20, 50, 113):
         warm = _first(deep_nets.RES20, f"cpu-v2+zero_init_residual=False+warmup_steps={steps}")
-        assert 3 * LN10 < warm["max_loss"] < paper["max_loss"]
+        assert 2 * LN10 < warm["max_loss"] < paper["max_loss"]
         assert warm["max_loss_step"] > paper["max_loss_step"]
         assert warm["epoch"]["train_loss"] > LN10
-    best = max((r for r in DEEP["results"].values() if r["kind"] == "first_epoch"
-                and r["rung"] == "cpu-v2"), key=lambda r: r["epoch"]["val_acc"])
-    assert best["changes"].get("warmup_steps") == 50
 
 
 def _test_acc(design: str, fidelity: str) -> dict[int, float]:
@@ -86,6 +83,12 @@ def test_what_the_trials_say_of_res20_against_res8():
     paper8 = _test_acc(deep_nets.RES8, "cpu-v2+zero_init_residual=False")[0]
     assert round(paper8 - paper20, 2) == 0.19
     assert round(paper8 - res8[0], 2) == 0.09
+    # "with a warm-up over the first epoch, res20 scores 0.397 and res8 0.413 at cpu-v2
+    # (seed 0), both above their zero-init scores"
+    warm = "cpu-v2+zero_init_residual=False+warmup_steps=113"
+    warm20, warm8 = _test_acc(deep_nets.RES20, warm), _test_acc(deep_nets.RES8, warm)
+    assert (round(warm20[0], 3), round(warm8[0], 3)) == (0.397, 0.413)
+    assert warm20[0] > res20[0] and warm8[0] > res8[0]
 
 
 def test_the_recheck_table_is_the_json_and_covers_ten_records():
