@@ -9,6 +9,11 @@ designs with replacement and, at each fidelity, each design's seeds with replace
 in the interval. Not a claim of the paper (DESIGN.md asks that rungs rank alike); reported
 beside the verdicts, not in their families.
 
+Records trained by different code are not pooled (analysis.code_groups): a fidelity whose
+records hold more than one training code, not shown equal by a recheck
+(``recheck*.json`` beside the exports, benchmarks/recheck.py), is split into one row per
+code (``cpu [code 7cb3e666f5/dbf35f53c1]``).
+
     python -m analysis.rank_agreement docs/reproduction        # the markdown table
 
 Example:
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +39,7 @@ import pandas as pd
 
 from . import selection, stats
 from .cli import ArgumentParser
+from .code_groups import read_equalities, separate_codes
 
 MIN_DESIGNS = 4  # Kendall tau over fewer designs takes too few values to mean anything
 
@@ -100,8 +106,12 @@ def compare(a: pd.Series, b: pd.Series, *, n_boot: int = 4000,
 
 
 def rank_agreement(df: pd.DataFrame, *, metric: str | None = None, n_boot: int = 4000,
-                   seed: int = 0) -> list[RankAgreement]:
-    """Every pair of fidelities sharing at least MIN_DESIGNS designs on a dataset."""
+                   seed: int = 0,
+                   equalities: Iterable[tuple[str, str, bool]] = ()) -> list[RankAgreement]:
+    """Every pair of fidelities sharing at least MIN_DESIGNS designs on a dataset; a
+    fidelity whose records hold training codes not shown equal (``equalities``, from
+    :func:`analysis.code_groups.read_equalities`) counts as one fidelity per code."""
+    df = separate_codes(df, equalities)
     out = []
     for ds in sorted(df["dataset"].dropna().astype(str).unique()):
         per = {}
@@ -144,7 +154,8 @@ def table(export_dir: str | Path, *, n_boot: int = 4000) -> str:
     from .release import read_records
 
     frames = [read_records(p) for p in sorted(Path(export_dir).glob("*.csv"))]
-    return markdown(rank_agreement(pd.concat(frames, ignore_index=True), n_boot=n_boot)
+    return markdown(rank_agreement(pd.concat(frames, ignore_index=True), n_boot=n_boot,
+                                   equalities=read_equalities(export_dir))
                     if frames else [])
 
 

@@ -16,6 +16,8 @@ import pandas as pd
 
 from evaluators.fidelity import FIDELITIES
 
+from .code_groups import fidelity_base
+
 #: The fidelity ladder, cheapest first (for ordering pairs and figures): its one owner is
 #: evaluators.fidelity (torch-free), whose registry lists the rungs in that order.
 FIDELITY_ORDER = tuple(FIDELITIES)
@@ -31,8 +33,10 @@ SEPARATED = (*IGCV2, "xception")
 
 
 def fidelity_rank(name: str) -> tuple[int, str]:
-    """Sort key placing the known fidelities in ladder order, unknown ones after, by name."""
-    return (FIDELITY_ORDER.index(name) if name in FIDELITY_ORDER else len(FIDELITY_ORDER), name)
+    """Sort key placing the known fidelities in ladder order, unknown ones after, by name;
+    a fidelity split by training code (``cpu [code x]``, analysis.code_groups) at its own."""
+    base = fidelity_base(name)
+    return (FIDELITY_ORDER.index(base) if base in FIDELITY_ORDER else len(FIDELITY_ORDER), name)
 
 
 def ok_rows(df: pd.DataFrame, metric: str) -> pd.DataFrame:

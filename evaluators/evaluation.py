@@ -29,7 +29,7 @@ from evaluators.latency import measure_latency
 from evaluators.record import Result, describe_info, provenance, utc_now
 from evaluators.runtime import device_name, torch_state
 from evaluators.splits import make_splits
-from evaluators.train import accuracy, train_epochs
+from evaluators.train import accuracy, train_epochs, zero_init_residuals
 
 Progress = Callable[[dict[str, Any]], object]
 
@@ -153,6 +153,8 @@ def _trial(design: ss.Design, input_size: int, data: Dataset, fidelity: Fidelity
         splits = make_splits(data, fidelity, device)
         torch.manual_seed(seed)
         model = ss.build(design, num_classes=splits.num_classes, input_size=input_size)
+        if fidelity.zero_init_residual:
+            zero_init_residuals(model)
         model = model.to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)

@@ -19,6 +19,7 @@ from evaluators.evaluation import failure_reason
 from evaluators.fidelity import Fidelity
 from evaluators.folded import CONV1X1, FoldedNet, FoldedSGD
 from evaluators.splits import Splits
+from evaluators.train import zero_init_residuals
 from search_space.plan import net_plan
 
 
@@ -72,7 +73,10 @@ class FoldedGroup:
         nets = []
         for seed in self.seeds:  # as evaluate()'s _trial: seed, then build
             torch.manual_seed(seed)
-            nets.append(ss.build(design, num_classes=splits.num_classes, input_size=input_size))
+            net = ss.build(design, num_classes=splits.num_classes, input_size=input_size)
+            if fidelity.zero_init_residual:
+                zero_init_residuals(net)
+            nets.append(net)
         plan = net_plan(design, splits.num_classes, input_size)
         net = FoldedNet.from_nets(plan, nets, options.conv1x1)
         net = net.to(device=device, dtype=options.dtype or torch.float32)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -31,19 +31,41 @@ from evaluators.fidelity import Fidelity
 from evaluators.splits import Splits
 
 _CHECK_EVERY_CUDA = 50  # steps between loss-finiteness checks on GPU (each one syncs)
+StepHook = Callable[[nn.Module, torch.optim.Optimizer, torch.Tensor], object]
 
 
 def lr_factor(step: int, total_steps: int, fidelity: Fidelity) -> float:
     """Multiplier of ``fidelity.lr`` before optimiser step ``step`` (0-based) of ``total_steps``.
 
     "step": ``lr_decay`` per milestone passed (0.5, 0.75, 0.875 of the budget = epochs 200,
-    300, 350 of 400 in the paper). "cosine": half a cosine from 1 to 0.
+    300, 350 of 400 in the paper). "cosine": half a cosine from 1 to 0. Times the linear
+    warm-up over the first ``warmup_steps`` steps: (step + 1) / warmup_steps.
     """
     progress = step / max(total_steps, 1)
+    warm = min(1.0, (step + 1) / fidelity.warmup_steps) if fidelity.warmup_steps else 1.0
     if fidelity.lr_schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * progress))
+        return warm * 0.5 * (1 + math.cos(math.pi * progress))
     passed = sum(progress >= m for m in fidelity.lr_milestones)
-    return fidelity.lr_decay ** passed
+    return warm * fidelity.lr_decay ** passed
+
+
+def zero_init_residuals(model: nn.Module) -> int:
+    """Set gamma = 0 in the last BatchNorm of every residual branch of ``model`` (the
+    second block of a ``ResidualPair``, the body of an ``InvertedResidual``), so that each
+    skip starts as the identity (``Fidelity.zero_init_residual``). Returns how many."""
+    from search_space.modules import InvertedResidual, ResidualPair
+
+    count = 0
+    for m in model.modules():
+        branch = m.second if isinstance(m, ResidualPair) else (
+            m.body if isinstance(m, InvertedResidual) else None)
+        bns = [] if branch is None else [
+            b for b in branch.modules() if isinstance(b, nn.BatchNorm2d)]
+        if bns:
+            with torch.no_grad():
+                bns[-1].weight.zero_()
+            count += 1
+    return count
 
 
 def make_optimizer(model: nn.Module, fidelity: Fidelity) -> torch.optim.SGD:
@@ -54,7 +76,8 @@ def make_optimizer(model: nn.Module, fidelity: Fidelity) -> torch.optim.SGD:
 
 def train_epochs(model: nn.Module, splits: Splits, fidelity: Fidelity, *, seed: int,
                  device: torch.device,
-                 checkpoint: EpochCheckpoint | None = None) -> Iterator[dict]:
+                 checkpoint: EpochCheckpoint | None = None,
+                 on_step: StepHook | None = None) -> Iterator[dict]:
     """Train ``model`` for ``fidelity.epochs``; yield one curve row per epoch.
 
     Each row: ``epoch`` (1-based), ``train_loss`` (mean over the epoch's images),
@@ -66,6 +89,11 @@ def train_epochs(model: nn.Module, splits: Splits, fidelity: Fidelity, *, seed: 
     yielded; if that path already holds a valid checkpoint of this trial, training resumes
     after its epoch: the rows of the restored epochs are yielded first (as they were), then
     the remaining epochs train exactly as they would have without the interruption.
+
+    ``on_step(model, optimizer, loss)``, if given, is called after each step's backward
+    pass and before its update (gradients and the step's lr in place): a probe for
+    measurements (benchmarks/deep_nets.py reads per-step loss, gradient norm and lr). It
+    must not change the model, or the run is not the fidelity's.
 
     Raises:
         Diverged: a non-finite loss; the message is ``loss=nan at epoch E step S`` (1-based
@@ -107,6 +135,8 @@ def train_epochs(model: nn.Module, splits: Splits, fidelity: Fidelity, *, seed: 
                 _check_finite(losses, step, check_every, epoch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if on_step is not None:
+                on_step(model, optimizer, loss.detach())
             optimizer.step()
             schedule.step()
             correct += (logits.argmax(1) == y).sum()

@@ -29,6 +29,7 @@ from studies.presets import PRESETS, Preset, get_preset
 SCHEDULERS = ("asha", "fifo")
 ADDRESS_TIMEOUT_S = 3.0  # a cluster that does not accept a TCP connection by then is down
 IDENTITY = ("design_ids", "fidelity_config", "dataset")  # what a run directory is bound to
+DEFAULT_FIDELITY = Preset.fidelity  # cpu-v2: one default for presets and the command line
 CONFIRM_ABOVE = "2h"  # a sweep estimated longer than this asks before it starts
 
 
@@ -59,8 +60,10 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
                       + " (default: cifar10, or the preset's)")
     what.add_argument("--data-dir", help="directory holding the dataset (the same path on "
                                          "every Ray node); default $IGCBENCH_DATA or ./data")
-    what.add_argument("--fidelity", help="training budget: smoke, cpu, cpu2, proxy15, proxy, "
-                                         "paper (default: cpu, or the preset's)")
+    what.add_argument("--fidelity", help="training budget: smoke, cpu-v2, cpu2-v2, proxy15, "
+                                         "proxy, paper; cpu and cpu2 are the committed "
+                                         f"records' (default: {DEFAULT_FIDELITY}, or the "
+                                         "preset's)")
     what.add_argument("--seeds", help="N (seeds 0..N-1) or a list 0,1,2; seed 0 alone: 0, "
                                       "(default: 1, or the preset's)")
     what.add_argument("--seeds-for-power", action="store_true",
@@ -172,8 +175,8 @@ def resolve(args: argparse.Namespace, *, dry_run: bool = False) -> Request:
     preset, budget, designs = _designs(args)
     dataset = args.dataset or (preset.dataset if preset else None) or "cifar10"
     num_classes = NUM_CLASSES[dataset]
-    fidelity = _fidelity(evaluators, args.fidelity or (preset.fidelity if preset else "cpu"),
-                         args.fidelity_set)
+    name = args.fidelity or (preset.fidelity if preset else DEFAULT_FIDELITY)
+    fidelity = _fidelity(evaluators, name, args.fidelity_set)
     seeds = parse_seeds(args.seeds) if args.seeds else (preset.seeds if preset else (0,))
     power_note = None
     if getattr(args, "seeds_for_power", False):

@@ -219,11 +219,12 @@ class SweepClock:
 
 def confirm_message(est: SweepEstimate, threshold_s: float, fidelity: str) -> str:
     """One line: the estimate over the threshold and the cheaper ways."""
-    from evaluators.fidelity import FIDELITIES
+    from evaluators.fidelity import FIDELITIES, SUPERSEDED
 
     ladder = list(FIDELITIES)
     base = fidelity.split("+")[0]
-    cheaper = ladder[:ladder.index(base)] if base in ladder else []
+    cheaper = [f for f in ladder[:ladder.index(base)] if f not in SUPERSEDED] if (
+        base in ladder) else []
     rung = f"a cheaper rung (--fidelity {' or '.join(cheaper)}), " if cheaper else ""
     return (f"this sweep is estimated at {fmt_seconds(est.total)} on this machine "
             f"({est.describe()}; {est.source}), over the --confirm-above "

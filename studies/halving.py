@@ -112,14 +112,15 @@ def time_budget_of(args: Any) -> float | None:
 # --- the ladder --------------------------------------------------------------------------
 
 
-def rung_configs(base: dict[str, Any], *, dataset_train: int,
+def rung_configs(base: dict[str, Any], *, dataset_train: int, dataset_test: int | None = None,
                  min_steps: int = MIN_STEPS) -> list[dict[str, Any]]:
     """The ladder below a base fidelity config (``Fidelity.to_dict()``), most expensive
     first: per rung its ``train_images`` (per epoch), ``epochs``, ``val_images``,
     ``test_images`` and the fidelity ``changes`` that make it; down to the last rung that
     trains ``min_steps`` SGD steps of the base's batch (its image passes / batch size).
 
-    ``dataset_train``: the dataset's official train images (the base may ask for all).
+    ``dataset_train``, ``dataset_test``: the dataset's official train and test images (the
+    base may ask for all; a rung's test count is then at most the test split's).
     Validation: the base's, but never more images than the rung trains on (an evaluation
     costs about a third of a training image). Test: the base's, never more than the rung's
     training images x epochs; only the top rung's test accuracy is reported.
@@ -127,7 +128,7 @@ def rung_configs(base: dict[str, Any], *, dataset_train: int,
     drawn = min(base.get("train_size") or dataset_train, dataset_train)
     base_val = max(1, round(base.get("val_fraction", 0.1) * drawn))
     base_train = drawn - base_val
-    base_test = base.get("test_size") or 10_000_000  # "all" (the loader caps it)
+    base_test = base.get("test_size") or dataset_test or 10_000_000  # None: "all"
     passes = base_train * int(base["epochs"])
     floor = min_steps * int(base.get("batch_size", 64))  # image passes
     out = []

@@ -52,6 +52,7 @@ def ladder_fidelities(base: Fidelity, dataset: str) -> list[Fidelity]:
 
 def _configs(base: Fidelity, dataset: str) -> list[dict[str, Any]]:
     return hv.rung_configs(base.to_dict(), dataset_train=DATASET_SIZES[dataset][0],
+                           dataset_test=DATASET_SIZES[dataset][1],
                            min_steps=hv.min_steps(dataset))
 
 def ladder_markdown(base: Fidelity, dataset: str) -> str:

@@ -185,6 +185,7 @@ def test_import_analysis_is_light_and_never_pulls_torch_or_ray():
         "assert 'pandas' not in sys.modules, 'import analysis should be lazy'\n"
         "import analysis.load, analysis.claims, analysis.figure3, analysis.pareto\n"
         "import analysis.figures, analysis.report, analysis.dashboard, analysis.__main__\n"
+        "import analysis.rank_agreement, analysis.code_groups\n"
         "import seaborn, matplotlib.figure, optuna, optuna_dashboard, scipy.stats\n"
         "analysis.write_report, analysis.serve_dashboard, analysis.check_claims\n"
         "bad = sorted(m for m in ('torch', 'ray') if m in sys.modules)\n"

@@ -138,7 +138,7 @@ def test_the_preset_tables_are_the_presets():
     listed = re.search(r"Presets: `([^`]+)`", readme).group(1).split()
     assert listed == list(PRESETS)
     studies = (ROOT / "docs" / "studies.md").read_text()
-    rows = re.findall(r"^\| `(\w+)` \| .* \| (\w+)[^|]* \| (\d+) \|$", studies, re.M)
+    rows = re.findall(r"^\| `(\w+)` \| .* \| ([\w-]+)[^|]* \| (\d+) \|$", studies, re.M)
     assert [r[0] for r in rows] == list(PRESETS)
     for name, fidelity, trials in rows:
         preset = PRESETS[name]

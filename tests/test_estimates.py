@@ -186,8 +186,8 @@ def test_a_sweep_over_the_threshold_asks_on_a_terminal_and_needs_yes_elsewhere(
                        r"--confirm-above 2h00m; cheaper: --time-budget DURATION .* a smaller "
                        r"--budget or --max-trials N; or --yes"):  # smoke: no cheaper rung
         run._confirmed(_request(), long, io.StringIO(), io.StringIO())
-    with pytest.raises(UsageError, match=r"a cheaper rung \(--fidelity smoke or cpu\), a "):
-        run._confirmed(_request("--fidelity", "cpu2"), long, io.StringIO(), io.StringIO())
+    with pytest.raises(UsageError, match=r"a cheaper rung \(--fidelity smoke or cpu-v2\), a "):
+        run._confirmed(_request("--fidelity", "cpu2-v2"), long, io.StringIO(), io.StringIO())
 
     # The whole command, not on a terminal: one line, exit 2, nothing created.
     monkeypatch.chdir(tmp_path)

@@ -32,9 +32,10 @@ def smoke_result() -> ev.Result:
 
 
 def test_registry_and_unknown_name():
-    assert list(ev.FIDELITIES) == ["smoke", "cpu", "cpu2", "proxy15", "proxy", "paper"]
+    assert list(ev.FIDELITIES) == ["smoke", "cpu", "cpu-v2", "cpu2", "cpu2-v2", "proxy15",
+                                   "proxy", "paper"]
     assert ev.get_fidelity("paper").epochs == 400 and ev.get_fidelity("paper").batch_size == 64
-    with pytest.raises(ValueError, match=r"'fast'.*smoke, cpu, cpu2, proxy15, proxy, paper"):
+    with pytest.raises(ValueError, match=r"'fast'.*smoke, cpu, cpu-v2, cpu2, cpu2-v2, proxy15"):
         ev.get_fidelity("fast")
 
 
@@ -46,6 +47,77 @@ def test_proxy15_is_full_cifar_at_32_for_15_epochs_without_deterministic_kernels
     # A field at the behaviour records had before it existed is left out of the config, so
     # run directories and exports made earlier still match (studies/run.py IDENTITY).
     assert "deterministic" not in ev.get_fidelity("cpu").to_dict()
+
+
+def test_the_v2_cpu_rungs_train_as_before_and_measure_on_more_images():
+    from evaluators.splits import split_indices
+
+    old, new = ev.get_fidelity("cpu"), ev.get_fidelity("cpu-v2")
+    # The committed records' configs are the registry's still (threads as recorded).
+    recorded = {"augment": True, "batch_size": 64, "epochs": 2, "eval_batch_size": 500,
+                "latency_reps": 3, "latency_resolution": None, "latency_warmup": 1,
+                "lr": 0.1, "lr_decay": 0.1, "lr_milestones": [0.5, 0.75, 0.875],
+                "lr_schedule": "step", "momentum": 0.9, "name": "cpu", "resolution": 16,
+                "split_seed": 0, "test_size": 2000, "threads": 1, "train_size": 8000,
+                "val_fraction": 0.1, "weight_decay": 0.0001}  # table4-cpu-cifar10.csv
+    assert old.to_dict() == recorded
+    sizes = {}
+    for f in (old, new, ev.get_fidelity("cpu2"), ev.get_fidelity("cpu2-v2")):
+        train, val = split_indices(50_000, train_size=f.train_size,
+                                   val_size=round(f.val_fraction * f.train_size), seed=0)
+        assert not set(train.tolist()) & set(val.tolist())
+        sizes[f.name] = (len(train), f.epochs, len(val), f.test_size, f.zero_init_residual)
+    assert sizes == {"cpu": (7200, 2, 800, 2000, False), "cpu-v2": (7200, 2, 7200, None, True),
+                     "cpu2": (28800, 4, 7200, None, False),
+                     "cpu2-v2": (28800, 4, 7200, None, True)}
+
+
+def test_warmup_rises_linearly_to_the_lr_then_the_step_schedule_runs():
+    from evaluators.train import lr_factor
+
+    f = ev.with_changes(ev.get_fidelity("cpu"), warmup_steps=4)
+    assert [lr_factor(s, 100, f) for s in (0, 1, 3, 49, 50)] == [0.25, 0.5, 1.0, 1.0, 0.1]
+    assert lr_factor(0, 100, ev.get_fidelity("cpu")) == 1.0
+    with pytest.raises(ValueError, match="warmup_steps=-1"):
+        ev.with_changes(f, warmup_steps=-1)
+
+
+def test_on_step_sees_every_step_before_its_update_with_its_warmed_up_lr():
+    from evaluators.data import load_dataset
+    from evaluators.splits import make_splits
+    from evaluators.train import train_epochs
+
+    f = ev.with_changes(ev.get_fidelity("smoke"), warmup_steps=3, epochs=1)
+    splits = make_splits(load_dataset("synthetic"), f, torch.device("cpu"))
+    torch.manual_seed(0)
+    net = ss.build(ss.parse(DESIGN), num_classes=10, input_size=32)
+    seen = []
+
+    def probe(model, optimizer, loss):
+        assert model is net and all(p.grad is not None for p in model.parameters())
+        seen.append((optimizer.param_groups[0]["lr"], loss.item()))
+
+    (row,) = train_epochs(net, splits, f, seed=0, device=torch.device("cpu"), on_step=probe)
+    assert len(seen) == math.ceil(900 / 64)
+    assert [round(lr, 9) for lr, _ in seen[:4]] == [round(0.1 / 3, 9), round(0.2 / 3, 9),
+                                                     0.1, 0.1]
+    sizes = [64] * (len(seen) - 1) + [900 - 64 * (len(seen) - 1)]
+    mean = sum(n * loss for n, (_, loss) in zip(sizes, seen, strict=True)) / 900
+    assert row["train_loss"] == pytest.approx(mean, rel=1e-6)
+
+
+def test_zero_init_makes_every_residual_pair_start_as_its_skip():
+    from evaluators.train import zero_init_residuals
+    from search_space.modules import ResidualPair, shortcut
+
+    torch.manual_seed(0)
+    net = ss.build(ss.parse("res8-c64-k1.8.8/1.16.16/1.32.32"), num_classes=10)
+    pairs = [m for m in net.modules() if isinstance(m, ResidualPair)]
+    assert zero_init_residuals(net) == len(pairs) == 3
+    x = torch.randn(2, 64, 8, 8)
+    for pair in pairs[:1]:  # the first pair takes 64 channels at stride 1
+        assert torch.equal(pair(x), torch.relu(shortcut(x, pair.cout, pair.stride)))
+    assert zero_init_residuals(ss.build(ss.parse(DESIGN), num_classes=10)) == 0  # plain
 
 
 def test_deterministic_false_changes_nothing_on_a_cpu():

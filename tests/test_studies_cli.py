@@ -115,7 +115,7 @@ def test_table40k_is_the_whole_enumerated_space_under_its_budget():
     p = get_preset("table40k")
     assert list(p.design_ids) == [
         d.id for d in ss.enumerate_designs(TABLE40K_BUDGET, "plain8", num_classes=10)]
-    assert len(p.design_ids) == 68 and p.fidelity == "cpu" and p.seeds == (0, 1, 2)
+    assert len(p.design_ids) == 68 and p.fidelity == "cpu-v2" and p.seeds == (0, 1, 2)
     widths = [ss.parse(i).width for i in p.design_ids]
     assert (min(widths), max(widths)) == (24, 310)
     assert {"plain8-c64-k1.64", "plain8-c144-k1.12.12"} <= set(p.design_ids)  # Table 2's pair
@@ -125,7 +125,7 @@ def test_table_is_the_whole_enumerated_space_under_its_budget():
     p = get_preset("table")
     assert list(p.design_ids) == [
         d.id for d in ss.enumerate_designs(TABLE_BUDGET, "plain8", num_classes=10)]
-    assert len(p.design_ids) >= 30 and p.fidelity == "cpu" and p.seeds == (0, 1, 2)
+    assert len(p.design_ids) >= 30 and p.fidelity == "cpu-v2" and p.seeds == (0, 1, 2)
     assert max(ss.describe(ss.parse(i), num_classes=10)["params"]
                for i in p.design_ids) <= TABLE_BUDGET
 

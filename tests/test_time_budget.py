@@ -22,8 +22,8 @@ from evaluators.cost_model import trial_shape
 from evaluators.memory import trial_memory_bytes
 from evaluators.record import trial_key
 from studies import budget_report as report
+from studies import cli, run
 from studies import halving as hv
-from studies import run
 from studies import rungs as rg
 from studies import time_budget as tb
 from studies.estimate import fmt_seconds
@@ -51,6 +51,16 @@ def test_durations_as_users_write_them():
 
 
 # --- the ladder ------------------------------------------------------------------------------
+
+
+def test_ladder_below_cpu_v2_measures_on_the_base_images_up_to_the_rung_and_the_dataset():
+    ladder = rg.ladder_fidelities(ev.get_fidelity("cpu-v2"), "cifar10")
+    shapes = [trial_shape(f.to_dict(), "cifar10") for f in ladder]
+    assert [(s.train_images, s.epochs) for s in shapes] == [(7200, 2), (3600, 1)]
+    # validation: 7,200 per epoch at rung 0, as many as it trains on at rung 1; test: all
+    # 10,000 (not the 14,400 passes), then 3,600
+    assert [s.eval_images for s in shapes] == [7200 * 2 + 10_000, 3600 + 3600]
+    assert all(f.name.startswith("cpu-v2+") and f.zero_init_residual for f in ladder)
 
 
 def test_ladder_below_the_cpu_fidelity_is_named_keyed_and_sized_as_trials_draw():
@@ -413,7 +423,7 @@ def test_a_time_budget_run_shares_the_grid_sweeps_run_directory():
     args = run.build_parser().parse_args(["--budget", "40k", "--dataset", "synthetic",
                                           "--time-budget", "2m"])
     request = run.resolve(args)
-    assert request.plan.name == "plain8-40k-cpu-synthetic" and request.time_budget_s == 120
+    assert request.plan.name == "plain8-40k-cpu-v2-synthetic" and request.time_budget_s == 120
     assert run.resolve(run.build_parser().parse_args(
         ["--budget", "40k", "--dataset", "synthetic"])).time_budget_s is None
 
@@ -483,7 +493,7 @@ def test_docs_show_the_ladder_the_code_makes_and_the_reports_lines(tmp_path):
 
     doc = (REPO / "docs" / "studies.md").read_text()
     assert block_in_doc(doc, "time-budget-ladder") == rg.ladder_markdown(
-        ev.get_fidelity("cpu"), "cifar10")
+        ev.get_fidelity(cli.DEFAULT_FIDELITY), "cifar10")
     section = doc.split("## A time budget", 1)[1].split("\n## ", 1)[0]
     example = section.split("**What the report means.**", 1)[1].split("```")[1]
     lines = example.strip().splitlines()
