@@ -44,9 +44,9 @@ def power_seeds(preset: str | None, fidelity: str, path: Path = PLAN) -> tuple[
     if fidelity not in rungs and older in rungs:
         # A v2 rung trains what the rung it supersedes trains and scores on more images, so
         # its seed variance is expected to be at most the old rung's (the test subset's share
-        # of it shrinks): the old rung's n should suffice (an upper
-        # bound until the v2 rung's own records measure it).
-        bound = f"; from {older}'s records, an expected upper bound for {fidelity} (more test images)"
+        # of it shrinks): the old rung's n should suffice, until its own records measure it.
+        bound = (f"; from {older}'s records, an expected upper bound for {fidelity} "
+                 "(more test images)")
         fidelity = older
     if fidelity not in rungs:
         have = ", ".join(f"{p} at {'/'.join(sorted(r))}" for p, r in sorted(
