@@ -42,7 +42,8 @@ from torch.autograd.function import once_differentiable
 from .modules import ReferenceBlock
 from .plan import Block, segments
 from .plan import Run as _Run
-from .work import choose_path
+from .grouped import grouped_run
+from .work import PATHS, choose_path
 
 #: (training, eval) path of FastBlock per device type, as measured by benchmarks/speed.py
 #: and benchmarks/path_choice.py (docs/performance.md): "fused" computes every run as GEMMs,
@@ -265,8 +266,10 @@ class FastBlock(ReferenceBlock):
 
     Args:
         block: the plan of the block.
-        path: ``"fused"``, ``"reference"`` or ``"auto"`` (the one ``work.choose_path``
-            predicts faster for this block, the mode and the input's batch and size);
+        path: ``"fused"``, ``"reference"``, ``"grouped"`` (training: the group-major
+            kernels of ``search_space.grouped``; eval: as "auto") or ``"auto"`` (the one
+            ``work.choose_path`` predicts faster for this block, the mode and the input's
+            batch and size);
             None picks by device type and train/eval mode from ``DEVICE_PATH``.
 
     Example:
@@ -278,8 +281,9 @@ class FastBlock(ReferenceBlock):
 
     def __init__(self, block: Block, *, path: str | None = None) -> None:
         super().__init__(block)
-        if path not in (None, "fused", "reference", "auto"):
-            raise ValueError(f"path {path!r}; accepted: None, 'fused', 'reference', 'auto'")
+        if path not in (None, *PATHS, "auto"):
+            raise ValueError(f"path {path!r}; accepted: None, {', '.join(map(repr, PATHS))},"
+                             " 'auto'")
         self.path = path
         self.block_plan = block
         self.runs = segments(block)
@@ -292,10 +296,14 @@ class FastBlock(ReferenceBlock):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         path = self.path or DEVICE_PATH.get(x.device.type, ("reference",) * 2)[not self.training]
-        if path == "auto":
+        if path == "auto" or (path == "grouped" and not self.training):
             path = self.chosen_path(x.shape[0], x.shape[-1])
         if path == "reference":
             return super().forward(x)
+        if path == "grouped":
+            for run in self.runs:
+                x = grouped_run(self, run, x)
+            return x
         for i, run in enumerate(self.runs):
             x = self._forward_run(i, run, x)
         return x
@@ -391,4 +399,14 @@ class FusedBlock(FastBlock):
     """
 
     def __init__(self, block: Block, *, path: str | None = "fused") -> None:
+        super().__init__(block, path=path)
+
+
+class GroupedBlock(FastBlock):
+    """FastBlock on its grouped path in training (``impl="grouped"``; eval: as "auto").
+
+    For calibrating and benchmarking that path on every block of a net.
+    """
+
+    def __init__(self, block: Block, *, path: str | None = "grouped") -> None:
         super().__init__(block, path=path)

@@ -37,7 +37,9 @@ from dataclasses import dataclass
 
 from .plan import Block, Conv, segments
 
-PATHS = ("fused", "reference")  # how FastBlock computes a block (search_space.fast)
+PATHS = ("fused", "reference", "grouped")  # how FastBlock computes a block (search_space.fast)
+#: "grouped" (search_space.grouped) is a training path only: the reference path's function
+#: and multiply-adds with group-major batched GEMMs and fused BatchNorm-shuffle passes.
 COMPOSE_MACS = 4  # probe-GEMM multiply-adds per multiply-add of a run's composition in
 #                   training: w @ A and A @ cov, forward and backward, in float64 (12x the
 #                   product), but square products run faster than the probes' tall GEMMs;
@@ -55,8 +57,10 @@ COMPOSE_MACS_EVAL = 1  # in eval the products alone (no variances, no backward),
 #: 0 there: its passes hide behind its GEMMs). Only their ratios decide a path, and those
 #: are a memory-bandwidth to arithmetic ratio, which CPUs share more than they share speed;
 #: ``benchmarks/path_choice.py`` measures how often the rule picks the faster path.
+GROUPED_TRAIN = (2.0e-9, 2.0e-10)  # placeholder, fitted below
 CPU_COSTS = {
-    "train": {"fused": (0.0, 1.40e-10), "reference": (4.23e-9, 2.74e-10)},
+    "train": {"fused": (0.0, 1.40e-10), "reference": (4.23e-9, 2.74e-10),
+              "grouped": GROUPED_TRAIN},
     "eval": {"fused": (0.0, 3.67e-11), "reference": (1.23e-9, 1.08e-11)},
 }
 
@@ -84,7 +88,7 @@ def block_work(block: Block, path: str) -> BlockWork:
     if path == "fused":
         elements, macs = _fused(block)
         return BlockWork(elements, macs, _gram(block), _compose(block))
-    if path == "reference":
+    if path in ("reference", "grouped"):  # the same function; "grouped" takes fewer passes
         elements, macs = _reference(block)
         return BlockWork(elements, macs, 0.0, 0.0)
     raise ValueError(f"path {path!r}; accepted: {', '.join(PATHS)}")
@@ -104,15 +108,20 @@ def path_seconds(block: Block, path: str, *, training: bool, batch: int, scale: 
     return a * w.elements * scale + b * (macs * scale + compose)
 
 
-def choose_path(block: Block, *, training: bool, batch: int, scale: float = 1.0) -> str:
-    """The path predicted faster for ``block`` (``CPU_COSTS``): "fused" or "reference".
+def choose_path(block: Block, *, training: bool, batch: int, scale: float = 1.0,
+                candidates: tuple[str, ...] = PATHS) -> str:
+    """The path predicted fastest for ``block`` (``CPU_COSTS``): "fused", "reference" or, in
+    training, "grouped".
 
-    Ties go to the fused path, which also needs less memory (it saves two tensors per run
-    for the backward pass, the reference path two per convolution).
+    Ties go to the earlier path of ``PATHS``: the fused path also needs less memory (it
+    saves two tensors per run for the backward pass, the others two per convolution).
+    ``candidates``: the paths to choose from (the benchmarks pass ("fused", "reference") to
+    reproduce the rule before the grouped path).
     """
-    fused = path_seconds(block, "fused", training=training, batch=batch, scale=scale)
-    reference = path_seconds(block, "reference", training=training, batch=batch, scale=scale)
-    return "fused" if fused <= reference else "reference"
+    costs = CPU_COSTS["train" if training else "eval"]
+    seconds = {p: path_seconds(block, p, training=training, batch=batch, scale=scale)
+               for p in PATHS if p in costs and p in candidates}
+    return min(seconds, key=lambda p: (seconds[p], PATHS.index(p)))
 
 
 def saved_elements(block: Block, path: str) -> float:
@@ -122,7 +131,7 @@ def saved_elements(block: Block, path: str) -> float:
     BatchNorm and shuffle (the next convolution's input; the ReLU is in place). Fused: per
     run, its centred input and its output (``_TrainRun`` saves X and y).
     """
-    if path == "reference":
+    if path in ("reference", "grouped"):
         return float(sum(2 * c.cout * c.hw_out ** 2 for c in block.convs))
     if path == "fused":
         return float(sum((r.cin + r.cout) * _run_pixels(block, r.spatial)
