@@ -44,7 +44,7 @@ import search_space as ss
 from benchmarks.roofline_ops import KINDS, op_work, profile_step
 from evaluators.record import git_commit, write_json_atomic
 from search_space.fast import FastBlock
-from search_space.work import choose_path
+from search_space.work import path_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "roofline_cpu.json"
@@ -75,6 +75,8 @@ XCEPTION = "plain8-c64-k1.64"
 PROFILED = (TARGET, XCEPTION, "plain8-c156-k1.3.3.3.3.3", "plain8-c24-kg2.1.g2-s2-t6-relu")
 IMPLS = ("reference", "fast_old", "grouped", "fast")
 BATCH = 64
+#: search_space.work.CPU_COSTS before the grouped path (commit 6ea8947): the old rule.
+OLD_COSTS = {"train": {"fused": (0.0, 1.40e-10), "reference": (4.23e-9, 2.74e-10)}}
 
 
 def machine_limits(threads: int, quick: bool) -> dict[str, float]:
@@ -112,10 +114,15 @@ def build(design: str, impl: str, side: int) -> torch.nn.Module:
     if impl == "fast_old":
         for m in net.modules():
             if isinstance(m, FastBlock):
-                plan = m.block_plan
-                m.path = choose_path(plan, training=True, batch=BATCH,
-                                     scale=(side / 32) ** 2, candidates=("fused", "reference"))
+                m.path = old_rule(m.block_plan, side)
     return net
+
+
+def old_rule(block: Any, side: int) -> str:
+    """The training path FastBlock's ``auto`` took before the grouped path (its costs)."""
+    kw = {"training": True, "batch": BATCH, "scale": (side / 32) ** 2, "costs": OLD_COSTS}
+    fused, ref = (path_seconds(block, p, **kw) for p in ("fused", "reference"))
+    return "fused" if fused <= ref else "reference"
 
 
 def make_step(net: torch.nn.Module, side: int):

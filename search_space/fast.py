@@ -39,10 +39,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from .grouped import grouped_run
 from .modules import ReferenceBlock
 from .plan import Block, segments
 from .plan import Run as _Run
-from .grouped import grouped_run
 from .work import PATHS, choose_path
 
 #: (training, eval) path of FastBlock per device type, as measured by benchmarks/speed.py

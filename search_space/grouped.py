@@ -22,8 +22,6 @@ statistics saved here. Training mode only; in eval FastBlock folds BatchNorms as
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -80,7 +78,8 @@ class _BatchNormShuffle(torch.autograd.Function):
         gy = gy.contiguous()  # a caller may hand it another layout (channels_last)
         if relu:
             gy = torch.ops.aten.threshold_backward(gy, y, 0)
-        gs = _canonical(gy, dst, c // g, ctx.cfg[4]).transpose(0, 1)  # the shuffle's inverse: (g, C/g, ..)
+        # the shuffle's inverse: back to (g, C/g, N, HW) in the unshuffled order
+        gs = _canonical(gy, dst, c // g, (n, c, h, w)).transpose(0, 1)
         # ATen's BatchNorm backward, on the layout the input had: (1, C, P) or (N, C, HW).
         if src == "cp":
             g3, x3 = gs.reshape(1, c, n * h * w), x.view(1, c, n * h * w)

@@ -51,16 +51,18 @@ COMPOSE_MACS_EVAL = 1  # in eval the products alone (no variances, no backward),
 #                        reference path, and only for nets where the two are close)
 
 #: Seconds per activation element and per multiply-add of one image, on one CPU thread, for
-#: a training step (forward, backward, update) and an evaluation forward, per path: the
-#: coefficients ``evaluators.calibrate`` fitted for each implementation at 8x8, batch 64,
-#: on the 2-core development machine (2026-11-29; the fused path's per-element cost fits to
-#: 0 there: its passes hide behind its GEMMs). Only their ratios decide a path, and those
+#: a training step (forward, backward, update) and an evaluation forward, per path. Eval:
+#: the coefficients ``evaluators.calibrate`` fitted for each implementation at 8x8, batch
+#: 64, on the 2-core development machine (2026-11-29; the fused path's per-element cost fits
+#: to 0 there: its passes hide behind its GEMMs). Only their ratios decide a path, and those
 #: are a memory-bandwidth to arithmetic ratio, which CPUs share more than they share speed;
 #: ``benchmarks/path_choice.py`` measures how often the rule picks the faster path.
-GROUPED_TRAIN = (2.0e-9, 2.0e-10)  # placeholder, fitted below
 CPU_COSTS = {
-    "train": {"fused": (0.0, 1.40e-10), "reference": (4.23e-9, 2.74e-10),
-              "grouped": GROUPED_TRAIN},
+    # training: fitted on block steps at the rungs' own settings (16x16, batch 64, one
+    # thread) by ``python -m benchmarks.path_costs`` (benchmarks/results/path_costs_cpu.json,
+    # 2026-12-07, load average 8), all three paths in one run.
+    "train": {"fused": (4.36e-09, 7.6e-11), "reference": (2.64e-09, 1.12e-10),
+              "grouped": (2.11e-09, 1.2e-10)},
     "eval": {"fused": (0.0, 3.67e-11), "reference": (1.23e-9, 1.08e-11)},
 }
 
@@ -108,19 +110,16 @@ def path_seconds(block: Block, path: str, *, training: bool, batch: int, scale: 
     return a * w.elements * scale + b * (macs * scale + compose)
 
 
-def choose_path(block: Block, *, training: bool, batch: int, scale: float = 1.0,
-                candidates: tuple[str, ...] = PATHS) -> str:
+def choose_path(block: Block, *, training: bool, batch: int, scale: float = 1.0) -> str:
     """The path predicted fastest for ``block`` (``CPU_COSTS``): "fused", "reference" or, in
     training, "grouped".
 
     Ties go to the earlier path of ``PATHS``: the fused path also needs less memory (it
     saves two tensors per run for the backward pass, the others two per convolution).
-    ``candidates``: the paths to choose from (the benchmarks pass ("fused", "reference") to
-    reproduce the rule before the grouped path).
     """
     costs = CPU_COSTS["train" if training else "eval"]
     seconds = {p: path_seconds(block, p, training=training, batch=batch, scale=scale)
-               for p in PATHS if p in costs and p in candidates}
+               for p in PATHS if p in costs}
     return min(seconds, key=lambda p: (seconds[p], PATHS.index(p)))
 
 
