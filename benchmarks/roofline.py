@@ -3,6 +3,7 @@ far each operation kind runs from this machine's limits.
 
     python -m benchmarks.roofline                  # ~5 min -> benchmarks/results/roofline_cpu.json
     python -m benchmarks.roofline --quick --out /tmp/r.json   # seconds: one tiny design
+    python -m benchmarks.roofline --markdown benchmarks/results/roofline_cpu.json
 
 The rungs (``cpu``, ``cpu2``) train one trial per thread at 16x16, batch 64, NCHW float32,
 SGD with momentum and weight decay. This measures, in one process:
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import statistics
 import sys
@@ -199,6 +201,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="one tiny design at 8x8, 2 repetitions: a check that it runs")
     p.add_argument("--reps", type=int, default=5, help="timed steps per implementation")
+    p.add_argument("--update-doc", metavar="MD",
+                   help="rewrite the <!-- roofline --> block of this markdown file")
+    p.add_argument("--markdown", metavar="JSON",
+                   help="print the markdown block of a written run and exit")
     args = p.parse_args(argv)
     if args.reps < 1:
         p.exit(2, f"--reps {args.reps}: accepted: an integer >= 1\n")
@@ -209,6 +215,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())))
+        return 0
     t_start, load_before = time.monotonic(), os.getloadavg()[0]
     torch.set_num_threads(1)
     limits = [machine_limits(t, args.quick) for t in (1, 2)]
@@ -239,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     result["targets"] = targets(result)
     write_json_atomic(args.out, result)
     print(f"wrote {args.out}", flush=True)
+    if args.update_doc:
+        from analysis.doc_blocks import update_doc
+
+        update_doc(args.update_doc, {"roofline": markdown(result)})
     return 0
 
 
@@ -267,3 +280,64 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _ms(kind: dict[str, Any]) -> str:
+    roof = kind["of_roofline"]
+    return f"{kind['ms']:.1f}" + (f" ({roof:.0%})" if roof is not None else "")
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The docs/performance.md block of a run (``<!-- roofline -->``)."""
+    one = next(m for m in result["limits"] if m["threads"] == 1)
+    two = next(m for m in result["limits"] if m["threads"] == 2)
+    lines = [f"Run {result['created']}, commit {result['commit']}, torch {result['torch']}, "
+             f"one thread, batch {result['batch']}; 1-minute load average "
+             f"{result['load_average_1m'][0]:.1f} before, {result['load_average_1m'][1]:.1f} "
+             f"after; {result['wall_s']:.0f} s. Limits: SGEMM {one['sgemm_gflops']:.0f} "
+             f"GFLOP/s and copy {one['copy_gbs']:.0f} GB/s at one thread, "
+             f"{two['sgemm_gflops']:.0f} and {two['copy_gbs']:.0f} at two.", "",
+             "| design | px | reference img/s | fast before img/s | grouped img/s | fast now "
+             "img/s | now / before | now / reference | own GFLOP/s now | spread |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in result["steps"]:
+        i, g = r["img_per_s"], r["own_gflops"]
+        lines.append(
+            f"| `{r['design']}` ({r['stands_for']}) | {r['side']} | {i['reference']:.0f} | "
+            f"{i['fast_old']:.0f} | {i['grouped']:.0f} | {i['fast']:.0f} | "
+            f"{r['fast_over_fast_old']:.2f} | {r['fast_over_reference']:.2f} | "
+            f"{g['fast']:.1f} | {max(r['spread'].values()):.0%} |")
+    lines += ["", *target_lines(result["targets"])]
+    for p in result["profiles"]:
+        lines += ["", f"`{p['design']}` at {p['side']}x{p['side']}: ms a step per operation "
+                  "kind (share of the roofline: the time its useful flops or bytes take at "
+                  "the one-thread limits over the time measured)", "",
+                  "| kind | useful GFLOP | useful MB | reference | fast before | fast now |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for kind in KINDS:
+            w = p["work"].get(kind, {"flops": 0.0, "bytes": 0.0})
+            cells = " | ".join(_ms(p["impls"][impl][kind])
+                               for impl in ("reference", "fast_old", "fast"))
+            lines.append(f"| {kind} | {w['flops'] / 1e9:.2f} | {w['bytes'] / 1e6:.0f} | "
+                         f"{cells} |")
+    return "\n".join(lines)
+
+
+def target_lines(t: dict[str, Any]) -> list[str]:
+    """Issue 24's targets as this run measured them, met or not."""
+    out = []
+    for side in (16, 32):
+        r = t.get(f"igcv2_c144_{side}px")
+        if r:
+            out.append(f"- `{TARGET}` at {side}x{side}: {r['over_fast_old']:.2f}x the fast "
+                       f"path before, {r['over_reference']:.2f}x the reference (target 3x): "
+                       f"{'met' if r['met'] else 'not met'}.")
+    slow = {d: v for d, v in t["not_slower_than_reference"].items() if v < 1}
+    out.append("- IGCV2, IGCV1 and IGCV3 designs at least as fast as the reference: "
+               + ("met for all." if not slow else "not met for " + ", ".join(
+                   f"`{d}` ({v:.2f}x)" for d, v in slow.items()) + "."))
+    x = t.get("xception_rate_over_igcv2")
+    if x:
+        out.append(f"- Xception C=64's rate of its own multiply-adds over IGCV2 C=144's: "
+                   f"{x['ratio']:.2f} (target <= 1.5): {'met' if x['met'] else 'not met'}.")
+    return out

@@ -28,7 +28,9 @@ Example:
     >>> narrow = net_plan(parse("plain8-c200-k1.g2.g2.g2.g2.g2")).blocks[0]
     >>> wide = net_plan(parse("plain8-c1504-k1.16.16.16")).blocks[0]
     >>> [choose_path(b, training=True, batch=64, scale=1 / 16) for b in (narrow, wide)]
-    ['fused', 'reference']
+    ['fused', 'grouped']
+    >>> choose_path(wide, training=False, batch=500, scale=1 / 16)  # grouped: training only
+    'reference'
 """
 
 from __future__ import annotations
@@ -112,15 +114,23 @@ def path_seconds(block: Block, path: str, *, training: bool, batch: int, scale: 
 
 def choose_path(block: Block, *, training: bool, batch: int, scale: float = 1.0) -> str:
     """The path predicted fastest for ``block`` (``CPU_COSTS``): "fused", "reference" or, in
-    training, "grouped".
+    training and for blocks with a group 1x1 convolution, "grouped".
 
     Ties go to the earlier path of ``PATHS``: the fused path also needs less memory (it
     saves two tensors per run for the backward pass, the others two per convolution).
     """
     costs = CPU_COSTS["train" if training else "eval"]
     seconds = {p: path_seconds(block, p, training=training, batch=batch, scale=scale)
-               for p in PATHS if p in costs}
+               for p in PATHS if p in costs and (p != "grouped" or _has_group_1x1(block))}
     return min(seconds, key=lambda p: (seconds[p], PATHS.index(p)))
+
+
+def _has_group_1x1(block: Block) -> bool:
+    """Whether a 1x1 convolution of the block has branches. With dense 1x1s only (Xception)
+    the grouped path does the fused path's GEMM plus BatchNorm passes the fused path saves:
+    the cost fit put them at a tie, whole nets measured them 1.2-1.3x slower
+    (plain8-c64-k1.64 and -c72-k1.g1, ``benchmarks.roofline``), so they never take it."""
+    return any(c.k == 1 and c.groups > 1 for c in block.convs)
 
 
 def saved_elements(block: Block, path: str) -> float:
