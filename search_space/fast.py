@@ -23,7 +23,8 @@ autograd over the small C x C graph that made A and b, and the convolution's bac
 eval mode A and b come from the running statistics and are cached until a parameter or
 buffer changes: each run is one dense 1x1 convolution with its BatchNorms folded in (a lone
 BatchNorm folds into the spatial convolution before it). ``DEVICE_PATH`` says where which
-path runs.
+path runs. A third path, "grouped" (training only; ``search_space.grouped``), computes the
+reference function with group-major batched GEMMs instead of one dense GEMM.
 
 Statistics are composed in float64 from float32 Gram matrices. ``tests/test_fast.py`` holds
 the outputs, gradients and running statistics to 1e-5 of the float64 reference.
@@ -45,17 +46,17 @@ from .plan import Block, segments
 from .plan import Run as _Run
 from .work import PATHS, choose_path
 
-#: (training, eval) path of FastBlock per device type, as measured by benchmarks/speed.py
-#: and benchmarks/path_choice.py (docs/performance.md): "fused" computes every run as GEMMs,
-#: "reference" is ReferenceBlock's own forward, "auto" picks one of the two per block and
-#: batch shape (``search_space.work.choose_path``). On the CPU the fused path wins for
-#: narrow blocks (C up to a few hundred) and loses by 10-100x for wide ones (its dense
-#: C x C GEMM per pixel and C^3 composition per step against the group convolutions' C x K):
-#: auto. CUDA training keeps the reference: there the fused path is bound by the host (its
-#: small C x C ops), 0.25-0.6x for Xception, IGCV1 and nonlinear blocks and 1.0-1.44x,
-#: varying run to run, for IGCV2 (H200, one process). In eval the fused path won for every
-#: kind measured on CUDA (narrow nets; the rule's CPU costs do not apply there). Device
-#: types not listed: reference.
+#: (training, eval) path of FastBlock per device type, as measured by benchmarks/speed.py and
+#: benchmarks/path_choice.py (docs/performance.md): "fused" computes every run as GEMMs, "reference"
+#: is ReferenceBlock's own forward, "grouped" (training only) its function with the group-major
+#: kernels of ``search_space.grouped``, "auto" picks one per block and batch shape
+#: (``search_space.work.choose_path``; the grouped path only in training). On the CPU the fused path
+#: wins for narrow blocks (C up to a few hundred) and loses by 10-100x for wide ones (its dense C x
+#: C GEMM per pixel and C^3 composition per step against the group convolutions' C x K): auto. CUDA
+#: training keeps the reference: there the fused path is bound by the host (its small C x C ops),
+#: 0.25-0.6x for Xception, IGCV1 and nonlinear blocks and 1.0-1.44x, varying run to run, for IGCV2
+#: (H200, one process). In eval the fused path won for every kind measured on CUDA (narrow nets; the
+#: rule's CPU costs do not apply there). Device types not listed: reference.
 DEVICE_PATH = {"cpu": ("auto", "auto"), "cuda": ("reference", "fused")}
 
 
