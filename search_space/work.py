@@ -60,11 +60,14 @@ COMPOSE_MACS_EVAL = 1  # in eval the products alone (no variances, no backward),
 #: are a memory-bandwidth to arithmetic ratio, which CPUs share more than they share speed;
 #: ``benchmarks/path_choice.py`` measures how often the rule picks the faster path.
 CPU_COSTS = {
-    # training: fitted on block steps at the rungs' own settings (16x16, batch 64, one
-    # thread) by ``python -m benchmarks.path_costs`` (benchmarks/results/path_costs_cpu.json,
-    # 2026-12-07, load average 8), all three paths in one run.
-    "train": {"fused": (4.36e-09, 7.6e-11), "reference": (2.64e-09, 1.12e-10),
-              "grouped": (2.11e-09, 1.2e-10)},
+    # training: fused and reference as calibrated at 8x8 (the rule benchmarks/path_choice.py
+    # validated); grouped: the reference's coefficients times the grouped / reference ratio
+    # of each that ``python -m benchmarks.path_costs`` fitted on block steps at the rungs'
+    # own settings, 16x16, batch 64, one thread (benchmarks/results/path_costs_cpu.json).
+    # That fit's own fused and reference costs are not used: on whole nets they mispicked
+    # more (benchmarks/results/roofline_cpu.json, docs/performance.md).
+    "train": {"fused": (0.0, 1.40e-10), "reference": (4.23e-9, 2.74e-10),
+              "grouped": (3.39e-9, 2.95e-10)},
     "eval": {"fused": (0.0, 3.67e-11), "reference": (1.23e-9, 1.08e-11)},
 }
 
@@ -114,23 +117,35 @@ def path_seconds(block: Block, path: str, *, training: bool, batch: int, scale: 
 
 def choose_path(block: Block, *, training: bool, batch: int, scale: float = 1.0) -> str:
     """The path predicted fastest for ``block`` (``CPU_COSTS``): "fused", "reference" or, in
-    training and for blocks with a group 1x1 convolution, "grouped".
+    training and where ``_grouped_pays``, "grouped".
 
     Ties go to the earlier path of ``PATHS``: the fused path also needs less memory (it
     saves two tensors per run for the backward pass, the others two per convolution).
     """
     costs = CPU_COSTS["train" if training else "eval"]
     seconds = {p: path_seconds(block, p, training=training, batch=batch, scale=scale)
-               for p in PATHS if p in costs and (p != "grouped" or _has_group_1x1(block))}
+               for p in PATHS if p in costs and (p != "grouped" or _grouped_pays(block, batch,
+                                                                                scale))}
     return min(seconds, key=lambda p: (seconds[p], PATHS.index(p)))
 
 
-def _has_group_1x1(block: Block) -> bool:
-    """Whether a 1x1 convolution of the block has branches. With dense 1x1s only (Xception)
-    the grouped path does the fused path's GEMM plus BatchNorm passes the fused path saves:
-    the cost fit put them at a tie, whole nets measured them 1.2-1.3x slower
-    (plain8-c64-k1.64 and -c72-k1.g1, ``benchmarks.roofline``), so they never take it."""
-    return any(c.k == 1 and c.groups > 1 for c in block.convs)
+#: glibc's largest dynamic mmap threshold: a fresh tensor above it is mmapped and
+#: page-faulted anew every time (docs/performance.md, "Left undone").
+MMAP_MAX_BYTES = 32 * 2 ** 20
+
+
+def _grouped_pays(block: Block, batch: int, scale: float) -> bool:
+    """Where the grouped path may win. Not for blocks whose 1x1 convolutions are all dense
+    (Xception): it does the fused path's GEMM plus the BatchNorm passes the fused path
+    saves; the cost fit put them at a tie, whole nets measured them 1.2-1.3x slower
+    (plain8-c64-k1.64, -c72-k1.g1). Not where a block's activations outgrow
+    ``MMAP_MAX_BYTES`` (float32): the grouped path makes about twice the fresh tensors of
+    the fused one, and there each costs page faults: plain8-c144-k1.12.12 at 32x32 ran at
+    half the fused path's speed (``benchmarks.roofline``), at 16x16 faster than it."""
+    if not any(c.k == 1 and c.groups > 1 for c in block.convs):
+        return False
+    largest = max(c.cout * c.hw_out ** 2 for c in block.convs) * scale * batch * 4
+    return largest <= MMAP_MAX_BYTES
 
 
 def saved_elements(block: Block, path: str) -> float:

@@ -179,8 +179,10 @@ def test_calibration_measures_fits_and_caches(tmp_path, monkeypatch):
     smoke = ev.get_fidelity("smoke")
     cal = calibrate.get_calibration(smoke, device="cpu")
     assert cal.paths == calibrate.block_paths(torch.device("cpu")) == ("auto", "auto")
-    # FastBlock picks a path per block on the CPU: both paths are fitted, and predicted.
+    # FastBlock picks a path per block on the CPU: every path is fitted, and predicted (the
+    # grouped path in training only).
     assert cal.ref_train is not None and cal.ref_eval is not None and any(cal.ref_train)
+    assert cal.grp_train is not None and any(cal.grp_train)
     assert compute_seconds("plain8-c1504-k1.16.16.16", smoke.to_dict(), "synthetic",
                            cal) > 0
     assert (cal.resolution, cal.batch_size, cal.threads) == (8, 64, 1)

@@ -65,11 +65,16 @@ def test_bad_cli_input_exits_2_with_one_line(argv, message, capsys):
     assert err.startswith(message) and err.count("\n") == 1
 
 
-def test_rule_costs_are_the_committed_fit():
+def test_grouped_costs_are_the_committed_fit_over_the_reference():
+    """The grouped path's training costs: the reference's, times the ratio the fit at the
+    rungs' settings measured between the two."""
     fit = json.loads((ROOT / "benchmarks" / "results" / "path_costs_cpu.json").read_text())
     assert fit["side"] == 16 and fit["batch"] == 64 and fit["threads"] == 1
-    for path, (a, b) in fit["costs"].items():
-        assert CPU_COSTS["train"][path] == (float(f"{a:.3g}"), float(f"{b:.3g}"))
+    c, ref, grp = CPU_COSTS["train"], fit["costs"]["reference"], fit["costs"]["grouped"]
+    want = tuple(r * g / f for r, g, f in zip(c["reference"], grp, ref, strict=True))
+    assert c["grouped"] == pytest.approx(want, rel=5e-3)
+    assert c["fused"] == roofline.OLD_COSTS["train"]["fused"]
+    assert c["reference"] == roofline.OLD_COSTS["train"]["reference"]
 
 
 @pytest.mark.slow
