@@ -278,9 +278,6 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 def _ms(kind: dict[str, Any]) -> str:
     roof = kind["of_roofline"]
@@ -341,3 +338,7 @@ def target_lines(t: dict[str, Any]) -> list[str]:
         out.append(f"- Xception C=64's rate of its own multiply-adds over IGCV2 C=144's: "
                    f"{x['ratio']:.2f} (target <= 1.5): {'met' if x['met'] else 'not met'}.")
     return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
