@@ -140,7 +140,8 @@ def measure(fidelity: Fidelity, *, device: torch.device, threads: int,
     ``impl``: the block implementation to time (default: ``search_space.DEFAULT_IMPL``);
     the benchmark calibrates ``"reference"`` too, for records made before the fast path.
     Where the implementation's paths are "auto" (FastBlock on the CPU picks a path per
-    block), both paths are timed on the probes, each fitting its own coefficients.
+    block), each path is timed on the probes, fitting its own coefficients (the grouped
+    path in training only: in eval its blocks take the other two).
     """
     probes = probes or PROBES
     base = _identity(fidelity, device, threads)
@@ -149,9 +150,10 @@ def measure(fidelity: Fidelity, *, device: torch.device, threads: int,
     if "auto" in base.paths:  # blocks take either path: fit each path's coefficients
         fused = _measure_path(base, "fused", probes, fidelity.batch_size, device)
         reference = _measure_path(base, "reference", probes, fidelity.batch_size, device)
+        grouped = _measure_path(base, "grouped", probes, fidelity.batch_size, device)
         return Calibration(**{**base.to_dict(), "train": fused[0], "eval": fused[1],
                               "ref_train": reference[0], "ref_eval": reference[1],
-                              "created": _now()})
+                              "grp_train": grouped[0], "created": _now()})
     train, evals = _measure_path(base, impl, probes, fidelity.batch_size, device)
     return Calibration(**{**base.to_dict(), "train": train, "eval": evals,
                           "created": _now()})

@@ -82,8 +82,9 @@ def per_image_work(design: Design | str, *, resolution: int | None = None,
                    eval_batch_size: int = 500) -> Work:
     """The work of one image through ``design`` (built for ``input_size``) at ``resolution``.
 
-    ``paths``: (training, evaluation) block path, each "fused", "reference" or "auto" (the
-    path ``search_space.work.choose_path`` picks per block, as FastBlock does).
+    ``paths``: (training, evaluation) block path, each "fused", "reference", "grouped"
+    (training only) or "auto" (the path ``search_space.work.choose_path`` picks per block,
+    as FastBlock does).
     ``batch_size``: training images per step, which share the fused path's per-step work;
     ``eval_batch_size``: images per evaluation forward (for "auto" only).
 
@@ -95,7 +96,7 @@ def per_image_work(design: Design | str, *, resolution: int | None = None,
     by_path = work_by_path(design, resolution=resolution, num_classes=num_classes,
                            input_size=input_size, paths=paths, batch_size=batch_size,
                            eval_batch_size=eval_batch_size)
-    return by_path["fused"] + by_path["reference"]
+    return by_path["fused"] + by_path["reference"] + by_path["grouped"]
 
 
 def work_by_path(design: Design | str, *, resolution: int | None = None,
@@ -205,6 +206,9 @@ class Calibration:
     # the reference path's (per element, per multiply-add; the per-image term is ``train``'s).
     ref_train: tuple[float, float, float] | None = None
     ref_eval: tuple[float, float, float] | None = None
+    # With paths "auto": the grouped path's training coefficients (search_space.grouped; it
+    # has no eval path). None (a calibration made before it): the reference path's.
+    grp_train: tuple[float, float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -213,7 +217,7 @@ class Calibration:
     def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in fields}
-        for key in ("paths", "train", "eval", "ref_train", "ref_eval"):
+        for key in ("paths", "train", "eval", "ref_train", "ref_eval", "grp_train"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)
@@ -232,8 +236,11 @@ def image_seconds(design: Design | str, calibration: Calibration, *, resolution:
                          batch_size=batch_size, eval_batch_size=eval_batch_size)
     train, evals = calibration.train[2], calibration.eval[2]  # per image, once
     for path, w in works.items():
-        tc, ec = ((calibration.ref_train, calibration.ref_eval)
-                  if auto and path == "reference" else (calibration.train, calibration.eval))
+        tc, ec = calibration.train, calibration.eval
+        if auto and path in ("reference", "grouped"):
+            tc, ec = calibration.ref_train, calibration.ref_eval
+            if path == "grouped" and calibration.grp_train is not None:
+                tc = calibration.grp_train
         train += tc[0] * w.train_elements + tc[1] * w.train_macs
         evals += ec[0] * w.eval_elements + ec[1] * w.eval_macs
     return train, evals

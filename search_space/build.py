@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 #: Block implementations: name -> "module:attribute" of an nn.Module class taking a Block.
 IMPLS = {"reference": "search_space.modules:ReferenceBlock", "fast": "search_space.fast:FastBlock",
-         "fused": "search_space.fast:FusedBlock"}
+         "fused": "search_space.fast:FusedBlock", "grouped": "search_space.fast:GroupedBlock"}
 DEFAULT_IMPL = "fast"  # measured: benchmarks/speed.py, docs/performance.md
 
 

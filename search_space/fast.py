@@ -23,7 +23,8 @@ autograd over the small C x C graph that made A and b, and the convolution's bac
 eval mode A and b come from the running statistics and are cached until a parameter or
 buffer changes: each run is one dense 1x1 convolution with its BatchNorms folded in (a lone
 BatchNorm folds into the spatial convolution before it). ``DEVICE_PATH`` says where which
-path runs.
+path runs. A third path, "grouped" (training only; ``search_space.grouped``), computes the
+reference function with group-major batched GEMMs instead of one dense GEMM.
 
 Statistics are composed in float64 from float32 Gram matrices. ``tests/test_fast.py`` holds
 the outputs, gradients and running statistics to 1e-5 of the float64 reference.
@@ -39,22 +40,23 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from .grouped import grouped_run
 from .modules import ReferenceBlock
 from .plan import Block, segments
 from .plan import Run as _Run
-from .work import choose_path
+from .work import PATHS, choose_path
 
-#: (training, eval) path of FastBlock per device type, as measured by benchmarks/speed.py
-#: and benchmarks/path_choice.py (docs/performance.md): "fused" computes every run as GEMMs,
-#: "reference" is ReferenceBlock's own forward, "auto" picks one of the two per block and
-#: batch shape (``search_space.work.choose_path``). On the CPU the fused path wins for
-#: narrow blocks (C up to a few hundred) and loses by 10-100x for wide ones (its dense
-#: C x C GEMM per pixel and C^3 composition per step against the group convolutions' C x K):
-#: auto. CUDA training keeps the reference: there the fused path is bound by the host (its
-#: small C x C ops), 0.25-0.6x for Xception, IGCV1 and nonlinear blocks and 1.0-1.44x,
-#: varying run to run, for IGCV2 (H200, one process). In eval the fused path won for every
-#: kind measured on CUDA (narrow nets; the rule's CPU costs do not apply there). Device
-#: types not listed: reference.
+#: (training, eval) path of FastBlock per device type, as measured by benchmarks/speed.py and
+#: benchmarks/path_choice.py (docs/performance.md): "fused" computes every run as GEMMs, "reference"
+#: is ReferenceBlock's own forward, "grouped" (training only) its function with the group-major
+#: kernels of ``search_space.grouped``, "auto" picks one per block and batch shape
+#: (``search_space.work.choose_path``; the grouped path only in training). On the CPU the fused path
+#: wins for narrow blocks (C up to a few hundred) and loses by 10-100x for wide ones (its dense C x
+#: C GEMM per pixel and C^3 composition per step against the group convolutions' C x K): auto. CUDA
+#: training keeps the reference: there the fused path is bound by the host (its small C x C ops),
+#: 0.25-0.6x for Xception, IGCV1 and nonlinear blocks and 1.0-1.44x, varying run to run, for IGCV2
+#: (H200, one process). In eval the fused path won for every kind measured on CUDA (narrow nets; the
+#: rule's CPU costs do not apply there). Device types not listed: reference.
 DEVICE_PATH = {"cpu": ("auto", "auto"), "cuda": ("reference", "fused")}
 
 
@@ -265,8 +267,10 @@ class FastBlock(ReferenceBlock):
 
     Args:
         block: the plan of the block.
-        path: ``"fused"``, ``"reference"`` or ``"auto"`` (the one ``work.choose_path``
-            predicts faster for this block, the mode and the input's batch and size);
+        path: ``"fused"``, ``"reference"``, ``"grouped"`` (training: the group-major
+            kernels of ``search_space.grouped``; eval: as "auto") or ``"auto"`` (the one
+            ``work.choose_path`` predicts faster for this block, the mode and the input's
+            batch and size);
             None picks by device type and train/eval mode from ``DEVICE_PATH``.
 
     Example:
@@ -278,8 +282,9 @@ class FastBlock(ReferenceBlock):
 
     def __init__(self, block: Block, *, path: str | None = None) -> None:
         super().__init__(block)
-        if path not in (None, "fused", "reference", "auto"):
-            raise ValueError(f"path {path!r}; accepted: None, 'fused', 'reference', 'auto'")
+        if path not in (None, *PATHS, "auto"):
+            raise ValueError(f"path {path!r}; accepted: None, {', '.join(map(repr, PATHS))},"
+                             " 'auto'")
         self.path = path
         self.block_plan = block
         self.runs = segments(block)
@@ -292,10 +297,14 @@ class FastBlock(ReferenceBlock):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         path = self.path or DEVICE_PATH.get(x.device.type, ("reference",) * 2)[not self.training]
-        if path == "auto":
+        if path == "auto" or (path == "grouped" and not self.training):
             path = self.chosen_path(x.shape[0], x.shape[-1])
         if path == "reference":
             return super().forward(x)
+        if path == "grouped":
+            for run in self.runs:
+                x = grouped_run(self, run, x)
+            return x
         for i, run in enumerate(self.runs):
             x = self._forward_run(i, run, x)
         return x
@@ -391,4 +400,14 @@ class FusedBlock(FastBlock):
     """
 
     def __init__(self, block: Block, *, path: str | None = "fused") -> None:
+        super().__init__(block, path=path)
+
+
+class GroupedBlock(FastBlock):
+    """FastBlock on its grouped path in training (``impl="grouped"``; eval: as "auto").
+
+    For calibrating and benchmarking that path on every block of a net.
+    """
+
+    def __init__(self, block: Block, *, path: str | None = "grouped") -> None:
         super().__init__(block, path=path)

@@ -28,7 +28,9 @@ Example:
     >>> narrow = net_plan(parse("plain8-c200-k1.g2.g2.g2.g2.g2")).blocks[0]
     >>> wide = net_plan(parse("plain8-c1504-k1.16.16.16")).blocks[0]
     >>> [choose_path(b, training=True, batch=64, scale=1 / 16) for b in (narrow, wide)]
-    ['fused', 'reference']
+    ['fused', 'grouped']
+    >>> choose_path(wide, training=False, batch=500, scale=1 / 16)  # grouped: training only
+    'reference'
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ from dataclasses import dataclass
 
 from .plan import Block, Conv, segments
 
-PATHS = ("fused", "reference")  # how FastBlock computes a block (search_space.fast)
+PATHS = ("fused", "reference", "grouped")  # how FastBlock computes a block (search_space.fast)
+#: "grouped" (search_space.grouped) is a training path only: the reference path's function
+#: and multiply-adds with group-major batched GEMMs and fused BatchNorm-shuffle passes.
 COMPOSE_MACS = 4  # probe-GEMM multiply-adds per multiply-add of a run's composition in
 #                   training: w @ A and A @ cov, forward and backward, in float64 (12x the
 #                   product), but square products run faster than the probes' tall GEMMs;
@@ -49,14 +53,28 @@ COMPOSE_MACS_EVAL = 1  # in eval the products alone (no variances, no backward),
 #                        reference path, and only for nets where the two are close)
 
 #: Seconds per activation element and per multiply-add of one image, on one CPU thread, for
-#: a training step (forward, backward, update) and an evaluation forward, per path: the
-#: coefficients ``evaluators.calibrate`` fitted for each implementation at 8x8, batch 64,
-#: on the 2-core development machine (2026-11-29; the fused path's per-element cost fits to
-#: 0 there: its passes hide behind its GEMMs). Only their ratios decide a path, and those
+#: a training step (forward, backward, update) and an evaluation forward, per path. Eval:
+#: the coefficients ``evaluators.calibrate`` fitted for each implementation at 8x8, batch
+#: 64, on the 2-core development machine (2026-11-29; the fused path's per-element cost fits
+#: to 0 there: its passes hide behind its GEMMs). Only their ratios decide a path, and those
 #: are a memory-bandwidth to arithmetic ratio, which CPUs share more than they share speed;
 #: ``benchmarks/path_choice.py`` measures how often the rule picks the faster path.
+#: Whole nets at the rungs' settings (two runs of ``benchmarks.roofline``, 16x16, batch 64)
+#: ran the grouped path faster than the block fit predicts against the fused path: it won
+#: where the fit predicted it up to 1.31x the fused path's time (IGCV2 C=144, L=3 and 4,
+#: C=256-361, K=2, IGCV3), tied at 1.52-1.80 and lost from 1.68 (IGCV1, L >= 6, K = 8 at
+#: C = 64). This factor puts the boundary at 1.45x.
+GROUPED_NET_FACTOR = 1 / 1.45
 CPU_COSTS = {
-    "train": {"fused": (0.0, 1.40e-10), "reference": (4.23e-9, 2.74e-10)},
+    # training: fused and reference as calibrated at 8x8 (the rule benchmarks/path_choice.py
+    # validated); grouped: the reference's coefficients times the grouped / reference ratio
+    # of each that ``python -m benchmarks.path_costs`` fitted on block steps at the rungs'
+    # own settings, 16x16, batch 64, one thread (benchmarks/results/path_costs_cpu.json).
+    # That fit's own fused and reference costs are not used: on whole nets they mispicked
+    # more (benchmarks/results/roofline_cpu.json, docs/performance.md).
+    # The grouped costs are then scaled by GROUPED_NET_FACTOR (below).
+    "train": {"fused": (0.0, 1.40e-10), "reference": (4.23e-9, 2.74e-10),
+              "grouped": (3.39e-9 * GROUPED_NET_FACTOR, 2.95e-10 * GROUPED_NET_FACTOR)},
     "eval": {"fused": (0.0, 3.67e-11), "reference": (1.23e-9, 1.08e-11)},
 }
 
@@ -84,7 +102,7 @@ def block_work(block: Block, path: str) -> BlockWork:
     if path == "fused":
         elements, macs = _fused(block)
         return BlockWork(elements, macs, _gram(block), _compose(block))
-    if path == "reference":
+    if path in ("reference", "grouped"):  # the same function; "grouped" takes fewer passes
         elements, macs = _reference(block)
         return BlockWork(elements, macs, 0.0, 0.0)
     raise ValueError(f"path {path!r}; accepted: {', '.join(PATHS)}")
@@ -105,14 +123,36 @@ def path_seconds(block: Block, path: str, *, training: bool, batch: int, scale: 
 
 
 def choose_path(block: Block, *, training: bool, batch: int, scale: float = 1.0) -> str:
-    """The path predicted faster for ``block`` (``CPU_COSTS``): "fused" or "reference".
+    """The path predicted fastest for ``block`` (``CPU_COSTS``): "fused", "reference" or, in
+    training and where ``_grouped_pays``, "grouped".
 
-    Ties go to the fused path, which also needs less memory (it saves two tensors per run
-    for the backward pass, the reference path two per convolution).
+    Ties go to the earlier path of ``PATHS``: the fused path also needs less memory (it
+    saves two tensors per run for the backward pass, the others two per convolution).
     """
-    fused = path_seconds(block, "fused", training=training, batch=batch, scale=scale)
-    reference = path_seconds(block, "reference", training=training, batch=batch, scale=scale)
-    return "fused" if fused <= reference else "reference"
+    costs = CPU_COSTS["train" if training else "eval"]
+    seconds = {p: path_seconds(block, p, training=training, batch=batch, scale=scale)
+               for p in PATHS if p in costs and (p != "grouped" or _grouped_pays(block, batch,
+                                                                                scale))}
+    return min(seconds, key=lambda p: (seconds[p], PATHS.index(p)))
+
+
+#: glibc's largest dynamic mmap threshold: a fresh tensor above it is mmapped and
+#: page-faulted anew every time (docs/performance.md, "Left undone").
+MMAP_MAX_BYTES = 32 * 2 ** 20
+
+
+def _grouped_pays(block: Block, batch: int, scale: float) -> bool:
+    """Where the grouped path may win. Not for blocks whose 1x1 convolutions are all dense
+    (Xception): it does the fused path's GEMM plus the BatchNorm passes the fused path
+    saves; the cost fit put them at a tie, whole nets measured them 1.2-1.3x slower
+    (plain8-c64-k1.64, -c72-k1.g1). Not where a block's activations outgrow
+    ``MMAP_MAX_BYTES`` (float32): the grouped path makes about twice the fresh tensors of
+    the fused one, and there each costs page faults: plain8-c144-k1.12.12 at 32x32 ran at
+    half the fused path's speed (``benchmarks.roofline``), at 16x16 faster than it."""
+    if not any(c.k == 1 and c.groups > 1 for c in block.convs):
+        return False
+    largest = max(c.cout * c.hw_out ** 2 for c in block.convs) * scale * batch * 4
+    return largest <= MMAP_MAX_BYTES
 
 
 def saved_elements(block: Block, path: str) -> float:
@@ -122,7 +162,7 @@ def saved_elements(block: Block, path: str) -> float:
     BatchNorm and shuffle (the next convolution's input; the ReLU is in place). Fused: per
     run, its centred input and its output (``_TrainRun`` saves X and y).
     """
-    if path == "reference":
+    if path in ("reference", "grouped"):
         return float(sum(2 * c.cout * c.hw_out ** 2 for c in block.convs))
     if path == "fused":
         return float(sum((r.cin + r.cout) * _run_pixels(block, r.spatial)

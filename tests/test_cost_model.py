@@ -80,9 +80,10 @@ def test_auto_paths_count_each_block_on_the_path_fastblock_takes():
 
     fused, ref, auto = ("fused",) * 2, ("reference",) * 2, ("auto",) * 2
     # 8x8 images, batch 64: the narrow net takes the fused path in training, the wide one
-    # the reference path in both modes (choose_path; FastBlock follows the same rule).
+    # the grouped path in training and the reference path in eval (choose_path; FastBlock
+    # follows the same rule). The grouped path counts the reference path's work.
     for design, want in (("plain8-c200-k1.g2.g2.g2.g2.g2", "fused"),
-                         ("plain8-c1504-k1.16.16.16", "reference")):
+                         ("plain8-c1504-k1.16.16.16", "grouped")):
         block = ss.net_plan(ss.parse(design), 10).blocks[0]
         assert choose_path(block, training=True, batch=64, scale=1 / 16) == want
         w_auto = per_image_work(design, resolution=8, paths=auto)
@@ -90,20 +91,26 @@ def test_auto_paths_count_each_block_on_the_path_fastblock_takes():
         assert w_auto.train_macs == pytest.approx(w_want.train_macs)
         assert w_auto.train_elements == pytest.approx(w_want.train_elements)
     auto_cal = dataclasses.replace(CAL, paths=auto, ref_train=(5e-9, 3e-10, 0.0),
-                                   ref_eval=(1e-9, 1e-11, 0.0))
-    # The wide net's blocks are priced with the reference coefficients, the stem with the
-    # fused ones (and the per-image term once).
+                                   ref_eval=(1e-9, 1e-11, 0.0), grp_train=(6e-9, 7e-11, 0.0))
+    # The wide net's blocks are priced with the grouped coefficients in training and the
+    # reference ones in eval, the stem with the fused ones (and the per-image term once).
     wide, cfg = "plain8-c1504-k1.16.16.16", {**CPU, "resolution": 8, "latency_reps": 0}
     split = work_by_path(wide, resolution=8, paths=auto)
     shape = trial_shape(cfg, "cifar10")
-    r, f = split["reference"], split["fused"]
-    train = (5e-9 * r.train_elements + 3e-10 * r.train_macs + 4e-9 * f.train_elements
+    r, f, g = split["reference"], split["fused"], split["grouped"]
+    assert r.train_macs == 0 and g.eval_macs == 0 and g.train_macs > 0
+    train = (6e-9 * g.train_elements + 7e-11 * g.train_macs + 4e-9 * f.train_elements
              + 2e-10 * f.train_macs + 1.5e-3)
     evals = 1e-9 * r.eval_elements + 1e-11 * r.eval_macs + 1e-10 * f.eval_macs + 3e-4
     assert compute_seconds(wide, cfg, "cifar10", auto_cal) == pytest.approx(
         shape.train_images * shape.epochs * train + shape.eval_images * evals)
     with pytest.raises(ValueError, match="ref_train"):
         compute_seconds(wide, cfg, "cifar10", dataclasses.replace(auto_cal, ref_train=None))
+    # A calibration made before the grouped path prices it as the reference path.
+    old = dataclasses.replace(auto_cal, grp_train=None)
+    train_old = train + (5e-9 - 6e-9) * g.train_elements + (3e-10 - 7e-11) * g.train_macs
+    assert compute_seconds(wide, cfg, "cifar10", old) == pytest.approx(
+        shape.train_images * shape.epochs * train_old + shape.eval_images * evals)
 
 
 def test_trial_shape_is_what_make_splits_draws():
@@ -172,8 +179,10 @@ def test_calibration_measures_fits_and_caches(tmp_path, monkeypatch):
     smoke = ev.get_fidelity("smoke")
     cal = calibrate.get_calibration(smoke, device="cpu")
     assert cal.paths == calibrate.block_paths(torch.device("cpu")) == ("auto", "auto")
-    # FastBlock picks a path per block on the CPU: both paths are fitted, and predicted.
+    # FastBlock picks a path per block on the CPU: every path is fitted, and predicted (the
+    # grouped path in training only).
     assert cal.ref_train is not None and cal.ref_eval is not None and any(cal.ref_train)
+    assert cal.grp_train is not None and any(cal.grp_train)
     assert compute_seconds("plain8-c1504-k1.16.16.16", smoke.to_dict(), "synthetic",
                            cal) > 0
     assert (cal.resolution, cal.batch_size, cal.threads) == (8, 64, 1)

@@ -60,3 +60,15 @@ def test_path_choice_block_is_the_committed_json():
     assert s["max_fused_over_reference"] > 100 and s["max_reference_over_fused"] > 5
     # The rule never picked the fused path where it was measured (or predicted) 2x slower.
     assert all(r["fused_over_reference"] < 2 for r in result["rows"] if r["chosen"] == "fused")
+
+
+def test_roofline_block_is_the_committed_json():
+    from benchmarks import roofline
+
+    result = json.loads((RESULTS / "roofline_cpu.json").read_text())
+    assert not result["quick"] and result["threads"] == 1 and result["batch"] == 64
+    assert block_in_doc(PERFORMANCE, "roofline") == roofline.markdown(result)
+    # the targets in the block are the run's own medians
+    assert result["targets"] == roofline.targets(result)
+    designs = {(r["design"], r["side"]) for r in result["steps"]}
+    assert {(d, 16) for d in roofline.DESIGNS} | {(roofline.TARGET, 32)} <= designs

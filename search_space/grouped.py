@@ -1,0 +1,147 @@
+"""The group-major training path of FastBlock: group 1x1 convolutions as batched GEMMs.
+
+Why: at the CPU rungs' own settings (one thread, batch 64, 16x16, NCHW) the fused path's
+dense C x C GEMM does K_l / C of useful work per multiply-add (one sixth at C = 144, K = 12)
+and the reference path's ``nn.Conv2d(groups)`` and BatchNorm kernels run far below this
+CPU's limits (issue 24; ``benchmarks/roofline.py`` measures both). Here a run's activations
+live channel-major, ``(C, P)`` with P = N*H*W pixels, so group g of a 1x1 convolution is the
+contiguous ``(K_l, P)`` slab g and the convolution is one ``torch.bmm`` of the
+``(G, K_out, K_in)`` kernels over the ``(G, K_in, P)`` view: the block's own multiply-adds,
+no more, each a long thin GEMM.
+
+How, per run (``search_space.plan.segments``): the spatial convolution stays ``F.conv2d``;
+each BatchNorm is :class:`_BatchNormShuffle`, which takes its batch statistics in two
+cheap passes (a mean, then the norm of the centred values; BatchNorm's own CPU kernel
+takes them in a Welford pass that cost more than the convolutions here) and writes its
+output already channel-shuffled (the permutation P_l of eq. 4) in the layout the next
+operation reads: channel-major for a group 1x1 convolution, NCHW (with the ReLU) at the
+run's end. So the permutations cost no pass of their own. The backward is autograd's:
+``torch.bmm``'s, and for each BatchNorm ATen's ``native_batch_norm_backward`` on the
+statistics saved here. Training mode only; in eval FastBlock folds BatchNorms as before.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from .plan import Run
+
+
+def _canonical(x: torch.Tensor, layout: str, g: int, shape) -> torch.Tensor:
+    """A (C, P) channel-major or (N, C, H, W) tensor as the (g, C/g, N, HW) view in which
+    channel g_i * C/g + k of the unshuffled order is index (g_i, k)."""
+    n, c, h, w = shape
+    if layout == "cp":
+        return x.view(g, c // g, n, h * w)
+    return x.view(n, g, c // g, h * w).permute(1, 2, 0, 3)
+
+
+class _BatchNormShuffle(torch.autograd.Function):
+    """BatchNorm (training: batch statistics, running-statistics update) -> shuffle ->
+    [ReLU], from layout ``src`` to layout ``dst`` ("cp": (C, P) channel-major; "nchw")."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, bn, src, dst, g, relu, shape):
+        n, c, h, w = shape
+        xs = _canonical(x, src, g, shape)  # (g, C/g, N, HW)
+        # Each image's sums over its contiguous pixels, then the images' in float64: one
+        # float32 reduction over the strided (N, HW) axes lost a digit against ATen's
+        # BatchNorm (1e-5 against 6e-7 at C = 144, 16x16, batch 64), and float64 element
+        # by element took 3-18x as long.
+        p = n * h * w
+        mean = xs.sum(3).sum(2, dtype=torch.float64).div_(p)
+        xc = xs - mean[..., None, None].to(x.dtype)
+        var = torch.linalg.vector_norm(xc, dim=3).square_().sum(2, dtype=torch.float64).div_(p)
+        invstd = torch.rsqrt(var + bn.eps)
+        scale = (weight.view(g, c // g) * invstd).to(x.dtype)
+        mean, var, invstd = (t.to(x.dtype) for t in (mean, var, invstd))
+        if dst == "cp":
+            out = x.new_empty(c // g, g, n, h * w)
+            view = out.permute(1, 0, 2, 3)
+        else:
+            out = x.new_empty(n, c // g, g, h * w)
+            view = out.permute(2, 1, 0, 3)
+        torch.addcmul(bias.view(g, c // g, 1, 1).to(x.dtype), xc, scale[..., None, None],
+                      out=view)
+        if relu:
+            out.relu_()
+        _update_running(bn, mean.reshape(c), var.reshape(c), p)
+        out = out.view(c, p) if dst == "cp" else out.view(n, c, h, w)
+        ctx.save_for_backward(x, weight, mean.reshape(c), invstd.reshape(c),
+                              out if relu else None)
+        ctx.cfg = (src, dst, g, relu, shape, bn.eps)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gy):
+        x, weight, mean, invstd, y = ctx.saved_tensors
+        src, dst, g, relu, (n, c, h, w), eps = ctx.cfg
+        gy = gy.contiguous()  # a caller may hand it another layout (channels_last)
+        if relu:
+            gy = torch.ops.aten.threshold_backward(gy, y, 0)
+        # the shuffle's inverse: back to (g, C/g, N, HW) in the unshuffled order
+        gs = _canonical(gy, dst, c // g, (n, c, h, w)).transpose(0, 1)
+        # ATen's BatchNorm backward, on the layout the input had: (1, C, P) or (N, C, HW).
+        if src == "cp":
+            g3, x3 = gs.reshape(1, c, n * h * w), x.view(1, c, n * h * w)
+        else:
+            g3 = gs.permute(2, 0, 1, 3).reshape(n, c, h * w)
+            x3 = x.view(n, c, h * w)
+        dx, dw, db = torch.ops.aten.native_batch_norm_backward(
+            g3, x3, weight, None, None, mean, invstd, True, eps, list(ctx.needs_input_grad[:3]))
+        if dx is not None:
+            dx = dx.view(c, n * h * w) if src == "cp" else dx.view(n, c, h, w)
+        return dx, dw, db, None, None, None, None, None, None
+
+
+@torch.no_grad()
+def _update_running(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, p: int) -> None:
+    """BatchNorm2d's update: momentum (or the cumulative average), unbiased variance."""
+    if not bn.track_running_stats or bn.running_mean is None:
+        return
+    bn.num_batches_tracked.add_(1)
+    f = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+    bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), f)
+    bn.running_var.lerp_((var * (p / max(p - 1, 1))).to(bn.running_var.dtype), f)
+
+
+def _bn(x: torch.Tensor, bn: nn.BatchNorm2d, g: int, src: str, dst: str, relu: bool,
+        n: int, h: int, w: int) -> torch.Tensor:
+    c = x.shape[0] if src == "cp" else x.shape[1]
+    return _BatchNormShuffle.apply(x, bn.weight, bn.bias, bn, src, dst, g, relu, (n, c, h, w))
+
+
+def group_conv1x1(x: torch.Tensor, weight: torch.Tensor, groups: int) -> torch.Tensor:
+    """``conv2d(groups)`` of a 1x1 kernel (C_out, K_in, 1, 1) on a (C_in, P) channel-major
+    matrix: one bmm of (G, K_out, K_in) kernels over the (G, K_in, P) view -> (C_out, P)."""
+    cin, p = x.shape
+    cout = weight.shape[0]
+    w = weight.view(groups, cout // groups, cin // groups)
+    return torch.bmm(w, x.view(groups, cin // groups, p)).view(cout, p)
+
+
+def grouped_run(modules: nn.Module, run: Run, x: torch.Tensor) -> torch.Tensor:
+    """A training-mode run of a ReferenceBlock's modules, NCHW in, NCHW out (as
+    ``ReferenceBlock`` computes it, to rounding)."""
+    layout = "nchw"
+    pending = None  # the BatchNorm still to apply: (module, shuffle branches)
+    if run.spatial is not None:
+        conv = modules[run.spatial]
+        x = F.conv2d(x, conv.weight, None, conv.stride, conv.padding, conv.dilation,
+                     conv.groups)
+        pending = (modules[run.lead[0]], run.lead[1])
+    n, _, h, w = x.shape
+    if pending is None:  # the run opens with a 1x1 convolution: go channel-major first
+        x = x.transpose(0, 1).reshape(x.shape[1], n * h * w)
+        layout = "cp"
+    for ci, bi, g, groups in run.steps:
+        if pending is not None:
+            x = _bn(x, *pending, layout, "cp", False, n, h, w)
+            layout = "cp"
+        x = group_conv1x1(x, modules[ci].weight, groups)
+        pending = (modules[bi], g)
+    return _bn(x, *pending, layout, "nchw", run.relu, n, h, w)

@@ -1,0 +1,89 @@
+"""benchmarks.roofline: the useful work it divides by, the kinds it sorts ATen ops into, the
+old rule it compares against, its CLI; and benchmarks.path_costs's fit is the rule's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import search_space as ss
+from benchmarks import roofline
+from benchmarks.roofline_ops import kind_of, op_work
+from search_space.work import CPU_COSTS, GROUPED_NET_FACTOR
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_op_work_counts_the_reference_function_per_kind():
+    # plain8 IGCV2 C=144, K=(1,12,12): per block a 3x3 channel-wise conv and two group 1x1s
+    # with 12 branches, then shuffles after both 1x1s, a ReLU at the end; 16x16, batch 64.
+    plan = ss.net_plan(ss.parse("plain8-c144-k1.12.12"), 10)
+    w = op_work(plan, side=16, batch=64)
+    px = 16 * 16 * 64
+    assert w["3x3"]["flops"] == pytest.approx(6 * 6 * 144 * 9 * px)
+    assert w["group 1x1"]["flops"] == pytest.approx(6 * 6 * 2 * 144 * 12 * px)
+    assert w["group 1x1"]["bytes"] == pytest.approx(4 * 6 * 2 * 5 * 144 * px)
+    assert w["BatchNorm"]["bytes"] == pytest.approx(4 * 6 * 3 * 8 * 144 * px)
+    assert w["permutation"]["bytes"] == pytest.approx(4 * 6 * 2 * 4 * 144 * px)
+    assert w["ReLU"]["bytes"] == pytest.approx(4 * 6 * 4 * 144 * px)
+    assert w["optimizer"]["bytes"] == 4 * 5 * plan.params
+
+
+def test_kind_of_sorts_convolutions_by_their_weight():
+    x, dw, g1, stem = [64, 144, 16, 16], [144, 1, 3, 3], [144, 12, 1, 1], [144, 3, 3, 3]
+    assert kind_of("aten::mkldnn_convolution", [x, dw, []]) == "3x3"
+    assert kind_of("aten::convolution_backward", [x, x, g1]) == "group 1x1"
+    assert kind_of("aten::mkldnn_convolution", [[64, 3, 16, 16], stem, []]) == "other"
+    assert kind_of("aten::bmm", [[12, 12, 12], [12, 12, 16384]]) == "group 1x1"
+    assert kind_of("aten::native_batch_norm_backward", []) == "BatchNorm"
+    assert kind_of("aten::threshold_backward", []) == "ReLU"
+    assert kind_of("aten::copy_", []) == "permutation"
+    assert kind_of("aten::cross_entropy_loss", []) == "other"
+
+
+def test_the_old_rule_is_the_rule_before_the_grouped_path():
+    """fast_old reproduces FastBlock's choice with the costs of commit 6ea8947."""
+    narrow = ss.net_plan(ss.parse("plain8-c200-k1.g2.g2.g2.g2.g2"), 10).blocks[0]
+    wide = ss.net_plan(ss.parse("plain8-c1504-k1.16.16.16"), 10).blocks[0]
+    assert roofline.old_rule(narrow, 8) == "fused"
+    assert roofline.old_rule(wide, 8) == "reference"
+    net = roofline.build("plain8-c144-k1.12.12", "fast_old", 16)
+    assert {b.path for b in net.blocks} == {"fused"}
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--reps", "0"], "--reps 0: accepted: an integer >= 1"),
+    (["--out", "/no/such/dir/r.json"], "--out '/no/such/dir/r.json': directory"),
+])
+def test_bad_cli_input_exits_2_with_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        roofline.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1
+
+
+def test_grouped_costs_are_the_committed_fit_over_the_reference():
+    """The grouped path's training costs: the reference's, times the ratio the fit at the
+    rungs' settings measured between the two."""
+    fit = json.loads((ROOT / "benchmarks" / "results" / "path_costs_cpu.json").read_text())
+    assert fit["side"] == 16 and fit["batch"] == 64 and fit["threads"] == 1
+    c, ref, grp = CPU_COSTS["train"], fit["costs"]["reference"], fit["costs"]["grouped"]
+    want = tuple(r * g / f * GROUPED_NET_FACTOR
+                 for r, g, f in zip(c["reference"], grp, ref, strict=True))
+    assert c["grouped"] == pytest.approx(want, rel=5e-3)
+    assert c["fused"] == roofline.OLD_COSTS["train"]["fused"]
+    assert c["reference"] == roofline.OLD_COSTS["train"]["reference"]
+
+
+@pytest.mark.slow
+def test_quick_run_writes_the_targets_and_the_markdown(tmp_path):
+    out = tmp_path / "r.json"
+    assert roofline.main(["--quick", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["quick"] and {m["threads"] for m in result["limits"]} == {1, 2}
+    (step,) = result["steps"]
+    assert set(step["img_per_s"]) == set(roofline.IMPLS)
+    assert "plain8-c16-k1.4.4" in roofline.markdown(result)
