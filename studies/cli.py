@@ -61,8 +61,9 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
                                          "every Ray node); default $IGCBENCH_DATA or ./data")
     what.add_argument("--fidelity", help="training budget: smoke, cpu, cpu2, proxy15, proxy, "
                                          "paper (default: cpu, or the preset's)")
-    what.add_argument("--seeds", help="N (seeds 0..N-1) or a list 0,1,2; seed 0 alone: 0, "
-                                      "(default: 1, or the preset's)")
+    what.add_argument("--seeds", help="a count N: seeds 0..N-1 (so 1 is seed 0 alone, the "
+                                      "default, or the preset's), or a list 0,1,2 (seed 5 "
+                                      "alone: 5,)")
     how = p.add_argument_group("how to search")
     how.add_argument("--search", choices=SEARCHES, default="grid",
                      help="grid (default): every design; tpe, nsga2 (accuracy vs params), "
@@ -333,30 +334,60 @@ def _check_address(address: str) -> str:
 def _check_data(evaluators: Any, dataset: str, data_dir: str | None, *,
                 download: bool = True) -> tuple[str | None, str | None]:
     """(data directory, note): the dataset is readable (CIFAR is downloaded here, once, when
-    missing; without ``download`` a missing CIFAR is a note, not an error)."""
+    missing; without ``download`` a missing CIFAR is a note, not an error). Both ways refuse
+    the same: a data directory that is not one, or a missing CIFAR where no download could
+    be written (``/proc``, a read-only directory, a path under a file)."""
     if dataset == "synthetic":
         return (str(Path(data_dir).resolve()) if data_dir else None), None
-    if data_dir is not None and not Path(data_dir).is_dir():
-        raise UsageError(f"--data-dir {data_dir!r} is not a directory; give the directory "
-                         f"holding the {dataset} folder")
     from evaluators.data import TINYIMAGENET_LAYOUT, default_data_dir
 
     root = Path(data_dir) if data_dir else default_data_dir()
+    named = f"--data-dir {data_dir!r}" if data_dir else (
+        f"$IGCBENCH_DATA {str(root)!r}" if os.environ.get("IGCBENCH_DATA")
+        else f"the default data directory {str(root)!r}")
+    if (data_dir is not None or root.exists()) and not root.is_dir():
+        raise UsageError(f"{named} is not a directory: "
+                         f"{_data_remedies(dataset, root).removeprefix('or ')}")
     note = None
     if dataset == "tinyimagenet":  # decoding 110k JPEGs to check would take minutes
         if not ((root / "wnids.txt").is_file()
                 or (root / "tiny-imagenet-200" / "wnids.txt").is_file()):
             raise UsageError(f"no Tiny ImageNet in {root}: expected "
                              f"{TINYIMAGENET_LAYOUT}")
-    else:
-        try:
-            evaluators.load_dataset(dataset, root, download=download)  # DatasetError
-        except evaluators.DatasetNotFoundError as e:
-            if download:
-                raise UsageError(f"{one_line(e)}; {_data_remedies(dataset, root)}") from None
+        return str(root.resolve()), None
+    try:
+        evaluators.load_dataset(dataset, root, download=False)  # DatasetError
+    except evaluators.DatasetNotFoundError:
+        why = _unwritable(root)
+        if why:
+            raise UsageError(f"{dataset} is not in {root} and cannot be downloaded there "
+                             f"({why}); {_data_remedies(dataset, root)}") from None
+        if not download:
             note = (f"{dataset} is not in {root}: the sweep downloads it first; "
                     f"{_data_remedies(dataset, root)}")
+        else:
+            try:
+                evaluators.load_dataset(dataset, root, download=True)
+            except (evaluators.DatasetNotFoundError, OSError) as e:
+                raise UsageError(f"{one_line(e)}; {_data_remedies(dataset, root)}") from None
     return str(root.resolve()), note
+
+
+def _unwritable(root: Path) -> str | None:
+    """Why a download could not be written into ``root`` (created if missing), or None.
+    Creates nothing that stays: an anonymous temporary file (O_TMPFILE where Linux has it)."""
+    import tempfile
+
+    # A missing root is created by the download: its nearest existing parent must take it.
+    existing = next((p for p in (root, *root.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        return f"cannot create a file there: {e.strerror or one_line(e)}"
+    return None
 
 
 def _data_remedies(dataset: str, root: Path) -> str:
