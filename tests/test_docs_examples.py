@@ -145,3 +145,18 @@ def test_the_preset_tables_are_the_presets():
         assert fidelity == preset.fidelity, name
         seeds = len(preset.seeds) if name == "smoke" else 3
         assert int(trials) == len(preset.design_ids) * seeds, name
+
+
+def test_readme_says_describe_counts_100_classes_unless_told():
+    """ss.describe() defaults to 100 classes (the paper's CIFAR-100); run.py counts 10 for
+    CIFAR-10. The README's example states both counts, and describe()'s docstring the same."""
+    import search_space as ss
+
+    d = ss.parse("plain8-c144-k1.12.12")
+    hundred, ten = ss.describe(d)["params"], ss.describe(d, num_classes=10)["params"]
+    readme = (ROOT / "README.md").read_text()
+    assert f"for 100 classes by default (CIFAR-100:\n                          # {hundred:,} " \
+        "params here)" in readme
+    assert f'ss.describe(d, num_classes=10)["params"]        # {ten:,}\n' in readme
+    doc = " ".join(ss.describe.__doc__.split())
+    assert f"{d.id}``: {hundred:,} parameters at 100, {ten:,} at 10" in doc
