@@ -265,7 +265,8 @@ def test_a_rungs_trials_start_longest_first(tmp_path, monkeypatch):
                 dataset="synthetic")
     request = SimpleNamespace(plan=plan, num_classes=10, cpus_per_trial=1.0,
                               gpus_per_trial=0.0, storage_url=f"sqlite:///{tmp_path}/o.db",
-                              run_dir=tmp_path, data_dir=None, address=None)
+                              run_dir=tmp_path, data_dir=None, address=None,
+                              time_budget_s=600.0)
     driver = tb._Driver(request, RecordStore(tmp_path), ladder, designs, 2,
                         time.monotonic() + 600, io.StringIO())
     handed = {}
@@ -627,3 +628,142 @@ def test_the_hour_in_the_docs_is_the_committed_runs_answer():
     assert f"The {len(ok)} nets' validation accuracies take only {distinct} distinct" in text
     (row,) = answer["rungs"]
     assert f"{row['ok']} of its {row['trials']} trials recorded, {row['missing']} not" in text
+
+
+# --- an answer in every budget (a fake clock and fake rungs) ----------------------------------
+
+
+class _FakeSweep:
+    """Rungs run on a fake clock: each trial takes ``speed`` x its predicted seconds, the
+    trials queue on the workers in the order handed (as Tune's FIFO), those that end after
+    the rung's ``seconds`` are stopped (no record), and the rung costs ``overhead`` more.
+    Records are written as trials would write them, with a planted val_acc."""
+
+    def __init__(self, monkeypatch, tmp_path, designs, fidelity, dataset, budget, *,
+                 speed=1.0, overhead=4.0):
+        from types import SimpleNamespace
+
+        import studies.sweep
+
+        self.now, self.speed, self.overhead, self.handed = 0.0, speed, overhead, []
+        monkeypatch.setattr(tb, "time", SimpleNamespace(monotonic=lambda: self.now))
+        monkeypatch.setattr(studies.sweep, "cluster_slots", lambda *a: 2)
+        monkeypatch.setattr(tb, "_run_rung", self.run_rung)
+        monkeypatch.setenv("IGCBENCH_TRIAL_MEMORY_GB", "2")
+        plan = Plan(name="fake", design_ids=tuple(designs), seeds=(0,),
+                    fidelity=fidelity.name, dataset=dataset)
+        self.request = SimpleNamespace(
+            plan=plan, fidelity=fidelity, num_classes=10, cpus_per_trial=1.0,
+            gpus_per_trial=0.0, time_budget_s=budget, run_dir=tmp_path,
+            storage_url=f"sqlite:///{tmp_path}/o.db", data_dir=None, address=None)
+        self.store = RecordStore(tmp_path)
+
+    def run_rung(self, request, rung, order, seconds, config_cls, run_sweep, err):
+        from evaluators.record import describe_info
+
+        from fake_records import record
+
+        costs = tb.trial_seconds(order, rung.fidelity, request.plan.dataset,
+                                 self.calibration(rung), 10)
+        self.handed.append((rung.fidelity, list(order), costs))
+        slots, start = [0.0, 0.0], self.now + self.overhead
+        for d, c in zip(order, costs, strict=True):
+            i = min(range(2), key=slots.__getitem__)
+            if slots[i] + c * self.speed > seconds - self.overhead:
+                break
+            slots[i] += c * self.speed
+            rec = record(describe_info(d, 10), _planted(d), fidelity=rung.fidelity.name,
+                         dataset=request.plan.dataset, seed=0)
+            rec.update(fidelity_config=rung.fidelity.to_dict(), wall_s=c * self.speed - 1)
+            self.store.write(rec)
+        self.now = start + max(slots)
+        return 0
+
+    def calibration(self, rung):
+        return tb._calibration(self.request, rung.fidelity, RecordStore(self.request.run_dir /
+                                                                          "none"),
+                               [rung.fidelity], io.StringIO())
+
+    def run(self):
+        out, err = io.StringIO(), io.StringIO()
+        rc = tb._run(self.request, [], out, err, 0.0, self.request.time_budget_s)
+        state = json.loads((self.request.run_dir / tb.STATE_FILE).read_text())
+        return rc, out.getvalue(), err.getvalue(), state
+
+
+def _planted(design):
+    """A val_acc that grows with width and falls with L: signal for the surrogate."""
+    d = ss.parse(design)
+    return 0.2 + 0.5 * math.log(d.width) / math.log(400) - 0.03 * d.L
+
+
+def _space_40k():
+    return [d.id for d in ss.enumerate_designs(40_000, "plain8", num_classes=10)]
+
+
+def test_no_trial_over_a_quarter_of_the_budget_runs_and_the_probe_answers(
+        tmp_path, monkeypatch):
+    """The issue's 15 minutes, scaled: a budget whose cheapest rung has trials over a
+    quarter of it, and too little time for a rung after the probe. No such trial is handed
+    to Tune; the probe's records answer, exit 0, time_budget.json written, every design of
+    the space in the answer (measured or predicted), the clock within the budget."""
+    designs = _space_40k()
+    fake = _FakeSweep(monkeypatch, tmp_path, designs, ev.get_fidelity("smoke"), "synthetic",
+                      28.0)
+    rc, out, err, state = fake.run()
+    assert rc == 0, err
+    cap = 28.0 / 4
+    assert fake.handed and all(c <= cap for _, _, costs in fake.handed for c in costs)
+    answer = state["answer"]
+    assert answer["too_long"] and answer["max_trial_s"] == cap
+    assert "no rung fits the time left" in err and "answering from the probe's records" in err
+    assert state["rungs"] == [] and answer["best"]["design_id"] in fake.handed[0][1]
+    space = answer["space"]
+    assert sorted(r["design_id"] for r in space["designs"]) == sorted(designs)
+    assert space["measured"] == len(fake.handed[0][1]) == 4
+    assert space["predicted"] == len(designs) - 4
+    assert {r["kind"] for r in space["designs"]} == {"measured", "predicted"}
+    assert all(r["interval"][0] < r["val_acc"] < r["interval"][1] for r in space["designs"]
+               if r["kind"] == "predicted")
+    assert space["heldout"]["designs"] == 4 and 0 <= space["heldout"]["covered"] <= 4
+    assert f"the whole space, {len(designs)} designs at " in out
+    assert out.count(" predicted: val ") == len(designs) - 4
+    assert fake.now <= 28.0
+
+
+def test_a_budget_too_small_for_any_trial_answers_from_zero_cost_scores(tmp_path,
+                                                                         monkeypatch):
+    """The 0.65M space at the cpu ladder in one minute: no trial fits a quarter of it. The
+    answer ranks all 74 designs by the committed zero-cost width, says it is predicted
+    only, and exits 0 with time_budget.json."""
+    designs = [d.id for d in ss.enumerate_designs(650_000, "plain8", num_classes=10)]
+    fake = _FakeSweep(monkeypatch, tmp_path, designs, ev.get_fidelity("cpu"), "cifar10",
+                      60.0)
+    rc, out, err, state = fake.run()
+    assert rc == 0 and not fake.handed
+    space = state["answer"]["space"]
+    assert (space["measured"], space["predicted"]) == (0, 74)
+    assert "ranked by zero-cost width alone (docs/proxies/zc-p650k.csv)" in space["method"]
+    widths = [ss.parse(r["design_id"]).width for r in space["designs"]]
+    assert widths == sorted(widths, reverse=True)
+    assert "no design trained in the time: the answer is predicted only" in out
+    assert "  1. plain8-c5038-k1.2  predicted: not trained, by width 5038" in out
+    assert len(state["answer"]["too_long"]) == 74 - len(state["answer"]["skipped_memory"])
+
+
+def test_a_budget_with_rungs_trains_within_it_and_predicts_the_rest(tmp_path, monkeypatch):
+    """Five minutes on the 40k space at smoke's ladder, the machine 1.5x slower than
+    predicted: rungs run, the first rung's sample comes partly from the surrogate, the
+    answer is measured at the top rung, every design appears, the clock within budget."""
+    designs = _space_40k()
+    fake = _FakeSweep(monkeypatch, tmp_path, designs, ev.get_fidelity("smoke"), "synthetic",
+                      300.0, speed=1.5)
+    rc, out, err, state = fake.run()
+    assert rc == 0, err
+    assert len(state["rungs"]) >= 2 and fake.now <= 300.0
+    assert "by the surrogate (best predicted, most uncertain)" in state["rungs"][0]["decided"]
+    space = state["answer"]["space"]
+    assert space["measured"] == len(state["rungs"][0]["designs"])
+    assert space["measured"] + space["predicted"] == len(designs)
+    assert "surrogate (Gaussian process over describe() features)" in space["method"]
+    assert state["answer"]["best"]["rung"] == state["rungs"][-1]["ladder"]
