@@ -63,6 +63,8 @@ TRIAL_OVERHEAD_S = 1.0  # per trial, beyond its record's wall_s: Tune handing it
 RUNG_OVERHEAD_S = 10.0  # per rung: starting the Tune run and its workers (each imports
 #                         torch); measured 4-9 s on the 2-core machine, then refitted per rung
 SETUP_RESERVE_S = 10.0  # the final report, Ray's shutdown
+STARTUP_S = 15.0  # the dry run's allowance for what the sweep spends before it plans: the
+#                   process's imports, Ray's start, the memory screen (the sweep measures it)
 MAX_TRIAL_SHARE = 0.25  # no trial predicted longer than this share of the budget runs: one
 #                         such trial (13 min 48 s of a 15 min budget, the issue's probe) left
 #                         the other worker idle and the sweep with no rung
@@ -298,6 +300,43 @@ class _Driver:
                            costs_for=self.costs, seeds=self.seeds, workers=self.workers,
                            left=self.left(), rung_overhead_s=self.rung_overhead,
                            max_trial_s=self.cap)
+
+def dry_plan(request: Any, err: TextIO) -> tuple[hv.LadderPlan | None, dict[str, Any]]:
+    """The plan a time-budgeted sweep of ``request`` would start with on this machine, and
+    what it rests on (``ladder``, ``workers``, ``skipped`` for memory, ``too_long``: over a
+    quarter of the budget, ``seconds``: the time the plan may take, ``min_budget``: the
+    smallest budget that trains anything). Starts nothing; the sweep plans again from its
+    probe's times. ``STARTUP_S`` stands for the process's start and Ray's."""
+    from studies.estimate import local_slots
+
+    ladder = ladder_fidelities(request.fidelity, request.plan.dataset)
+    workers = local_slots(request.cpus_per_trial, request.gpus_per_trial)
+    limit = trial_memory_limit(workers)
+    kept, skipped = screen_memory(request.plan.design_ids, ladder[-1], request.plan.dataset,
+                                  request.num_classes, limit)
+    cal = _calibration(request, ladder[-1], RecordStore(request.run_dir), ladder, err)
+    costs = {d: c for d, c in zip(kept, zip(*(trial_seconds(
+        kept, f, request.plan.dataset, cal, request.num_classes) for f in ladder),
+        strict=True), strict=True)}
+    seeds = len(request.plan.seeds)
+
+    def plan_for(budget: float) -> tuple[hv.LadderPlan | None, list[str]]:
+        fit = [d for d in kept if costs[d][-1] <= MAX_TRIAL_SHARE * budget]
+        if not fit:
+            return None, fit
+        return plan_rungs(fit, {d: costs[d] for d in fit}, seeds, workers,
+                          budget - SETUP_RESERVE_S - STARTUP_S, RUNG_OVERHEAD_S), fit
+
+    plan, fit = plan_for(request.time_budget_s)
+    lo, hi = 1.0, 3600.0 * 24 * 365
+    if kept and plan_for(hi)[0] is not None:  # the least budget with a plan: it grows so
+        while hi - lo > 1.0:  # with the budget (a larger one admits every smaller plan)
+            mid = (lo + hi) / 2
+            lo, hi = (lo, mid) if plan_for(mid)[0] is not None else (mid, hi)
+    return plan, {"ladder": ladder, "workers": workers, "skipped": skipped,
+                  "too_long": [d for d in kept if d not in fit],
+                  "seconds": request.time_budget_s - SETUP_RESERVE_S - STARTUP_S,
+                  "min_budget": math.ceil(hi) if kept else None}
 
 def _whole_space(answer: dict[str, Any], request: Any, d: _Driver, err: TextIO) -> None:
     """``answer["space"]``: every candidate design measured or predicted

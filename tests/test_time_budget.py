@@ -767,3 +767,32 @@ def test_a_budget_with_rungs_trains_within_it_and_predicts_the_rest(tmp_path, mo
     assert space["measured"] + space["predicted"] == len(designs)
     assert "surrogate (Gaussian process over describe() features)" in space["method"]
     assert state["answer"]["best"]["rung"] == state["rungs"][-1]["ladder"]
+
+
+def test_the_dry_run_prints_the_plan_and_the_least_budget_that_trains(tmp_path, capsys,
+                                                                       monkeypatch):
+    import dataclasses
+    import re
+
+    monkeypatch.setenv("IGCBENCH_TRIAL_MEMORY_GB", "2")
+    argv = ["--budget", "40k", "--dataset", "synthetic", "--fidelity", "smoke",
+            "--time-budget", "2m", "--run-dir", str(tmp_path / "r"), "--dry-run"]
+    assert run.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "with --time-budget 2m00s (the estimate above is the full grid): successive " \
+        "halving on 3 rungs below smoke, 2 trials at a time; the answer within 2m00s + " \
+        "1m00s" in out
+    plan_line = next(x for x in out.splitlines() if x.startswith("  plan: "))
+    counts = [int(n) for n in re.findall(r"(\d+) designs? at rung", plan_line)]
+    request = run.resolve(run.build_parser().parse_args(argv[:-1]))
+    plan, why = tb.dry_plan(request, io.StringIO())
+    assert counts == list(plan.designs) and plan.predicted_s <= why["seconds"]
+    least = why["min_budget"]
+    assert f"the smallest budget that trains anything here: --time-budget " \
+           f"{fmt_seconds(least)}" in out
+    # The least budget plans a trial; a few seconds less plans none.
+    assert tb.dry_plan(dataclasses.replace(request, time_budget_s=least),
+                       io.StringIO())[0] is not None
+    assert tb.dry_plan(dataclasses.replace(request, time_budget_s=least - 2),
+                       io.StringIO())[0] is None
+    assert not (tmp_path / "r").exists()  # a dry run creates nothing
