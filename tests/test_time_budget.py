@@ -271,7 +271,7 @@ def test_a_rungs_trials_start_longest_first(tmp_path, monkeypatch):
                         time.monotonic() + 600, io.StringIO())
     handed = {}
 
-    def fake_run_rung(request, rung, order, seconds, config_cls, run_sweep, err):
+    def fake_run_rung(request, rung, order, seconds, config_cls, run_sweep, err, **kw):
         handed["order"] = order
         return 0
 
@@ -658,7 +658,7 @@ class _FakeSweep:
             storage_url=f"sqlite:///{tmp_path}/o.db", data_dir=None, address=None)
         self.store = RecordStore(tmp_path)
 
-    def run_rung(self, request, rung, order, seconds, config_cls, run_sweep, err):
+    def run_rung(self, request, rung, order, seconds, config_cls, run_sweep, err, **kw):
         from evaluators.record import describe_info
 
         from fake_records import record
@@ -680,7 +680,7 @@ class _FakeSweep:
         return 0
 
     def calibration(self, rung):
-        return tb._calibration(self.request, rung.fidelity, RecordStore(self.request.run_dir /
+        return tb.calibration_for(self.request, rung.fidelity, RecordStore(self.request.run_dir /
                                                                           "none"),
                                [rung.fidelity], io.StringIO())
 
