@@ -603,6 +603,12 @@ def test_the_hour_with_the_floor_in_the_docs_is_the_committed_runs_answer():
     two = next(p for p in floor["plans"] if p["hours"] == 2)
     assert (two["designs"], two["sampled"]) == ([candidates], False)
     assert f"two hours would train all {candidates} at the cheapest rung" in readme
+    # 74 designs, 73 candidates: the README says which one was skipped and why.
+    ((skipped, need),) = state["skipped_memory"].items()
+    assert candidates + 1 == state["answer"]["candidates"] == 74
+    assert f"One design of the 74, `{skipped}` ({need / 2**30:.1f} GB predicted), was over " \
+        f"that hour's {state['memory_limit_bytes'] / 2**30:.1f} GB memory limit per trial " \
+        "and skipped" in readme
     assert "one to three of each L" in text and (min(per_l.values()), max(per_l.values())) \
         == (1, 3)
 
@@ -796,3 +802,16 @@ def test_the_dry_run_prints_the_plan_and_the_least_budget_that_trains(tmp_path, 
     assert tb.dry_plan(dataclasses.replace(request, time_budget_s=least - 2),
                        io.StringIO())[0] is None
     assert not (tmp_path / "r").exists()  # a dry run creates nothing
+
+
+def test_the_docs_state_the_constants_the_answer_rests_on():
+    from analysis import space_answer as sa
+
+    text = " ".join((REPO / "docs" / "studies.md").read_text().split())
+    assert tb.MAX_TRIAL_SHARE == 0.25 and "longer than a quarter of the budget" in text
+    assert tb.MARGIN_S == 60 and "plus a margin of 1 minute (`MARGIN_S`" in text
+    assert sa.MIN_FIT == 4 and "With at least 4 measured designs" in text
+    assert sa.ZC_RANKER == "width" and "ranked by their zero-cost width alone" in text
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert "no trial predicted longer than a quarter of the budget runs" in readme
+    assert "the answer, in 15 min (+ 1 min margin)" in readme  # MARGIN_S, asserted above
