@@ -7,8 +7,10 @@ accuracy at the next, and so on; each rung is one Ray Tune run of ``studies.swee
 one record per trial, resumable by key) with a hard stop (Tune's ``time_budget_s``) at the
 time left. Between rungs the cost model's scale is refitted to the records just made and
 the next rung re-planned to the time left: fewer designs when the machine runs slower than
-predicted, more (up to half) when faster. At the end: how many designs were trained at
-which rung, and the best design with a 95% interval of its test accuracy.
+predicted, more (up to half) when faster. No trial predicted over a quarter of the budget
+runs. At the end, in any budget (exit 0): how many designs were trained at which rung, the
+best design with a 95% interval of its test accuracy, and every design of the space,
+measured or predicted (``analysis.space_answer``: the surrogate over zero-cost scores).
 
 Why not Tune's ASHA or HyperBand (docs/studies.md says more): ASHA promotes the first
 trials to reach a rung without comparison (the first one at each rung always continues),
