@@ -199,7 +199,10 @@ class _Driver:
                 if c <= self.cap]
 
     def too_long(self) -> list[str]:
-        return [d for d in self.kept if d not in set(self.trainable())]
+        """The designs over ``cap`` by the cost model as refitted now, no rung gave them."""
+        given = {d for r in (*self.probe, *self.rungs) for d in r.designs}
+        fit = set(self.trainable())
+        return [d for d in self.kept if d not in fit and d not in given]
 
     def ladder_plan(self) -> hv.LadderPlan | None:
         kept = self.trainable()
@@ -230,7 +233,7 @@ class _Driver:
             if first is None:
                 return False
             kept = self.trainable()  # the refitted cost model may move the cap's line
-        if first.sampled or len(kept) < len(self.kept):
+        if first.sampled:
             rest = [d for d in kept if d not in probe]
             extra = max(0, first.designs[0] - len(probe))
             predicted = self.pick(rest, extra // 2)
@@ -242,10 +245,14 @@ class _Driver:
                    + (f", {len(predicted)} by the surrogate (best predicted, most uncertain)"
                       if predicted else "")
                    + f" and a sample stratified by L (sampler seed {self.plan.sampler_seed})"
-                   + ("; all would not fit the time" if first.sampled else "")
+                   + "; all would not fit the time"
                    + (f"; {len(self.kept) - len(kept)} predicted over "
                       f"{est.fmt_seconds(self.cap)} a trial" if len(kept) < len(self.kept)
                       else ""))
+        elif len(kept) < len(self.kept):
+            designs = [d for d in self.kept if d in set(kept) | set(probe)]
+            how = (f"{len(designs)} of {len(self.kept)}: every design predicted within "
+                   f"{est.fmt_seconds(self.cap)} a trial")
         else:
             designs, how = list(self.kept), "every design that fits memory"
         self.planned = list(first.rungs)

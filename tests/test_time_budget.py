@@ -722,6 +722,8 @@ def test_no_trial_over_a_quarter_of_the_budget_runs_and_the_probe_answers(
     assert fake.handed and all(c <= cap for _, _, costs in fake.handed for c in costs)
     answer = state["answer"]
     assert answer["too_long"] and answer["max_trial_s"] == cap
+    trained = {d for _, order, _ in fake.handed for d in order}
+    assert trained.isdisjoint(answer["too_long"])  # "not trained" means not trained
     assert "no rung fits the time left" in err and "answering from the probe's records" in err
     assert state["rungs"] == [] and answer["best"]["design_id"] in fake.handed[0][1]
     space = answer["space"]
