@@ -87,7 +87,9 @@ def add_time_budget(group: Any) -> None:
     group.add_argument("--time-budget", metavar="DURATION",
                        help="fit the sweep to this wall-clock time (1h, 90m, 1h30m, 600): "
                             "successive halving over cheaper rungs of --fidelity, then the "
-                            "best design with its interval (docs/studies.md)")
+                            "best design with its interval and every design measured or "
+                            "predicted; with --dry-run, the plan and the least budget that "
+                            "trains (docs/studies.md)")
 
 
 def time_budget_of(args: Any) -> float | None:
