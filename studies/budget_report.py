@@ -99,8 +99,7 @@ def write_report(answer: dict[str, Any], out: TextIO) -> None:
                   f"{fmt_seconds(answer['max_trial_s'])} a trial (a quarter of the budget)\n")
     best = answer.get("best")
     if best is None:
-        out.write("no design trained in the time: the answer is predicted only, from "
-                  "zero-cost scores and the surrogate\n")
+        out.write("no design trained in the time: the answer is predicted only (below)\n")
         write_space(answer.get("space"), out)
         return
     out.write(f"best: {_entry_line(best)}\n")

@@ -685,10 +685,11 @@ class _FakeSweep:
         self.now = start + max(slots)
         return 0
 
-    def calibration(self, rung):
-        return tb.calibration_for(self.request, rung.fidelity, RecordStore(self.request.run_dir /
-                                                                          "none"),
-                               [rung.fidelity], io.StringIO())
+    def calibration(self, rung, fidelity=None):
+        fidelity = fidelity or rung.fidelity
+        return tb.calibration_for(self.request, fidelity, RecordStore(self.request.run_dir /
+                                                                      "none"),
+                                  [fidelity], io.StringIO())
 
     def run(self):
         out, err = io.StringIO(), io.StringIO()
@@ -724,6 +725,12 @@ def test_no_trial_over_a_quarter_of_the_budget_runs_and_the_probe_answers(
     assert answer["too_long"] and answer["max_trial_s"] == cap
     trained = {d for _, order, _ in fake.handed for d in order}
     assert trained.isdisjoint(answer["too_long"])  # "not trained" means not trained
+    # The probe: the cheapest quarter of the designs within the cap (predicted), so it
+    # ends soon on a machine slower than its calibration.
+    fidelity, probe, costs = fake.handed[0]
+    fit = sorted(c for c in tb.trial_seconds(designs, fidelity, "synthetic",
+                                             fake.calibration(None, fidelity), 10) if c <= cap)
+    assert max(costs) <= fit[max(4, len(fit) // 4) - 1]
     assert "no rung fits the time left" in err and "answering from the probe's records" in err
     assert state["rungs"] == [] and answer["best"]["design_id"] in fake.handed[0][1]
     space = answer["space"]
@@ -754,7 +761,7 @@ def test_a_budget_too_small_for_any_trial_answers_from_zero_cost_scores(tmp_path
     assert "ranked by zero-cost width alone (docs/proxies/zc-p650k.csv)" in space["method"]
     widths = [ss.parse(r["design_id"]).width for r in space["designs"]]
     assert widths == sorted(widths, reverse=True)
-    assert "no design trained in the time: the answer is predicted only" in out
+    assert "no design trained in the time: the answer is predicted only (below)" in out
     assert "  1. plain8-c5038-k1.2  predicted: not trained, by width 5038" in out
     assert len(state["answer"]["too_long"]) == 74 - len(state["answer"]["skipped_memory"])
 
