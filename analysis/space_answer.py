@@ -78,22 +78,29 @@ def answer_space(candidates: Sequence[str], records: Sequence[Mapping[str, Any]]
     measured = len(rows)
     out: dict[str, Any] = {"reference": ref, "candidates": len(candidates),
                            "measured": measured, "predicted": len(rest)}
+    failed = None
     if rest and len(rows) >= MIN_FIT:
-        predicted, out["method"], out["heldout"] = _surrogate(at_ref, rest, dataset, scores,
-                                                              scores_source, seed)
-        rows.update(predicted)
-    elif rest and scores is not None and ZC_RANKER in scores.columns:
+        try:
+            predicted, out["method"], out["heldout"] = _surrogate(at_ref, rest, dataset,
+                                                                  scores, scores_source, seed)
+            rows.update(predicted)
+            rest = []
+        except (ValueError, np.linalg.LinAlgError) as exc:  # e.g. a score not finite
+            failed = " ".join(str(exc).split())[:160]
+    if rest and scores is not None and ZC_RANKER in scores.columns:
         means = scores.groupby("design_id")[ZC_RANKER].mean()
         for d in rest:
             rows[d] = {"design_id": d, "kind": "predicted", "val_acc": None, "interval": None,
                        "zc": {ZC_RANKER: float(means[d])}}
-        out["method"] = (f"too few designs measured ({measured} < {MIN_FIT}) to "
-                         f"fit the surrogate: ranked by zero-cost {ZC_RANKER} alone "
-                         f"({scores_source}), no interval")
+        why = (f"the surrogate failed ({failed})" if failed else
+               f"too few designs measured ({measured} < {MIN_FIT}) to fit the surrogate")
+        out["method"] = (f"{why}: ranked by zero-cost {ZC_RANKER} alone ({scores_source}), "
+                         "no interval")
     elif rest:
         for d in rest:
             rows[d] = {"design_id": d, "kind": "predicted", "val_acc": None, "interval": None}
-        out["method"] = "not predicted: too few designs measured and no zero-cost scores"
+        out["method"] = (f"not predicted: the surrogate failed ({failed})" if failed else
+                         "not predicted: too few designs measured and no zero-cost scores")
     ordered = sorted(rows.values(), key=_order)
     for i, row in enumerate(ordered, 1):
         row["rank"] = i
