@@ -7,9 +7,9 @@ val_acc over seeds with a 95% Clopper-Pearson interval over its validation image
 over seeds). Every other design is **predicted**: :class:`analysis.surrogate.Surrogate` (a
 Gaussian process over describe() features and, where committed zero-cost scores cover the
 space, the scores) fitted on the measured designs, with the 95% interval of one seed's
-val_acc (the model's uncertainty and the learnt seed noise). Its held-out coverage
-(:func:`analysis.surrogate.cross_validate`, designs left out) says how often such an
-interval held the measured value.
+val_acc (the model's uncertainty, the learnt seed noise and the binomial noise of the
+validation images). Its held-out coverage (designs left out in up to 10 folds, the same
+intervals) says how often such an interval held the measured value.
 
 With fewer than ``MIN_FIT`` measured designs no surrogate is fitted: the designs are ranked
 by the zero-cost ranker that did best on the trained tables (``width``: Kendall tau +0.741
@@ -151,30 +151,85 @@ def _val_images(config: Mapping[str, Any]) -> int | None:
 def _surrogate(at_ref: Sequence[Mapping[str, Any]], rest: Sequence[str], dataset: str,
                scores: pd.DataFrame | None, source: str | None, seed: int
                ) -> tuple[dict[str, dict[str, Any]], str, dict[str, Any]]:
-    """Predictions of ``rest`` by a surrogate fitted on ``at_ref``, what it is, and its
-    held-out coverage."""
-    from .surrogate import cross_validate
+    """Predictions of ``rest`` by a Gaussian process of val_acc fitted on ``at_ref``
+    (``analysis.surrogate_model``, as :class:`analysis.surrogate.Surrogate` fits it), what
+    it is, and the held-out coverage of the same intervals."""
+    from evaluators.record import describe_info
 
-    model, bench, fidelity = fit(at_ref, dataset, scores, seed)
-    z = float(sps.norm.ppf(0.5 + CONFIDENCE / 2))
+    from .benchmark import Benchmark
+    from .surrogate_model import (
+        feature_matrix,
+        fit_one,
+        noise_std,
+        predict_latent,
+        training_rows,
+        zc_features,
+    )
+
+    fidelity = str(at_ref[0]["fidelity"])
+    rows = training_rows(Benchmark.from_frame([dict(r) for r in at_ref]), fidelity, dataset)
+    zc = zc_features(scores) if scores is not None else None
+    X, _ = feature_matrix(rows["info"], zc, rows["design_id"])
+    y, ids = rows["val_acc"].to_numpy(float), rows["design_id"].to_numpy()
+    n_val = _val_images(at_ref[0].get("fidelity_config") or {})
+    info0 = rows["info"].iloc[0]
+    infos = [describe_info(d, info0.get("num_classes"), info0.get("input_size")) for d in rest]
+    Xq, _ = feature_matrix(pd.Series(infos), zc, pd.Series(list(rest)))
+    model = fit_one("gp", X, y, seed)
+    mean, sd = predict_latent(model, Xq)
     out = {}
-    for d in rest:
-        p = model.query(d)
-        half = z * math.hypot(p.val_acc_std, p.seed_std)  # one seed's run, as measured
-        out[d] = {"design_id": d, "kind": "predicted", "val_acc": p.val_acc,
-                  "interval": [p.val_acc - half, p.val_acc + half],
-                  "std": math.hypot(p.val_acc_std, p.seed_std)}
-    n = len(model.design_ids)
-    cv = cross_validate(bench, scores=scores, fidelity=fidelity, dataset=dataset,
-                        folds=min(10, n), n_boot=200, seed=seed)
-    covered = round(cv["coverage"] * cv["n_designs"]) if cv["coverage"] == cv["coverage"] \
-        else None
-    heldout = {"designs": cv["n_designs"], "folds": cv["folds"], "covered": covered,
-               "coverage": cv["coverage"], "kendall": cv["kendall"]}
+    for d, m, s in zip(rest, mean, sd, strict=True):
+        half = Z * _spread(s, noise_std(model), m, n_val, 1)
+        out[d] = {"design_id": d, "kind": "predicted", "val_acc": float(m),
+                  "interval": [float(m - half), float(m + half)], "std": float(s)}
+    heldout = _held_out(X, y, ids, n_val, seed)
     features = "describe() features" + (f" and zero-cost scores ({source})"
                                          if scores is not None else "")
-    return out, (f"surrogate (Gaussian process over {features}) fitted on the {n} measured "
-                 "designs; interval: 95% of one seed's val_acc"), heldout
+    return out, (f"surrogate (Gaussian process over {features}) fitted on the "
+                 f"{len(set(ids))} measured designs; interval: 95% of one seed's val_acc on "
+                 f"{n_val or '?'} validation images"), heldout
+
+
+Z = float(sps.norm.ppf(0.5 + CONFIDENCE / 2))
+
+
+def _spread(latent_sd: float, seed_sd: float, acc: float, n_val: int | None,
+            seeds: int) -> float:
+    """The standard deviation of a mean over ``seeds`` measured values around the predicted
+    mean: the model's uncertainty, the learnt seed noise and the binomial noise of the
+    validation images (which a GP fitted on few designs may learn as nearly none)."""
+    p = min(max(acc, 0.0), 1.0)
+    binom = p * (1 - p) / n_val if n_val else 0.0
+    return math.sqrt(latent_sd**2 + (seed_sd**2 + binom) / seeds)
+
+
+def _held_out(X: np.ndarray, y: np.ndarray, ids: np.ndarray, n_val: int | None,
+              seed: int) -> dict[str, Any]:
+    """Designs left out in up to 10 folds (shuffled from ``seed``): how many measured means
+    the 95% interval of the model fitted on the others covered, and Kendall's tau."""
+    from .surrogate_model import fit_one, noise_std, predict_latent
+
+    designs = np.array(sorted(set(ids)))
+    designs = designs[np.random.default_rng(seed).permutation(len(designs))]
+    folds = min(10, len(designs))
+    covered, pred, meas = 0, [], []
+    for k in range(folds):
+        held = set(designs[k::folds])
+        train = np.array([i not in held for i in ids])
+        m = fit_one("gp", X[train], y[train], seed)
+        for d in held:
+            rows = ids == d
+            mu, sd = predict_latent(m, X[rows][:1])
+            truth = float(y[rows].mean())
+            spread = _spread(float(sd[0]), noise_std(m), float(mu[0]), n_val,
+                             int(rows.sum()))
+            covered += abs(float(mu[0]) - truth) <= Z * spread
+            pred.append(float(mu[0]))
+            meas.append(truth)
+    tau = float(sps.kendalltau(pred, meas).statistic) if len(pred) > 2 else math.nan
+    tau = None if math.isnan(tau) else tau  # constant predictions: no tau (JSON has no NaN)
+    return {"designs": len(designs), "folds": folds, "covered": int(covered),
+            "coverage": covered / len(designs), "kendall": tau}
 
 
 def fit(at_ref: Sequence[Mapping[str, Any]], dataset: str, scores: pd.DataFrame | None,

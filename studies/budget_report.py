@@ -131,8 +131,9 @@ def write_space(space: dict[str, Any] | None, out: TextIO) -> None:
     if held:
         covered = (f"{held['covered']} of {held['designs']} measured designs" if
                    held.get("covered") is not None else "not computed")
+        tau = f"{held['kendall']:+.2f}" if held.get("kendall") is not None else "undefined"
         out.write(f"  held out ({held['folds']} folds): the surrogate's 95% interval covered "
-                  f"{covered}; Kendall tau {held['kendall']:+.2f}\n")
+                  f"{covered}; Kendall tau {tau}\n")
     for row in space["designs"]:
         out.write(f"  {row['rank']:>3}. {_space_line(row)}\n")
 
