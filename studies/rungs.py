@@ -224,3 +224,24 @@ def write_state(path: Path, ladder: list[Fidelity], planned: list[int], rungs: l
         "ladder": [{"fidelity": f.name, "fidelity_config": f.to_dict()} for f in ladder],
         "planned": planned, "rungs": [r.to_dict() for r in rungs], "skipped_memory": skipped,
         "memory_limit_bytes": limit, "answer": answer, "updated": utc_now()})
+
+
+def fail_leftovers(storage_url: str, study_name: str) -> None:
+    """FAIL the RUNNING trials an interrupted run of this rung left in its study.
+
+    One driver runs a time-budgeted sweep, so a RUNNING trial at a rung's start is a
+    leftover; left alone, the searcher waits for it (30 s until its heartbeat is stale,
+    forever if it never had one), and while Tune waits on the searcher it does not check
+    its time budget.
+    """
+    import optuna
+
+    from studies import study as st
+
+    storage = st.open_storage(storage_url)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:  # no study yet: the rung never ran
+        return
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        st.fail_trial(storage, t._trial_id, "left RUNNING by an interrupted run")

@@ -58,6 +58,7 @@ from studies.rungs import (
     Rung,
     all_records,
     decide_next,
+    fail_leftovers,
     ladder_fidelities,
     n_designs,
     read_state,
@@ -73,6 +74,7 @@ from studies.store import RecordStore
 
 STATE_FILE = "time_budget.json"
 INTERRUPTED = (130, 143)  # a rung's sweep ended by Ctrl-C or SIGTERM: the driver stops too
+MAX_EXTENSIONS = 5  # times the first rung takes more designs with the time left at the end
 
 
 def run_time_budget(request: Any, argv: list[str], *, out: TextIO | None = None,
@@ -158,6 +160,11 @@ def _run(request: Any, argv: list[str], out: TextIO, err: TextIO, t0: float,
             d.rungs.append(nxt)
             save()
         k += 1
+    for _ in range(MAX_EXTENSIONS):  # time the plan left unused: more designs, cheapest rung
+        if interrupted or not d.rungs or not d.extend():
+            break
+        save()
+        interrupted = d.run(d.rungs[0])
     answer = summarise(d.rungs or d.probe, store, plan, skipped)
     answer.update(too_long=d.too_long(), max_trial_s=d.cap, margin_s=MARGIN_S)
     _whole_space(answer, request, d, err)
@@ -221,7 +228,8 @@ class _Driver:
         if first is None:
             return False
         kept = self.trainable()
-        probe = _probe(kept, self.costs(self.ladder[first.rungs[0]], kept), 2 * self.workers)
+        probe = hv.cheap_probe(kept, self.costs(self.ladder[first.rungs[0]], kept),
+                               2 * self.workers)
         if len(probe) < len(kept):
             rung = Rung(first.rungs[0], self.ladder[first.rungs[0]], probe,
                         f"a probe of {len(probe)} designs spread over the predicted times")
@@ -263,6 +271,42 @@ class _Driver:
             + f"; predicted {est.fmt_seconds(first.predicted_s)} of "
             f"{est.fmt_seconds(self.left())} left\n")
         return False
+
+    def extend(self) -> bool:
+        """Add to the first rung the untried designs (within ``cap``) that fit the time left,
+        best predicted first (the surrogate on the first rung's records; cheapest first
+        without one), when the plan ended early: a promotion over the cap, or a machine
+        faster than predicted (a 15-minute 0.65M run ended at 3m55s). False if none fits."""
+        from analysis.space_answer import fit
+
+        first = self.rungs[0]
+        untried = [x for x in self.trainable() if x not in first.designs]
+        if not untried:
+            return False
+        costs = dict(zip(untried, self.costs(first.fidelity, untried), strict=True))
+        order = sorted(untried, key=lambda x: (costs[x], x))
+        records = [r for r in rung_records(self.store, first, self.plan)
+                   if r.get("status") == "ok" and r.get("val_acc") is not None]
+        try:
+            model = fit(records, self.plan.dataset, None)[0] if len(records) >= 3 else None
+        except (ValueError, KeyError, np.linalg.LinAlgError):
+            model = None
+        if model is not None:
+            order.sort(key=lambda x: -model.query(x).val_acc)
+        chosen: list[str] = []
+        for x in order:  # greedily, while the rung (queued longest-first) fits the time
+            trial = [costs[y] for y in sorted([*chosen, x], key=costs.get, reverse=True)]
+            if hv.queue_makespan(trial * self.seeds, self.workers) + self.rung_overhead \
+                    <= self.left():
+                chosen.append(x)
+        if not chosen:
+            return False
+        first.designs = [*first.designs, *chosen]
+        first.decided += (f"; {len(chosen)} more with the time left"
+                          + (" (best predicted first)" if model is not None else ""))
+        self.err.write(f"time left after the plan: {n_designs(len(chosen))} more at rung "
+                       f"{first.ladder}\n")
+        return True
 
     def pick(self, designs: list[str], n: int) -> list[str]:
         """``n`` of ``designs`` chosen by the surrogate fitted on the probe's records
@@ -311,16 +355,6 @@ class _Driver:
                            costs_for=self.costs, seeds=self.seeds, workers=self.workers,
                            left=self.left(), rung_overhead_s=self.rung_overhead,
                            max_trial_s=self.cap)
-
-def _probe(designs: list[str], seconds: list[float], n: int) -> list[str]:
-    """The probe's ``n`` designs: spread over the predicted times of the cheapest quarter
-    (at least ``n``). The cheapest, so that they end soon on a machine several times slower
-    than its calibration: a 15-minute budget on this machine under a load of 11 probed
-    designs across all times, its two widest took over 13 minutes against 2-3 predicted,
-    and none finished."""
-    order = sorted(range(len(designs)), key=lambda i: (seconds[i], i))
-    cheap = sorted(order[:max(n, len(designs) // 4)])
-    return hv.probe_designs([designs[i] for i in cheap], [seconds[i] for i in cheap], n)
 
 def _whole_space(answer: dict[str, Any], request: Any, d: _Driver, err: TextIO) -> None:
     """``answer["space"]``: every candidate design measured or predicted
@@ -378,25 +412,5 @@ def _run_rung(request: Any, rung: Rung, order: list[str], seconds: float, config
         scheduler="fifo", cpus_per_trial=request.cpus_per_trial,
         gpus_per_trial=request.gpus_per_trial, address=request.address,
         time_budget_s=seconds, costs=costs, budget_end=budget_end)
-    _fail_leftovers(request.storage_url, plan.name)
+    fail_leftovers(request.storage_url, plan.name)
     return run_sweep(cfg, out=err, err=err)
-
-def _fail_leftovers(storage_url: str, study_name: str) -> None:
-    """FAIL the RUNNING trials an interrupted run of this rung left in its study.
-
-    One driver runs a time-budgeted sweep, so a RUNNING trial at a rung's start is a
-    leftover; left alone, the searcher waits for it (30 s until its heartbeat is stale,
-    forever if it never had one), and while Tune waits on the searcher it does not check
-    its time budget.
-    """
-    import optuna
-
-    from studies import study as st
-
-    storage = st.open_storage(storage_url)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:  # no study yet: the rung never ran
-        return
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        st.fail_trial(storage, t._trial_id, "left RUNNING by an interrupted run")

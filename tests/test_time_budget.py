@@ -674,6 +674,8 @@ class _FakeSweep:
         self.handed.append((rung.fidelity, list(order), costs))
         slots, start = [0.0, 0.0], self.now + self.overhead
         for d, c in zip(order, costs, strict=True):
+            if self.store.read(trial_key(d, rung.fidelity.name, request.plan.dataset, 0)):
+                continue  # recorded: the sweep skips it (resumable by key)
             i = min(range(2), key=slots.__getitem__)
             if slots[i] + c * self.speed > seconds - self.overhead:
                 break
@@ -824,3 +826,30 @@ def test_the_docs_state_the_constants_the_answer_rests_on():
     readme = " ".join((REPO / "README.md").read_text().split())
     assert "no trial predicted longer than a quarter of the budget runs" in readme
     assert "the answer, in 15 min (+ 1 min margin)" in readme  # MARGIN_S, asserted above
+
+
+def test_time_the_plan_leaves_trains_more_designs_at_the_first_rung(tmp_path, monkeypatch):
+    """A 15-minute 0.65M run ended at 3m55s: its planned promotion was over the cap. Time
+    left after the plan now trains more untried designs at the first rung, best predicted
+    first, until no trial fits; the clock ends near the budget, not minutes before it."""
+    designs = _space_40k()
+    fake = _FakeSweep(monkeypatch, tmp_path, designs, ev.get_fidelity("smoke"), "synthetic",
+                      150.0)
+    monkeypatch.setattr(tb._Driver, "next_rung", lambda self, k: None)  # no promotion fits
+    rc, out, err, state = fake.run()
+    assert rc == 0, err
+    (first,) = state["rungs"]
+    assert "more with the time left (best predicted first)" in first["decided"]
+    assert "time left after the plan: " in err
+    first_handed = len(fake.handed[1][1])  # the probe, then the first rung as planned
+    assert len(first["designs"]) > first_handed
+    assert all(c <= 150.0 / 4 for _, _, costs in fake.handed for c in costs)
+    cheapest = min(tb.trial_seconds(designs, fake.handed[0][0], "synthetic",
+                                    fake.calibration(None, fake.handed[0][0]), 10))
+    # Stopped because nothing more fits: less time left than one more rung of one trial.
+    assert 150.0 - tb.SETUP_RESERVE_S - fake.now < cheapest + tb.RUNG_OVERHEAD_S \
+        or len(first["designs"]) == len(designs)
+    recorded = [d for d in first["designs"]
+                if fake.store.read(trial_key(d, first["fidelity"], "synthetic", 0))]
+    assert state["answer"]["space"]["measured"] == len(recorded) > first_handed
+    assert len(first["designs"]) - len(recorded) <= 2  # at most the last round cut
