@@ -208,7 +208,7 @@ class Benchmark:
     def best(
         self,
         metric: str = "val_acc",
-        budget: float | None = None,
+        budget: float | str | None = None,
         *,
         fidelity: str | None = None,
         dataset: str | None = None,
@@ -219,12 +219,19 @@ class Benchmark:
     ) -> Entry:
         """The design with the best mean ``metric`` over ok seeds whose ``cost`` <= budget.
 
+        ``budget``: a number, or a string as ``studies/run.py --budget`` takes it (``"40k"``,
+        ``"0.65M"``; ``studies.budget.parse_budget``, the one parser of both).
         ``mode`` is 'max' or 'min'; by default 'max' for a metric ending in 'acc', else 'min'.
         Ties go to the lower cost, then the smaller id. ``filters`` as in :meth:`designs`.
 
         Raises:
-            ValueError: no ok design fits the budget (naming the cheapest there is).
+            ValueError: a budget that is not a count (one line naming it), or no ok design
+                fits the budget (naming the cheapest there is).
         """
+        if isinstance(budget, str):
+            from studies.budget import parse_budget
+
+            budget = parse_budget(budget)
         mode = mode or ("max" if metric.endswith("acc") else "min")
         sign = _sign(mode)
         entries = self._entries(fidelity, dataset, epoch, filters)

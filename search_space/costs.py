@@ -36,7 +36,10 @@ def describe(d: Design, num_classes: int | None = None, input_size: int | None =
 
     Args:
         d: the design.
-        num_classes: classifier outputs (default: 100 for CIFAR nets, 1000 for ImageNet nets).
+        num_classes: classifier outputs (default: 100 for CIFAR nets, the paper's CIFAR-100,
+            and 1000 for ImageNet nets). Give 10 for CIFAR-10, as ``studies/run.py`` and
+            ``enumerate_designs(..., num_classes=10)`` count: the classifier's weights
+            differ (``plain8-c144-k1.12.12``: 52,372 parameters at 100, 39,322 at 10).
         input_size: image side (default: 32 for CIFAR nets, 224 for ImageNet nets).
     """
     return dict(_describe(d, num_classes, input_size))

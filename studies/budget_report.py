@@ -93,9 +93,14 @@ def write_report(answer: dict[str, Any], out: TextIO) -> None:
                   f": {r['ok']} ok, {r['failed']} failed, {r['missing']} not finished"
                   + (f"; rank agreement with the rung below: Spearman {agree['rho']:.2f} over "
                      f"{agree['n']} designs" if agree else "") + "\n")
+    too_long = answer.get("too_long") or []
+    if too_long:
+        out.write(f"  not trained: {n_designs(len(too_long))} predicted over "
+                  f"{fmt_seconds(answer['max_trial_s'])} a trial (a quarter of the budget)\n")
     best = answer.get("best")
     if best is None:
-        out.write("no design finished a rung: no answer\n")
+        out.write("no design trained in the time: the answer is predicted only (below)\n")
+        write_space(answer.get("space"), out)
         return
     out.write(f"best: {_entry_line(best)}\n")
     for r in answer.get("runners_up", []):
@@ -109,6 +114,41 @@ def write_report(answer: dict[str, Any], out: TextIO) -> None:
         out.write(f"  at chance: the best design's test interval reaches {chance:.0%}, the "
                   "accuracy of guessing; its rungs trained too little to rank these designs "
                   "(give more time, a smaller --budget, or fewer designs)\n")
+    write_space(answer.get("space"), out)
+
+
+def write_space(space: dict[str, Any] | None, out: TextIO) -> None:
+    """Every candidate design, best first: measured (rung fidelity, seeds, 95% interval of
+    val_acc) or predicted (marked so, with its interval, or a zero-cost rank)."""
+    if not space:
+        return
+    out.write(f"the whole space, {space['candidates']} designs at "
+              f"{space.get('reference_words') or space['reference'] or 'no rung'}: "
+              f"{space['measured']} measured, "
+              f"{space['predicted']} predicted"
+              + (f" ({space['method']})" if space.get("method") else "") + "\n")
+    held = space.get("heldout")
+    if held:
+        covered = (f"{held['covered']} of {held['designs']} measured designs" if
+                   held.get("covered") is not None else "not computed")
+        tau = f"{held['kendall']:+.2f}" if held.get("kendall") is not None else "undefined"
+        out.write(f"  held out ({held['folds']} folds): the surrogate's 95% interval covered "
+                  f"{covered}; Kendall tau {tau}\n")
+    for row in space["designs"]:
+        out.write(f"  {row['rank']:>3}. {_space_line(row)}\n")
+
+
+def _space_line(row: dict[str, Any]) -> str:
+    if row["val_acc"] is None:
+        zc = ", ".join(f"{k} {v:g}" for k, v in (row.get("zc") or {}).items())
+        return f"{row['design_id']}  predicted: not trained" + (f", by {zc}" if zc else "")
+    lo_hi = (f" [{row['interval'][0]:.3f}, {row['interval'][1]:.3f}]" if row.get("interval")
+             else "")
+    if row["kind"] == "measured":
+        seeds = len(row["seeds"])
+        return (f"{row['design_id']}  measured: val {row['val_acc']:.3f}{lo_hi}, "
+                f"{seeds} seed{'s' * (seeds > 1)}")
+    return f"{row['design_id']}  predicted: val {row['val_acc']:.3f}{lo_hi}"
 
 def _entry_line(e: dict[str, Any]) -> str:
     test = ""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import socket
 import zlib
 from pathlib import Path
@@ -22,6 +21,7 @@ import search_space as ss
 from evaluators.catalog import DATASETS, NUM_CLASSES
 from evaluators.record import provenance, utc_now
 from studies.budget import parse_budget, parse_duration
+from studies.data_check import check_data, one_line
 from studies.halving import add_time_budget, time_budget_of
 from studies.plan import SEARCHES, Plan, parse_seeds
 from studies.presets import PRESETS, Preset, get_preset
@@ -64,8 +64,9 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
                                          "proxy, paper; cpu and cpu2 are the committed "
                                          f"records' (default: {DEFAULT_FIDELITY}, or the "
                                          "preset's)")
-    what.add_argument("--seeds", help="N (seeds 0..N-1) or a list 0,1,2; seed 0 alone: 0, "
-                                      "(default: 1, or the preset's)")
+    what.add_argument("--seeds", help="a count N: seeds 0..N-1 (so 1 is seed 0 alone, the "
+                                      "default, or the preset's), or a list 0,1,2 (seed 5 "
+                                      "alone: 5,)")
     what.add_argument("--seeds-for-power", action="store_true",
                       help="instead of --seeds: the seeds per design that resolve the "
                            "preset's claims at this fidelity (studies/power_seeds.py)")
@@ -205,7 +206,7 @@ def resolve(args: argparse.Namespace, *, dry_run: bool = False) -> Request:
     storage_url = args.storage or f"sqlite:///{run_dir / 'optuna.db'}"
     _check_storage(storage_url, given=args.storage is not None)
     address = _check_address(args.address) if args.address else None
-    data_dir, note = _check_data(evaluators, dataset, args.data_dir, download=not dry_run)
+    data_dir, note = check_data(evaluators, dataset, args.data_dir, download=not dry_run)
     request = Request(
         plan=plan, preset=preset, budget=budget, net=net, fidelity=fidelity,
         num_classes=num_classes, run_dir=run_dir, storage_url=storage_url, data_dir=data_dir,
@@ -344,50 +345,6 @@ def _check_address(address: str) -> str:
     return address
 
 
-def _check_data(evaluators: Any, dataset: str, data_dir: str | None, *,
-                download: bool = True) -> tuple[str | None, str | None]:
-    """(data directory, note): the dataset is readable (CIFAR is downloaded here, once, when
-    missing; without ``download`` a missing CIFAR is a note, not an error)."""
-    if dataset == "synthetic":
-        return (str(Path(data_dir).resolve()) if data_dir else None), None
-    if data_dir is not None and not Path(data_dir).is_dir():
-        raise UsageError(f"--data-dir {data_dir!r} is not a directory; give the directory "
-                         f"holding the {dataset} folder")
-    from evaluators.data import TINYIMAGENET_LAYOUT, default_data_dir
-
-    root = Path(data_dir) if data_dir else default_data_dir()
-    note = None
-    if dataset == "tinyimagenet":  # decoding 110k JPEGs to check would take minutes
-        if not ((root / "wnids.txt").is_file()
-                or (root / "tiny-imagenet-200" / "wnids.txt").is_file()):
-            raise UsageError(f"no Tiny ImageNet in {root}: expected "
-                             f"{TINYIMAGENET_LAYOUT}")
-    else:
-        try:
-            evaluators.load_dataset(dataset, root, download=download)  # DatasetError
-        except evaluators.DatasetNotFoundError as e:
-            if download:
-                raise UsageError(f"{one_line(e)}; {_data_remedies(dataset, root)}") from None
-            note = (f"{dataset} is not in {root}: the sweep downloads it first; "
-                    f"{_data_remedies(dataset, root)}")
-    return str(root.resolve()), note
-
-
-def _data_remedies(dataset: str, root: Path) -> str:
-    """The ways to a missing dataset, for its one-line error."""
-    folder = {"cifar10": "cifar-10-batches-py/", "cifar100": "cifar-100-python/"}[dataset]
-    ways = [f"give --data-dir DIR holding {folder}"]
-    if dataset == "cifar10":
-        # The project's shared folder sits beside the checkout (README: ../shared/data);
-        # shown as typed from the checkout, else in full.
-        checkout = Path(__file__).resolve().parents[1]
-        script = checkout.parent / "shared" / "data" / "prepare_cifar10.py"
-        shown = os.path.relpath(script) if Path.cwd().resolve() == checkout else script
-        ways.append(f"without internet run `python {shown} {root}`")
-    ways.append("use --dataset synthetic")
-    return "or " + ", or ".join(ways)
-
-
 def _check_run_dir(request: Request) -> None:
     """A run directory holds one sweep: the same designs, fidelity config and dataset."""
     path = request.run_dir / "run.json"
@@ -409,7 +366,3 @@ def masked(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return url
-
-
-def one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__

@@ -96,7 +96,8 @@ class Plan:
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
-    """Seeds as a user writes them: ``3`` -> (0, 1, 2); ``0,1,2`` or ``5,`` -> those seeds.
+    """Seeds as a user writes them: ``3`` -> (0, 1, 2) (a count: ``1`` is seed 0 alone);
+    ``0,1,2`` or ``5,`` -> those seeds. An empty entry (``0,,1``) is refused.
 
     Raises:
         ValueError: naming the value and the accepted forms.
@@ -107,7 +108,10 @@ def parse_seeds(text: str) -> tuple[int, ...]:
             if n < 1:
                 raise ValueError
             return tuple(range(n))
-        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+        parts = text.split(",")
+        if not parts[-1].strip():  # "5," is seed 5 alone; an empty entry elsewhere
+            parts.pop()  # ("0,,1") is a typo, not a seed
+        seeds = tuple(int(s) for s in parts)  # int("") raises: refused
         if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
             raise ValueError
         return seeds

@@ -13,6 +13,10 @@ ends (``ok``, ``failed``, ``stopped``, ``error``, ``interrupted``).
 "left" is the sweep's ETA from the cost model (studies.estimate.SweepClock): the trials not
 yet started at their predicted times, rescaled to this sweep's finished records as they
 arrive, laid out on the sweep's parallel slots behind the running trials' own time left.
+A sweep with a deadline (a rung of ``--time-budget``) never says more than the time to it,
+and adds the whole time budget's own time left (``budget left ~``). A trial that runs
+longer than ``HEARTBEAT_S`` without a line prints one (``running ... for 2m10s, ~3m left in
+the trial``), so a long trial is never minutes of silence.
 """
 
 from __future__ import annotations
@@ -33,17 +37,23 @@ from studies.ledger import Finished, Ledger
 __all__ = ["Progress", "describe_outcome", "fmt_seconds", "status", "summary_rows",
            "write_summary"]
 
+HEARTBEAT_S = 60.0  # a line at least this often while a trial runs
+
 
 class Progress(tune.Callback):
     """One status line per trial event (start, epoch, end)."""
 
     def __init__(self, ledger: Ledger, out: TextIO | None = None,
-                 clock: SweepClock | None = None):
+                 clock: SweepClock | None = None, deadlines: tuple[float, float] | None = None):
+        """``deadlines``: (this sweep's end, the whole time budget's end), monotonic
+        seconds, for a rung of ``--time-budget``."""
         self.ledger = ledger
         self.out = out if out is not None else sys.stderr
         self.clock = clock
+        self.deadlines = deadlines
         self.tty = bool(getattr(self.out, "isatty", lambda: False)())
         self._seen = 0  # finished outcomes already shown
+        self._last = time.monotonic()  # when the last line was shown
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "out": None}  # a stream does not pickle (see Ledger)
@@ -71,6 +81,23 @@ class Progress(tune.Callback):
             text += f", ~{fmt_seconds(left)} left in the trial"
         self._show(text)
 
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        """Tune's loop, every step: a heartbeat of each trial running past HEARTBEAT_S when
+        no line was shown for that long."""
+        now = time.monotonic()
+        if now - self._last < HEARTBEAT_S:
+            return
+        for run in list(self.ledger.running.values()):
+            if run.started is not None and now - run.started >= HEARTBEAT_S:
+                text = f"running {run.design_id} s{run.seed} for {fmt_seconds(now - run.started)}"
+                if self.clock is not None:
+                    left = self.clock.trial_left(run.design_id, now - run.started, run.curve)
+                    text += (f", ~{fmt_seconds(left)} left in the trial (predicted)"
+                             if left >= 1 else ", past its predicted "
+                             f"{fmt_seconds(self.clock.costs.seconds(run.design_id))}")
+                self._show(text)
+        self._last = now
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._show_finished()
 
@@ -94,7 +121,8 @@ class Progress(tune.Callback):
 
     def _show(self, event: str) -> None:
         elapsed = fmt_seconds(time.monotonic() - self.ledger.t0)
-        line = f"[{elapsed:>6}] {event} | {status(self.ledger, self.clock)}"
+        line = f"[{elapsed:>6}] {event} | {status(self.ledger, self.clock, self.deadlines)}"
+        self._last = time.monotonic()
         if self.tty:  # rewrite the line in place; a wrapped line could not be rewritten
             width = shutil.get_terminal_size().columns
             self.out.write("\r\x1b[2K" + line[: max(20, width - 1)])
@@ -124,8 +152,10 @@ def describe_outcome(f: Finished) -> str:
     return f"{head}  {(f.reason or '')[:100]}"
 
 
-def status(ledger: Ledger, clock: SweepClock | None = None) -> str:
-    """done/target, outcomes, running, best so far, the sweep's ETA (with a clock)."""
+def status(ledger: Ledger, clock: SweepClock | None = None,
+           deadlines: tuple[float, float] | None = None) -> str:
+    """done/target, outcomes, running, best so far, the sweep's ETA (with a clock; never
+    past the sweep's deadline), the time budget's time left (with ``deadlines``)."""
     c = ledger.counts()
     finished = c["ok"] + c["failed"] + c["stopped"]
     done = c["before"] + finished
@@ -140,8 +170,13 @@ def status(ledger: Ledger, clock: SweepClock | None = None) -> str:
         parts.append(f"best {best.val_acc:.3f} {best.design_id} s{best.seed}")
     left = sweep_left(ledger, clock) if clock is not None and not ledger.interrupted() \
         else None
+    now = time.monotonic()
+    if left and deadlines is not None:
+        left = min(left, max(0.0, deadlines[0] - now))
     if left:
         parts.append(f"left ~{fmt_seconds(left)}")
+    if deadlines is not None:
+        parts.append(f"budget left ~{fmt_seconds(max(0.0, deadlines[1] - now))}")
     return " | ".join(parts)
 
 

@@ -168,16 +168,46 @@ def _dry_run(request: Request, fmt: str, out: TextIO, err: TextIO) -> int:
     notes.write(f"the same trials at the other fidelities: {', '.join(others)}\n")
     notes.write(f"(an estimate, from the {estimate.source}; docs/studies.md gives its "
                 "measured error)\n")
-    if request.time_budget_s is not None:  # the rungs are planned on the running machine
-        notes.write(f"with --time-budget {est.fmt_seconds(request.time_budget_s)}: these "
-                    "designs go through successive halving on cheaper rungs, planned when "
-                    "it starts and ended by the clock (docs/studies.md); the estimate above "
-                    "is the full grid\n")
+    if request.time_budget_s is not None:
+        _time_budget_plan(request, notes, err)
     if request.data_note:
         notes.write(f"note: {request.data_note}\n")
     if request.power_note:
         notes.write(f"--seeds-for-power: {request.power_note}\n")
     return 0
+
+
+def _time_budget_plan(request: Request, notes: TextIO, err: TextIO) -> None:
+    """What ``--time-budget`` would do here: its plan, and the least budget that trains."""
+    from studies.rungs import n_designs, rung_words
+    from studies.time_budget import MARGIN_S, MAX_TRIAL_SHARE, dry_plan
+
+    plan, why = dry_plan(request, err)
+    ladder = why["ladder"]
+    budget = est.fmt_seconds(request.time_budget_s)
+    notes.write(f"with --time-budget {budget} (the estimate above is the full grid): "
+                f"successive halving on {len(ladder)} rungs below {request.fidelity.name}, "
+                f"{why['workers']} trials at a time; the answer within {budget} + "
+                f"{est.fmt_seconds(MARGIN_S)}\n")
+    if why["too_long"] or why["skipped"]:
+        notes.write(f"  not trained, predicted instead: {n_designs(len(why['too_long']))} "
+                    f"over {est.fmt_seconds(MAX_TRIAL_SHARE * request.time_budget_s)} a "
+                    f"trial at the cheapest rung (a quarter of the budget), "
+                    f"{len(why['skipped'])} over the memory of a trial\n")
+    if plan is None:
+        notes.write("  plan: no training fits; the answer would be predicted only (zero-cost "
+                    "scores, the surrogate)\n")
+    else:
+        notes.write("  plan: " + ", ".join(
+            f"{n_designs(n)} at rung {r} ({rung_words(ladder[r])})"
+            for r, n in zip(plan.rungs, plan.designs, strict=True))
+            + f"; expected {est.fmt_seconds(plan.predicted_s)} of "
+            f"{est.fmt_seconds(why['seconds'])} for trials (the sweep plans again from its "
+            "first trials' times)\n")
+    least = why["min_budget"]
+    notes.write("  the smallest budget that trains anything here: "
+                + (f"--time-budget {est.fmt_seconds(least)}" if least else "none (no design "
+                   "fits memory)") + "\n")
 
 
 def _list_presets(out: TextIO, err: TextIO) -> int:

@@ -9,14 +9,16 @@ torch only through the calibration the driver asks for.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
+from pathlib import Path
 from typing import Any
 
 from evaluators.cost_model import DATASET_SIZES, refit
 from evaluators.fidelity import Fidelity, with_changes
 from evaluators.memory import trial_memory_bytes
-from evaluators.record import trial_key
+from evaluators.record import trial_key, utc_now, write_json_atomic
 from studies import halving as hv
 from studies.plan import Plan
 from studies.store import RecordStore
@@ -144,10 +146,11 @@ def refit_calibration(calibration: Any, records: list[dict[str, Any]]) -> Any:
 
 def decide_next(rungs: list[Rung], k: int, planned: list[int], ladder: list[Fidelity],
                  records: list[dict[str, Any]], *, costs_for: Any, seeds: int, workers: int,
-                 left: float, rung_overhead_s: float = 0.0) -> Rung | None:
+                 left: float, rung_overhead_s: float = 0.0,
+                 max_trial_s: float = math.inf) -> Rung | None:
     """The rung after ``rungs[k]`` with its designs (the best of rung k that fit the time
-    left, the planned rungs after it included), or None: the ladder's top, or nothing
-    fits."""
+    left, the planned rungs after it included, each trial there predicted within
+    ``max_trial_s``), or None: the ladder's top, or nothing fits."""
     if k + 1 < len(rungs):  # decided by an earlier run of the same command
         return None
     current = rungs[k].ladder
@@ -156,10 +159,12 @@ def decide_next(rungs: list[Rung], k: int, planned: list[int], ladder: list[Fide
     later = [r for r in planned if r < current] or ([current - 1] if current > 0 else [])
     if not later:
         return None
+    nxt = later[0]
     ranked = hv.rank_designs(records)
+    ranked = [r for r, s in zip(ranked, costs_for(ladder[nxt], [d for d, _, _ in ranked]),
+                                strict=True) if s <= max_trial_s]
     if not ranked:
         return None
-    nxt = later[0]
     ranked_ids = [d for d, _, _ in ranked]
     # The candidates' own predicted times, best first: the best designs of a rung may be
     # the widest (slowest), and the mean over every design would fit too many of them.
@@ -201,3 +206,43 @@ def rung_words(f: Fidelity) -> str:
     train = (f.train_size or 0) - val
     return (f"{train:,} images x {f.epochs} epoch{'s' if f.epochs > 1 else ''} at "
             f"{f.resolution}x{f.resolution}")
+
+def read_state(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def rung_from(data: dict[str, Any], ladder: list[Fidelity]) -> Rung:
+    return Rung(int(data["ladder"]), ladder[int(data["ladder"])], list(data["designs"]),
+                str(data["decided"]))
+
+
+def write_state(path: Path, ladder: list[Fidelity], planned: list[int], rungs: list[Rung],
+                 skipped: dict[str, float], limit: float,
+                 answer: dict[str, Any] | None) -> None:
+    write_json_atomic(path, {
+        "ladder": [{"fidelity": f.name, "fidelity_config": f.to_dict()} for f in ladder],
+        "planned": planned, "rungs": [r.to_dict() for r in rungs], "skipped_memory": skipped,
+        "memory_limit_bytes": limit, "answer": answer, "updated": utc_now()})
+
+
+def fail_leftovers(storage_url: str, study_name: str) -> None:
+    """FAIL the RUNNING trials an interrupted run of this rung left in its study.
+
+    One driver runs a time-budgeted sweep, so a RUNNING trial at a rung's start is a
+    leftover; left alone, the searcher waits for it (30 s until its heartbeat is stale,
+    forever if it never had one), and while Tune waits on the searcher it does not check
+    its time budget.
+    """
+    import optuna
+
+    from studies import study as st
+
+    storage = st.open_storage(storage_url)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:  # no study yet: the rung never ran
+        return
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        st.fail_trial(storage, t._trial_id, "left RUNNING by an interrupted run")

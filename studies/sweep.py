@@ -59,6 +59,7 @@ class SweepConfig:
     costs: TrialCosts | None = None  # the cost model here: the ETA of the progress lines
     estimate: SweepEstimate | None = None  # of the trials to run, for the first line
     time_budget_s: float | None = None  # Tune stops every trial after this (--time-budget)
+    budget_end: float | None = None  # --time-budget: the whole budget's end (monotonic)
 
 
 def run_sweep(cfg: SweepConfig, *, out: TextIO | None = None,
@@ -156,6 +157,8 @@ def _run_tune(cfg: SweepConfig, ledger: Ledger, err: TextIO, interrupts: Interru
                                cfg.fidelity.epochs)
             clock.refit(r for k in ledger.recorded_keys()
                         if (r := ledger.store.read(k)) is not None)
+        deadlines = None if cfg.budget_end is None or cfg.time_budget_s is None else (
+            time.monotonic() + cfg.time_budget_s, cfg.budget_end)
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         tuner = tune.Tuner(
             tune.with_resources(trainable, resources),
@@ -167,7 +170,7 @@ def _run_tune(cfg: SweepConfig, ledger: Ledger, err: TextIO, interrupts: Interru
             run_config=tune.RunConfig(
                 name=f"tune-{stamp}-{os.getpid()}",
                 storage_path=str(cfg.run_dir / "ray"),  # Tune's files, apart from records/
-                verbose=0, callbacks=[Recorder(ledger), Progress(ledger, err, clock)],
+                verbose=0, callbacks=[Recorder(ledger), Progress(ledger, err, clock, deadlines)],
                 failure_config=tune.FailureConfig(max_failures=0)))
         # Tune's own console output (a configuration box and trial tables, printed even at
         # verbose=0 by its new output engine; a trial's traceback when it errs; "Trials did

@@ -7,8 +7,10 @@ accuracy at the next, and so on; each rung is one Ray Tune run of ``studies.swee
 one record per trial, resumable by key) with a hard stop (Tune's ``time_budget_s``) at the
 time left. Between rungs the cost model's scale is refitted to the records just made and
 the next rung re-planned to the time left: fewer designs when the machine runs slower than
-predicted, more (up to half) when faster. At the end: how many designs were trained at
-which rung, and the best design with a 95% interval of its test accuracy.
+predicted, more (up to half) when faster. No trial predicted over a quarter of the budget
+runs. At the end, in any budget (exit 0): how many designs were trained at which rung, the
+best design with a 95% interval of its test accuracy, and every design of the space,
+measured or predicted (``analysis.space_answer``: the surrogate over zero-cost scores).
 
 Why not Tune's ASHA or HyperBand (docs/studies.md says more): ASHA promotes the first
 trials to reach a rung without comparison (the first one at each rung always continues),
@@ -25,42 +27,54 @@ again keeps the decided rungs and their records and spends its own budget on wha
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 import time
 import zlib
-from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
+
 import search_space as ss
-from evaluators.cost_model import DATASET_SIZES, predict_seconds
+from evaluators.cost_model import DATASET_SIZES
 from evaluators.fidelity import Fidelity
-from evaluators.record import utc_now, write_json_atomic
+from evaluators.record import utc_now
 from studies import estimate as est
 from studies import halving as hv
+from studies.budget_plan import (  # noqa: F401 (dry_plan and the constants: public here too)
+    MARGIN_S,
+    MAX_TRIAL_SHARE,
+    RUNG_OVERHEAD_S,
+    SETUP_RESERVE_S,
+    STARTUP_S,
+    TRIAL_OVERHEAD_S,
+    calibration_for,
+    dry_plan,
+    plan_rungs,
+    trial_seconds,
+)
 from studies.budget_report import summarise, write_report
 from studies.plan import Plan
 from studies.rungs import (
     Rung,
     all_records,
     decide_next,
+    fail_leftovers,
     ladder_fidelities,
     n_designs,
+    read_state,
     refit_calibration,
+    rung_from,
     rung_records,
     rung_words,
     screen_memory,
     trial_memory_limit,
+    write_state,
 )
 from studies.store import RecordStore
 
 STATE_FILE = "time_budget.json"
-TRIAL_OVERHEAD_S = 1.0  # per trial, beyond its record's wall_s: Tune handing it to a worker
-RUNG_OVERHEAD_S = 10.0  # per rung: starting the Tune run and its workers (each imports
-#                         torch); measured 4-9 s on the 2-core machine, then refitted per rung
-SETUP_RESERVE_S = 10.0  # the final report, Ray's shutdown
 INTERRUPTED = (130, 143)  # a rung's sweep ended by Ctrl-C or SIGTERM: the driver stops too
+MAX_EXTENSIONS = 5  # times the first rung takes more designs with the time left at the end
 
 
 def run_time_budget(request: Any, argv: list[str], *, out: TextIO | None = None,
@@ -68,9 +82,11 @@ def run_time_budget(request: Any, argv: list[str], *, out: TextIO | None = None,
     """Run the time-budgeted sweep of a validated ``studies.run.Request``.
 
     ``started``: ``time.monotonic()`` when the command started (the budget counts from
-    there; default: when this process started). Returns 0 when a best design is named, 1
-    when none is, 130 or 143 after Ctrl-C or SIGTERM (a rung's sweep ends on the first,
-    ``studies.signals``; the report follows).
+    there; default: when this process started). Returns 0 with the best answer the records
+    allow (none trained: the zero-cost scores and the surrogate alone, saying so), 1 when no
+    design fits memory, 130 or 143 after Ctrl-C or SIGTERM (a rung's sweep ends on the
+    first, ``studies.signals``; the report follows). ``time_budget.json`` is written in
+    every case but the first. The answer comes within the budget plus ``MARGIN_S``.
     """
     from studies.sweep import init_ray
 
@@ -101,7 +117,7 @@ def _run(request: Any, argv: list[str], out: TextIO, err: TextIO, t0: float,
     store = RecordStore(request.run_dir)
     state_path = request.run_dir / STATE_FILE
     ladder = ladder_fidelities(request.fidelity, dataset)
-    state = _read_state(state_path)
+    state = read_state(state_path)
     if state and [r["fidelity"] for r in state["ladder"]] != [f.name for f in ladder]:
         err.write(f"{state_path}: another ladder (its base fidelity changed); starting over "
                   "with this one (records are kept by key)\n")
@@ -119,21 +135,22 @@ def _run(request: Any, argv: list[str], out: TextIO, err: TextIO, t0: float,
     d = _Driver(request, store, ladder, kept, workers, deadline, err)
 
     def save(answer: dict[str, Any] | None = None) -> None:
-        _write_state(state_path, ladder, d.planned, d.rungs, skipped, limit, answer)
+        write_state(state_path, ladder, d.planned, d.rungs, skipped, limit, answer)
 
     if state and state.get("rungs"):
         d.planned = [int(r) for r in state["planned"]]
-        d.rungs = [_rung_from(r, ladder) for r in state["rungs"]]
+        d.rungs = [rung_from(r, ladder) for r in state["rungs"]]
         err.write(f"{head}; resuming {STATE_FILE}: rungs "
                   + ", ".join(str(r.ladder) for r in d.rungs) + "\n")
         interrupted = False
     else:
         err.write(head + "\n")
         interrupted = d.start()
-        if not d.rungs and not interrupted:
-            out.write(head + f"; not one trial of the cheapest rung ({ladder[-1].name}) fits "
-                             "the time left: give more time or a smaller --budget\n")
-            return 1
+        if not d.rungs and not interrupted:  # answered all the same, from what there is
+            err.write(f"no rung fits the time left (a trial of the cheapest, "
+                      f"{rung_words(ladder[-1])}, over {est.fmt_seconds(d.cap)} or over the "
+                      "time left): answering from "
+                      + ("the probe's records" if d.probe else "no training") + "\n")
     if d.rungs:  # decided: a re-run keeps them (an interrupted probe decided nothing)
         save()
     k = 0
@@ -143,16 +160,20 @@ def _run(request: Any, argv: list[str], out: TextIO, err: TextIO, t0: float,
             d.rungs.append(nxt)
             save()
         k += 1
+    for _ in range(MAX_EXTENSIONS):  # time the plan left unused: more designs, cheapest rung
+        if interrupted or not d.rungs or not d.extend():
+            break
+        save()
+        interrupted = d.run(d.rungs[0])
     answer = summarise(d.rungs or d.probe, store, plan, skipped)
+    answer.update(too_long=d.too_long(), max_trial_s=d.cap, margin_s=MARGIN_S)
+    _whole_space(answer, request, d, err)
     answer.update(seconds=time.monotonic() - t0, time_budget_s=request.time_budget_s,
                   created=utc_now())
-    if d.rungs:
-        save(answer)
+    save(answer)
     write_report(answer, out)
     out.write(f"run directory: {request.run_dir}\n")
-    if interrupted:
-        return d.exit_status
-    return 0 if answer.get("best") else 1
+    return d.exit_status if interrupted else 0
 
 class _Driver:
     """The sweep's working state: the designs, the calibration as refitted so far, the
@@ -163,8 +184,9 @@ class _Driver:
         self.request, self.store, self.ladder, self.kept = request, store, ladder, kept
         self.workers, self.deadline, self.err = workers, deadline, err
         self.plan, self.seeds = request.plan, len(request.plan.seeds)
-        self.calibration = _calibration(request, ladder[-1], store, ladder, err)
+        self.calibration = calibration_for(request, ladder[-1], store, ladder, err)
         self.rung_overhead = RUNG_OVERHEAD_S
+        self.cap = MAX_TRIAL_SHARE * request.time_budget_s  # the longest trial it runs
         self.rungs: list[Rung] = []
         self.planned: list[int] = []
         self.probe: list[Rung] = []  # the first rung's first trials, before it is decided
@@ -178,22 +200,37 @@ class _Driver:
         return trial_seconds(self.kept if designs is None else designs, fidelity,
                              self.plan.dataset, self.calibration, self.request.num_classes)
 
+    def trainable(self) -> list[str]:
+        """The designs whose trial at the cheapest rung is predicted within ``cap``."""
+        return [d for d, c in zip(self.kept, self.costs(self.ladder[-1]), strict=True)
+                if c <= self.cap]
+
+    def too_long(self) -> list[str]:
+        """The designs over ``cap`` by the cost model as refitted now, no rung gave them."""
+        given = {d for r in (*self.probe, *self.rungs) for d in r.designs}
+        fit = set(self.trainable())
+        return [d for d in self.kept if d not in fit and d not in given]
+
     def ladder_plan(self) -> hv.LadderPlan | None:
-        costs = {d: c for d, c in zip(self.kept, zip(*(self.costs(f) for f in self.ladder),
-                                                     strict=True), strict=True)}
-        return plan_rungs(self.kept, costs, self.seeds, self.workers, self.left(),
-                     self.rung_overhead)
+        kept = self.trainable()
+        if not kept:
+            return None
+        costs = {d: c for d, c in zip(kept, zip(*(self.costs(f, kept) for f in self.ladder),
+                                                strict=True), strict=True)}
+        return plan_rungs(kept, costs, self.seeds, self.workers, self.left(),
+                          self.rung_overhead)
 
     def start(self) -> bool:
         """Plan; run a probe of the first (cheapest) rung (2 trials a worker, spread over the
-        predicted costs) and plan again from its times; decide the first rung. True if
-        interrupted."""
+        predicted costs of the designs within ``cap``) and plan again from its times; decide
+        the first rung. True if interrupted."""
         first = self.ladder_plan()
         if first is None:
             return False
-        probe = hv.probe_designs(self.kept, self.costs(self.ladder[first.rungs[0]]),
-                              2 * self.workers)
-        if len(probe) < len(self.kept):
+        kept = self.trainable()
+        probe = hv.cheap_probe(kept, self.costs(self.ladder[first.rungs[0]], kept),
+                               2 * self.workers)
+        if len(probe) < len(kept):
             rung = Rung(first.rungs[0], self.ladder[first.rungs[0]], probe,
                         f"a probe of {len(probe)} designs spread over the predicted times")
             self.probe = [rung]
@@ -202,14 +239,27 @@ class _Driver:
             first = self.ladder_plan()
             if first is None:
                 return False
+            kept = self.trainable()  # the refitted cost model may move the cap's line
         if first.sampled:
-            rest = [d for d in self.kept if d not in probe]
-            chosen = set(probe) | set(hv.stratified_sample(
-                rest, max(0, first.designs[0] - len(probe)), self.plan.sampler_seed,
-                stratum=lambda d: ss.parse(d).L))
+            rest = [d for d in kept if d not in probe]
+            extra = max(0, first.designs[0] - len(probe))
+            predicted = self.pick(rest, extra // 2)
+            chosen = set(probe) | set(predicted) | set(hv.stratified_sample(
+                [d for d in rest if d not in predicted], extra - len(predicted),
+                self.plan.sampler_seed, stratum=lambda d: ss.parse(d).L))
             designs = [d for d in self.kept if d in chosen]
-            how = (f"{len(designs)} of {len(self.kept)}: the probe and a sample stratified "
-                   f"by L (sampler seed {self.plan.sampler_seed}); all would not fit the time")
+            how = (f"{len(designs)} of {len(self.kept)}: the probe"
+                   + (f", {len(predicted)} by the surrogate (best predicted, most uncertain)"
+                      if predicted else "")
+                   + f" and a sample stratified by L (sampler seed {self.plan.sampler_seed})"
+                   + "; all would not fit the time"
+                   + (f"; {len(self.kept) - len(kept)} predicted over "
+                      f"{est.fmt_seconds(self.cap)} a trial" if len(kept) < len(self.kept)
+                      else ""))
+        elif len(kept) < len(self.kept):
+            designs = [d for d in self.kept if d in set(kept) | set(probe)]
+            how = (f"{len(designs)} of {len(self.kept)}: every design predicted within "
+                   f"{est.fmt_seconds(self.cap)} a trial")
         else:
             designs, how = list(self.kept), "every design that fits memory"
         self.planned = list(first.rungs)
@@ -218,9 +268,61 @@ class _Driver:
         self.err.write("plan: " + ", ".join(
             f"{n_designs(n)} at rung {r} ({rung_words(self.ladder[r])})"
             for r, n in zip(first.rungs, counts, strict=True))
-            + f"; predicted {est.fmt_seconds(first.predicted_s)} of {est.fmt_seconds(self.left())} "
-            "left\n")
+            + f"; predicted {est.fmt_seconds(first.predicted_s)} of "
+            f"{est.fmt_seconds(self.left())} left\n")
         return False
+
+    def extend(self) -> bool:
+        """Add to the first rung the untried designs (within ``cap``) that fit the time left,
+        best predicted first (the surrogate on the first rung's records; cheapest first
+        without one), when the plan ended early: a promotion over the cap, or a machine
+        faster than predicted (a 15-minute 0.65M run ended at 3m55s). False if none fits."""
+        from analysis.space_answer import fit
+
+        first = self.rungs[0]
+        untried = [x for x in self.trainable() if x not in first.designs]
+        if not untried:
+            return False
+        costs = dict(zip(untried, self.costs(first.fidelity, untried), strict=True))
+        order = sorted(untried, key=lambda x: (costs[x], x))
+        records = [r for r in rung_records(self.store, first, self.plan)
+                   if r.get("status") == "ok" and r.get("val_acc") is not None]
+        try:
+            model = fit(records, self.plan.dataset, None)[0] if len(records) >= 3 else None
+        except (ValueError, KeyError, np.linalg.LinAlgError):
+            model = None
+        if model is not None:
+            order.sort(key=lambda x: -model.query(x).val_acc)
+        chosen: list[str] = []
+        for x in order:  # greedily, while the rung (queued longest-first) fits the time
+            trial = [costs[y] for y in sorted([*chosen, x], key=costs.get, reverse=True)]
+            if hv.queue_makespan(trial * self.seeds, self.workers) + self.rung_overhead \
+                    <= self.left():
+                chosen.append(x)
+        if not chosen:
+            return False
+        first.designs = [*first.designs, *chosen]
+        first.decided += (f"; {len(chosen)} more with the time left"
+                          + (" (best predicted first)" if model is not None else ""))
+        self.err.write(f"time left after the plan: {n_designs(len(chosen))} more at rung "
+                       f"{first.ladder}\n")
+        return True
+
+    def pick(self, designs: list[str], n: int) -> list[str]:
+        """``n`` of ``designs`` chosen by the surrogate fitted on the probe's records
+        (``analysis.space_answer.pick``); none when the probe measured too few."""
+        from analysis.space_answer import committed_scores, pick
+
+        records = [r for rung in self.probe for r in rung_records(self.store, rung, self.plan)]
+        if not n or not designs or not records:
+            return []
+        ids = sorted({*designs, *(r["design_id"] for r in records)})
+        scores, _ = committed_scores(ids, self.plan.dataset)
+        try:
+            return pick(designs, n, records, dataset=self.plan.dataset, scores=scores,
+                        seed=self.plan.sampler_seed) or []
+        except (ValueError, KeyError, np.linalg.LinAlgError):
+            return []
 
     def run(self, rung: Rung) -> bool:
         """Run ``rung`` within the time left, then refit; True if interrupted."""
@@ -232,7 +334,10 @@ class _Driver:
             return False
         start = time.monotonic()
         order = hv.longest_first(rung.designs, self.costs(rung.fidelity, rung.designs))
-        rc = _run_rung(self.request, rung, order, seconds, SweepConfig, run_sweep, self.err)
+        costs = est.TrialCosts(self.calibration, rung.fidelity.to_dict(), self.plan.dataset,
+                               self.request.num_classes)  # the progress lines' ETA
+        rc = _run_rung(self.request, rung, order, seconds, SweepConfig, run_sweep, self.err,
+                       costs=costs, budget_end=self.deadline)
         records = rung_records(self.store, rung, self.plan)
         # every rung so far, this one once (the probe is not among the decided rungs)
         done = all_records(self.store, [*self.rungs, *([] if rung in self.rungs else [rung])],
@@ -247,42 +352,30 @@ class _Driver:
     def next_rung(self, k: int) -> Rung | None:
         records = rung_records(self.store, self.rungs[k], self.plan)
         return decide_next(self.rungs, k, self.planned, self.ladder, records,
-                            costs_for=self.costs, seeds=self.seeds, workers=self.workers,
-                            left=self.left(), rung_overhead_s=self.rung_overhead)
+                           costs_for=self.costs, seeds=self.seeds, workers=self.workers,
+                           left=self.left(), rung_overhead_s=self.rung_overhead,
+                           max_trial_s=self.cap)
 
-def _calibration(request: Any, fidelity: Fidelity, store: RecordStore,
-                 ladder: list[Fidelity], err: TextIO) -> Any:
-    """This machine's calibration at the rungs' shape, refitted to records of the ladder
-    already in the run directory (an earlier run of the same command)."""
-    cal = est.calibration(fidelity, threads=max(1, math.floor(request.cpus_per_trial)),
-                          gpu=request.gpus_per_trial > 0, err=err)
-    names = {f.name for f in ladder}
-    return refit_calibration(cal, [r for r in store.records() if r.get("fidelity") in names])
+def _whole_space(answer: dict[str, Any], request: Any, d: _Driver, err: TextIO) -> None:
+    """``answer["space"]``: every candidate design measured or predicted
+    (``analysis.space_answer``). The sweep's answer stands without it if it fails."""
+    from analysis.space_answer import answer_space, committed_scores
+    from studies.data_check import one_line
 
-def trial_seconds(designs: list[str], fidelity: Fidelity, dataset: str, calibration: Any,
-                  num_classes: int) -> list[float]:
-    """Predicted wall seconds of a trial of each design at ``fidelity``, as the driver
-    plans them: the cost model's, plus Tune's hand-over."""
-    return [predict_seconds(d, fidelity.to_dict(), dataset, calibration,
-                            num_classes=num_classes) + TRIAL_OVERHEAD_S for d in designs]
-
-def plan_rungs(kept: list[str], costs: dict[str, list[float]], seeds: int, workers: int,
-               seconds: float, rung_overhead_s: float) -> hv.LadderPlan | None:
-    """``studies.halving.plan_ladder`` for these designs (``costs``: each design's
-    predicted seconds at every ladder rung), the first rung queued as it runs."""
-    depth = len(next(iter(costs.values())))
-    mean = [sum(costs[d][i] for d in kept) / len(kept) for i in range(depth)]
-
-    def first_rung(index: int, n: int) -> float:
-        if n >= len(kept):  # the actual designs, in the order they run (seed-major)
-            order = hv.longest_first(kept, [costs[d][index] for d in kept])
-            return hv.queue_makespan([costs[d][index] for _ in range(seeds) for d in order],
-                                     workers)
-        return hv.makespan(n * seeds, mean[index], workers)
-
-    return hv.plan_ladder(n_designs=len(kept), seeds=seeds, workers=workers,
-                          seconds=seconds, rung_seconds=mean, first_rung=first_rung,
-                          rung_overhead_s=rung_overhead_s)
+    names = {f.name for f in d.ladder}
+    records = [r for r in d.store.records() if r.get("fidelity") in names]
+    ids = list(request.plan.design_ids)
+    try:
+        scores, source = committed_scores(ids, request.plan.dataset)
+        space = answer_space(ids, records, dataset=request.plan.dataset, scores=scores,
+                             scores_source=source, seed=request.plan.sampler_seed)
+    except (ValueError, KeyError, np.linalg.LinAlgError) as e:
+        err.write(f"the whole space: no predictions ({one_line(e)[:200]})\n")
+        return
+    at = next((i for i, f in enumerate(d.ladder) if f.name == space["reference"]), None)
+    space["reference_words"] = (f"rung {at} ({rung_words(d.ladder[at])})" if at is not None
+                                else "no rung")
+    answer["space"] = space
 
 def _refit(calibration: Any, records: list[dict[str, Any]], took: float, workers: int,
            rung_overhead: float, all_records: list[dict[str, Any]]) -> tuple[Any, float]:
@@ -297,7 +390,8 @@ def _refit(calibration: Any, records: list[dict[str, Any]], took: float, workers
     return calibration, rung_overhead
 
 def _run_rung(request: Any, rung: Rung, order: list[str], seconds: float, config_cls: Any,
-              run_sweep: Any, err: TextIO) -> int:
+              run_sweep: Any, err: TextIO, *, costs: Any = None,
+              budget_end: float | None = None) -> int:
     """Run one rung as a Tune sweep of its designs in ``order`` (the order trials start),
     stopped after ``seconds``; its exit status (130 or 143: ended by Ctrl-C or SIGTERM,
     studies.signals)."""
@@ -317,43 +411,6 @@ def _run_rung(request: Any, rung: Rung, order: list[str], seconds: float, config
         input_size=DATASET_SIZES[request.plan.dataset][2], data_dir=request.data_dir,
         scheduler="fifo", cpus_per_trial=request.cpus_per_trial,
         gpus_per_trial=request.gpus_per_trial, address=request.address,
-        time_budget_s=seconds)
-    _fail_leftovers(request.storage_url, plan.name)
+        time_budget_s=seconds, costs=costs, budget_end=budget_end)
+    fail_leftovers(request.storage_url, plan.name)
     return run_sweep(cfg, out=err, err=err)
-
-def _fail_leftovers(storage_url: str, study_name: str) -> None:
-    """FAIL the RUNNING trials an interrupted run of this rung left in its study.
-
-    One driver runs a time-budgeted sweep, so a RUNNING trial at a rung's start is a
-    leftover; left alone, the searcher waits for it (30 s until its heartbeat is stale,
-    forever if it never had one), and while Tune waits on the searcher it does not check
-    its time budget.
-    """
-    import optuna
-
-    from studies import study as st
-
-    storage = st.open_storage(storage_url)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:  # no study yet: the rung never ran
-        return
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        st.fail_trial(storage, t._trial_id, "left RUNNING by an interrupted run")
-
-def _read_state(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text())
-
-def _rung_from(data: dict[str, Any], ladder: list[Fidelity]) -> Rung:
-    return Rung(int(data["ladder"]), ladder[int(data["ladder"])], list(data["designs"]),
-                str(data["decided"]))
-
-def _write_state(path: Path, ladder: list[Fidelity], planned: list[int], rungs: list[Rung],
-                 skipped: dict[str, float], limit: float,
-                 answer: dict[str, Any] | None) -> None:
-    write_json_atomic(path, {
-        "ladder": [{"fidelity": f.name, "fidelity_config": f.to_dict()} for f in ladder],
-        "planned": planned, "rungs": [r.to_dict() for r in rungs], "skipped_memory": skipped,
-        "memory_limit_bytes": limit, "answer": answer, "updated": utc_now()})

@@ -92,7 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as e:  # UsageError, bad budget/id/config, data, run dir
         print(f"zero_cost: error: {_one_line(e)}", file=sys.stderr)
         return 2
-    run(designs, seeds, batch, config, store, have, num_classes=data.num_classes)
+    before = len(store.keys())
+    try:
+        run(designs, seeds, batch, config, store, have, num_classes=data.num_classes)
+    except KeyboardInterrupt:  # each record is written whole as it is made: none is torn
+        written = len(store.keys()) - before
+        print(f"\nzero_cost: interrupted: {written} record{'s' * (written != 1)} written "
+              f"this run in {store.dir}; the same command computes the rest", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -178,4 +185,8 @@ def _recorded(store: RecordStore, config: dict[str, Any], fidelity: str,
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C before scoring started: nothing was written yet
+        print("\nzero_cost: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -165,6 +165,15 @@ def test_designs_best_and_pareto_match_brute_force(bench):
     with pytest.raises(ValueError, match=f"cheapest has params {cheapest}"):
         bench.best("val_acc", budget=cheapest - 1)
     assert bench.best("latency_b1_ms").latency_b1_ms == pytest.approx(1.1)  # mode 'min'
+    # A budget as the command line takes it ("40k"): the same parser, the same answer.
+    kilo = sorted({info[d]["params"] for d in IDS})[-2] // 1000
+    fits = [d for d in IDS if info[d]["params"] <= kilo * 1000]
+    assert fits and len(fits) < len(IDS)
+    assert bench.best("val_acc", budget=f"{kilo}k").design_id == max(fits, key=mean.get)
+    assert bench.best("val_acc", budget=str(kilo * 1000)).design_id == max(fits, key=mean.get)
+    with pytest.raises(ValueError, match="budget '40 apples' is not a parameter count; "
+                                         "accepted: 650000, 650k, 0.65M"):
+        bench.best("val_acc", budget="40 apples")
     for metrics in ([("val_acc", "max"), ("params", "min")],
                     [("val_acc", "max"), ("flops", "min"), ("non_sparsity", "min")]):
         def point(d, metrics=metrics):

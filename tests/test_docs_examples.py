@@ -145,3 +145,51 @@ def test_the_preset_tables_are_the_presets():
         assert fidelity == preset.fidelity, name
         seeds = len(preset.seeds) if name == "smoke" else 3
         assert int(trials) == len(preset.design_ids) * seeds, name
+
+
+def test_readme_says_describe_counts_100_classes_unless_told():
+    """ss.describe() defaults to 100 classes (the paper's CIFAR-100); run.py counts 10 for
+    CIFAR-10. The README's example states both counts, and describe()'s docstring the same."""
+    import search_space as ss
+
+    d = ss.parse("plain8-c144-k1.12.12")
+    hundred, ten = ss.describe(d)["params"], ss.describe(d, num_classes=10)["params"]
+    readme = (ROOT / "README.md").read_text()
+    assert f"for 100 classes by default (CIFAR-100:\n                          # {hundred:,} " \
+        "params here)" in readme
+    assert f'ss.describe(d, num_classes=10)["params"]        # {ten:,}\n' in readme
+    doc = " ".join(ss.describe.__doc__.split())
+    assert f"{d.id}``: {hundred:,} parameters at 100, {ten:,} at 10" in doc
+
+
+def test_proxies_md_examples_write_no_tracked_file():
+    """A reader who copies docs/proxies.md's commands gets printed blocks, not rewritten
+    docs: --update/--export/--figures into the repository are named in prose only."""
+    commands = [c for d, c, _ in _commands("python ") if d == "proxies.md"]
+    assert len(commands) >= 8
+    for command in commands:
+        words = shlex.split(command)
+        for flag in ("--update", "--export", "--figures", "--out"):
+            if flag in words:
+                target = words[words.index(flag) + 1]
+                assert not target.startswith(("docs", "releases", "benchmarks")), command
+
+
+def test_release_commands_read_the_run_directory_the_sweep_writes(tmp_path, monkeypatch):
+    """``python -m analysis.release RUN_DIR``: RUN_DIR is where a documented sweep writes
+    (its --run-dir, or runs/ + its default name), not a directory nothing makes."""
+    monkeypatch.chdir(tmp_path)
+    written = set()
+    for _, command, _ in RUN_COMMANDS:
+        argv = shlex.split(command)[2:]
+        if "--preset" not in argv or "--list-presets" in argv:
+            continue
+        args = cli.build_parser().parse_args(argv)
+        name = args.name or cli._default_name(
+            PRESETS[args.preset], None, None, [], args.fidelity or PRESETS[args.preset].fidelity,
+            args.dataset or PRESETS[args.preset].dataset or "cifar10")
+        written.add(args.run_dir or f"runs/{name}")
+    releases = [c for _, c, _ in _commands("python -m analysis.release ")]
+    assert len(releases) >= 3
+    for command in releases:
+        assert shlex.split(command)[3] in written, command

@@ -224,9 +224,67 @@ def test_calibration_is_measured_once_and_said_so(tmp_path, monkeypatch):
 def test_dry_run_with_a_time_budget_says_the_estimate_is_the_full_grid(capsys):
     assert run.main(["--preset", "smoke", "--time-budget", "90m", "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[-1] == ("with --time-budget 1h30m: these designs go through successive halving "
-                       "on cheaper rungs, planned when it starts and ended by the clock "
-                       "(docs/studies.md); the estimate above is the full grid")
+    head = next(i for i, x in enumerate(out) if x.startswith("with --time-budget"))
+    assert out[head].startswith("with --time-budget 1h30m (the estimate above is the full "
+                                "grid): successive halving on ")
+    assert out[-1].startswith("  the smallest budget that trains anything here: ")
     assert run.main(["--preset", "smoke", "--time-budget", "0", "--dry-run"]) == 2
     assert capsys.readouterr().err == ("run.py: error: --time-budget '0' must be a positive "
                                        "duration\n")
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_long_trial_prints_a_heartbeat_and_a_rung_shows_the_budgets_time_left(
+        tmp_path, monkeypatch):
+    """A trial past a minute with no line prints one, with its own predicted time left;
+    a rung of --time-budget shows its ETA (never past its deadline) and the budget's."""
+    import studies.progress as pg
+    from studies import study as st
+    from studies.ledger import Ledger, Running
+    from studies.sampling import make_sampler
+
+    now = [1000.0]
+    monkeypatch.setattr(pg, "time", type("T", (), {"monotonic": staticmethod(lambda: now[0])}))
+    ids = ("plain8-c64-k1.64", "plain8-c144-k1.12.12")
+    plan = Plan(name="x", design_ids=ids, seeds=(0,), fidelity="cpu", dataset="cifar10")
+    storage = st.open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = st.open_study(storage, plan.name, make_sampler("grid", 0, plan.target))
+    ledger = Ledger(plan, RecordStore(tmp_path), study, storage,
+                    fidelity=ev.get_fidelity("cpu"), num_classes=10)
+    trial = study.ask()
+    ledger.register(Running(plan.key(ids[0], 0), ids[0], 0, trial._trial_id, trial.number,
+                            "t0"))
+    ledger.started("t0")
+    ledger.running["t0"].started = 1000.0
+    ledger.t0 = 1000.0
+    costs = _costs("cpu", "cifar10")
+    clock = est.SweepClock(costs, slots=2, epochs=2)
+    out = io.StringIO()
+    progress = pg.Progress(ledger, out, clock, deadlines=(1000.0 + 100.0, 1000.0 + 900.0))
+    now[0] = 1059.0
+    progress.on_step_end(0, [])
+    assert out.getvalue() == ""  # under a minute: quiet
+    predicted = costs.seconds(ids[0])
+    assert 10 < predicted < 120
+    now[0] = 1000.0 + 60.0 + predicted / 2  # past a minute, within its prediction
+    progress.on_step_end(0, [])
+    line = out.getvalue().strip()
+    assert f"running {ids[0]} s0 for {est.fmt_seconds(60.0 + predicted / 2)}, past its " \
+        f"predicted {est.fmt_seconds(predicted)} |" in line
+    # The rung's deadline passed (100 s): no ETA past it; the budget's time left.
+    assert "| left ~" not in line and line.endswith(
+        f"| budget left ~{est.fmt_seconds(900.0 - 60.0 - predicted / 2)}")
+    now[0] += 20.0
+    progress.on_step_end(0, [])  # a line 20 s ago: no heartbeat yet
+    assert out.getvalue().count("\n") == 1
+    # A trial within its prediction: its own time left.
+    now[0] += 61.0
+    ledger.running["t0"].started = now[0] - 61.0
+    progress.on_step_end(0, [])
+    if predicted > 62.0:
+        assert f"~{est.fmt_seconds(predicted - 61.0)} left in the trial (predicted)" in \
+            out.getvalue().splitlines()[-1]
+    assert pg.status(ledger, clock, (now[0] + 5.0, now[0] + 750.0)).endswith(
+        "| running 1 | left ~5s | budget left ~12m30s")  # the ETA, cut at the deadline
+    assert pg.status(ledger, clock).endswith(
+        f"| left ~{est.fmt_seconds(pg.sweep_left(ledger, clock))}")  # no deadline: as was

@@ -166,9 +166,14 @@ def test_table_presets_have_the_papers_widths():
 def test_seeds_accepts_a_count_or_a_list():
     assert parse_seeds("3") == (0, 1, 2)
     assert parse_seeds("4,7") == (4, 7) and parse_seeds("5,") == (5,)
-    for bad in ("0", "-1", "a", "1,1", ","):
+    for bad in ("0", "-1", "a", "1,1", ",", "0,,1", ",1", "0, ,1"):
         with pytest.raises(ValueError, match="--seeds"):
             parse_seeds(bad)
+
+
+def test_help_says_a_seed_count_of_one_is_seed_0_alone():
+    text = " ".join(cli.build_parser().format_help().split())
+    assert "a count N: seeds 0..N-1 (so 1 is seed 0 alone, the default" in text
 
 
 def test_default_names_say_what_ran():
@@ -207,7 +212,14 @@ BAD = {
                           "--scheduler: invalid choice: 'pbt' (choose from", "asha"),
     "malformed budget": (["--budget", "0.65X"], "budget '0.65X' is not a parameter count"),
     "missing data dir": (["--preset", "table2", "--data-dir", "no/such/dir"],
-                         "--data-dir 'no/such/dir' is not a directory"),
+                         "--data-dir 'no/such/dir' is not a directory: give --data-dir DIR "
+                         "holding cifar-10-batches-py/", "prepare_cifar10.py no/such/dir`"),
+    # /proc is a directory where no download can be written: refused before any download,
+    # by the dry run too (it used to pass the dry run and fail the sweep with a raw errno).
+    "unwritable data dir": (["--preset", "table2", "--data-dir", "/proc"],
+                            "cifar10 is not in /proc and cannot be downloaded there (cannot "
+                            "create a file there", "holding cifar-10-batches-py/",
+                            "prepare_cifar10.py"),
     "budget with preset": (["--preset", "smoke", "--budget", "1M"],
                            "--preset smoke fixes its designs; drop --budget"),
     "design with budget": (["--design", "plain8-c16-k1.g1", "--budget", "1M"],
@@ -220,6 +232,7 @@ BAD = {
     "seeds letter": (["--preset", "smoke", "--seeds", "a"], "--seeds 'a': expected a count"),
     "seed zero": (["--preset", "smoke", "--seeds", "0"],
                   "--seeds '0': expected a count N >= 1", "(seed 0 alone: --seeds 0,)"),
+    "empty seed": (["--preset", "smoke", "--seeds", "0,,1"], "--seeds '0,,1': expected"),
     "no trials": (["--preset", "smoke", "--max-trials", "0"], "--max-trials 0 must be >= 1"),
     "bad duration": (["--preset", "smoke", "--confirm-above", "2 hours"],
                      "--confirm-above '2 hours' is not a duration; accepted: 2h, 90m"),
@@ -284,6 +297,27 @@ def test_missing_dataset_without_network_names_the_three_ways_and_creates_nothin
     assert "--dataset synthetic" in err
     assert os.listdir(tmp_path) == ([data_dir] if data_dir else [])  # no data/, no runs/
     assert not data_dir or os.listdir(tmp_path / data_dir) == []  # no partial download
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["run", "dry-run"])
+def test_a_default_data_path_that_is_a_file_is_refused_alike(dry_run, tmp_path, monkeypatch,
+                                                             capsys):
+    """The dry run used to say "the sweep downloads it first" where the sweep then failed
+    with "Not a directory"; both now refuse it in one line naming the ways."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("IGCBENCH_DATA", raising=False)
+    (tmp_path / "data").write_text("not a dataset")
+    assert run.main(["--preset", "table2"] + (["--dry-run"] if dry_run else [])) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        "run.py: error: the default data directory 'data' is not a directory: give "
+        "--data-dir DIR holding cifar-10-batches-py/, or without internet run `python "), err
+    monkeypatch.setenv("IGCBENCH_DATA", str(tmp_path / "data" / "below"))
+    assert run.main(["--preset", "table2"] + (["--dry-run"] if dry_run else [])) == 2
+    err = capsys.readouterr().err
+    assert f"cifar10 is not in {tmp_path}/data/below and cannot be downloaded there " \
+           f"({tmp_path}/data is not a directory)" in err and err.count("\n") == 1
+    assert os.listdir(tmp_path) == ["data"]
 
 
 def test_a_run_directory_refuses_another_sweep(tmp_path, capsys):

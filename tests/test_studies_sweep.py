@@ -85,7 +85,7 @@ def test_smoke_sweep_records_every_trial_in_store_and_study(ray_cluster, tmp_pat
                         out.err)
     assert sorted(e for e, *_ in epochs) == ["1"] * 3 + ["2"] * 3 + ["3"] * 3  # 4th: "ok"
     assert list((run_dir / "checkpoints").iterdir()) == []  # each removed with its record
-    _matches_the_readme_example(out.err + out.out)
+    _matches_the_smoke_example(out.err + out.out)
     assert not list((run_dir / "records").glob(".*"))  # no temporary files left
 
     # The same command again trains nothing and changes nothing.
@@ -113,11 +113,11 @@ def _shape(line: str) -> str:
     return line
 
 
-def _matches_the_readme_example(output: str) -> None:
-    """The README's smoke example, line by line, modulo timings and the order of events
+def _matches_the_smoke_example(output: str) -> None:
+    """docs/studies.md's smoke example, line by line, modulo timings and the order of events
     (which trial finishes first varies; what each one prints does not)."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    block = readme.split("<!-- smoke-example:begin -->\n```\n")[1].split("\n```")[0]
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "studies.md").read_text()
+    block = doc.split("<!-- smoke-example:begin -->\n```\n")[1].split("\n```")[0]
 
     def split(text: str) -> tuple[list[str], list[str]]:
         lines = [_shape(line) for line in text.splitlines() if line.strip()]

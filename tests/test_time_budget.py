@@ -275,12 +275,13 @@ def test_a_rungs_trials_start_longest_first(tmp_path, monkeypatch):
                 dataset="synthetic")
     request = SimpleNamespace(plan=plan, num_classes=10, cpus_per_trial=1.0,
                               gpus_per_trial=0.0, storage_url=f"sqlite:///{tmp_path}/o.db",
-                              run_dir=tmp_path, data_dir=None, address=None)
+                              run_dir=tmp_path, data_dir=None, address=None,
+                              time_budget_s=600.0)
     driver = tb._Driver(request, RecordStore(tmp_path), ladder, designs, 2,
                         time.monotonic() + 600, io.StringIO())
     handed = {}
 
-    def fake_run_rung(request, rung, order, seconds, config_cls, run_sweep, err):
+    def fake_run_rung(request, rung, order, seconds, config_cls, run_sweep, err, **kw):
         handed["order"] = order
         return 0
 
@@ -610,6 +611,12 @@ def test_the_hour_with_the_floor_in_the_docs_is_the_committed_runs_answer():
     two = next(p for p in floor["plans"] if p["hours"] == 2)
     assert (two["designs"], two["sampled"]) == ([candidates], False)
     assert f"two hours would train all {candidates} at the cheapest rung" in readme
+    # 74 designs, 73 candidates: the README says which one was skipped and why.
+    ((skipped, need),) = state["skipped_memory"].items()
+    assert candidates + 1 == state["answer"]["candidates"] == 74
+    assert f"One design of the 74, `{skipped}` ({need / 2**30:.1f} GB predicted), was over " \
+        f"that hour's {state['memory_limit_bytes'] / 2**30:.1f} GB memory limit per trial " \
+        "and skipped" in readme
     assert "one to three of each L" in text and (min(per_l.values()), max(per_l.values())) \
         == (1, 3)
 
@@ -635,3 +642,222 @@ def test_the_hour_in_the_docs_is_the_committed_runs_answer():
     assert f"The {len(ok)} nets' validation accuracies take only {distinct} distinct" in text
     (row,) = answer["rungs"]
     assert f"{row['ok']} of its {row['trials']} trials recorded, {row['missing']} not" in text
+
+
+# --- an answer in every budget (a fake clock and fake rungs) ----------------------------------
+
+
+class _FakeSweep:
+    """Rungs run on a fake clock: each trial takes ``speed`` x its predicted seconds, the
+    trials queue on the workers in the order handed (as Tune's FIFO), those that end after
+    the rung's ``seconds`` are stopped (no record), and the rung costs ``overhead`` more.
+    Records are written as trials would write them, with a planted val_acc."""
+
+    def __init__(self, monkeypatch, tmp_path, designs, fidelity, dataset, budget, *,
+                 speed=1.0, overhead=4.0):
+        from types import SimpleNamespace
+
+        import studies.sweep
+
+        self.now, self.speed, self.overhead, self.handed = 0.0, speed, overhead, []
+        monkeypatch.setattr(tb, "time", SimpleNamespace(monotonic=lambda: self.now))
+        monkeypatch.setattr(studies.sweep, "cluster_slots", lambda *a: 2)
+        monkeypatch.setattr(tb, "_run_rung", self.run_rung)
+        monkeypatch.setenv("IGCBENCH_TRIAL_MEMORY_GB", "2")
+        plan = Plan(name="fake", design_ids=tuple(designs), seeds=(0,),
+                    fidelity=fidelity.name, dataset=dataset)
+        self.request = SimpleNamespace(
+            plan=plan, fidelity=fidelity, num_classes=10, cpus_per_trial=1.0,
+            gpus_per_trial=0.0, time_budget_s=budget, run_dir=tmp_path,
+            storage_url=f"sqlite:///{tmp_path}/o.db", data_dir=None, address=None)
+        self.store = RecordStore(tmp_path)
+
+    def run_rung(self, request, rung, order, seconds, config_cls, run_sweep, err, **kw):
+        from evaluators.record import describe_info
+
+        from fake_records import record
+
+        costs = tb.trial_seconds(order, rung.fidelity, request.plan.dataset,
+                                 self.calibration(rung), 10)
+        self.handed.append((rung.fidelity, list(order), costs))
+        slots, start = [0.0, 0.0], self.now + self.overhead
+        for d, c in zip(order, costs, strict=True):
+            if self.store.read(trial_key(d, rung.fidelity.name, request.plan.dataset, 0)):
+                continue  # recorded: the sweep skips it (resumable by key)
+            i = min(range(2), key=slots.__getitem__)
+            if slots[i] + c * self.speed > seconds - self.overhead:
+                break
+            slots[i] += c * self.speed
+            rec = record(describe_info(d, 10), _planted(d), fidelity=rung.fidelity.name,
+                         dataset=request.plan.dataset, seed=0)
+            rec.update(fidelity_config=rung.fidelity.to_dict(), wall_s=c * self.speed - 1)
+            self.store.write(rec)
+        self.now = start + max(slots)
+        return 0
+
+    def calibration(self, rung, fidelity=None):
+        fidelity = fidelity or rung.fidelity
+        return tb.calibration_for(self.request, fidelity, RecordStore(self.request.run_dir /
+                                                                      "none"),
+                                  [fidelity], io.StringIO())
+
+    def run(self):
+        out, err = io.StringIO(), io.StringIO()
+        rc = tb._run(self.request, [], out, err, 0.0, self.request.time_budget_s)
+        state = json.loads((self.request.run_dir / tb.STATE_FILE).read_text())
+        return rc, out.getvalue(), err.getvalue(), state
+
+
+def _planted(design):
+    """A val_acc that grows with width and falls with L: signal for the surrogate."""
+    d = ss.parse(design)
+    return 0.2 + 0.5 * math.log(d.width) / math.log(400) - 0.03 * d.L
+
+
+def _space_40k():
+    return [d.id for d in ss.enumerate_designs(40_000, "plain8", num_classes=10)]
+
+
+def test_no_trial_over_a_quarter_of_the_budget_runs_and_the_probe_answers(
+        tmp_path, monkeypatch):
+    """The issue's 15 minutes, scaled: a budget whose cheapest rung has trials over a
+    quarter of it, and too little time for a rung after the probe. No such trial is handed
+    to Tune; the probe's records answer, exit 0, time_budget.json written, every design of
+    the space in the answer (measured or predicted), the clock within the budget."""
+    designs = _space_40k()
+    fake = _FakeSweep(monkeypatch, tmp_path, designs, ev.get_fidelity("smoke"), "synthetic",
+                      28.0)
+    rc, out, err, state = fake.run()
+    assert rc == 0, err
+    cap = 28.0 / 4
+    assert fake.handed and all(c <= cap for _, _, costs in fake.handed for c in costs)
+    answer = state["answer"]
+    assert answer["too_long"] and answer["max_trial_s"] == cap
+    trained = {d for _, order, _ in fake.handed for d in order}
+    assert trained.isdisjoint(answer["too_long"])  # "not trained" means not trained
+    # The probe: the cheapest quarter of the designs within the cap (predicted), so it
+    # ends soon on a machine slower than its calibration.
+    fidelity, probe, costs = fake.handed[0]
+    fit = sorted(c for c in tb.trial_seconds(designs, fidelity, "synthetic",
+                                             fake.calibration(None, fidelity), 10) if c <= cap)
+    assert max(costs) <= fit[max(4, len(fit) // 4) - 1]
+    assert "no rung fits the time left" in err and "answering from the probe's records" in err
+    assert state["rungs"] == [] and answer["best"]["design_id"] in fake.handed[0][1]
+    space = answer["space"]
+    assert sorted(r["design_id"] for r in space["designs"]) == sorted(designs)
+    assert space["measured"] == len(fake.handed[0][1]) == 4
+    assert space["predicted"] == len(designs) - 4
+    assert {r["kind"] for r in space["designs"]} == {"measured", "predicted"}
+    assert all(r["interval"][0] < r["val_acc"] < r["interval"][1] for r in space["designs"]
+               if r["kind"] == "predicted")
+    assert space["heldout"]["designs"] == 4 and 0 <= space["heldout"]["covered"] <= 4
+    assert f"the whole space, {len(designs)} designs at " in out
+    assert out.count(" predicted: val ") == len(designs) - 4
+    assert fake.now <= 28.0
+
+
+def test_a_budget_too_small_for_any_trial_answers_from_zero_cost_scores(tmp_path,
+                                                                         monkeypatch):
+    """The 0.65M space at the cpu ladder in one minute: no trial fits a quarter of it. The
+    answer ranks all 74 designs by the committed zero-cost width, says it is predicted
+    only, and exits 0 with time_budget.json."""
+    designs = [d.id for d in ss.enumerate_designs(650_000, "plain8", num_classes=10)]
+    fake = _FakeSweep(monkeypatch, tmp_path, designs, ev.get_fidelity("cpu"), "cifar10",
+                      60.0)
+    rc, out, err, state = fake.run()
+    assert rc == 0 and not fake.handed
+    space = state["answer"]["space"]
+    assert (space["measured"], space["predicted"]) == (0, 74)
+    assert "ranked by zero-cost width alone (docs/proxies/zc-p650k.csv)" in space["method"]
+    widths = [ss.parse(r["design_id"]).width for r in space["designs"]]
+    assert widths == sorted(widths, reverse=True)
+    assert "no design trained in the time: the answer is predicted only (below)" in out
+    assert "  1. plain8-c5038-k1.2  predicted: not trained, by width 5038" in out
+    assert len(state["answer"]["too_long"]) == 74 - len(state["answer"]["skipped_memory"])
+
+
+def test_a_budget_with_rungs_trains_within_it_and_predicts_the_rest(tmp_path, monkeypatch):
+    """Five minutes on the 40k space at smoke's ladder, the machine 1.5x slower than
+    predicted: rungs run, the first rung's sample comes partly from the surrogate, the
+    answer is measured at the top rung, every design appears, the clock within budget."""
+    designs = _space_40k()
+    fake = _FakeSweep(monkeypatch, tmp_path, designs, ev.get_fidelity("smoke"), "synthetic",
+                      300.0, speed=1.5)
+    rc, out, err, state = fake.run()
+    assert rc == 0, err
+    assert len(state["rungs"]) >= 2 and fake.now <= 300.0
+    assert "by the surrogate (best predicted, most uncertain)" in state["rungs"][0]["decided"]
+    space = state["answer"]["space"]
+    assert space["measured"] == len(state["rungs"][0]["designs"])
+    assert space["measured"] + space["predicted"] == len(designs)
+    assert "surrogate (Gaussian process over describe() features)" in space["method"]
+    assert state["answer"]["best"]["rung"] == state["rungs"][-1]["ladder"]
+
+
+def test_the_dry_run_prints_the_plan_and_the_least_budget_that_trains(tmp_path, capsys,
+                                                                       monkeypatch):
+    import dataclasses
+    import re
+
+    monkeypatch.setenv("IGCBENCH_TRIAL_MEMORY_GB", "2")
+    argv = ["--budget", "40k", "--dataset", "synthetic", "--fidelity", "smoke",
+            "--time-budget", "2m", "--run-dir", str(tmp_path / "r"), "--dry-run"]
+    assert run.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "with --time-budget 2m00s (the estimate above is the full grid): successive " \
+        "halving on 3 rungs below smoke, 2 trials at a time; the answer within 2m00s + " \
+        "1m00s" in out
+    plan_line = next(x for x in out.splitlines() if x.startswith("  plan: "))
+    counts = [int(n) for n in re.findall(r"(\d+) designs? at rung", plan_line)]
+    request = run.resolve(run.build_parser().parse_args(argv[:-1]))
+    plan, why = tb.dry_plan(request, io.StringIO())
+    assert counts == list(plan.designs) and plan.predicted_s <= why["seconds"]
+    least = why["min_budget"]
+    assert f"the smallest budget that trains anything here: --time-budget " \
+           f"{fmt_seconds(least)}" in out
+    # The least budget plans a trial; a few seconds less plans none.
+    assert tb.dry_plan(dataclasses.replace(request, time_budget_s=least),
+                       io.StringIO())[0] is not None
+    assert tb.dry_plan(dataclasses.replace(request, time_budget_s=least - 2),
+                       io.StringIO())[0] is None
+    assert not (tmp_path / "r").exists()  # a dry run creates nothing
+
+
+def test_the_docs_state_the_constants_the_answer_rests_on():
+    from analysis import space_answer as sa
+
+    text = " ".join((REPO / "docs" / "studies.md").read_text().split())
+    assert tb.MAX_TRIAL_SHARE == 0.25 and "longer than a quarter of the budget" in text
+    assert tb.MARGIN_S == 60 and "plus a margin of 1 minute (`MARGIN_S`" in text
+    assert sa.MIN_FIT == 4 and "With at least 4 measured designs" in text
+    assert sa.ZC_RANKER == "width" and "ranked by their zero-cost width alone" in text
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert "no trial predicted longer than a quarter of the budget runs" in readme
+    assert "the answer, in 15 min (+ 1 min margin)" in readme  # MARGIN_S, asserted above
+
+
+def test_time_the_plan_leaves_trains_more_designs_at_the_first_rung(tmp_path, monkeypatch):
+    """A 15-minute 0.65M run ended at 3m55s: its planned promotion was over the cap. Time
+    left after the plan now trains more untried designs at the first rung, best predicted
+    first, until no trial fits; the clock ends near the budget, not minutes before it."""
+    designs = _space_40k()
+    fake = _FakeSweep(monkeypatch, tmp_path, designs, ev.get_fidelity("smoke"), "synthetic",
+                      150.0)
+    monkeypatch.setattr(tb._Driver, "next_rung", lambda self, k: None)  # no promotion fits
+    rc, out, err, state = fake.run()
+    assert rc == 0, err
+    (first,) = state["rungs"]
+    assert "more with the time left (best predicted first)" in first["decided"]
+    assert "time left after the plan: " in err
+    first_handed = len(fake.handed[1][1])  # the probe, then the first rung as planned
+    assert len(first["designs"]) > first_handed
+    assert all(c <= 150.0 / 4 for _, _, costs in fake.handed for c in costs)
+    cheapest = min(tb.trial_seconds(designs, fake.handed[0][0], "synthetic",
+                                    fake.calibration(None, fake.handed[0][0]), 10))
+    # Stopped because nothing more fits: less time left than one more rung of one trial.
+    assert 150.0 - tb.SETUP_RESERVE_S - fake.now < cheapest + tb.RUNG_OVERHEAD_S \
+        or len(first["designs"]) == len(designs)
+    recorded = [d for d in first["designs"]
+                if fake.store.read(trial_key(d, first["fidelity"], "synthetic", 0))]
+    assert state["answer"]["space"]["measured"] == len(recorded) > first_handed
+    assert len(first["designs"]) - len(recorded) <= 2  # at most the last round cut

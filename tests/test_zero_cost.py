@@ -359,6 +359,35 @@ def test_cli_writes_records_to_a_store_and_resumes(tmp_path, capsys):
     assert len(lines) == 2 and " | left ~" in lines[0] and "left" not in lines[1]
 
 
+def test_ctrl_c_exits_130_in_one_line_keeping_the_records(tmp_path, capsys, monkeypatch):
+    """Ctrl-C (KeyboardInterrupt) while scoring: exit 130 and one line, no traceback; the
+    records made before it are kept whole and the same command computes only the rest."""
+    from evaluators import zero_cost as zc
+    from evaluators.record import read_records
+    from studies.zero_cost import main
+
+    real, calls = zc.zc_record, []
+
+    def interrupted_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(zc, "zc_record", interrupted_second)
+    run = tmp_path / "zc"
+    assert main([*CLI, "--seeds", "1", "--run-dir", str(run)]) == 130
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (f"zero_cost: interrupted: 1 record written this run in "
+                                    f"{run / 'records'}; the same command computes the rest")
+    assert "Traceback" not in err
+    (kept,) = read_records(run / "records")
+    assert kept[1]["status"] == "ok"
+    monkeypatch.setattr(zc, "zc_record", real)
+    assert main([*CLI, "--seeds", "1", "--run-dir", str(run)]) == 0
+    assert "1 to score, 1 of 2 recorded already" in capsys.readouterr().err
+
+
 def test_default_settings_are_the_zc_fidelity():
     assert ZeroCostConfig().name == "zc"
     assert ZeroCostConfig(dataset="cifar100").name == "zc"  # the key holds the dataset
