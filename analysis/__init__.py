@@ -30,26 +30,26 @@ _EXPORTS = {
     "load_results": "load",
     "aggregate": "load",
     "frame_from_records": "load",
-    "Verdict": "claims",
-    "CLAIMS": "claims",
-    "check_claims": "claims",
-    "ParetoFront": "pareto",
-    "pareto_front": "pareto",
-    "pareto_fronts": "pareto",
-    "hypervolume_2d": "pareto",
-    "FigureFile": "figures",
-    "make_figures": "figures",
-    "write_report": "report",
-    "ReportInputError": "report",
-    "serve_dashboard": "dashboard",
-    "storage_url": "dashboard",
-    "Benchmark": "benchmark",
-    "TableKeyError": "benchmark",
-    "write_release": "release",
-    "read_release": "release",
-    "ChecksumError": "release",
-    "ReplayTable": "replay_table",
-    "replay_many": "replay",
+    "Verdict": "claims.check",
+    "CLAIMS": "claims.check",
+    "check_claims": "claims.check",
+    "ParetoFront": "report.pareto",
+    "pareto_front": "report.pareto",
+    "pareto_fronts": "report.pareto",
+    "hypervolume_2d": "report.pareto",
+    "FigureFile": "report.figures",
+    "make_figures": "report.figures",
+    "write_report": "report.html",
+    "ReportInputError": "report.html",
+    "serve_dashboard": "report.dashboard",
+    "storage_url": "report.dashboard",
+    "Benchmark": "table.benchmark",
+    "TableKeyError": "table.benchmark",
+    "write_release": "table.release",
+    "read_release": "table.release",
+    "ChecksumError": "table.release",
+    "ReplayTable": "replay.table",
+    "replay_many": "replay.simulate",
 }
 
 __all__ = [
@@ -79,16 +79,16 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .benchmark import Benchmark, TableKeyError
-    from .claims import CLAIMS, Verdict, check_claims
-    from .dashboard import serve_dashboard, storage_url
-    from .figures import FigureFile, make_figures
-    from .load import aggregate, frame_from_records, load_results
-    from .pareto import ParetoFront, hypervolume_2d, pareto_front, pareto_fronts
-    from .release import ChecksumError, read_release, write_release
-    from .replay import replay_many
-    from .replay_table import ReplayTable
-    from .report import ReportInputError, write_report
+    from analysis.claims.check import CLAIMS, Verdict, check_claims
+    from analysis.load import aggregate, frame_from_records, load_results
+    from analysis.replay.simulate import replay_many
+    from analysis.replay.table import ReplayTable
+    from analysis.report.dashboard import serve_dashboard, storage_url
+    from analysis.report.figures import FigureFile, make_figures
+    from analysis.report.html import ReportInputError, write_report
+    from analysis.report.pareto import ParetoFront, hypervolume_2d, pareto_front, pareto_fronts
+    from analysis.table.benchmark import Benchmark, TableKeyError
+    from analysis.table.release import ChecksumError, read_release, write_release
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

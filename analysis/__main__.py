@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .cli import ArgumentParser, fail
+from analysis.cli import ArgumentParser, fail
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (2 for bad input, with a one-line error)."""
     args = _parser().parse_args(argv)
     if args.command == "report":
-        from .report import ReportInputError, write_report
+        from analysis.report.html import ReportInputError, write_report
 
         try:
             out = write_report(
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return fail("python -m analysis report", exc)
         print(out)
         return 0
-    from .dashboard import DashboardInputError, serve_dashboard, storage_url
+    from analysis.report.dashboard import DashboardInputError, serve_dashboard, storage_url
 
     try:
         url = storage_url(args.run_dir, args.storage)

@@ -3,7 +3,7 @@
     nice python -m benchmarks.recheck docs/reproduction releases --sample 10 --seed 0 \\
         --max-wall-s 80 --out docs/reproduction/recheck.json
 
-SOURCE: record exports (.csv, .parquet; ``analysis.release.read_records``) or folders of
+SOURCE: record exports (.csv, .parquet; ``analysis.table.release.read_records``) or folders of
 them. A candidate is a CPU training record that finished (status ok, device cpu, no
 zero-cost scores); the same record in several exports (a release and its candidate, two
 sweeps sharing a design) is one candidate. The sample is random (``--seed``) and stratified:
@@ -17,7 +17,7 @@ evaluators/ into a temporary folder). CPU training is deterministic, so the same
 the same numbers: the report says, per record, whether the final val and test accuracy and
 every curve row (train loss, train accuracy, val accuracy) are equal, and the differences
 where they are not. The JSON names the training code of each side
-(``evaluators.record.training_code``); ``analysis.rank_agreement`` pools two codes' records
+(``evaluators.record.training_code``); ``analysis.claims.rank_agreement`` pools two codes' records
 only when a recheck found them equal.
 """
 
@@ -70,7 +70,7 @@ print("RESULT " + json.dumps({"status": r.status, "reason": r.reason, "val_acc":
 
 def candidates(sources: Sequence[Path]) -> list[dict[str, Any]]:
     """The CPU training records of the exports, one per distinct record, with its sources."""
-    from analysis.release import read_records
+    from analysis.table.release import read_records
 
     files = [f for s in sources for f in
              (sorted([*s.glob("*.csv"), *s.glob("*.parquet")]) if s.is_dir() else [s])]

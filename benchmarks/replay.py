@@ -3,7 +3,7 @@
     python -m benchmarks.replay TABLE --workers 1 4 --repeats 10 --out DIR
     python -m benchmarks.replay --synthetic 100x3x30 --workers 1 4 --repeats 10 --out DIR
 
-TABLE is a run directory, a records export or a release (analysis.benchmark.Benchmark.load).
+TABLE is a run directory, a records export or a release (analysis.table.benchmark.Benchmark.load).
 ``--synthetic DxSxE`` first writes a synthetic table of D designs x S seeds x E epochs (a run
 directory and its release under DIR/synthetic/) and replays that, for trying the machinery.
 
@@ -34,7 +34,7 @@ QUERY_REPS = 2000  # warm queries timed (a dict hit)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from analysis.replay import ALL_STRATEGIES, SCHEDULERS, SEED_MODES, STRATEGIES
+    from analysis.replay.simulate import ALL_STRATEGIES, SCHEDULERS, SEED_MODES, STRATEGIES
 
     p = ArgumentParser(prog="python -m benchmarks.replay", description=__doc__.split("\n\n")[0])
     p.add_argument("table", nargs="?", help="run directory, records export or release")
@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--workers and --repeats must be >= 1")
     if args.reduction_factor <= 1 or args.grace_period < 1:
         p.error("--reduction-factor must be > 1 and --grace-period >= 1")
-    from analysis.proposers import NEEDS_SCORES
+    from analysis.replay.proposers import NEEDS_SCORES
 
     if args.scores is None and set(args.strategies) & set(NEEDS_SCORES):
         p.error(f"--strategies {' '.join(sorted(set(args.strategies) & set(NEEDS_SCORES)))} "
@@ -110,7 +110,7 @@ def synthetic_records(designs: int, seeds: int, epochs: int, *, rng_seed: int = 
 
 def make_synthetic(spec: str, out: Path) -> Path:
     """Write DIR/synthetic/run (records) and DIR/synthetic/release; return the manifest."""
-    from analysis.release import write_release
+    from analysis.table.release import write_release
     from studies.store import RecordStore
 
     d, s, e = (int(x) for x in spec.split("x"))
@@ -126,7 +126,7 @@ def timings(bench: Any, fidelity: str, dataset: str, load_s: float,
     """Microseconds per query on a just-loaded table: cold (each answer computed once, the
     first time it is asked) for a mean over seeds, one seed, one seed at epoch 1; and warm
     (the same query again, a dict hit)."""
-    from analysis.benchmark import TableKeyError
+    from analysis.table.benchmark import TableKeyError
 
     here = bench.frame[bench.frame["fidelity"].eq(fidelity) & bench.frame["dataset"].eq(dataset)]
     pairs = list(zip(here["design_id"], (int(s) for s in here["seed"]), strict=True))
@@ -169,8 +169,8 @@ def mean_rank(result: Any, table: Any, start: int, stop: int) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     import_s = _import_seconds()
-    from analysis import replay_report
-    from analysis.benchmark import Benchmark
+    from analysis.replay import report as replay_report
+    from analysis.table.benchmark import Benchmark
 
     args = parse_args(argv)
     out = Path(args.out)
@@ -213,8 +213,8 @@ def main(argv: list[str] | None = None) -> int:
 def _import_seconds() -> float:
     """Seconds to import the table API and the replays (a user's first call pays them)."""
     t0 = time.perf_counter()
-    for name in ("analysis.replay", "analysis.replay_report", "analysis.benchmark",
-                 "analysis.replay_table"):
+    for name in ("analysis.replay.simulate", "analysis.replay.report", "analysis.table.benchmark",
+                 "analysis.replay.table"):
         importlib.import_module(name)
     return time.perf_counter() - t0
 
@@ -223,11 +223,11 @@ def _replay_table(bench: Any, fidelity: str, dataset: str, scores: str | None,
                   proxies: list[str]) -> Any:
     """The table to replay: ``bench`` at one fidelity and dataset, with the zero-cost
     ``scores`` when given (each of ``proxies`` among them)."""
-    from analysis.replay_table import ReplayTable
+    from analysis.replay.table import ReplayTable
 
     table = ReplayTable.from_benchmark(bench, fidelity=fidelity, dataset=dataset)
     if scores is not None:
-        from analysis.proxy_ranks import read_scores
+        from analysis.proxies.ranks import read_scores
 
         table = table.with_scores(read_scores(scores, dataset=dataset))
         absent = [p for p in proxies if p not in table.scores]
@@ -240,8 +240,8 @@ def _replay_table(bench: Any, fidelity: str, dataset: str, scores: str | None,
 def _replays(table: Any, args: argparse.Namespace) -> list[Any]:
     """Every (strategy, scheduler, workers) the arguments ask for, ``--repeats`` times; the
     zc-* strategies once per ``--proxy``."""
-    from analysis import replay as rp
-    from analysis.proposers import NEEDS_SCORES
+    from analysis.replay import simulate as rp
+    from analysis.replay.proposers import NEEDS_SCORES
 
     common = dict(schedulers=args.schedulers, workers=args.workers, repeats=args.repeats,
                   seed_mode=args.seed_mode, reduction_factor=args.reduction_factor,

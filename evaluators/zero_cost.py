@@ -187,7 +187,7 @@ def score_design(design: ss.Design | str, seed: int, batch: ProxyBatch,
                   # The record's "theory" stays the retired bottleneck score, so records
                   # of one fidelity keep one meaning (the committed exports hold it);
                   # the paper's equal-parameter score, ss.theory_score, is a function of
-                  # describe() that the analysis computes (analysis.equal_params).
+                  # describe() that the analysis computes (analysis.proxies.equal_params).
                   theory=ss.bottleneck_score(info["width"], info["non_sparsity"],
                                              info["density"], info["block_params"]))
     return {"design_id": design.id, "seed": seed,

@@ -1,10 +1,10 @@
 """``--seeds-for-power``: run the seeds the power analysis says resolve a preset's claims.
 
 The number is fixed before anything runs, from docs/reproduction/power.json (written by
-``python -m analysis.reproduction table docs/reproduction --update docs/reproduction.md``
-from the committed records: analysis.power). A fixed n with one look at the data keeps the
+``python -m analysis.claims.reproduction table docs/reproduction --update docs/reproduction.md``
+from the committed records: analysis.claims.power). A fixed n with one look at the data keeps the
 verdicts' error rates those of a single test; re-testing after every seed and stopping when
-a verdict resolves would not (analysis/power.py says why this and not alpha spending).
+a verdict resolves would not (analysis/claims/power.py says why this and not alpha spending).
 The sweep then runs seeds 0..n-1 and, as always, skips the seeds already recorded.
 
 Example:

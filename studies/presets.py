@@ -109,7 +109,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         # Figure 3 as the paper holds it: equal *block* weights (fig3 holds the whole net's
         # parameters equal, so its block weights vary 3,726-5,832). Rule: for each L, the
         # widest nearly complementary design (dense, <= 2 paths per channel pair: the
-        # caption's condition, as analysis.figure3 requires) with one K and block weights
+        # caption's condition, as analysis.claims.figure3 requires) with one K and block weights
         # <= FIG3Q_BLOCK_BUDGET, the most balanced on ties. L = 2 is Table 2's Xception
         # C64, L = 3 and 4 are Figure 2's red bars (C144 K12, C174 K6); at L = 5 Figure 2's
         # red bar is C184 and the rule's C188 (the paper's 184 would make the widths

@@ -1,13 +1,13 @@
 """How Optuna proposes designs: the one parameter, the two objectives and the samplers.
 
 The sweep (studies.study, studies.search) and the replay of searches against a table
-(analysis.proposers) both take their settings from here, so a replayed TPE or NSGA-II
+(analysis.replay.proposers) both take their settings from here, so a replayed TPE or NSGA-II
 search is the one a sweep runs. Imports Optuna only (no Ray, no torch).
 
 The structured searches (``tpe-struct``, ``zc-tpe-struct``) propose a point of the design's
 own fields instead of an id (:data:`STRUCTURED_PARAMS`: L, log width, log params), so TPE
 can learn that neighbouring designs score alike; the caller maps each point to the nearest
-design not tried yet (analysis.proposers).
+design not tried yet (analysis.replay.proposers).
 
 Example:
     >>> sampler = make_sampler("nsga2", seed=0, n_trials=40)

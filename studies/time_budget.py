@@ -10,7 +10,7 @@ the next rung re-planned to the time left: fewer designs when the machine runs s
 predicted, more (up to half) when faster. No trial predicted over a quarter of the budget
 runs. At the end, in any budget (exit 0): how many designs were trained at which rung, the
 best design with a 95% interval of its test accuracy, and every design of the space,
-measured or predicted (``analysis.space_answer``: the surrogate over zero-cost scores).
+measured or predicted (``analysis.table.space_answer``: the surrogate over zero-cost scores).
 
 Why not Tune's ASHA or HyperBand (docs/studies.md says more): ASHA promotes the first
 trials to reach a rung without comparison (the first one at each rung always continues),
@@ -277,7 +277,7 @@ class _Driver:
         best predicted first (the surrogate on the first rung's records; cheapest first
         without one), when the plan ended early: a promotion over the cap, or a machine
         faster than predicted (a 15-minute 0.65M run ended at 3m55s). False if none fits."""
-        from analysis.space_answer import fit
+        from analysis.table.space_answer import fit
 
         first = self.rungs[0]
         untried = [x for x in self.trainable() if x not in first.designs]
@@ -310,8 +310,8 @@ class _Driver:
 
     def pick(self, designs: list[str], n: int) -> list[str]:
         """``n`` of ``designs`` chosen by the surrogate fitted on the probe's records
-        (``analysis.space_answer.pick``); none when the probe measured too few."""
-        from analysis.space_answer import committed_scores, pick
+        (``analysis.table.space_answer.pick``); none when the probe measured too few."""
+        from analysis.table.space_answer import committed_scores, pick
 
         records = [r for rung in self.probe for r in rung_records(self.store, rung, self.plan)]
         if not n or not designs or not records:
@@ -358,8 +358,8 @@ class _Driver:
 
 def _whole_space(answer: dict[str, Any], request: Any, d: _Driver, err: TextIO) -> None:
     """``answer["space"]``: every candidate design measured or predicted
-    (``analysis.space_answer``). The sweep's answer stands without it if it fails."""
-    from analysis.space_answer import answer_space, committed_scores
+    (``analysis.table.space_answer``). The sweep's answer stands without it if it fails."""
+    from analysis.table.space_answer import answer_space, committed_scores
     from studies.data_check import one_line
 
     names = {f.name for f in d.ladder}

@@ -14,7 +14,7 @@ import pytest
 
 import analysis
 from analysis import stats
-from analysis.pareto import hypervolume_2d, pareto_front, pareto_mask
+from analysis.report.pareto import hypervolume_2d, pareto_front, pareto_mask
 
 import fake_records as fake
 
@@ -183,9 +183,10 @@ def test_import_analysis_is_light_and_never_pulls_torch_or_ray():
     code = (
         "import sys, analysis\n"
         "assert 'pandas' not in sys.modules, 'import analysis should be lazy'\n"
-        "import analysis.load, analysis.claims, analysis.figure3, analysis.pareto\n"
-        "import analysis.figures, analysis.report, analysis.dashboard, analysis.__main__\n"
-        "import analysis.rank_agreement, analysis.code_groups\n"
+        "import analysis.load, analysis.claims.check, analysis.claims.figure3\n"
+        "import analysis.report.pareto, analysis.report.figures, analysis.report.html\n"
+        "import analysis.report.dashboard, analysis.__main__\n"
+        "import analysis.claims.rank_agreement, analysis.claims.code_groups\n"
         "import seaborn, matplotlib.figure, optuna, optuna_dashboard, scipy.stats\n"
         "analysis.write_report, analysis.serve_dashboard, analysis.check_claims\n"
         "bad = sorted(m for m in ('torch', 'ray') if m in sys.modules)\n"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from analysis.__main__ import main
-from analysis.dashboard import make_server, serve_dashboard
+from analysis.report.dashboard import make_server, serve_dashboard
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = "igcbench-dashboard-test"

@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis import replay as rp
-from analysis import replay_report
-from analysis.asha import AshaRule
-from analysis.benchmark import Benchmark, TableKeyError
-from analysis.release import ChecksumError, read_release, write_records, write_release
-from analysis.release import main as release_main
-from analysis.replay_table import ReplayTable
+from analysis.replay import report as replay_report
+from analysis.replay import simulate as rp
+from analysis.replay.asha import AshaRule
+from analysis.replay.table import ReplayTable
+from analysis.table.benchmark import Benchmark, TableKeyError
+from analysis.table.release import ChecksumError, read_release, write_records, write_release
+from analysis.table.release import main as release_main
 
 import fake_records as fake
 
@@ -245,7 +245,7 @@ def test_corrupt_release_is_refused(run_dir, tmp_path):
 
 
 def test_release_cli(run_dir, tmp_path, capsys):
-    ok = subprocess.run([sys.executable, "-m", "analysis.release", str(run_dir),
+    ok = subprocess.run([sys.executable, "-m", "analysis.table.release", str(run_dir),
                          str(tmp_path / "out"), "--version", "1.0"],
                         cwd=REPO, capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
@@ -426,8 +426,9 @@ def test_replay_script_writes_summary(run_dir, tmp_path):
 def test_modules_do_not_import_torch_or_ray(run_dir, tmp_path):
     code = (
         "import sys\n"
-        "from analysis.benchmark import Benchmark\n"
-        "from analysis import release, replay\n"
+        "from analysis.table.benchmark import Benchmark\n"
+        "from analysis.table import release\n"
+        "from analysis.replay import simulate as replay\n"
         f"b = Benchmark.load({str(run_dir)!r})\n"
         f"release.write_release(b.frame, {str(tmp_path)!r}, '0.1')\n"
         f"b = Benchmark.load({str(tmp_path)!r})\n"

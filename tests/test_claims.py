@@ -15,9 +15,9 @@ import pytest
 import analysis
 import search_space as ss
 from analysis import stats
-from analysis.claim_texts import CLAIMS
-from analysis.figure3 import widest_by_L
-from analysis.verdicts import SEEDS, Estimate, adjust_family, make_verdict
+from analysis.claims.figure3 import widest_by_L
+from analysis.claims.texts import CLAIMS
+from analysis.claims.verdicts import SEEDS, Estimate, adjust_family, make_verdict
 from search_space.paper import FIG2_BARS, fig2_design_id
 from studies.presets import get_preset
 
@@ -95,9 +95,9 @@ def test_eq14_widest_L_by_hand_at_table2_budgets():
         assert info["density"] == 1.0 and info["block_params"] <= 4_700
     w10 = widest_by_L(10_000)
     assert (w10[7].width, w10[10].width) == (369, 370)
-    s = analysis.claims.Slice("cpu", "cifar10", "test_acc", pd.DataFrame(),
-                              analysis.claims.Options())
-    from analysis.figure3 import eq14_widest_L
+    s = analysis.claims.check.Slice("cpu", "cifar10", "test_acc", pd.DataFrame(),
+                              analysis.claims.check.Options())
+    from analysis.claims.figure3 import eq14_widest_L
 
     v = eq14_widest_L(s, 4_700)
     assert v.verdict == "supported" and v.effect == pytest.approx(6 - (1 + math.log(195)))
@@ -106,8 +106,8 @@ def test_eq14_widest_L_by_hand_at_table2_budgets():
 
 
 def test_eq14_is_a_fact_of_the_design_space_not_a_verdict_of_a_sweep():
-    from analysis.claim_texts import DATA_CLAIMS
-    from analysis.eq14 import widest_complementary, widest_dense
+    from analysis.claims.eq14 import widest_complementary, widest_dense
+    from analysis.claims.texts import DATA_CLAIMS
 
     assert not verdicts(frame({d: 0.5 for d in FIG3}), "eq14_widest_L")
     assert "eq14_widest_L" in CLAIMS and "eq14_widest_L" not in DATA_CLAIMS
@@ -125,7 +125,7 @@ def test_eq14_is_a_fact_of_the_design_space_not_a_verdict_of_a_sweep():
 
 
 def test_eq14_scan_counts_what_its_rows_say():
-    from analysis.eq14 import SCAN, scan, table
+    from analysis.claims.eq14 import SCAN, scan, table
 
     rows = scan(SCAN)
     assert len(rows) == 31 and rows[0][0] == 1_000 and rows[-1][0] == 20_000
@@ -212,9 +212,9 @@ def fig2_frame(acc_of_bar, **kw) -> pd.DataFrame:
 
 
 def test_fig2_red_bars_are_the_papers():
-    from analysis.figure2 import panels
+    from analysis.claims.figure2 import panels
 
-    p = panels(analysis.claims.selection.designs(fig2_frame(lambda L, K, C: 0.5), "test_acc",
+    p = panels(analysis.claims.check.selection.designs(fig2_frame(lambda L, K, C: 0.5), "test_acc",
                                                  0.25))
     assert {L: p[L].loc[p[L]["red"], "K_bar"].tolist() for L in p} == {2: [12], 3: [6], 4: [4]}
     assert {L: p[L].loc[p[L]["condition"].eq("sparser"), "K_bar"].tolist() for L in p} == {
@@ -284,7 +284,7 @@ def test_table2_at_each_budget_is_an_intersection_union_test():
 def test_intersection_union_interval_by_hand():
     from scipy.stats import norm
 
-    from analysis.paper_tables import every_group
+    from analysis.claims.paper_tables import every_group
 
     def est(effect, se):
         z = lambda lv: norm.ppf(0.5 + lv / 2)  # noqa: E731
@@ -373,7 +373,7 @@ def test_a_sweeps_verdicts_are_one_family():
 def test_too_little_data_is_untested_never_an_error():
     tiny = frame({"plain8-c144-k1.12.12": 0.6}, seeds=1)
     vs = analysis.check_claims(tiny, n_boot=200)
-    from analysis.claim_texts import DATA_CLAIMS
+    from analysis.claims.texts import DATA_CLAIMS
 
     assert {v.claim for v in vs} == set(DATA_CLAIMS)
     assert all(v.verdict == "inconclusive" and not v.tested and v.detail for v in vs)
@@ -397,7 +397,7 @@ def test_docs_analysis_lists_every_claim():
 
 
 def test_rank_agreement_between_fidelities_with_seed_and_design_bootstrap():
-    from analysis.rank_agreement import rank_agreement
+    from analysis.claims.rank_agreement import rank_agreement
 
     ids = [i for i in get_preset("table40k").design_ids][:10]
     base = dict(zip(ids, np.linspace(0.40, 0.49, len(ids)), strict=True))

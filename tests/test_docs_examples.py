@@ -99,7 +99,7 @@ def test_other_documented_commands_know_their_options(doc, command, comment, mon
     if words[0] == "-m":
         target, rest = words[1], words[2:]
         sub = [rest[0]] if rest and not rest[0].startswith("-") and "/" not in rest[0] \
-            and "." not in rest[0] and words[1] in ("analysis", "analysis.reproduction") \
+            and "." not in rest[0] and words[1] in ("analysis", "analysis.claims.reproduction") \
             else []
         argv = [target, *sub, "--help"]
         runner = lambda: runpy.run_module(target, run_name="__main__", alter_sys=True)  # noqa: E731
@@ -176,7 +176,7 @@ def test_proxies_md_examples_write_no_tracked_file():
 
 
 def test_release_commands_read_the_run_directory_the_sweep_writes(tmp_path, monkeypatch):
-    """``python -m analysis.release RUN_DIR``: RUN_DIR is where a documented sweep writes
+    """``python -m analysis.table.release RUN_DIR``: RUN_DIR is where a documented sweep writes
     (its --run-dir, or runs/ + its default name), not a directory nothing makes."""
     monkeypatch.chdir(tmp_path)
     written = set()
@@ -189,7 +189,7 @@ def test_release_commands_read_the_run_directory_the_sweep_writes(tmp_path, monk
             PRESETS[args.preset], None, None, [], args.fidelity or PRESETS[args.preset].fidelity,
             args.dataset or PRESETS[args.preset].dataset or "cifar10")
         written.add(args.run_dir or f"runs/{name}")
-    releases = [c for _, c, _ in _commands("python -m analysis.release ")]
+    releases = [c for _, c, _ in _commands("python -m analysis.table.release ")]
     assert len(releases) >= 3
     for command in releases:
         assert shlex.split(command)[3] in written, command

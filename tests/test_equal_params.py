@@ -1,4 +1,4 @@
-"""analysis.equal_params and its report: scores judged within pairs of equal block weights,
+"""analysis.proxies.equal_params and its report: scores judged within pairs of equal block weights,
 on planted data, and docs/proxies.md's equal-parameter blocks and sentences regenerated from
 the committed files."""
 
@@ -13,9 +13,9 @@ import pytest
 from scipy import stats as sps
 
 import search_space as ss
-from analysis import equal_params as ep
-from analysis import equal_params_report as epr
 from analysis.doc_blocks import block_in_doc
+from analysis.proxies import equal_params as ep
+from analysis.proxies import equal_params_report as epr
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "proxies.md"

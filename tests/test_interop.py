@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.export import main as export_main
 from analysis.interop.configspace import TableObjective
+from analysis.interop.export import main as export_main
 from analysis.interop.space import OBJECTIVES, design_space, nearest_index
 from analysis.interop.synetune import replace_dir
 
@@ -49,7 +49,7 @@ SEEDS = sorted({s for _, s in TABLE})
 FINAL_VAL = {k: r["curve"][-1]["val_acc"] for k, r in TABLE.items()}
 MEAN_VAL = {d: np.mean([FINAL_VAL[(d, s)] for s in SEEDS]) for d in IDS}
 BEST = max(IDS, key=MEAN_VAL.get)
-# The release's seed noise (analysis.replay_table.ReplayTable.seed_noise): the median over
+# The release's seed noise (analysis.replay.table.ReplayTable.seed_noise): the median over
 # designs of the seeds' std (ddof 1) of the final val_acc.
 SEED_NOISE = float(np.median([np.std([FINAL_VAL[(d, s)] for s in SEEDS], ddof=1) for d in IDS]))
 
@@ -82,8 +82,8 @@ def space():
 
 
 def test_space_is_the_table_by_factors(space):
-    from analysis.benchmark import Benchmark
-    from analysis.replay_table import ReplayTable
+    from analysis.replay.table import ReplayTable
+    from analysis.table.benchmark import Benchmark
 
     table = ReplayTable.from_benchmark(Benchmark.load(RELEASE))
     assert (SEED_NOISE, BEST) == (pytest.approx(table.seed_noise), table.design_ids[table.best])
@@ -131,7 +131,7 @@ def test_objective_function(space):
 
 
 def test_designs_without_every_seed_are_left_out_and_named(tmp_path):
-    from analysis.release import read_release, write_release
+    from analysis.table.release import read_release, write_release
 
     df = read_release(RELEASE).records
     short = (df["design_id"] == "plain8-c310-k1.2") & (df["seed"] == 2)
@@ -148,7 +148,7 @@ def test_designs_without_every_seed_are_left_out_and_named(tmp_path):
 
 
 def cli(argv: list[str]) -> int:
-    """The exit status of ``python -m analysis.export ARGV``, in this process."""
+    """The exit status of ``python -m analysis.interop.export ARGV``, in this process."""
     try:
         return export_main(argv)
     except SystemExit as exc:  # argparse's own errors
@@ -166,7 +166,8 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
     for name, (argv, message) in cases.items():
         assert cli(argv) == 2, name
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and err.startswith("python -m analysis.export: error:"), err
+        assert err.count("\n") == 1, err
+        assert err.startswith("python -m analysis.interop.export: error:"), err
         assert message in err, (name, err)
     assert list(tmp_path.iterdir()) == []
 
@@ -388,7 +389,7 @@ def run_doc(name: str, tmp_path: Path, monkeypatch, blocks: int | None = None) -
     def here(text: str) -> str:
         return re.sub(r"/tmp/([\w.-]+)", lambda m: str(tmp_path / m.group(1)), text)
 
-    for line in re.findall(r"^python -m analysis.export .*$", SECTION, re.M):
+    for line in re.findall(r"^python -m analysis.interop.export .*$", SECTION, re.M):
         if not (tmp_path / shlex.split(line)[-1].split("/")[-1]).exists():
             assert export_main(shlex.split(here(line))[3:]) == 0, line
     ns: dict = {}
@@ -436,7 +437,8 @@ def test_smac_finds_a_design_within_the_seed_noise_of_the_best(space, tmp_path, 
 
 
 def test_the_interop_modules_never_pull_torch_or_ray():
-    code = ("import sys, analysis.export, analysis.interop.synetune, analysis.interop.configspace\n"
+    code = ("import sys, analysis.interop.export, analysis.interop.synetune\n"
+            "import analysis.interop.configspace\n"
             "bad = sorted(m for m in ('torch', 'ray') if m in sys.modules)\n"
             "assert not bad, bad\n")  # fmt: skip
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)

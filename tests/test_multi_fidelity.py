@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from analysis.benchmark import Benchmark
-from analysis.release import main as release_main
-from analysis.release import read_records, read_release
-from analysis.replay_table import ReplayTable
+from analysis.replay.table import ReplayTable
+from analysis.table.benchmark import Benchmark
+from analysis.table.release import main as release_main
+from analysis.table.release import read_records, read_release
 from studies.store import RecordStore
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,10 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from analysis.benchmark import Benchmark
-from analysis.release import read_records, read_release, sha256_of, write_records, write_release
-from analysis.replay import replay
-from analysis.replay_table import ReplayTable
+from analysis.replay.simulate import replay
+from analysis.replay.table import ReplayTable
+from analysis.table.benchmark import Benchmark
+from analysis.table.release import (
+    read_records,
+    read_release,
+    sha256_of,
+    write_records,
+    write_release,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RELEASE = ROOT / "releases" / "igcbench-1.0.json"

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from analysis.contrasts import PAIR_MIN_SEEDS, SEED_SHARE, linear, paired_values, seed_share
-from analysis.release import read_records
+from analysis.claims.contrasts import PAIR_MIN_SEEDS, SEED_SHARE, linear, paired_values, seed_share
+from analysis.table.release import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPORTS = ROOT / "docs" / "reproduction"

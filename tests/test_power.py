@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from analysis import power
-from analysis.contrasts import PAIR_MIN_SEEDS
+from analysis.claims import power
+from analysis.claims.contrasts import PAIR_MIN_SEEDS
 from studies import run
 from studies.power_seeds import PLAN, power_seeds
 
@@ -97,7 +97,7 @@ def test_the_sesoi_reasons_in_docs_analysis_are_the_papers_numbers_and_the_plans
 
     import pandas as pd
 
-    from analysis.verdicts import SESOI
+    from analysis.claims.verdicts import SESOI
 
     root = Path(__file__).resolve().parents[1]
     paper = next(p for p in (root.parent / "shared", Path("/work/shared"))

@@ -1,4 +1,4 @@
-"""analysis.proxy_picks: each score's picks on planted scores, and the 0.65M blocks of
+"""analysis.proxies.picks: each score's picks on planted scores, and the 0.65M blocks of
 docs/proxies.md regenerated from the committed exports they name."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis import proxy_picks as pp
 from analysis.doc_blocks import block_in_doc
+from analysis.proxies import picks as pp
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "proxies.md"

@@ -1,4 +1,4 @@
-"""analysis.proxy_ranks on synthetic tables whose answers are known."""
+"""analysis.proxies.ranks on synthetic tables whose answers are known."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy.stats import kendalltau, spearmanr
 
-from analysis.proxy_ranks import (
+from analysis.proxies.ranks import (
     _spearman_rows,
     proxy_matrix,
     rank_correlations,
@@ -137,7 +137,7 @@ def zc_run(tmp_path, records):
 
 
 def test_cli_on_a_fake_run(tmp_path, capsys):
-    from analysis.proxy_ranks import main
+    from analysis.proxies.ranks import main
 
     import fake_records as fake
 
@@ -155,7 +155,7 @@ def test_cli_on_a_fake_run(tmp_path, capsys):
 
 
 def test_scores_export_round_trips(tmp_path):
-    from analysis.proxy_ranks import read_scores, write_scores
+    from analysis.proxies.ranks import read_scores, write_scores
 
     import fake_records as fake
 

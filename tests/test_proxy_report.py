@@ -1,4 +1,4 @@
-"""analysis.proxy_report: the correlation report on planted scores, and docs/proxies.md
+"""analysis.proxies.report: the correlation report on planted scores, and docs/proxies.md
 regenerated from the committed files its source blocks name."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import proxy_report as pr
 from analysis.doc_blocks import block_in_doc
+from analysis.proxies import report as pr
 
 import fake_records as fake
 

@@ -9,7 +9,7 @@ import pytest
 
 import evaluators as ev
 from analysis.load import frame_from_records
-from analysis.release import write_records
+from analysis.table.release import write_records
 from benchmarks import recheck
 from evaluators.record import training_code
 

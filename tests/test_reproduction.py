@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from analysis import eq14, power_report
-from analysis import reproduction as rp
+from analysis.claims import reproduction as rp
+from analysis.claims.rank_agreement import table as rank_table
+from analysis.claims.verdicts import UNITS, VERDICTS
 from analysis.doc_blocks import block_in_doc
-from analysis.rank_agreement import table as rank_table
-from analysis.verdicts import UNITS, VERDICTS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPORTS = ROOT / "docs" / "reproduction"
@@ -54,7 +54,7 @@ def test_every_verdict_row_shows_raw_and_adjusted_intervals_and_its_unit(doc):
 
 
 def test_every_export_has_its_report_and_its_seeds():
-    from analysis.release import read_records
+    from analysis.table.release import read_records
 
     for csv in EXPORTS.glob("*.csv"):
         assert (EXPORTS / csv.stem / "report.html").is_file(), csv.stem
@@ -84,12 +84,12 @@ def test_update_rewrites_every_table_in_place_and_keeps_the_rest(tmp_path, doc, 
 
 
 def test_every_committed_report_is_of_the_current_analysis():
-    """`python -m analysis.reproduction reports docs/reproduction` rewrote each report from
+    """`python -m analysis.claims.reproduction reports docs/reproduction` rewrote each report from
     its CSV: the verdict rows are check_claims' of that CSV, and the figures are there."""
     import re
 
-    from analysis.claims import check_claims
-    from analysis.release import read_records
+    from analysis.claims.check import check_claims
+    from analysis.table.release import read_records
 
     for csv in sorted(EXPORTS.glob("*.csv")):
         page = (EXPORTS / csv.stem / "report.html").read_text()
@@ -115,8 +115,8 @@ def test_the_prose_on_cpu_vs_cpu2_says_what_the_rank_table_gives(doc):
     and every design higher at cpu2."""
     import json
 
-    from analysis.code_groups import read_equalities, separate_codes
-    from analysis.release import read_records
+    from analysis.claims.code_groups import read_equalities, separate_codes
+    from analysis.table.release import read_records
 
     old = "cpu [code 7cb3e666f5/dbf35f53c1]"
     (row,) = [r for r in block_in_doc(doc, "ranks").splitlines() if f"{old} vs cpu2" in r]
@@ -152,7 +152,7 @@ def test_the_prose_on_cpu_vs_cpu2_says_what_the_rank_table_gives(doc):
 def test_the_prose_quotes_table2s_differences_at_both_rungs(doc):
     """The IGCV2-minus-Xception differences docs/reproduction.md quotes for cpu2 and cpu are
     the table2 exports' (mean test accuracy per design)."""
-    from analysis.release import read_records
+    from analysis.table.release import read_records
 
     pairs = (("plain8-c144-k1.12.12", "plain8-c64-k1.64"),
              ("plain8-c256-k1.16.16", "plain8-c96-k1.96"),
@@ -172,8 +172,8 @@ def test_the_prose_on_table2_at_each_budget_says_what_the_verdict_gives(doc):
     each budget" is inconclusive (docs/reproduction.md's plain words)."""
     import re
 
-    from analysis.claims import check_claims
-    from analysis.release import read_records
+    from analysis.claims.check import check_claims
+    from analysis.table.release import read_records
 
     (v,) = [v for v in check_claims(read_records(EXPORTS / "table2-cpu-cifar10.csv"))
             if v.claim == "table2_igcv2_vs_xception"]

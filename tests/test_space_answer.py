@@ -1,4 +1,4 @@
-"""analysis.space_answer: every design of a sweep's space, measured or predicted."""
+"""analysis.table.space_answer: every design of a sweep's space, measured or predicted."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy.stats import beta
 
-from analysis import space_answer as sa
+from analysis.table import space_answer as sa
 from evaluators.record import describe_info
 
 from fake_records import record

@@ -1,5 +1,5 @@
 """Searches that can generalise: TPE over the design's fields, a zero-cost warm start, the
-zero-cost order; and their comparison with random order (analysis.search_report)."""
+zero-cost order; and their comparison with random order (analysis.replay.search_report)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 import search_space as ss
-from analysis import search_report
-from analysis.proposers import StructuredProposer, make_proposer
-from analysis.replay import replay
-from analysis.replay_table import ReplayTable
+from analysis.replay import search_report
+from analysis.replay.proposers import StructuredProposer, make_proposer
+from analysis.replay.simulate import replay
+from analysis.replay.table import ReplayTable
 from studies.sampling import design_point
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,7 +122,7 @@ def test_compare_counts_unreached_as_every_design_trained_fully(tmp_path):
 
 
 def test_near_the_best_is_the_first_epoch_the_regret_is_within_the_seed_noise():
-    from analysis.replay import ReplayResult
+    from analysis.replay.simulate import ReplayResult
 
     trace = ((0.0, 0, 0.30), (5.0, 4, 0.02), (9.0, 7, 0.01), (12.0, 9, 0.0))
     r = ReplayResult(strategy="random", scheduler="fifo", workers=1, seed=0, seed_mode="draw",
@@ -270,7 +270,7 @@ def test_docs_benchmark_t40k_prose_says_what_its_block_says():
     flat = " ".join(prose.split())
     assert "(2 epochs, every repeat); with four workers" in flat and "16 of 50 repeats" in flat
     # "its epoch-1 accuracy ranks 60th of 68"
-    from analysis.benchmark import Benchmark
+    from analysis.table.benchmark import Benchmark
 
     frame = Benchmark.load(REPO / doc_replay["table"]).frame
     first = frame.assign(e1=[c[0]["val_acc"] for c in frame["curve"]]).groupby("design_id")["e1"]
@@ -280,7 +280,7 @@ def test_docs_benchmark_t40k_prose_says_what_its_block_says():
     # with one worker, by random order with ASHA in 19 of 50 repeats, by TPE over the fields
     # in 11 (not distinguishable in epochs; with four workers, more), and by every zero-cost
     # start or order in fewer and later (more epochs), except naswot's"
-    from analysis.replay_table import ReplayTable
+    from analysis.replay.table import ReplayTable
 
     table = ReplayTable.from_benchmark(Benchmark.load(REPO / doc_replay["table"]))
     assert doc_replay["near_regret"] == pytest.approx(table.seed_noise)

@@ -1,4 +1,4 @@
-"""analysis.surrogate on a planted table: predictions of designs it never saw, their
+"""analysis.table.surrogate on a planted table: predictions of designs it never saw, their
 uncertainty, cross-validation held out by design, and replays on it."""
 
 from __future__ import annotations
@@ -10,16 +10,16 @@ import pandas as pd
 import pytest
 
 import search_space as ss
-from analysis.benchmark import Benchmark
-from analysis.replay import replay
-from analysis.surrogate import (
+from analysis.replay.simulate import replay
+from analysis.table.benchmark import Benchmark
+from analysis.table.index import Entry
+from analysis.table.surrogate import (
     Prediction,
     Surrogate,
     SurrogateBenchmark,
     cross_validate,
     design_features,
 )
-from analysis.table_index import Entry
 from evaluators.record import describe_info
 
 import fake_records as fake
@@ -133,7 +133,7 @@ def test_design_features_of_a_loose_non_uniform_design():
 def test_cli_answers_measured_and_predicted(capsys):
     from pathlib import Path
 
-    from analysis.surrogate import main
+    from analysis.table.surrogate import main
 
     rel = str(Path(__file__).resolve().parents[1] / "releases" / "igcbench-1.0.json")
     assert main([rel, "plain8-c76-k1.2", "plain8-c80-k1.2"]) == 0

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis import table_report as tr
+from analysis.table import report as tr
 
 ROOT = Path(__file__).resolve().parent.parent
 RELEASE = ROOT / "releases" / "igcbench-1.0.json"
@@ -28,7 +28,7 @@ def test_each_block_regenerates_from_the_committed_files(blocks, block):
 
 
 def test_the_best_of_the_largest_budget_is_the_replays_best(blocks):
-    from analysis.benchmark import Benchmark
+    from analysis.table.benchmark import Benchmark
 
     bench = Benchmark.load(RELEASE)
     best = bench.best("val_acc")

@@ -560,7 +560,7 @@ def _committed_hour(name, blocks):
     blocks show (each block: the extra fields of the answer it was written with), its rungs'
     counts and best design are its records'. Returns (state, ok records, doc)."""
     from analysis.doc_blocks import block_in_doc
-    from analysis.release import read_records
+    from analysis.table.release import read_records
 
     hour = REPO / "docs" / "studies"
     state = json.loads((hour / name / "time_budget.json").read_text())
@@ -824,7 +824,7 @@ def test_the_dry_run_prints_the_plan_and_the_least_budget_that_trains(tmp_path, 
 
 
 def test_the_docs_state_the_constants_the_answer_rests_on():
-    from analysis import space_answer as sa
+    from analysis.table import space_answer as sa
 
     text = " ".join((REPO / "docs" / "studies.md").read_text().split())
     assert tb.MAX_TRIAL_SHARE == 0.25 and "longer than a quarter of the budget" in text

@@ -44,8 +44,7 @@ import numpy as np
 import pandas as pd
 
 import search_space as ss
-
-from ..release import read_release
+from analysis.table.release import read_release
 
 # Per (design, seed, epoch). test_acc is measured once, after training: NaN before the last
 # epoch. train_seconds is cumulative (the simulators' elapsed time). design_index and seed

@@ -1,7 +1,7 @@
 """A table as a syne-tune blackbox: written with its ``serialize``, read with its ``deserialize``.
 
-A blackbox directory (``python -m analysis.export syne-tune RELEASE.json OUT_DIR``) holds one
-task, named by the table's dataset, with
+A blackbox directory (``python -m analysis.interop.export syne-tune RELEASE.json OUT_DIR``)
+holds one task, named by the table's dataset, with
 
 - the configuration space of the design's factors (``analysis.interop.space``: ``width``
   and the branch sizes ``k_l`` as ``lograndint``, ``L`` as ``randint``, ``branching`` as

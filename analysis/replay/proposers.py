@@ -1,0 +1,228 @@
+"""The searches a replay runs, proposing designs as studies/search.py proposes them.
+
+- ``grid``: the table's design order; ``random``: a permutation drawn from the seed, without
+  replacement, as ``studies.plan.Plan.ordered_pairs`` draws it. These need no sampler: the
+  studies enqueue these orders themselves (Optuna's GridSampler would visit the grid in a
+  random order and its RandomSampler draws with replacement).
+- ``tpe`` and ``nsga2``: Optuna's sampler, with the studies' settings
+  (:func:`studies.sampling.make_sampler`), through ``study.ask()``/``tell()`` over a
+  categorical of the design ids, two objectives (val_acc up, params down). A proposal of a
+  design already tried is told FAIL and replaced by a random untried design, as
+  ``DesignSearcher._skip`` does.
+
+Searches that can generalise (issue 14), over the design's fields rather than its id:
+
+- ``tpe-struct``: multivariate TPE over (L, log width, log params)
+  (:func:`studies.sampling.make_structured_sampler`), one objective (val_acc); each proposed
+  point is mapped to the nearest design not tried yet (distances in the table's range of
+  each field), and the design's own point and value are what TPE learns from.
+- ``zc-tpe-struct``: the same, whose startup proposals (random in ``tpe-struct``) are the
+  designs with the highest zero-cost score (``proxy``) instead: a zero-cost warm start.
+- ``zc-order``: the designs in descending zero-cost score, learning nothing: what the proxy
+  alone is worth.
+
+A proposer gives design indices (``propose``) and hears how each trial ended (``tell``).
+
+Example:
+    >>> import numpy as np
+    >>> from analysis.replay.table import ReplayTable
+    >>> t = ReplayTable(design_ids=("a", "b", "c"), epochs=1, val=(), seconds=(), seeds=(),
+    ...                 mean_val=np.zeros(3), params=np.ones(3), best=0)
+    >>> p = make_proposer(t, "random", seed=1)
+    >>> [p.propose()[0] for _ in range(4)]
+    [1, 2, 0, None]
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from typing import Any
+
+import numpy as np
+
+import search_space as ss
+from analysis.replay.table import ReplayTable
+from studies.sampling import (
+    DIRECTIONS,
+    PARAM,
+    STRUCTURED_DIRECTION,
+    STRUCTURED_PARAMS,
+    design_point,
+    make_sampler,
+    make_structured_sampler,
+    startup_trials,
+    structured_distributions,
+)
+
+STRUCTURED = ("tpe-struct", "zc-tpe-struct", "zc-order")
+NEEDS_SCORES = ("zc-tpe-struct", "zc-order")
+
+
+def make_proposer(table: ReplayTable, strategy: str, seed: int, *,
+                  proxy: str = "synflow") -> Any:
+    """The proposer of ``strategy`` (grid, random, tpe, nsga2, tpe-struct, zc-tpe-struct,
+    zc-order), seeded; a context manager. ``proxy``: the zero-cost score of the zc ones."""
+    if strategy in NEEDS_SCORES and proxy not in table.scores:
+        raise ValueError(f"strategy {strategy} needs the zero-cost score {proxy!r}; the "
+                         f"table has {sorted(table.scores) or 'no scores'} (with_scores)")
+    if strategy in ("grid", "random"):
+        return OrderedProposer(table, strategy, seed)
+    if strategy == "zc-order":
+        return OrderedProposer(table, strategy, seed, proxy=proxy)
+    if strategy in ("tpe-struct", "zc-tpe-struct"):
+        return StructuredProposer(table, seed,
+                                  warm=proxy if strategy == "zc-tpe-struct" else None)
+    return SampledProposer(table, strategy, seed)
+
+
+class OrderedProposer:
+    """grid: the table's order; random: a permutation drawn from the seed (as Plan does);
+    zc-order: descending ``proxy`` score (ties and missing scores in the table's order)."""
+
+    def __init__(self, table: ReplayTable, strategy: str, seed: int, *,
+                 proxy: str | None = None):
+        order = list(range(len(table.design_ids)))
+        if strategy == "random":
+            random.Random(seed).shuffle(order)
+        if strategy == "zc-order":
+            score = np.nan_to_num(table.scores[proxy], nan=-np.inf)
+            order.sort(key=lambda i: -score[i])
+        self._next = iter(order)
+
+    def __enter__(self) -> OrderedProposer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+    def propose(self) -> tuple[int | None, None]:
+        return next(self._next, None), None
+
+    def tell(self, handle: Any, design: int, value: float, *, stopped: bool,
+             epochs: int = 1) -> None:
+        pass
+
+
+class SampledProposer:
+    """tpe / nsga2: Optuna proposes over the design ids (two objectives, as the studies)."""
+
+    def __init__(self, table: ReplayTable, strategy: str, seed: int):
+        import optuna  # only the adaptive searches need it
+
+        self._optuna = optuna
+        n = len(table.design_ids)
+        self._sampler = make_sampler(strategy, seed, n)  # a sweep of one trial per design
+        self.table, self.choices = table, table.design_ids
+        self.index = {d: i for i, d in enumerate(self.choices)}
+        self.free = set(range(n))
+        self.rng = random.Random(seed)
+        self._verbosity = optuna.logging.get_verbosity()
+        self._warnings = warnings.catch_warnings()
+
+    def __enter__(self) -> SampledProposer:
+        """Quiet Optuna (a line per study, experimental warnings) for the replay only."""
+        optuna = self._optuna
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self._warnings.__enter__()
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        self.study = optuna.create_study(directions=list(DIRECTIONS), sampler=self._sampler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._warnings.__exit__(*exc)
+        self._optuna.logging.set_verbosity(self._verbosity)
+
+    def propose(self) -> tuple[int | None, Any]:
+        if not self.free:
+            return None, None
+        trial = self.study.ask()
+        design = self.index[trial.suggest_categorical(PARAM, self.choices)]
+        if design not in self.free:  # studies: FAIL the proposal, train a random free design
+            trial.set_user_attr("skipped", f"{self.choices[design]}: tried already")
+            self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
+            design = self.rng.choice(sorted(self.free))
+            self.study.enqueue_trial({PARAM: self.choices[design]})
+            trial = self.study.ask()
+            trial.suggest_categorical(PARAM, self.choices)
+        self.free.discard(design)
+        return design, trial
+
+    def tell(self, handle: Any, design: int, value: float, *, stopped: bool,
+             epochs: int = 1) -> None:
+        if stopped:  # studies tell an ASHA-stopped trial PRUNED, without values
+            self.study.tell(handle, state=self._optuna.trial.TrialState.PRUNED)
+        else:
+            self.study.tell(handle, [value, float(self.table.params[design])])
+
+
+class StructuredProposer:
+    """tpe-struct / zc-tpe-struct: TPE over the design's fields, mapped to the nearest
+    untried design (see the module docstring)."""
+
+    def __init__(self, table: ReplayTable, seed: int, warm: str | None = None):
+        import optuna
+
+        self._optuna = optuna
+        self.table = table
+        n = len(table.design_ids)
+        self.points = [design_point({"L": ss.parse(d).L, "width": ss.parse(d).width,
+                                     "params": float(p)})
+                       for d, p in zip(table.design_ids, table.params, strict=True)]
+        self.dists = structured_distributions(self.points)
+        x = np.array([[p[k] for k in STRUCTURED_PARAMS] for p in self.points], dtype=float)
+        self.lo, self.span = x.min(axis=0), np.maximum(np.ptp(x, axis=0), 1e-12)
+        self.x = (x - self.lo) / self.span  # each field over its range in the table: [0, 1]
+        self._sampler = make_structured_sampler(seed, n)
+        self.free = set(range(n))
+        self.warm: list[int] = []
+        if warm is not None:  # the startup proposals: the best-scored designs
+            score = np.nan_to_num(table.scores[warm], nan=-np.inf)
+            k = startup_trials(n)  # the sampler's own rule, not its private field
+            self.warm = sorted(range(n), key=lambda i: (-score[i], i))[:k]
+        self._verbosity = optuna.logging.get_verbosity()
+        self._warnings = warnings.catch_warnings()
+
+    def __enter__(self) -> StructuredProposer:
+        optuna = self._optuna
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self._warnings.__enter__()
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        self.study = optuna.create_study(direction=STRUCTURED_DIRECTION, sampler=self._sampler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._warnings.__exit__(*exc)
+        self._optuna.logging.set_verbosity(self._verbosity)
+
+    def propose(self) -> tuple[int | None, None]:
+        if not self.free:
+            return None, None
+        while self.warm:
+            design = self.warm.pop(0)
+            if design in self.free:
+                self.free.discard(design)
+                return design, None
+        trial = self.study.ask(self.dists)
+        point = np.array([trial.params[k] for k in STRUCTURED_PARAMS], dtype=float)
+        free = np.array(sorted(self.free))
+        dist = (((self.x[free] - (point - self.lo) / self.span) ** 2).sum(axis=1))
+        design = int(free[int(np.argmin(dist))])
+        # The asked point is not what trains: FAIL it (TPE skips failed trials) and tell
+        # the design's own point when its trial ends.
+        trial.set_user_attr("mapped_to", self.table.design_ids[design])
+        self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
+        self.free.discard(design)
+        return design, None
+
+    def tell(self, handle: Any, design: int, value: float, *, stopped: bool, epochs: int = 1
+             ) -> None:
+        """A completed design with its final val_acc; a stopped one PRUNED with the val_acc
+        it was stopped at as its intermediate value, which TPE ranks pruned trials by (without
+        it, every design ASHA stopped in a strong neighbourhood would count as the worst)."""
+        states = self._optuna.trial.TrialState
+        self.study.add_trial(self._optuna.trial.create_trial(
+            params=self.points[design], distributions=self.dists,
+            state=states.PRUNED if stopped else states.COMPLETE,
+            value=None if stopped else value,
+            intermediate_values={epochs: value} if stopped else None))

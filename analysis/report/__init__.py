@@ -1,0 +1,1 @@
+"""What a person looks at: the HTML report, figures, Pareto fronts and the Optuna dashboard."""
