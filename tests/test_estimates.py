@@ -71,14 +71,13 @@ def test_refit_rescales_the_compute_part_to_the_sweeps_records():
     assert costs.refitted([]) is costs
 
 
-@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
-def test_the_eta_comes_from_the_cost_model_not_from_the_finished_trials(tmp_path):
+def _ledger_running_the_first(tmp_path, ids):
+    """A grid sweep's ledger over ``ids`` (seed 0, cpu) with the first design's trial
+    started as "t0"."""
     from studies import study as st
-    from studies.ledger import Finished, Ledger, Running
-    from studies.progress import sweep_left
+    from studies.ledger import Ledger, Running
     from studies.sampling import make_sampler
 
-    ids = ("plain8-c16-k1.4.4", "plain8-c64-k1.64", "plain8-c144-k1.12.12")
     plan = Plan(name="x", design_ids=ids, seeds=(0,), fidelity="cpu", dataset="cifar10")
     storage = st.open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
     study = st.open_study(storage, plan.name, make_sampler("grid", 0, plan.target))
@@ -88,6 +87,16 @@ def test_the_eta_comes_from_the_cost_model_not_from_the_finished_trials(tmp_path
     ledger.register(Running(plan.key(ids[0], 0), ids[0], 0, trial._trial_id, trial.number,
                             "t0"))
     ledger.started("t0")
+    return ledger
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_the_eta_comes_from_the_cost_model_not_from_the_finished_trials(tmp_path):
+    from studies.ledger import Finished
+    from studies.progress import sweep_left
+
+    ids = ("plain8-c16-k1.4.4", "plain8-c64-k1.64", "plain8-c144-k1.12.12")
+    ledger = _ledger_running_the_first(tmp_path, ids)
     ledger.running["t0"].curve.append({"epoch": 1, "seconds": 40.0})  # 1 of 2 epochs
     costs = _costs("cpu", "cifar10")
     clock = est.SweepClock(costs, slots=2, epochs=2)
@@ -239,22 +248,11 @@ def test_a_long_trial_prints_a_heartbeat_and_a_rung_shows_the_budgets_time_left(
     """A trial past a minute with no line prints one, with its own predicted time left;
     a rung of --time-budget shows its ETA (never past its deadline) and the budget's."""
     import studies.progress as pg
-    from studies import study as st
-    from studies.ledger import Ledger, Running
-    from studies.sampling import make_sampler
 
     now = [1000.0]
     monkeypatch.setattr(pg, "time", type("T", (), {"monotonic": staticmethod(lambda: now[0])}))
     ids = ("plain8-c64-k1.64", "plain8-c144-k1.12.12")
-    plan = Plan(name="x", design_ids=ids, seeds=(0,), fidelity="cpu", dataset="cifar10")
-    storage = st.open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
-    study = st.open_study(storage, plan.name, make_sampler("grid", 0, plan.target))
-    ledger = Ledger(plan, RecordStore(tmp_path), study, storage,
-                    fidelity=ev.get_fidelity("cpu"), num_classes=10)
-    trial = study.ask()
-    ledger.register(Running(plan.key(ids[0], 0), ids[0], 0, trial._trial_id, trial.number,
-                            "t0"))
-    ledger.started("t0")
+    ledger = _ledger_running_the_first(tmp_path, ids)
     ledger.running["t0"].started = 1000.0
     ledger.t0 = 1000.0
     costs = _costs("cpu", "cifar10")
