@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis import eq14, power_report
+from analysis.claims import eq14, power_report
 from analysis.claims import reproduction as rp
 from analysis.claims.rank_agreement import table as rank_table
 from analysis.claims.verdicts import UNITS, VERDICTS
