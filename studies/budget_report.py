@@ -158,3 +158,28 @@ def _entry_line(e: dict[str, Any]) -> str:
                 "images")
     seeds = f", {e['seeds']} seeds" if e["seeds"] > 1 else ""
     return f"{e['design_id']} at rung {e['rung']}: val {e['val_acc']:.3f}{test}{seeds}"
+
+
+def whole_space(answer: dict[str, Any], plan: Plan, ladder: list[Any], store: RecordStore,
+                err: TextIO) -> None:
+    """``answer["space"]``: every candidate design measured or predicted
+    (``analysis.table.space_answer``). The sweep's answer stands without it if it fails."""
+    import numpy as np
+
+    from analysis.table.space_answer import answer_space, committed_scores
+    from studies.data_check import one_line
+
+    names = {f.name for f in ladder}
+    records = [r for r in store.records() if r.get("fidelity") in names]
+    ids = list(plan.design_ids)
+    try:
+        scores, source = committed_scores(ids, plan.dataset)
+        space = answer_space(ids, records, dataset=plan.dataset, scores=scores,
+                             scores_source=source, seed=plan.sampler_seed)
+    except (ValueError, KeyError, np.linalg.LinAlgError) as e:
+        err.write(f"the whole space: no predictions ({one_line(e)[:200]})\n")
+        return
+    at = next((i for i, f in enumerate(ladder) if f.name == space["reference"]), None)
+    space["reference_words"] = (f"rung {at} ({rung_words(ladder[at])})" if at is not None
+                                else "no rung")
+    answer["space"] = space

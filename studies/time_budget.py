@@ -52,7 +52,7 @@ from studies.budget_plan import (  # noqa: F401 (dry_plan and the constants: pub
     plan_rungs,
     trial_seconds,
 )
-from studies.budget_report import summarise, write_report
+from studies.budget_report import summarise, whole_space, write_report
 from studies.plan import Plan
 from studies.rungs import (
     Rung,
@@ -137,43 +137,58 @@ def _run(request: Any, argv: list[str], out: TextIO, err: TextIO, t0: float,
     def save(answer: dict[str, Any] | None = None) -> None:
         write_state(state_path, ladder, d.planned, d.rungs, skipped, limit, answer)
 
-    if state and state.get("rungs"):
-        d.planned = [int(r) for r in state["planned"]]
-        d.rungs = [rung_from(r, ladder) for r in state["rungs"]]
-        err.write(f"{head}; resuming {STATE_FILE}: rungs "
-                  + ", ".join(str(r.ladder) for r in d.rungs) + "\n")
-        interrupted = False
-    else:
-        err.write(head + "\n")
-        interrupted = d.start()
-        if not d.rungs and not interrupted:  # answered all the same, from what there is
-            err.write(f"no rung fits the time left (a trial of the cheapest, "
-                      f"{rung_words(ladder[-1])}, over {est.fmt_seconds(d.cap)} or over the "
-                      "time left): answering from "
-                      + ("the probe's records" if d.probe else "no training") + "\n")
+    interrupted = _begin(d, state, head, ladder, err)
     if d.rungs:  # decided: a re-run keeps them (an interrupted probe decided nothing)
         save()
-    k = 0
-    while k < len(d.rungs) and not interrupted:
-        interrupted = d.run(d.rungs[k])
-        if not interrupted and k + 1 == len(d.rungs) and (nxt := d.next_rung(k)):
-            d.rungs.append(nxt)
-            save()
-        k += 1
-    for _ in range(MAX_EXTENSIONS):  # time the plan left unused: more designs, cheapest rung
-        if interrupted or not d.rungs or not d.extend():
-            break
-        save()
-        interrupted = d.run(d.rungs[0])
+    interrupted = interrupted or _run_rungs(d, save)
     answer = summarise(d.rungs or d.probe, store, plan, skipped)
     answer.update(too_long=d.too_long(), max_trial_s=d.cap, margin_s=MARGIN_S)
-    _whole_space(answer, request, d, err)
+    whole_space(answer, request.plan, d.ladder, d.store, err)
     answer.update(seconds=time.monotonic() - t0, time_budget_s=request.time_budget_s,
                   created=utc_now())
     save(answer)
     write_report(answer, out)
     out.write(f"run directory: {request.run_dir}\n")
     return d.exit_status if interrupted else 0
+
+
+def _begin(d: Any, state: dict[str, Any] | None, head: str, ladder: list[Any],
+           err: TextIO) -> bool:
+    """The rungs: a run directory's planned ones on a re-run, else the probe plans them.
+    True when interrupted."""
+    if state and state.get("rungs"):
+        d.planned = [int(r) for r in state["planned"]]
+        d.rungs = [rung_from(r, ladder) for r in state["rungs"]]
+        err.write(f"{head}; resuming {STATE_FILE}: rungs "
+                  + ", ".join(str(r.ladder) for r in d.rungs) + "\n")
+        return False
+    err.write(head + "\n")
+    interrupted = d.start()
+    if not d.rungs and not interrupted:  # answered all the same, from what there is
+        err.write(f"no rung fits the time left (a trial of the cheapest, "
+                  f"{rung_words(ladder[-1])}, over {est.fmt_seconds(d.cap)} or over the "
+                  "time left): answering from "
+                  + ("the probe's records" if d.probe else "no training") + "\n")
+    return interrupted
+
+
+def _run_rungs(d: Any, save: Any) -> bool:
+    """Every rung in turn (each planning the next), then the time the plan left unused:
+    more designs at the cheapest rung. True when interrupted."""
+    interrupted, k = False, 0
+    while k < len(d.rungs) and not interrupted:
+        interrupted = d.run(d.rungs[k])
+        if not interrupted and k + 1 == len(d.rungs) and (nxt := d.next_rung(k)):
+            d.rungs.append(nxt)
+            save()
+        k += 1
+    for _ in range(MAX_EXTENSIONS):
+        if interrupted or not d.rungs or not d.extend():
+            break
+        save()
+        interrupted = d.run(d.rungs[0])
+    return interrupted
+
 
 class _Driver:
     """The sweep's working state: the designs, the calibration as refitted so far, the
@@ -332,13 +347,17 @@ class _Driver:
         if seconds <= 0 or len(rung_records(self.store, rung, self.plan)) == len(
                 rung.designs) * self.seeds:  # out of time, or recorded by an earlier run
             return False
+        before = {(r["design_id"], r["seed"]) for r in rung_records(self.store, rung, self.plan)}
         start = time.monotonic()
         order = hv.longest_first(rung.designs, self.costs(rung.fidelity, rung.designs))
         costs = est.TrialCosts(self.calibration, rung.fidelity.to_dict(), self.plan.dataset,
                                self.request.num_classes)  # the progress lines' ETA
         rc = _run_rung(self.request, rung, order, seconds, SweepConfig, run_sweep, self.err,
                        costs=costs, budget_end=self.deadline)
-        records = rung_records(self.store, rung, self.plan)
+        # the overhead is what this run took beyond its own trials: a rung re-run for more
+        # designs holds records of its first run too, which did not take this run's time
+        records = [r for r in rung_records(self.store, rung, self.plan)
+                   if (r["design_id"], r["seed"]) not in before]
         # every rung so far, this one once (the probe is not among the decided rungs)
         done = all_records(self.store, [*self.rungs, *([] if rung in self.rungs else [rung])],
                            self.plan)
@@ -355,27 +374,6 @@ class _Driver:
                            costs_for=self.costs, seeds=self.seeds, workers=self.workers,
                            left=self.left(), rung_overhead_s=self.rung_overhead,
                            max_trial_s=self.cap)
-
-def _whole_space(answer: dict[str, Any], request: Any, d: _Driver, err: TextIO) -> None:
-    """``answer["space"]``: every candidate design measured or predicted
-    (``analysis.table.space_answer``). The sweep's answer stands without it if it fails."""
-    from analysis.table.space_answer import answer_space, committed_scores
-    from studies.data_check import one_line
-
-    names = {f.name for f in d.ladder}
-    records = [r for r in d.store.records() if r.get("fidelity") in names]
-    ids = list(request.plan.design_ids)
-    try:
-        scores, source = committed_scores(ids, request.plan.dataset)
-        space = answer_space(ids, records, dataset=request.plan.dataset, scores=scores,
-                             scores_source=source, seed=request.plan.sampler_seed)
-    except (ValueError, KeyError, np.linalg.LinAlgError) as e:
-        err.write(f"the whole space: no predictions ({one_line(e)[:200]})\n")
-        return
-    at = next((i for i, f in enumerate(d.ladder) if f.name == space["reference"]), None)
-    space["reference_words"] = (f"rung {at} ({rung_words(d.ladder[at])})" if at is not None
-                                else "no rung")
-    answer["space"] = space
 
 def _refit(calibration: Any, records: list[dict[str, Any]], took: float, workers: int,
            rung_overhead: float, all_records: list[dict[str, Any]]) -> tuple[Any, float]:

@@ -163,10 +163,12 @@ def _code_files() -> list[Path]:
      {"evaluators/record.py"}),  # the key's fields
     (r"DESCRIBE_KEYS = ", {"search_space/costs.py"}),  # describe()'s columns
     (r"(?m)^(RECORD_KEYS|COLUMNS) = ", {"evaluators/record.py"}),  # the record's columns
-    # Atomic writes of files: the record owner's writer. A dataset folder (download.py) and
-    # the report's directory of files (report.py) are moved into place whole.
+    # Atomic writes of files: the record owner's writer. A dataset folder (download.py), the
+    # report's directory of files (report/html.py) and a syne-tune blackbox directory
+    # (interop/synetune.py) are moved into place whole.
     (r"os\.replace\([^)]|mkstemp\([^)]",
-     {"evaluators/record.py", "evaluators/download.py", "analysis/report/html.py"}),
+     {"evaluators/record.py", "evaluators/download.py", "analysis/report/html.py",
+      "analysis/interop/synetune.py"}),
     (r"rev-parse", {"evaluators/record.py"}),  # provenance
     (r"TPESampler\(|NSGAIISampler\(", {"studies/sampling.py"}),  # the samplers' settings
     (r"def parse_seeds|\.split\(\",\"\)", {"studies/plan.py"}),  # seeds as a user writes them

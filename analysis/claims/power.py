@@ -153,7 +153,7 @@ def calibration(fidelity_config: dict):
 
     from evaluators.cost_model import Calibration
 
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / \
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / \
         "cost_model_cpu.json"
     cals = json.loads(path.read_text())["calibrations"]
     key = (f"fast|{fidelity_config.get('resolution') or 32}px|batch "

@@ -22,7 +22,7 @@ from analysis.claims import power
 
 PILOTS = ("fig3q", "table5", "table3", "table6")
 PILOT_SEEDS = 48
-RELEASE = Path(__file__).resolve().parent.parent / "releases" / "igcbench-1.1.parquet"
+RELEASE = Path(__file__).resolve().parents[2] / "releases" / "igcbench-1.1.parquet"
 
 
 def pooled_sd(df: pd.DataFrame, metric: str = "test_acc") -> float:
