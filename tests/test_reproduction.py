@@ -61,7 +61,7 @@ def test_every_export_has_its_report_and_its_seeds():
         df = read_records(csv)
         ok = df[df.status == "ok"]
         seeds = ok.groupby("design_id").seed.nunique()
-        fidelity = csv.stem.split("-")[-2]  # <preset>-<fidelity>-<dataset>
+        fidelity = "-".join(csv.stem.split("-")[1:-1])  # <preset>-<fidelity>-<dataset>
         assert seeds.min() == seeds.max() >= (3 if fidelity == "cpu" else 1), csv.stem
         assert (ok.fidelity == fidelity).all() and (ok.dataset == "cifar10").all()
 
