@@ -72,9 +72,14 @@ def test_update_rewrites_every_table_in_place_and_keeps_the_rest(tmp_path, doc, 
     for block in ("summary", "costs", "verdicts", "ranks", "designs", "power", "eq14"):
         text = text.replace(block_in_doc(doc, block), f"| old {block} |")
     stale.write_text(text)
-    assert rp.main(["table", str(EXPORTS), "--update", str(stale)]) == 0
+    exports = tmp_path / "exports"  # --update writes power.json beside them: not in the tree
+    exports.mkdir()
+    for f in [*EXPORTS.glob("*.csv"), *EXPORTS.glob("*.json")]:
+        (exports / f.name).write_bytes(f.read_bytes())
+    assert rp.main(["table", str(exports), "--update", str(stale)]) == 0
     assert stale.read_text() == doc  # exactly the committed document
-    assert rp.main(["table", str(EXPORTS), "--update", str(stale)]) == 0
+    assert (exports / "power.json").read_text() == (EXPORTS / "power.json").read_text()
+    assert rp.main(["table", str(exports), "--update", str(stale)]) == 0
     assert "already current" in capsys.readouterr().out
     (tmp_path / "bare.md").write_text("no markers here\n")
     assert rp.main(["table", str(EXPORTS), "--update", str(tmp_path / "bare.md")]) == 2
