@@ -75,6 +75,7 @@ from studies.store import RecordStore
 STATE_FILE = "time_budget.json"
 INTERRUPTED = (130, 143)  # a rung's sweep ended by Ctrl-C or SIGTERM: the driver stops too
 MAX_EXTENSIONS = 5  # times the first rung takes more designs with the time left at the end
+PICK_REACH = 2.0  # the surrogate picks designs predicted within 2x the probe's longest
 
 
 def run_time_budget(request: Any, argv: list[str], *, out: TextIO | None = None,
@@ -151,7 +152,6 @@ def _run(request: Any, argv: list[str], out: TextIO, err: TextIO, t0: float,
     out.write(f"run directory: {request.run_dir}\n")
     return d.exit_status if interrupted else 0
 
-
 def _begin(d: Any, state: dict[str, Any] | None, head: str, ladder: list[Any],
            err: TextIO) -> bool:
     """The rungs: a run directory's planned ones on a re-run, else the probe plans them.
@@ -171,7 +171,6 @@ def _begin(d: Any, state: dict[str, Any] | None, head: str, ladder: list[Any],
                   + ("the probe's records" if d.probe else "no training") + "\n")
     return interrupted
 
-
 def _run_rungs(d: Any, save: Any) -> bool:
     """Every rung in turn (each planning the next), then the time the plan left unused:
     more designs at the cheapest rung. True when interrupted."""
@@ -188,7 +187,6 @@ def _run_rungs(d: Any, save: Any) -> bool:
         save()
         interrupted = d.run(d.rungs[0])
     return interrupted
-
 
 class _Driver:
     """The sweep's working state: the designs, the calibration as refitted so far, the
@@ -324,13 +322,20 @@ class _Driver:
         return True
 
     def pick(self, designs: list[str], n: int) -> list[str]:
-        """``n`` of ``designs`` chosen by the surrogate fitted on the probe's records
-        (``analysis.table.space_answer.pick``); none when the probe measured too few."""
+        """``n`` of ``designs`` within ``PICK_REACH`` chosen by the surrogate fitted on the
+        probe's records (``analysis.table.space_answer.pick``); none if it measured too few."""
         from analysis.table.space_answer import committed_scores, pick
 
         records = [r for rung in self.probe for r in rung_records(self.store, rung, self.plan)]
         if not n or not designs or not records:
             return []
+        # Its most uncertain are the widest, where the cost model refitted on the cheap probe
+        # is several-fold low: a 15-minute 0.65M run picked C=4,248 and 4,608 (3m07s each
+        # predicted, cut at 13m) and trained nothing after its probe.
+        probe = self.probe[0]
+        reach = PICK_REACH * max(self.costs(probe.fidelity, probe.designs))
+        costs = self.costs(probe.fidelity, designs)
+        designs = [d for d, c in zip(designs, costs, strict=True) if c <= reach]
         ids = sorted({*designs, *(r["design_id"] for r in records)})
         scores, _ = committed_scores(ids, self.plan.dataset)
         try:

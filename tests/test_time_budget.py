@@ -830,6 +830,7 @@ def test_the_docs_state_the_constants_the_answer_rests_on():
     assert tb.MAX_TRIAL_SHARE == 0.25 and "longer than a quarter of the budget" in text
     assert tb.MARGIN_S == 60 and "plus a margin of 1 minute (`MARGIN_S`" in text
     assert sa.MIN_FIT == 4 and "With at least 4 measured designs" in text
+    assert tb.PICK_REACH == 2 and "within twice the probe's longest trial" in text
     assert sa.ZC_RANKER == "width" and "ranked by their zero-cost width alone" in text
     readme = " ".join((REPO / "README.md").read_text().split())
     assert "no trial predicted longer than a quarter of the budget runs" in readme
@@ -861,3 +862,34 @@ def test_time_the_plan_leaves_trains_more_designs_at_the_first_rung(tmp_path, mo
                 if fake.store.read(trial_key(d, first["fidelity"], "synthetic", 0))]
     assert state["answer"]["space"]["measured"] == len(recorded) > first_handed
     assert len(first["designs"]) - len(recorded) <= 2  # at most the last round cut
+
+
+def test_the_surrogates_picks_stay_within_reach_of_the_probes_times(tmp_path, monkeypatch):
+    """The surrogate's picks for the first rung are designs predicted within PICK_REACH
+    times the probe's longest trial (its "most uncertain" are the widest, where the cost
+    model is several-fold low), while wider designs remain for the stratified sample."""
+    import analysis.table.space_answer as sa
+
+    designs = [d.id for d in ss.enumerate_designs(650_000, "plain8", num_classes=10)]
+    seen = []
+    real = sa.pick
+
+    def spy(candidates, n, records, **kw):
+        seen.append(list(candidates))
+        return real(candidates, n, records, **kw)
+
+    monkeypatch.setattr(sa, "pick", spy)
+    fake = _FakeSweep(monkeypatch, tmp_path, designs, ev.get_fidelity("cpu-v2"), "cifar10",
+                      900.0, speed=1.5)
+    rc, _, err, state = fake.run()
+    assert rc == 0, err
+    (candidates,) = seen
+    fidelity, probe, probe_costs = fake.handed[0]
+    calibration = fake.calibration(None, fidelity)
+    reach = tb.PICK_REACH * max(tb.trial_seconds(probe, fidelity, "cifar10", calibration,
+                                                 10))
+    costs = dict(zip(designs, tb.trial_seconds(designs, fidelity, "cifar10", calibration,
+                                                10), strict=True))
+    assert candidates and all(costs[d] <= reach for d in candidates)
+    # The rule had designs to exclude: untried designs beyond reach, left to the sample.
+    assert any(costs[d] > reach for d in designs if d not in probe)
