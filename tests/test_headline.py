@@ -50,8 +50,8 @@ def test_runs_block_says_when_nothing_was_trained():
     state = _state([{"design_id": "a", "kind": "predicted", "val_acc": None,
                      "interval": None}])
     state["answer"]["space"]["heldout"] = None
-    table = headline.runs_block({"r": {"state": state}})
-    assert "| r | 15m00s | 14m40s | 1: 2 | 0 / 1 / 1 | none | none (predicted only) | none |" \
+    table = headline.runs_block({"r": {"state": state, "records": pd.DataFrame()}})
+    assert "| r | ? | 15m00s | 14m40s | 1: 2 | 0 / 1 / 1 | none | none (predicted only) | none |" \
         in table
 
 

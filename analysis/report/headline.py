@@ -64,14 +64,17 @@ def read_runs(folder: str | Path) -> dict[str, dict[str, Any]]:
     return runs
 
 
-def run_row(name: str, state: Mapping[str, Any]) -> dict[str, Any]:
-    """One run's line: budget, time used, per-rung counts, the space, the best design."""
+def run_row(name: str, state: Mapping[str, Any], records: pd.DataFrame) -> dict[str, Any]:
+    """One run's line: its code (the records' commits), budget, time used, per-rung counts,
+    the space, the best design."""
     answer = state["answer"]
     space = answer.get("space") or {}
     held = space.get("heldout") or {}
     best = answer.get("best") or {}
+    commits = sorted({str(c)[:7] for c in records.get("commit", pd.Series()).dropna()})
     return {
-        "run": name, "budget_s": answer["time_budget_s"], "used_s": answer["seconds"],
+        "run": name, "code": ", ".join(commits) or "?",
+        "budget_s": answer["time_budget_s"], "used_s": answer["seconds"],
         "rungs": [(r["ladder"], r["ok"]) for r in answer["rungs"]],
         "measured": space.get("measured"), "predicted": space.get("predicted"),
         "candidates": answer["candidates"],
@@ -115,18 +118,18 @@ def _clock(seconds: float) -> str:
 
 def runs_block(runs: Mapping[str, Mapping[str, Any]]) -> str:
     """The ``headline-runs`` markdown table."""
-    lines = ["| run | budget | used | trained (rung: designs ok) | measured / predicted / "
+    lines = ["| run | code | budget | used | trained (rung: designs ok) | measured / predicted / "
              "designs | surrogate held out: 95% interval covered, tau | best (rung) | "
-             "test [95% interval] |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "test [95% interval] |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, run in runs.items():
-        r = run_row(name, run["state"])
+        r = run_row(name, run["state"], run["records"])
         cov, n = r["covered"]
         held = (f"{cov} of {n}, {r['kendall']:+.2f}" if cov is not None and
                 r["kendall"] is not None else "none")
         acc, lo, hi = r["test"]
         test = f"{acc:.3f} [{lo:.3f}, {hi:.3f}]" if acc is not None else "none"
         best = f"`{r['best']}` ({r['best_rung']})" if r["best"] else "none (predicted only)"
-        lines.append(f"| {name} | {_clock(r['budget_s'])} | {_clock(r['used_s'])} | "
+        lines.append(f"| {name} | {r['code']} | {_clock(r['budget_s'])} | {_clock(r['used_s'])} | "
                      + ", ".join(f"{lad}: {ok}" for lad, ok in r["rungs"])
                      + f" | {r['measured']} / {r['predicted']} / {r['candidates']} | {held} "
                      f"| {best} | {test} |")
