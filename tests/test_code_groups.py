@@ -103,3 +103,15 @@ def test_no_verdict_pools_two_training_codes_unless_a_recheck_shows_them_equal()
     (v,) = [v for v in check_claims(partial, n_boot=300, equalities=[])
             if v.claim == "table2_igcv2_vs_xception"]
     assert v.n == 18 and v.left_out == 9 and v.effect == pytest.approx(0.0, abs=1e-9)
+
+
+def test_records_of_unknown_code_are_used_only_where_no_code_is_known():
+    from analysis.claims.code_groups import one_code
+
+    rows = pd.DataFrame({"design_id": list("abcd"), "status": "ok",
+                         "commit": [None, None, None, FIG2_COMMIT]})
+    kept, choice = one_code(rows, [])  # the code comes from the commit: unknown without one
+    assert kept["design_id"].tolist() == ["d"]
+    assert choice.codes == ("7abe1403be/6715f5b67f",) and choice.left_out == {UNKNOWN_CODE: 3}
+    kept, choice = one_code(rows.iloc[:3], [])
+    assert len(kept) == 3 and choice.codes == (UNKNOWN_CODE,) and choice.n_left_out == 0

@@ -153,7 +153,7 @@ def one_code(rows: pd.DataFrame, equalities: Iterable[tuple[str, str, bool]]
         g = rows[cls.eq(c)]
         ok = g[g["status"].eq("ok")]
         newest = str(g["created"].max()) if "created" in g.columns else ""
-        return (c != UNKNOWN_CODE, ok["design_id"].nunique(), len(ok), newest, c)
+        return (not c.startswith(UNKNOWN_CODE), ok["design_id"].nunique(), len(ok), newest, c)
 
     best = max(cls.unique(), key=rank)
     keep = cls.eq(best)
