@@ -63,6 +63,9 @@ def jobs() -> list[dict[str, Any]]:
     out.append(first(RES20, WARMUP_EPOCH))
     out += [{"kind": "trial", "design": d, "rung": "cpu-v2", "changes": WARMUP_EPOCH,
              "seed": 0} for d in (RES8, RES20)]
+    # the first epoch of Table 4's three IGCV2 depths at `cpu2-v2` too (res20's is above):
+    # "at every CPU rung" (issue 23); whole cpu2-v2 trials cost 6-21 min each here
+    out += [first(d, {}, "cpu2-v2") for d in (RES8, RES26)]
     return out
 
 

@@ -27,6 +27,7 @@ def doc() -> str:
 
 @pytest.mark.parametrize("block, make", [
     ("summary", rp.summary_table), ("costs", rp.cost_table), ("verdicts", rp.verdict_table),
+    ("codes", rp.code_table),
     ("ranks", rank_table), ("designs", rp.design_table), ("power", power_report.table),
     ("eq14", lambda _exports: eq14.table())])
 def test_every_table_regenerates_from_the_committed_records(doc, block, make):
@@ -69,7 +70,7 @@ def test_every_export_has_its_report_and_its_seeds():
 def test_update_rewrites_every_table_in_place_and_keeps_the_rest(tmp_path, doc, capsys):
     stale = tmp_path / "reproduction.md"
     text = doc
-    for block in ("summary", "costs", "verdicts", "ranks", "designs", "power", "eq14"):
+    for block in ("summary", "costs", "verdicts", "codes", "ranks", "designs", "power", "eq14"):
         text = text.replace(block_in_doc(doc, block), f"| old {block} |")
     stale.write_text(text)
     exports = tmp_path / "exports"  # --update writes power.json beside them: not in the tree
@@ -83,8 +84,8 @@ def test_update_rewrites_every_table_in_place_and_keeps_the_rest(tmp_path, doc, 
     assert "already current" in capsys.readouterr().out
     (tmp_path / "bare.md").write_text("no markers here\n")
     assert rp.main(["table", str(EXPORTS), "--update", str(tmp_path / "bare.md")]) == 2
-    assert ("no block of summary, costs, verdicts, ranks, designs, power, eq14 between its "
-            "markers") in capsys.readouterr().err
+    assert ("no block of summary, costs, verdicts, codes, ranks, designs, power, eq14 between "
+            "its markers") in capsys.readouterr().err
     assert (tmp_path / "bare.md").read_text() == "no markers here\n"
 
 
@@ -190,3 +191,56 @@ def test_the_prose_on_table2_at_each_budget_says_what_the_verdict_gives(doc):
             and "but at the largest (C361 against C128) the interval spans zero" in text)
     assert "no verdict is `equivalent` yet" in text
     assert not any(v.verdict == "equivalent" for _s, v in rp.verdict_rows(EXPORTS))
+
+
+def test_no_committed_verdict_pools_codes_that_no_recheck_shows_equal(doc):
+    """Each sweep's verdicts use one class of training code (code_groups.code_classes of the
+    committed rechecks); the codes table counts every record, kept or left out, and each
+    verdict row names the codes block's choice for its sweep."""
+    from analysis.claims.code_groups import code_classes, read_equalities
+    from analysis.table.release import read_records
+
+    classes = code_classes(read_equalities(EXPORTS))
+    used = {}
+    for row in block_in_doc(doc, "codes").splitlines()[2:]:
+        sweep, _fid, per_code, use, left = [c.strip() for c in row.strip("|").split("|")]
+        codes = use.split(";")[0].replace(" (equal in a recheck)", "").split(" = ")
+        assert len({classes.get(c, c) for c in codes}) == 1, sweep
+        counts = {c: int(n) for c, n in (x.split(": ") for x in per_code.split(", "))}
+        kept = int(use.split("; ")[1].split()[0])
+        assert kept == sum(counts[c] for c in codes)
+        assert kept + int(left) == sum(counts.values()) == len(
+            read_records(EXPORTS / f"{sweep}.csv"))
+        used[sweep] = use
+    assert int(used["table2-cpu2-cifar10"].split("; ")[1].split()[0]) == 4  # the prose's
+    for row in block_in_doc(doc, "verdicts").splitlines()[2:]:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[11] == used[cells[0]], cells[:2]
+
+
+def test_every_unresolved_claim_says_the_seeds_and_hours_that_would_resolve_it(doc):
+    """Issue 23: for Figure 3's accuracy curve, Table 2, Table 5 and Tables 3 and 6, each
+    verdict is supported, not supported or equivalent, or its cell states the seeds per
+    design and hours that would resolve it, as power.json plans them."""
+    import json
+    import re
+
+    from analysis.claims.texts import CLAIMS
+
+    plan = json.loads((EXPORTS / "power.json").read_text())["sweeps"]
+    rows = {}
+    for row in block_in_doc(doc, "summary").splitlines()[2:]:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        rows[cells[0]] = cells[2].split("<br>")
+    said = re.compile(r"^(\S+)(?: \(not run\))?[^;]*;.* to resolve: (\d+) seeds per design, "
+                      r"~\d+\.\d hours at ([\w-]+) on this machine \(\d+ more trials")
+    for claim in rp.MUST_RESOLVE:
+        cells = rows[CLAIMS[claim].statement]
+        assert cells, claim
+        for cell in cells:
+            if any(f"**{v}**" in cell for v in ("supported", "not supported", "equivalent")):
+                continue
+            m = said.match(cell)
+            assert m, (claim, cell)
+            preset = m.group(1).split("-")[0].rstrip(":")
+            assert int(m.group(2)) == plan[preset][m.group(3)]["claims"][claim], cell

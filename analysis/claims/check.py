@@ -6,6 +6,13 @@ own design pairs (paper_tables), Figure 3 on the sweeps a slice holds (figure3),
 non-sparsity and balance statements on any designs (effects). Eq. 14 is a fact of the design
 space (analysis.claims.eq14), not a claim about records: no sweep tests it.
 
+No verdict mixes training code versions: the records of a slice are grouped by the
+training code that made them (analysis.claims.code_groups: the git trees of search_space/
+and evaluators/ at the record's commit), codes that a committed recheck
+(benchmarks/recheck.py) found to give equal records count as one, and the verdicts use one
+group, the most complete (most designs, then records, then the newest); each verdict names
+its code and the records left out (``training_code``, ``left_out``).
+
 Verdicts are given per (fidelity, dataset) slice: a claim holds at the fidelity it was
 measured at, not in general. The verdicts of one slice are one family: their p-values are
 Holm-adjusted together (verdicts.adjust_family) and ``verdict`` is the adjusted decision;
@@ -17,9 +24,12 @@ A claim the records cannot test is returned as 'inconclusive' with n = 0 and the
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
+
 import pandas as pd
 
-from analysis.claims import selection
+from analysis.claims import code_groups, selection
 from analysis.claims.effects import balance, regression
 from analysis.claims.figure2 import figure2
 from analysis.claims.figure3 import figure3
@@ -41,6 +51,7 @@ def check_claims(
     balanced_max: float = 1.25,
     n_boot: int = 4000,
     seed: int = 0,
+    equalities: Iterable[tuple[str, str, bool]] | None = None,
 ) -> list[Verdict]:
     """Test every claim of CLAIMS on a results DataFrame (from load_results).
 
@@ -52,6 +63,8 @@ def check_claims(
         n_boot: bootstrap replicates (the adjusted intervals reach 99.6% levels: keep it
             in the thousands).
         seed: bootstrap RNG seed; the same inputs always give the same intervals.
+        equalities: (code, code, equal) of rechecks (code_groups.read_equalities), the codes
+            a verdict may pool; default the committed ones (code_groups.COMMITTED).
 
     Returns:
         At least one Verdict per claim of DATA_CLAIMS and (fidelity, dataset) slice (eq. 14,
@@ -64,13 +77,17 @@ def check_claims(
         >>> [v.claim for v in vs if v.verdict == "supported"]  # doctest: +SKIP
     """
     opts = Options(metric, param_tol, balanced_max, n_boot, seed)
+    equal = list(code_groups.committed_equalities() if equalities is None else equalities)
     out: list[Verdict] = []
     for fid, ds, rows in selection.slices(df):
+        rows, code = code_groups.one_code(rows, equal)
         m = selection.pick_metric(rows, metric)
         ok = selection.ok_rows(rows, m)
         if ok.empty:
-            out += [untested(c, fid, ds, "no ok records") for c in DATA_CLAIMS]
-            continue
-        s = Slice(fid, ds, m, selection.designs(ok, m, param_tol), opts)
-        out += adjust_family([v for test in TESTS for v in test(s)])
+            family = [untested(c, fid, ds, "no ok records") for c in DATA_CLAIMS]
+        else:
+            s = Slice(fid, ds, m, selection.designs(ok, m, param_tol), opts)
+            family = adjust_family([v for test in TESTS for v in test(s)])
+        out += [dataclasses.replace(v, training_code=code.describe(), left_out=code.n_left_out)
+                for v in family]
     return out

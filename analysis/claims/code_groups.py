@@ -22,14 +22,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from evaluators.record import record_training_code
+from evaluators.record import REPO, UNKNOWN_CODE, record_training_code
 
 CODE_COLUMN = "training_code"
 RECHECK_GLOB = "recheck*.json"  # beside the exports they rechecked (docs/reproduction/)
+#: Where the committed rechecks lie: what a verdict may pool by default.
+COMMITTED = REPO / "docs" / "reproduction"
 
 
 def with_training_code(df: pd.DataFrame) -> pd.DataFrame:
@@ -102,3 +105,64 @@ def separate_codes(df: pd.DataFrame,
 def fidelity_base(label: str) -> str:
     """The fidelity of a label :func:`separate_codes` made (``cpu [code x]`` -> ``cpu``)."""
     return label.split(" [code ", 1)[0]
+
+
+@dataclass(frozen=True)
+class CodeChoice:
+    """The training code a verdict's records were trained by, and the records left out.
+
+    Attributes:
+        codes: the codes of the records kept (several only when rechecks showed them equal).
+        kept: records kept.
+        left_out: code -> records left out, for each code not shown equal to ``codes``.
+    """
+
+    codes: tuple[str, ...]
+    kept: int
+    left_out: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_left_out(self) -> int:
+        return sum(self.left_out.values())
+
+    def describe(self) -> str:
+        """``7abe1403be/6715f5b67f = 7abe1403be/dbf35f53c1 (equal in a recheck); 45 records``
+        and, when some were left out, which codes and why."""
+        text = " = ".join(self.codes) + (" (equal in a recheck)" if len(self.codes) > 1
+                                        else "")
+        text += f"; {self.kept} records"
+        if self.left_out:
+            out = ", ".join(f"{n} of code {c}" for c, n in sorted(self.left_out.items()))
+            text += f"; left out {self.n_left_out} ({out}: no recheck shows it equal)"
+        return text
+
+
+def one_code(rows: pd.DataFrame, equalities: Iterable[tuple[str, str, bool]]
+             ) -> tuple[pd.DataFrame, CodeChoice]:
+    """The records of ``rows`` (one slice) of one class of training code, and what was kept.
+
+    The class kept is the most complete: the most designs with an ok record, then the most
+    ok records, then the newest (latest ``created``), then the code's name. Records with no
+    commit (code ``unknown``) are a class of their own: kept only where nothing else is.
+    """
+    rows = with_training_code(rows)
+    classes = code_classes(equalities)
+    cls = rows[CODE_COLUMN].map(lambda c: classes.get(c, c))
+
+    def rank(c: str) -> tuple:
+        g = rows[cls.eq(c)]
+        ok = g[g["status"].eq("ok")]
+        newest = str(g["created"].max()) if "created" in g.columns else ""
+        return (not c.startswith(UNKNOWN_CODE), ok["design_id"].nunique(), len(ok), newest, c)
+
+    best = max(cls.unique(), key=rank)
+    keep = cls.eq(best)
+    left = rows.loc[~keep, CODE_COLUMN].value_counts()
+    codes = tuple(sorted(rows.loc[keep, CODE_COLUMN].unique()))
+    return rows[keep], CodeChoice(codes, int(keep.sum()), {str(c): int(n)
+                                                          for c, n in left.items()})
+
+
+def committed_equalities() -> list[tuple[str, str, bool]]:
+    """The committed rechecks' results (:data:`COMMITTED`)."""
+    return read_equalities(COMMITTED)

@@ -5,8 +5,11 @@ decide a true effect of the smallest size of interest and that call a zero effec
 equivalent (analysis.claims.power), and the trials and hours they add at the export's rung (the
 cost model with the committed calibration, rescaled to the export's own trials). An export
 with one seed has no seed variance: its claims take the variance of the same sweep at
-`cpu`. The presets never run here (PILOTS) take table 1.1's within-design seed sd at `cpu`
-(the only variance measured on designs like theirs), simulated over PILOT_SEEDS seeds.
+`cpu`. The presets never run here (PILOTS) are planned at the rung they would run at, with
+a pooled within-design seed sd of records like theirs at that rung, simulated over
+PILOT_SEEDS seeds: the plain8 ones at `cpu` take table 1.1's (204 plain8 records at `cpu`,
+one training code), table3 (res20) at `cpu-v2` the res20 records of the exports at
+`cpu-v2`, pooled within design and training code.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import pandas as pd
 
 from analysis.claims import power
 
-PILOTS = ("fig3q", "table5", "table3", "table6")
+#: preset -> the rung it would run at (the plain8 ones at `cpu`, whose variance table 1.1
+#: measured; the res-net ones at `cpu-v2`, where the 20-layer nets train)
+PILOTS = {"fig3q": "cpu", "table5": "cpu", "table3": "cpu-v2", "table6": "cpu-v2"}
 PILOT_SEEDS = 48
 RELEASE = Path(__file__).resolve().parents[2] / "releases" / "igcbench-1.1.parquet"
 
@@ -81,25 +86,46 @@ def rows(export_dir: str | Path) -> list[tuple[power.Need, list[str], dict, pd.D
         ids = sorted(ok["design_id"].unique())
         for need in power.needs(name, verdicts[base], source=source):
             out.append((need, ids, dict(ok["fidelity_config"].iloc[0]), ok, _seeds(df)))
-    cpu = [df for df in exports.values() if (df["fidelity"] == "cpu").all()]
-    if not cpu or not RELEASE.is_file():
-        return out
-    records = pd.concat(cpu, ignore_index=True)
-    records = records[records["status"].eq("ok")]
-    config = dict(records["fidelity_config"].iloc[0])
-    sd = pooled_sd(pd.read_parquet(RELEASE))
-    for name in PILOTS:
-        if any(n.startswith(f"{name}-cpu-") for n in exports):
+    for name, rung in PILOTS.items():
+        if any(n.startswith(f"{name}-") for n in exports):
             continue
         ids = list(get_preset(name).design_ids)
+        at = [df[df["status"].eq("ok")] for df in exports.values()
+              if (df["fidelity"] == rung).all()]
+        sd, source = pilot_sd(ids, rung, at)
+        if not math.isfinite(sd):
+            continue
+        records = pd.concat(at, ignore_index=True)
         pilot = check_claims(pilot_frame(tuple(ids), sd))
-        source = f"table 1.1's seed sd {sd:.4f}"
         for need in power.needs(f"{name} (not run)", pilot, source=source):
             # the arg-max's spread depends on the true curve, which a pilot of no effect
             # does not have: its seeds are the run fig3 sweeps' (above)
             if need.claim != "fig3_best_not_widest":
+                config = dict(records["fidelity_config"].iloc[0])
                 out.append((replace(need, effect=math.nan), ids, config, records, 0))
     return out
+
+
+def pilot_sd(design_ids: list[str], rung: str, records: list[pd.DataFrame]) -> tuple[
+        float, str]:
+    """The seed sd a preset never run is planned with at ``rung``, and where it comes from:
+    at `cpu` table 1.1's (plain8); elsewhere the pooled within-design sd of the exports'
+    records at the rung of the preset's net and depth, one group per design and training
+    code (a design trained by two codes is two designs here). NaN when none has 2 seeds."""
+    from analysis.claims.code_groups import CODE_COLUMN, with_training_code
+
+    if not records:
+        return math.nan, f"no records at {rung}"
+    if rung == "cpu" and RELEASE.is_file():
+        sd = pooled_sd(pd.read_parquet(RELEASE))
+        return sd, f"table 1.1's seed sd {sd:.4f}"
+    df = with_training_code(pd.concat(records, ignore_index=True))
+    nets = sorted({d.split("-", 1)[0] for d in design_ids})  # net and depth: res20
+    df = df[df["design_id"].str.split("-", n=1).str[0].isin(nets)]
+    if df.empty:
+        return math.nan, f"no records of {'/'.join(nets)} at {rung}"
+    sd = pooled_sd(df.assign(design_id=df["design_id"] + " " + df[CODE_COLUMN]))
+    return sd, f"the {len(df)} {'/'.join(nets)} records' pooled seed sd {sd:.4f} at {rung}"
 
 
 def _n(n: int) -> str:
@@ -116,18 +142,45 @@ def table(export_dir: str | Path) -> str:
              "| --- | --- | ---: | --- | --- | --- | ---: | ---: | ---: | ---: |"]
     for need, ids, config, records, now in rows(export_dir):
         n = need.resolve
-        if n > power.SEARCH:
-            trials, th, wh = "", "", ""
-        else:
-            extra = max(0, n - now)
-            t_h, w_h = power.hours(ids, config, records, extra)
-            trials, th, wh = str(extra * len(ids)), f"{t_h:.1f}", f"{w_h:.1f}"
+        cost = _cost(need, ids, config, records, now)
+        trials, th, wh = ("", "", "") if cost is None else (
+            str(cost[0]), f"{cost[1]:.1f}", f"{cost[2]:.1f}")
         effect = "" if not math.isfinite(need.effect) else f"{need.effect:.3g}"
         lines.append(
             f"| {need.sweep} | {CLAIMS[need.claim].statement} | {effect} | "
             f"{need.se:.3g} ({need.seeds}) | {need.source} | {_n(need.decide)} / "
             f"{_n(need.within)} | {_n(n)} | {trials} | {th} | {wh} |")
     return "\n".join(lines)
+
+
+def _cost(need: power.Need, ids: list[str], config: dict, records: pd.DataFrame,
+          now: int) -> tuple[int, float, float] | None:
+    """(trials to add, trial-hours, hours 2 at a time) of resolving ``need``; None beyond
+    power.SEARCH seeds."""
+    if need.resolve > power.SEARCH:
+        return None
+    extra = max(0, need.resolve - now)
+    t_h, w_h = power.hours(ids, config, records, extra)
+    return extra * len(ids), t_h, w_h
+
+
+def statements(export_dir: str | Path) -> dict[tuple[str, str], str]:
+    """(sweep, claim) -> what resolving it takes, in words: ``19 seeds per design, ~1.7
+    hours at cpu on this machine (...)``; of a claim tested twice in one sweep (Figure 2's
+    panels), the larger."""
+    out: dict[tuple[str, str], tuple[int, str]] = {}
+    for need, ids, config, records, now in rows(export_dir):
+        key, rung = (need.sweep, need.claim), str(config["name"])
+        if key in out and out[key][0] >= need.resolve:
+            continue
+        cost = _cost(need, ids, config, records, now)
+        if cost is None:
+            text = f"more than {power.SEARCH} seeds per design at {rung}: out of reach"
+        else:
+            text = (f"{need.resolve} seeds per design, ~{cost[2]:.1f} hours at {rung} on this "
+                    f"machine ({cost[0]} more trials, 2 at a time)")
+        out[key] = (need.resolve, f"{text}; variance: {need.source}")
+    return {k: v for k, (_n, v) in out.items()}
 
 
 def plan(export_dir: str | Path) -> dict:

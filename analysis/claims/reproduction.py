@@ -26,6 +26,14 @@ from pathlib import Path
 from analysis.claims.texts import CLAIMS, DESIGN_SPACE
 from analysis.claims.verdicts import EXACT, Verdict
 from analysis.cli import ArgumentParser
+from analysis.stats import INCONCLUSIVE
+
+#: The claims docs/reproduction.md must resolve or cost (issue 23, "What must hold"): Figure
+#: 3's accuracy curve, Table 2 at each budget, Table 5 (balance), Tables 3 and 6.
+MUST_RESOLVE = ("fig3_accuracy_concave", "fig3_best_not_widest", "table2_igcv2_vs_xception",
+                "table5_igcv2ii_best", "table3_igcv2_vs_xception", "table3_igcv2_vs_igcv1",
+                "table6_igcv2_vs_igcv1")
+NO_VARIANCE = "no seed variance to scale (the power table lists none)"
 
 
 def export(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
@@ -65,12 +73,14 @@ def verdict_rows(export_dir: str | Path) -> list[tuple[str, Verdict]]:
     """(sweep name, Verdict) for every claim tested on every export in the folder; each
     export is one sweep, so one family (claims.check_claims)."""
     from analysis.claims.check import check_claims
+    from analysis.claims.code_groups import read_equalities
     from analysis.table.release import read_records
 
+    equal = read_equalities(export_dir)  # the rechecks beside the exports
     rows = []
     for csv in sorted(Path(export_dir).glob("*.csv")):
         df = read_records(csv)
-        rows += [(csv.stem, v) for v in check_claims(df)]
+        rows += [(csv.stem, v) for v in check_claims(df, equalities=equal)]
     return rows
 
 
@@ -95,11 +105,12 @@ def _adjusted(v: Verdict) -> str:
 
 def verdict_table(export_dir: str | Path) -> str:
     """The markdown table of every tested verdict of all exports in the folder: the
-    Holm-adjusted decision, the raw one, both intervals, the unit of inference."""
+    Holm-adjusted decision, the raw one, both intervals, the unit of inference, and the
+    training code of its records (with those left out for another code)."""
     lines = [
         "| sweep | claim | paper | verdict (Holm) | raw verdict | effect | raw 95% interval | "
-        "adjusted interval | p (raw / Holm) | unit | n | detail |",
-        "| --- | --- | --- | --- | --- | ---: | --- | --- | --- | --- | ---: | --- |",
+        "adjusted interval | p (raw / Holm) | unit | n | training code (records) | detail |",
+        "| --- | --- | --- | --- | --- | ---: | --- | --- | --- | --- | ---: | --- | --- |",
     ]
     for sweep, v in verdict_rows(export_dir):
         if not v.tested:
@@ -108,19 +119,53 @@ def verdict_table(export_dir: str | Path) -> str:
         lines.append(
             f"| {sweep} | {v.statement} | {CLAIMS[v.claim].source} | **{v.verdict}** | "
             f"{v.raw_verdict} | {_num(v.effect)} | {_ci(v.ci_low, v.ci_high)} | "
-            f"{_adjusted(v)} | {p} | {v.unit} | {v.n} | {v.detail.replace('|', '/')} |"
+            f"{_adjusted(v)} | {p} | {v.unit} | {v.n} | {v.training_code} | "
+            f"{v.detail.replace('|', '/')} |"
         )
     return "\n".join(lines)
 
 
+def code_table(export_dir: str | Path) -> str:
+    """Per export and slice: the training codes of its records, the one its verdicts use
+    (analysis.claims.code_groups.one_code, as check_claims) and the records left out."""
+    from analysis.claims import code_groups, selection
+    from analysis.table.release import read_records
+
+    equal = code_groups.read_equalities(export_dir)
+    lines = ["| sweep | fidelity | records per training code | the verdicts use | left out |",
+             "| --- | --- | --- | --- | ---: |"]
+    for csv in sorted(Path(export_dir).glob("*.csv")):
+        for fid, _ds, rows in selection.slices(read_records(csv)):
+            kept, choice = code_groups.one_code(rows, equal)
+            counts = code_groups.with_training_code(rows)[code_groups.CODE_COLUMN]
+            per_code = ", ".join(f"{c}: {n}" for c, n in sorted(counts.value_counts().items()))
+            lines.append(f"| {csv.stem} | {fid} | {per_code} | {choice.describe()} | "
+                         f"{choice.n_left_out} |")
+    return "\n".join(lines)
+
+
 def summary_table(export_dir: str | Path) -> str:
-    """One row per claim of the paper: its adjusted verdict on each sweep that tested it."""
+    """One row per claim of the paper: its adjusted verdict on each sweep that tested it;
+    for a claim of :data:`MUST_RESOLVE`, each verdict that does not resolve and each sweep
+    (or preset never run) that cannot test it says what resolving it takes
+    (power_report.statements: seeds per design and hours, from the measured variance)."""
+    from analysis.claims import power_report
+
+    needs = power_report.statements(export_dir)
     by_claim: dict[str, list[str]] = {c: [] for c in CLAIMS}
+    tested = set()
     for sweep, v in verdict_rows(export_dir):
         if v.tested:
+            tested.add((sweep, v.claim))
             interval = _ci(v.adj_low, v.adj_high) if v.unit != EXACT else "exact"
-            by_claim[v.claim].append(f"{sweep}: **{v.verdict}** ({v.unit}; "
-                                     f"{_num(v.effect)} {interval})")
+            cell = f"{sweep}: **{v.verdict}** ({v.unit}; {_num(v.effect)} {interval})"
+            if v.claim in MUST_RESOLVE and v.verdict == INCONCLUSIVE:
+                cell += f"; to resolve: {needs.get((sweep, v.claim), NO_VARIANCE)}"
+            by_claim[v.claim].append(cell)
+    for (sweep, claim), text in needs.items():
+        if claim in MUST_RESOLVE and (sweep, claim) not in tested:
+            not_run = "" if sweep.endswith("(not run)") else ": not tested (too few seeds)"
+            by_claim[claim].append(f"{sweep}{not_run}; to resolve: {text}")
     lines = ["| claim | paper | verdicts (Holm-adjusted; effect and adjusted interval) |",
              "| --- | --- | --- |"]
     for claim, cells in by_claim.items():
@@ -191,6 +236,7 @@ def update_doc(doc_path: str | Path, export_dir: str | Path) -> bool:
     from analysis.doc_blocks import update_doc as rewrite
 
     makers = {"summary": summary_table, "costs": cost_table, "verdicts": verdict_table,
+              "codes": code_table,
               "ranks": rank_table, "designs": design_table, "power": power_report.table,
               "eq14": lambda _d: eq14.table()}
     text = Path(doc_path).read_text()

@@ -113,6 +113,9 @@ class Verdict:
             (``eq_level``: 1 - 2 * 0.05 / m) lies within (-sesoi, sesoi). NaN: no
             equivalence test (exact verdicts, two-sided claims with a margin).
         eq_level, eq_low, eq_high: the TOST interval (NaN when not computed).
+        training_code: the training code of the records behind it and how many there were
+            (analysis.claims.code_groups.CodeChoice.describe); '' when not set.
+        left_out: records of the slice left out for another training code.
     """
 
     claim: str
@@ -137,6 +140,8 @@ class Verdict:
     eq_level: float = NAN
     eq_low: float = NAN
     eq_high: float = NAN
+    training_code: str = ""
+    left_out: int = 0
     estimate: Estimate | None = field(default=None, repr=False, compare=False)
 
     @property
