@@ -23,8 +23,9 @@ from evaluators.record import provenance, utc_now
 from studies.budget import parse_budget, parse_duration
 from studies.data_check import check_data, one_line
 from studies.halving import add_time_budget, time_budget_of
-from studies.plan import SEARCHES, Plan, parse_seeds
+from studies.plan import Plan, parse_seeds
 from studies.presets import PRESETS, Preset, get_preset
+from studies.searches import SEARCHES, SWEEP_SEARCHES
 
 SCHEDULERS = ("asha", "fifo")
 ADDRESS_TIMEOUT_S = 3.0  # a cluster that does not accept a TCP connection by then is down
@@ -71,9 +72,9 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
                       help="instead of --seeds: the seeds per design that resolve the "
                            "preset's claims at this fidelity (studies/power_seeds.py)")
     how = p.add_argument_group("how to search")
-    how.add_argument("--search", choices=SEARCHES, default="grid",
-                     help="grid (default): every design; tpe, nsga2 (accuracy vs params), "
-                          "random: --max-trials of them")
+    how.add_argument("--search", default="grid",
+                     help="; ".join(f"{n}: {SEARCHES[n].help}" for n in SWEEP_SEARCHES)
+                     + " (default grid; the others stop at --max-trials)")
     how.add_argument("--scheduler", choices=SCHEDULERS,
                      help="asha: stop poor trials early on val_acc; fifo: train every trial "
                           "to the end (default: fifo for grid, asha otherwise)")
