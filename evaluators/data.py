@@ -46,7 +46,9 @@ CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
 TINYIMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
-CIFAR10, CIFAR100, TINYIMAGENET = (DATASETS[n] for n in ("cifar10", "cifar100", "tinyimagenet"))
+CIFAR10 = DATASETS["cifar10"]
+CIFAR100 = DATASETS["cifar100"]
+TINYIMAGENET = DATASETS["tinyimagenet"]
 
 
 @dataclass(frozen=True, eq=False)
