@@ -25,6 +25,7 @@ import torch
 import search_space as ss
 from evaluators import proxies
 from evaluators.augment import channel_stats, normalize, resize
+from evaluators.catalog import DEFAULT_DATASET
 from evaluators.data import Dataset
 from evaluators.record import Result, describe_info, provenance, utc_now
 from evaluators.scores import SCORES, compute_groups
@@ -48,7 +49,7 @@ class ZeroCostConfig:
     ('zc', 'zc-b32-r16')
     """
 
-    dataset: str = "cifar10"  # whose train split gives the batch
+    dataset: str = DEFAULT_DATASET  # whose train split gives the batch
     batch_size: int = 64  # images in the batch; 64 as NAS-Bench-Suite-Zero (NASLib) uses
     #                       for every proxy (NASWOT's paper used 128: K is batch x batch)
     batch_seed: int = 0  # draws the batch's indices from the train split, once

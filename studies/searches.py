@@ -29,8 +29,8 @@ from dataclasses import dataclass
 PROPOSES = ("order", "sampler", "structured")
 
 _STRUCTURED_ONLY_IN_REPLAYS = (
-    "the sweep's searcher proposes design ids; mapping a point of the design's fields to "
-    "the nearest untried design is the replay's proposer (analysis.replay.proposers)")
+    "the sweep's searcher proposes design ids, and only the replay's proposer maps a point "
+    "of the design's fields to the nearest untried design")
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,10 @@ _SPECS = (
     SearchSpec("grid", "order", "random_sampler", "every design, in plan order"),
     SearchSpec("random", "order", "random_sampler",
                "the designs in a permutation drawn from the sampler seed"),
-    SearchSpec("tpe", "sampler", "tpe_sampler", "Optuna's TPE over the design ids (accuracy "
-                                                "vs params)"),
-    SearchSpec("nsga2", "sampler", "nsga2_sampler", "Optuna's NSGA-II over the design ids "
-                                                    "(accuracy vs params)"),
+    SearchSpec("tpe", "sampler", "tpe_sampler",
+               "Optuna's TPE over the design ids (accuracy vs params)"),
+    SearchSpec("nsga2", "sampler", "nsga2_sampler",
+               "Optuna's NSGA-II over the design ids (accuracy vs params)"),
     SearchSpec("tpe-struct", "structured", "make_structured_sampler",
                "multivariate TPE over (L, log width, log params)",
                replay_only=_STRUCTURED_ONLY_IN_REPLAYS),
