@@ -34,7 +34,8 @@ QUERY_REPS = 2000  # warm queries timed (a dict hit)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from analysis.replay.simulate import ALL_STRATEGIES, SCHEDULERS, SEED_MODES, STRATEGIES
+    from analysis.replay.simulate import SCHEDULERS, SEED_MODES
+    from studies.searches import SEARCHES, SWEEP_SEARCHES
 
     p = ArgumentParser(prog="python -m benchmarks.replay", description=__doc__.split("\n\n")[0])
     p.add_argument("table", nargs="?", help="run directory, records export or release")
@@ -44,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dataset", help="the table's dataset (needed when it has several)")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 4])
     p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=ALL_STRATEGIES)
+    p.add_argument("--strategies", nargs="+", default=list(SWEEP_SEARCHES), choices=SEARCHES)
     p.add_argument("--scores", help="zero-cost scores of the table's designs (a scores CSV "
                                     "or zc run directory), for the zc-* strategies")
     p.add_argument("--proxy", nargs="+", default=["synflow"],
@@ -63,11 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--workers and --repeats must be >= 1")
     if args.reduction_factor <= 1 or args.grace_period < 1:
         p.error("--reduction-factor must be > 1 and --grace-period >= 1")
-    from analysis.replay.proposers import NEEDS_SCORES
-
-    if args.scores is None and set(args.strategies) & set(NEEDS_SCORES):
-        p.error(f"--strategies {' '.join(sorted(set(args.strategies) & set(NEEDS_SCORES)))} "
-                "need --scores")
+    scored = sorted(s for s in args.strategies if SEARCHES[s].needs_scores)
+    if args.scores is None and scored:
+        p.error(f"--strategies {' '.join(scored)} need --scores")
     return args
 
 
@@ -241,13 +240,13 @@ def _replays(table: Any, args: argparse.Namespace) -> list[Any]:
     """Every (strategy, scheduler, workers) the arguments ask for, ``--repeats`` times; the
     zc-* strategies once per ``--proxy``."""
     from analysis.replay import simulate as rp
-    from analysis.replay.proposers import NEEDS_SCORES
+    from studies.searches import SEARCHES
 
     common = dict(schedulers=args.schedulers, workers=args.workers, repeats=args.repeats,
                   seed_mode=args.seed_mode, reduction_factor=args.reduction_factor,
                   grace_period=args.grace_period, max_trials=args.max_trials)
-    plain = [s for s in args.strategies if s not in NEEDS_SCORES]
-    zc = [s for s in args.strategies if s in NEEDS_SCORES]
+    plain = [s for s in args.strategies if not SEARCHES[s].needs_scores]
+    zc = [s for s in args.strategies if SEARCHES[s].needs_scores]
     runs = rp.replay_many(table, strategies=plain, **common) if plain else []
     for proxy in args.proxy if zc else ():  # each zc-* search once per proxy
         runs += rp.replay_many(table, strategies=zc, proxy=proxy, **common)

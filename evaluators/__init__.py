@@ -6,7 +6,7 @@ and the analysis can read records and fidelities without importing torch.
 
 Example:
     >>> import evaluators as ev
-    >>> ev.get_fidelity("cpu").epochs, ev.NUM_CLASSES["cifar10"], "Result" in dir(ev)
+    >>> ev.get_fidelity("cpu").epochs, ev.DATASETS["cifar10"].classes, "Result" in dir(ev)
     (2, 10, True)
 
 ``ev.evaluate(design, fidelity, dataset, seed)`` trains and returns a ``Result``; its example
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from evaluators.catalog import DATASETS, IMAGE_SIZE, NUM_CLASSES
+from evaluators.catalog import DATASETS, DatasetSpec, dataset_spec
 from evaluators.errors import DatasetError, DatasetNotFoundError, Diverged
 from evaluators.fidelity import FIDELITIES, Fidelity, get_fidelity, with_changes
 from evaluators.lazy import lazy_exports
@@ -25,12 +25,13 @@ from evaluators.record import Result
 
 #: The torch-free face: the only modules of evaluators that analysis (and any reader of
 #: records without torch) may import. They own the datum: the record and its run-directory
-#: files, the fidelities, the dataset catalog, the errors, and the cost model's arithmetic
-#: (what a trial costs; its calibration measures on the torch side, evaluators.calibrate).
+#: files, the fidelities, the dataset and score registries, the errors, and the cost model's
+#: arithmetic (what a trial costs; its calibration measures on the torch side,
+#: evaluators.calibrate).
 #: tests/test_structure.py holds analysis to it and checks that importing it loads no torch
 #: or ray.
 FACE = ("evaluators", "evaluators.catalog", "evaluators.cost_model", "evaluators.errors",
-        "evaluators.fidelity", "evaluators.lazy", "evaluators.record")
+        "evaluators.fidelity", "evaluators.lazy", "evaluators.record", "evaluators.scores")
 
 _TORCH_SIDE = {  # name -> module; imported on first use (torch takes seconds to import)
     "Dataset": "data",
@@ -44,11 +45,10 @@ _TORCH_SIDE = {  # name -> module; imported on first use (torch takes seconds to
 __all__ = [
     "DATASETS",
     "FIDELITIES",
-    "IMAGE_SIZE",
-    "NUM_CLASSES",
     "Dataset",
     "DatasetError",
     "DatasetNotFoundError",
+    "DatasetSpec",
     "Diverged",
     "Fidelity",
     "Result",
@@ -58,6 +58,7 @@ __all__ = [
     "make_synthetic",
     "measure_latency",
     "remove_checkpoint",
+    "dataset_spec",
     "with_changes",
 ]
 

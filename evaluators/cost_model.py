@@ -48,15 +48,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from evaluators.catalog import NUM_CLASSES
+from evaluators.catalog import DATASETS, dataset_spec
 from search_space.design import Design, parse
 from search_space.plan import net_plan
 from search_space.work import COMPOSE_MACS, PATHS, block_work, choose_path
 
-#: (official train images, test images, image side) per dataset; evaluators.data loads
-#: these (tests/test_cost_model.py checks them against the loaders).
-DATASET_SIZES = {"synthetic": (2_000, 500, 32), "cifar10": (50_000, 10_000, 32),
-                 "cifar100": (50_000, 10_000, 32), "tinyimagenet": (100_000, 10_000, 64)}
 LATENCY_BATCHES = (1, 64)  # evaluators.latency.BATCH_SIZES
 DEFAULT_OVERHEAD_S = 5.0  # per trial: loading the data, splits, building the net (records:
 #                           wall_s less the epochs, test and latency passes, 3-6 s here)
@@ -159,11 +155,8 @@ def trial_shape(fidelity: Mapping[str, Any], dataset: str) -> TrialShape:
         >>> shape.train_images, shape.eval_images, shape.latency_images
         (7200, 3600, 260)
     """
-    try:
-        n_train, n_test, side = DATASET_SIZES[dataset]
-    except KeyError:
-        raise ValueError(f"unknown dataset {dataset!r}; accepted: "
-                         f"{', '.join(DATASET_SIZES)}") from None
+    spec = dataset_spec(dataset)  # ValueError: unknown
+    n_train, n_test, side = spec.train_size, spec.test_size, spec.side
     drawn = min(fidelity.get("train_size") or n_train, n_train)
     val = max(1, round(fidelity.get("val_fraction", 0.1) * drawn))
     test = min(fidelity.get("test_size") or n_test, n_test)
@@ -255,8 +248,8 @@ def compute_seconds(design: Design | str, fidelity: Mapping[str, Any], dataset: 
         return image_seconds(design, calibration, resolution=resolution,
                              batch_size=int(fidelity.get("batch_size", 64)),
                              eval_batch_size=int(fidelity.get("eval_batch_size", 500)),
-                             num_classes=num_classes or NUM_CLASSES.get(dataset, 10),
-                             input_size=DATASET_SIZES[dataset][2])
+                             num_classes=num_classes or DATASETS[dataset].classes,
+                             input_size=DATASETS[dataset].side)
 
     train, evals = per_image(shape.resolution)
     seconds = shape.train_images * shape.epochs * train + shape.eval_images * evals

@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import codecs
+import importlib
 import os
 import pickle
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evaluators.catalog import DATASETS  # noqa: F401 (re-exported; the catalog owns them)
+from evaluators.catalog import DATASETS, DatasetSpec, dataset_spec
 from evaluators.download import download_and_extract
 from evaluators.errors import DatasetError, DatasetNotFoundError
 
@@ -45,23 +46,16 @@ CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
 TINYIMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
-
-CIFAR10_LAYOUT = (
-    "cifar-10-batches-py/{data_batch_1..data_batch_5, test_batch}: pickled dicts with "
-    "b'data' (uint8 N x 3072, CHW order) and b'labels' (N ints in 0..9)")
-CIFAR100_LAYOUT = (
-    "cifar-100-python/{train, test}: pickled dicts with b'data' (uint8 N x 3072, CHW order) "
-    "and b'fine_labels' (N ints in 0..99)")
-TINYIMAGENET_LAYOUT = (
-    "tiny-imagenet-200/ with wnids.txt (200 wnids), train/<wnid>/images/*.JPEG and "
-    "val/images/*.JPEG + val/val_annotations.txt (file<TAB>wnid<TAB>box), 64x64 images")
+CIFAR10 = DATASETS["cifar10"]
+CIFAR100 = DATASETS["cifar100"]
+TINYIMAGENET = DATASETS["tinyimagenet"]
 
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """The official train and test splits of one dataset, whole, as uint8 tensors."""
 
-    name: str  # one of DATASETS
+    name: str  # a key of evaluators.catalog.DATASETS
     train_images: torch.Tensor  # N x 3 x H x W, uint8
     train_labels: torch.Tensor  # N, int64 in [0, num_classes)
     test_images: torch.Tensor  # M x 3 x H x W, uint8
@@ -81,7 +75,8 @@ def default_data_dir() -> Path:
 
 def load_dataset(name: str, data_dir: Path | str | None = None, *,
                  download: bool = True) -> Dataset:
-    """Load dataset ``name`` (one of :data:`DATASETS`) from ``data_dir``.
+    """Load dataset ``name`` (a key of :data:`evaluators.catalog.DATASETS`) from ``data_dir``
+    with the loader its spec names.
 
     Args:
         name: "synthetic", "cifar10", "cifar100" or "tinyimagenet".
@@ -94,16 +89,9 @@ def load_dataset(name: str, data_dir: Path | str | None = None, *,
         DatasetNotFoundError: files missing (and not downloadable).
         DatasetError: files corrupt, truncated or in another layout.
     """
-    root = default_data_dir() if data_dir is None else Path(data_dir)
-    if name == "synthetic":
-        return make_synthetic()
-    if name == "cifar10":
-        return load_cifar10(root, download=download)
-    if name == "cifar100":
-        return load_cifar100(root, download=download)
-    if name == "tinyimagenet":
-        return load_tinyimagenet(root)
-    raise ValueError(f"unknown dataset {name!r}; accepted: {', '.join(DATASETS)}")
+    module, _, function = dataset_spec(name).loader.partition(":")  # ValueError: unknown
+    loader = getattr(importlib.import_module(module), function)
+    return loader(default_data_dir() if data_dir is None else Path(data_dir), download=download)
 
 
 # --- CIFAR ----------------------------------------------------------------------------------
@@ -111,25 +99,23 @@ def load_dataset(name: str, data_dir: Path | str | None = None, *,
 
 def load_cifar10(root: Path | str, *, download: bool = True) -> Dataset:
     """CIFAR-10 from ``root/cifar-10-batches-py`` (or ``root`` itself if it is that folder)."""
-    folder = _cifar_folder(Path(root), "cifar-10-batches-py", "data_batch_1", CIFAR10_URL,
-                           CIFAR10_MD5, CIFAR10_LAYOUT, download)
-    train = [_read_cifar_batch(folder / f"data_batch_{i}", b"labels", 10, CIFAR10_LAYOUT)
+    folder = _cifar_folder(Path(root), CIFAR10, CIFAR10_URL, CIFAR10_MD5, download)
+    train = [_read_cifar_batch(folder / f"data_batch_{i}", b"labels", CIFAR10)
              for i in range(1, 6)]
-    test = _read_cifar_batch(folder / "test_batch", b"labels", 10, CIFAR10_LAYOUT)
-    return _cifar_dataset("cifar10", train, test, 10)
+    test = _read_cifar_batch(folder / "test_batch", b"labels", CIFAR10)
+    return _cifar_dataset(CIFAR10, train, test)
 
 
 def load_cifar100(root: Path | str, *, download: bool = True) -> Dataset:
     """CIFAR-100 (fine labels) from ``root/cifar-100-python`` (or ``root`` itself)."""
-    folder = _cifar_folder(Path(root), "cifar-100-python", "train", CIFAR100_URL,
-                           CIFAR100_MD5, CIFAR100_LAYOUT, download)
-    train = _read_cifar_batch(folder / "train", b"fine_labels", 100, CIFAR100_LAYOUT)
-    test = _read_cifar_batch(folder / "test", b"fine_labels", 100, CIFAR100_LAYOUT)
-    return _cifar_dataset("cifar100", [train], test, 100)
+    folder = _cifar_folder(Path(root), CIFAR100, CIFAR100_URL, CIFAR100_MD5, download)
+    train = _read_cifar_batch(folder / "train", b"fine_labels", CIFAR100)
+    test = _read_cifar_batch(folder / "test", b"fine_labels", CIFAR100)
+    return _cifar_dataset(CIFAR100, [train], test)
 
 
-def _cifar_folder(root: Path, folder: str, probe: str, url: str, md5: str, layout: str,
-                  download: bool) -> Path:
+def _cifar_folder(root: Path, spec: DatasetSpec, url: str, md5: str, download: bool) -> Path:
+    folder, probe, layout = spec.folder, spec.probe, spec.layout
     if (root / probe).is_file():  # the caller named the dataset folder itself
         return root
     if (root / folder).is_dir():
@@ -139,9 +125,10 @@ def _cifar_folder(root: Path, folder: str, probe: str, url: str, md5: str, layou
     return download_and_extract(url, md5, root, folder)
 
 
-def _read_cifar_batch(path: Path, label_key: bytes, num_classes: int,
-                      layout: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_cifar_batch(path: Path, label_key: bytes,
+                      spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
     """(images N x 3 x 32 x 32 uint8, labels N int64) from one official pickle."""
+    num_classes, layout = spec.classes, spec.layout
     if not path.is_file():
         raise DatasetNotFoundError(f"{path} is missing; expected {layout}")
     try:
@@ -248,33 +235,34 @@ def _key(batch: object, key: bytes) -> object:
     raise KeyError(f"no key {key!r}; keys are {sorted(map(str, batch))}")
 
 
-def _cifar_dataset(name: str, train: list[tuple[np.ndarray, np.ndarray]],
-                   test: tuple[np.ndarray, np.ndarray], num_classes: int) -> Dataset:
+def _cifar_dataset(spec: DatasetSpec, train: list[tuple[np.ndarray, np.ndarray]],
+                   test: tuple[np.ndarray, np.ndarray]) -> Dataset:
     return Dataset(
-        name=name,
+        name=spec.name,
         train_images=torch.from_numpy(np.concatenate([x for x, _ in train])),
         train_labels=torch.from_numpy(np.concatenate([y for _, y in train])),
         test_images=torch.from_numpy(np.ascontiguousarray(test[0])),
         test_labels=torch.from_numpy(test[1]),
-        num_classes=num_classes,
+        num_classes=spec.classes,
     )
 
 
 # --- Tiny ImageNet --------------------------------------------------------------------------
 
 
-def load_tinyimagenet(root: Path | str) -> Dataset:
+def load_tinyimagenet(root: Path | str, *, download: bool = False) -> Dataset:
     """Tiny ImageNet from ``root/tiny-imagenet-200`` (or ``root`` itself), read with Pillow.
 
     Labels are positions in ``wnids.txt``. The official val split becomes the test split.
-    Not downloaded automatically: fetch and unzip :data:`TINYIMAGENET_URL` into ``root``.
+    Not downloaded automatically (``download`` is not used): fetch and unzip
+    :data:`TINYIMAGENET_URL` into ``root``.
     """
     root = Path(root)
-    folder = root if (root / "wnids.txt").is_file() else root / "tiny-imagenet-200"
-    wnids_path = folder / "wnids.txt"
+    folder = root if (root / TINYIMAGENET.probe).is_file() else root / TINYIMAGENET.folder
+    wnids_path = folder / TINYIMAGENET.probe
     if not wnids_path.is_file():
         raise DatasetNotFoundError(
-            f"{wnids_path} is missing; expected {TINYIMAGENET_LAYOUT} (download "
+            f"{wnids_path} is missing; expected {TINYIMAGENET.layout} (download "
             f"{TINYIMAGENET_URL} and unzip it into {root})")
     wnids = wnids_path.read_text().split()
     label_of = {w: i for i, w in enumerate(wnids)}
@@ -285,12 +273,12 @@ def load_tinyimagenet(root: Path | str) -> Dataset:
         if not files:
             raise DatasetNotFoundError(
                 f"no images in {folder / 'train' / wnid / 'images'}; expected "
-                f"{TINYIMAGENET_LAYOUT}")
+                f"{TINYIMAGENET.layout}")
         train_files += files
         train_labels += [label_of[wnid]] * len(files)
     test_files, test_labels = _tiny_val(folder, label_of)
     return Dataset(
-        name="tinyimagenet",
+        name=TINYIMAGENET.name,
         train_images=_read_images(train_files),
         train_labels=torch.tensor(train_labels, dtype=torch.int64),
         test_images=_read_images(test_files),
@@ -302,7 +290,7 @@ def load_tinyimagenet(root: Path | str) -> Dataset:
 def _tiny_val(folder: Path, label_of: dict[str, int]) -> tuple[list[Path], list[int]]:
     annotations = folder / "val" / "val_annotations.txt"
     if not annotations.is_file():
-        raise DatasetNotFoundError(f"{annotations} is missing; expected {TINYIMAGENET_LAYOUT}")
+        raise DatasetNotFoundError(f"{annotations} is missing; expected {TINYIMAGENET.layout}")
     files, labels = [], []
     for number, line in enumerate(annotations.read_text().splitlines(), 1):
         if not line.strip():
@@ -311,7 +299,7 @@ def _tiny_val(folder: Path, label_of: dict[str, int]) -> tuple[list[Path], list[
         if len(fields) < 2 or fields[1] not in label_of:
             raise DatasetError(
                 f"{annotations} line {number} is {line!r}: want file<TAB>wnid from wnids.txt; "
-                f"expected {TINYIMAGENET_LAYOUT}")
+                f"expected {TINYIMAGENET.layout}")
         files.append(folder / "val" / "images" / fields[0])
         labels.append(label_of[fields[1]])
     return files, labels
@@ -326,20 +314,27 @@ def _read_images(files: list[Path]) -> torch.Tensor:
             with Image.open(path) as image:
                 pixels = np.asarray(image.convert("RGB"))  # a few Tiny ImageNet JPEGs are grey
         except FileNotFoundError as exc:
-            raise DatasetNotFoundError(f"{path} is missing; expected {TINYIMAGENET_LAYOUT}") \
+            raise DatasetNotFoundError(f"{path} is missing; expected {TINYIMAGENET.layout}") \
                 from exc
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:
             raise DatasetError(
-                f"{path} is not a readable image ({exc}); expected {TINYIMAGENET_LAYOUT}") \
+                f"{path} is not a readable image ({exc}); expected {TINYIMAGENET.layout}") \
                 from exc
         if pixels.shape != (64, 64, 3):
             raise DatasetError(
-                f"{path} is {pixels.shape[1]}x{pixels.shape[0]}; expected {TINYIMAGENET_LAYOUT}")
+                f"{path} is {pixels.shape[1]}x{pixels.shape[0]}; expected {TINYIMAGENET.layout}")
         out[i] = pixels
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
 # --- synthetic ------------------------------------------------------------------------------
+
+
+def load_synthetic(root: Path | str, *, download: bool = False) -> Dataset:
+    """The synthetic set its spec describes (``root`` and ``download`` are not used)."""
+    spec = DATASETS["synthetic"]
+    return make_synthetic(spec.train_size, spec.test_size, num_classes=spec.classes,
+                          resolution=spec.side)
 
 
 def make_synthetic(num_train: int = 2_000, num_test: int = 500, *, num_classes: int = 10,

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 import search_space as ss
-from evaluators.catalog import DATASETS
+from evaluators.catalog import dataset_spec
 from evaluators.checkpoint import EpochCheckpoint
 from evaluators.data import Dataset, load_dataset
 from evaluators.errors import Diverged
@@ -101,8 +101,7 @@ def _request(design: ss.Design | str, fidelity: Fidelity | str, dataset: str,
     unknown design id, fidelity or dataset, before any training."""
     design = ss.parse(design) if isinstance(design, str) else design
     fidelity = get_fidelity(fidelity) if isinstance(fidelity, str) else fidelity
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; accepted: {', '.join(DATASETS)}")
+    dataset_spec(dataset)  # ValueError: unknown
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     return design, fidelity, dev, threads or fidelity.threads or torch.get_num_threads()
 

@@ -22,8 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from evaluators.catalog import NUM_CLASSES
-from evaluators.cost_model import DATASET_SIZES
+from evaluators.catalog import DATASETS
 from search_space.design import Design, parse
 from search_space.plan import net_plan
 from search_space.work import choose_path, saved_elements
@@ -48,8 +47,9 @@ def trial_memory_bytes(design: Design | str, fidelity: Mapping[str, Any], datase
     ``Fidelity.to_dict()``): batch, evaluation batch and resolution matter, image counts
     do not (the dataset is loaded whole either way)."""
     d = parse(design) if isinstance(design, str) else design
-    n_train, n_test, side = DATASET_SIZES[dataset]
-    plan = net_plan(d, num_classes or NUM_CLASSES.get(dataset, 10), side)
+    spec = DATASETS[dataset]
+    n_train, n_test, side = spec.train_size, spec.test_size, spec.side
+    plan = net_plan(d, num_classes or spec.classes, side)
     resolution = fidelity.get("resolution") or side
     scale = (resolution / plan.input_size) ** 2
     batch = int(fidelity.get("batch_size", 64))

@@ -43,7 +43,8 @@ from typing import Any
 import torch
 
 import search_space as ss
-from evaluators.data import DATASETS, load_dataset
+from evaluators.catalog import dataset_spec
+from evaluators.data import load_dataset
 from evaluators.evaluation import failure_reason
 from evaluators.fidelity import Fidelity, get_fidelity
 from evaluators.folded_group import EngineOptions
@@ -77,8 +78,7 @@ def evaluate_many(trials: Trials, fidelity: Fidelity | str = "smoke", dataset: s
         raise ValueError(f"trials {[(d.id, s) for d, s in groups]}: need at least one design, "
                          "each with at least one seed, no (design, seed) twice")
     fidelity = get_fidelity(fidelity) if isinstance(fidelity, str) else fidelity
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; accepted: {', '.join(DATASETS)}")
+    dataset_spec(dataset)  # ValueError: unknown
     options = options or EngineOptions()
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     threads = threads or fidelity.threads or torch.get_num_threads()

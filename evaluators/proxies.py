@@ -1,4 +1,5 @@
-"""The six zero-cost proxies (scores of a net at initialisation), each from its paper.
+"""The six zero-cost proxies (scores of a net at initialisation), each from its paper, and the
+function of every score of the registry (:mod:`evaluators.scores`), reading a ScoreInputs.
 
 Each proxy is written from its paper's definition (cited in its docstring); reference code
 (zero-cost-nas of Abdelfattah et al., NASLib, nas-without-training, Zen-NAS) was read for
@@ -36,12 +37,16 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+import search_space as ss
+from evaluators.latency import measure_latency
 
 _PRUNABLE = (nn.Conv2d, nn.Linear)
 
@@ -272,3 +277,66 @@ def _without_batchnorm(net: nn.Module) -> nn.Module:
 
 
 # --- one design ----------------------------------------------------------------------------
+
+
+# --- the registry's functions (evaluators.scores names them) --------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class ScoreInputs:
+    """What the scores of one (design, seed) read (each ScoreSpec.needs says which)."""
+
+    design: ss.Design
+    info: dict[str, Any]  # ss.describe(design) at the net's input size
+    model: nn.Module  # impl="reference", built after torch.manual_seed(seed)
+    images: torch.Tensor  # the fixed batch, normalised
+    labels: torch.Tensor
+    seed: int
+    config: Any  # evaluators.zero_cost.ZeroCostConfig
+    num_classes: int
+
+
+def synflow_score(x: ScoreInputs) -> float:
+    return synflow(x.model, tuple(x.images.shape[1:]))
+
+
+def naswot_score(x: ScoreInputs) -> float:
+    from search_space.modules import ResidualPair
+
+    return naswot(x.model, x.images, post_relu=(ResidualPair,))
+
+
+def gradient_scores(x: ScoreInputs) -> dict[str, float]:
+    return gradient_proxies(x.model, x.images, x.labels, k=x.config.jacob_k)
+
+
+def zen_score(x: ScoreInputs) -> float:
+    features = nn.Sequential(x.model.stem, x.model.blocks)
+    return zen(features, tuple(x.images.shape[1:]), batch_size=x.config.zen_batch_size,
+               seed=x.seed, alpha=x.config.zen_alpha)
+
+
+def latency_scores(x: ScoreInputs) -> dict[str, float | None]:
+    """Median CPU milliseconds of the default implementation (as trained records measure),
+    with the reference net's weights."""
+    if x.config.latency_reps == 0:
+        return {"latency_b1_ms": None, "latency_b64_ms": None}
+    size = x.info["input_size"]
+    model = ss.build(x.design, num_classes=x.num_classes, input_size=size)
+    model.load_state_dict(x.model.state_dict())
+    ms = measure_latency(model, size, device=torch.device("cpu"),
+                         warmup=x.config.latency_warmup, reps=x.config.latency_reps)
+    return {"latency_b1_ms": ms[1], "latency_b64_ms": ms[64]}
+
+
+def design_scores(x: ScoreInputs) -> dict[str, Any]:
+    """The cost baselines and the paper's quantities of describe(), exactly. The record's
+    "theory" stays the retired bottleneck score, so records of one fidelity keep one meaning
+    (the committed exports hold it); the paper's equal-parameter score, ss.theory_score, is
+    a function of describe() that the analysis computes (analysis.proxies.equal_params)."""
+    info = x.info
+    return {"params": info["params"], "flops": info["flops"], "width": info["width"],
+            "non_sparsity": info["non_sparsity"], "density": info["density"],
+            "balance_deviation": info["balance_deviation"],
+            "theory": ss.bottleneck_score(info["width"], info["non_sparsity"],
+                                          info["density"], info["block_params"])}

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from evaluators.augment import channel_stats, resize
+from evaluators.catalog import dataset_spec
 from evaluators.data import Dataset
 from evaluators.fidelity import Fidelity
 
@@ -34,7 +35,7 @@ class Splits:
     mean: torch.Tensor  # 3, float32, of the train images in [0, 1] units
     std: torch.Tensor  # 3
     num_classes: int
-    augmentation: str  # "crop_flip" (CIFAR-like), "scale_crop_flip" (Tiny ImageNet), "none"
+    augmentation: str  # the dataset's (DatasetSpec.augmentation), or "none"
 
 
 def split_indices(n: int, *, train_size: int | None, val_size: int,
@@ -72,12 +73,7 @@ def make_splits(dataset: Dataset, fidelity: Fidelity, device: torch.device) -> S
 
     train_images = prepare(dataset.train_images, train_idx)
     mean, std = channel_stats(train_images)
-    if not fidelity.augment:
-        augmentation = "none"
-    elif dataset.name == "tinyimagenet":
-        augmentation = "scale_crop_flip"
-    else:
-        augmentation = "crop_flip"
+    augmentation = dataset_spec(dataset.name).augmentation if fidelity.augment else "none"
     return Splits(
         train_images=train_images,
         train_labels=dataset.train_labels[train_idx].to(device),

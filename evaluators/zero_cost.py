@@ -7,7 +7,7 @@ design with every proxy, the cost baselines and the paper's quantities, and make
 the command line over many.
 
 Example:
-    >>> ZeroCostConfig().batch_size, SCORES[:3]
+    >>> ZeroCostConfig().batch_size, tuple(SCORES)[:3]
     (64, ('synflow', 'naswot', 'snip'))
 """
 
@@ -21,23 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 import search_space as ss
+from evaluators import proxies
 from evaluators.augment import channel_stats, normalize, resize
+from evaluators.catalog import DEFAULT_DATASET
 from evaluators.data import Dataset
-from evaluators.latency import measure_latency
-from evaluators.proxies import gradient_proxies, naswot, synflow, zen
 from evaluators.record import Result, describe_info, provenance, utc_now
-
-#: Every score :func:`score_design` returns, in order: the six generic proxies, the cost
-#: baselines, the paper's quantities and the retired bottleneck score (as ``theory``).
-PROXIES = ("synflow", "naswot", "snip", "grad_norm", "jacob_cov", "zen")
-COSTS = ("params", "flops", "latency_b1_ms", "latency_b64_ms")
-PAPER = ("width", "non_sparsity", "density", "balance_deviation", "theory")
-SCORES = PROXIES + COSTS + PAPER
-
-
+from evaluators.scores import SCORES, compute_groups
 
 #: Short names of the config's fields in a fidelity name (``zc-r16-b32``): every field but
 #: the dataset (a record's key holds it apart).
@@ -58,7 +49,7 @@ class ZeroCostConfig:
     ('zc', 'zc-b32-r16')
     """
 
-    dataset: str = "cifar10"  # whose train split gives the batch
+    dataset: str = DEFAULT_DATASET  # whose train split gives the batch
     batch_size: int = 64  # images in the batch; 64 as NAS-Bench-Suite-Zero (NASLib) uses
     #                       for every proxy (NASWOT's paper used 128: K is batch x batch)
     batch_seed: int = 0  # draws the batch's indices from the train split, once
@@ -149,8 +140,6 @@ def score_design(design: ss.Design | str, seed: int, batch: ProxyBatch,
     config = config or ZeroCostConfig()
     design = ss.parse(design) if isinstance(design, str) else design
     info = ss.describe(design, num_classes=num_classes, input_size=input_size)
-    size = info["input_size"]
-    shape = tuple(batch.images.shape[1:])
     scores: dict[str, float | None] = {}
     seconds: dict[str, float] = {}
     errors: dict[str, str] = {}
@@ -162,34 +151,19 @@ def score_design(design: ss.Design | str, seed: int, batch: ProxyBatch,
         # the same function as dense C x C products, measured 2-3x faster for the 40k
         # plain8 nets and 6x slower for wide ones (res20-c320-k1.16.16, 1280 channels in
         # its last stage). Latency is of the default one, as training records measure it.
-        model = ss.build(design, num_classes=num_classes, impl="reference", input_size=size)
-        from search_space.modules import ResidualPair
-
-        features = nn.Sequential(model.stem, model.blocks)
-        zen_batch = config.zen_batch_size
-        jobs: list[tuple[tuple[str, ...], Callable[[], Any]]] = [
-            (("synflow",), lambda: synflow(model, shape)),
-            (("naswot",), lambda: naswot(model, batch.images, post_relu=(ResidualPair,))),
-            (("snip", "grad_norm", "jacob_cov"), lambda: gradient_proxies(
-                model, batch.images, batch.labels, k=config.jacob_k)),
-            (("zen",), lambda: zen(features, shape, batch_size=zen_batch, seed=seed,
-                                   alpha=config.zen_alpha)),
-            (("latency_b1_ms", "latency_b64_ms"), lambda: _latency(
-                design, model, num_classes, size, config)),
-        ]
-        for names, job in jobs:
-            _run(names, job, scores, seconds, errors)
+        model = ss.build(design, num_classes=num_classes, impl="reference",
+                         input_size=info["input_size"])
+        inputs = proxies.ScoreInputs(design, info, model, batch.images, batch.labels, seed,
+                                     config, num_classes)
+        for function, names in compute_groups():  # the registry's order (evaluators.scores)
+            job = getattr(proxies, function)
+            if SCORES[names[0]].needs == "design":  # describe()'s own values, not timed
+                out = job(inputs)
+                scores.update({n: out[n] for n in names})
+            else:
+                _run(names, lambda job=job: job(inputs), scores, seconds, errors)
     finally:
         torch.set_num_threads(saved_threads)
-    scores.update(params=info["params"], flops=info["flops"], width=info["width"],
-                  non_sparsity=info["non_sparsity"], density=info["density"],
-                  balance_deviation=info["balance_deviation"],
-                  # The record's "theory" stays the retired bottleneck score, so records
-                  # of one fidelity keep one meaning (the committed exports hold it);
-                  # the paper's equal-parameter score, ss.theory_score, is a function of
-                  # describe() that the analysis computes (analysis.proxies.equal_params).
-                  theory=ss.bottleneck_score(info["width"], info["non_sparsity"],
-                                             info["density"], info["block_params"]))
     return {"design_id": design.id, "seed": seed,
             "scores": {name: scores.get(name) for name in SCORES},
             "seconds": seconds, "errors": errors, "wall_s": time.perf_counter() - start}
@@ -252,25 +226,8 @@ def _run(names: tuple[str, ...], job: Callable[[], Any], scores: dict, seconds: 
         scores[n] = None if v is None else float(v)
 
 
-def _latency(design: ss.Design, reference: nn.Module, num_classes: int, size: int,
-              config: ZeroCostConfig) -> dict[str, float | None]:
-    """Median CPU milliseconds of the default implementation (as trained records measure),
-    with ``reference``'s weights."""
-    if config.latency_reps == 0:
-        return {"latency_b1_ms": None, "latency_b64_ms": None}
-    model = ss.build(design, num_classes=num_classes, input_size=size)
-    model.load_state_dict(reference.state_dict())
-    ms = measure_latency(model, size, device=torch.device("cpu"),
-                         warmup=config.latency_warmup, reps=config.latency_reps)
-    return {"latency_b1_ms": ms[1], "latency_b64_ms": ms[64]}
-
-
 __all__ = [
     "ABBREVIATIONS",
-    "COSTS",
-    "PAPER",
-    "PROXIES",
-    "SCORES",
     "ProxyBatch",
     "ZeroCostConfig",
     "proxy_batch",

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
-from evaluators.catalog import NUM_CLASSES
-from evaluators.cost_model import DATASET_SIZES, trial_shape
+from evaluators.catalog import DATASETS
+from evaluators.cost_model import trial_shape
 from studies import halving as hv
 from studies.estimate import fmt_seconds
 from studies.plan import Plan
@@ -50,7 +50,7 @@ def summarise(rungs: list[Rung], store: RecordStore, plan: Plan,
             best = (rung, records, ranked)
     answer: dict[str, Any] = {"rungs": per_rung, "skipped_memory": skipped,
                               "candidates": len(plan.design_ids),
-                              "chance": 1 / NUM_CLASSES.get(plan.dataset, 10)}
+                              "chance": 1 / DATASETS[plan.dataset].classes}
     if best is not None:
         rung, records, ranked = best
         answer["best"] = _entry(ranked[0], rung, records, stats)
@@ -62,7 +62,7 @@ def _entry(ranked: tuple[str, float, int], rung: Rung, records: list[dict[str, A
     """A design's val and test accuracy at a rung, with the test's binomial interval."""
     design, val, seeds = ranked
     oks = [r for r in records if r["design_id"] == design and r.get("status") == "ok"]
-    n_test = int(rung.fidelity.test_size or DATASET_SIZES[oks[0]["dataset"]][1])
+    n_test = int(rung.fidelity.test_size or DATASETS[oks[0]["dataset"]].test_size)
     tests = [float(r["test_acc"]) for r in oks if r.get("test_acc") is not None]
     entry: dict[str, Any] = {"design_id": design, "rung": rung.ladder,
                              "fidelity": rung.fidelity.name, "val_acc": val, "seeds": seeds,

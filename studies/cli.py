@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import search_space as ss
-from evaluators.catalog import DATASETS, NUM_CLASSES
+from evaluators.catalog import DATASETS, DEFAULT_DATASET
 from evaluators.record import provenance, utc_now
 from studies.budget import parse_budget, parse_duration
 from studies.data_check import check_data, one_line
 from studies.halving import add_time_budget, time_budget_of
-from studies.plan import SEARCHES, Plan, parse_seeds
+from studies.plan import Plan, parse_seeds
 from studies.presets import PRESETS, Preset, get_preset
+from studies.searches import SEARCHES, SWEEP_SEARCHES
 
 SCHEDULERS = ("asha", "fifo")
 ADDRESS_TIMEOUT_S = 3.0  # a cluster that does not accept a TCP connection by then is down
@@ -57,7 +58,7 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
                       help="train this design (a search_space id; repeatable) instead of "
                            "--budget or --preset")
     what.add_argument("--dataset", help=", ".join(DATASETS)
-                      + " (default: cifar10, or the preset's)")
+                      + f" (default: {DEFAULT_DATASET}, or the preset's)")
     what.add_argument("--data-dir", help="directory holding the dataset (the same path on "
                                          "every Ray node); default $IGCBENCH_DATA or ./data")
     what.add_argument("--fidelity", help="training budget: smoke, cpu-v2, cpu2-v2, proxy15, "
@@ -71,9 +72,9 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
                       help="instead of --seeds: the seeds per design that resolve the "
                            "preset's claims at this fidelity (studies/power_seeds.py)")
     how = p.add_argument_group("how to search")
-    how.add_argument("--search", choices=SEARCHES, default="grid",
-                     help="grid (default): every design; tpe, nsga2 (accuracy vs params), "
-                          "random: --max-trials of them")
+    how.add_argument("--search", default="grid",
+                     help="; ".join(f"{n}: {SEARCHES[n].help}" for n in SWEEP_SEARCHES)
+                     + " (default grid; the others stop at --max-trials)")
     how.add_argument("--scheduler", choices=SCHEDULERS,
                      help="asha: stop poor trials early on val_acc; fifo: train every trial "
                           "to the end (default: fifo for grid, asha otherwise)")
@@ -174,8 +175,8 @@ def resolve(args: argparse.Namespace, *, dry_run: bool = False) -> Request:
     import evaluators  # torch-free until a dataset is loaded
 
     preset, budget, designs = _designs(args)
-    dataset = args.dataset or (preset.dataset if preset else None) or "cifar10"
-    num_classes = NUM_CLASSES[dataset]
+    dataset = args.dataset or (preset.dataset if preset else None) or DEFAULT_DATASET
+    num_classes = DATASETS[dataset].classes
     name = args.fidelity or (preset.fidelity if preset else DEFAULT_FIDELITY)
     fidelity = _fidelity(evaluators, name, args.fidelity_set)
     seeds = parse_seeds(args.seeds) if args.seeds else (preset.seeds if preset else (0,))
@@ -244,7 +245,7 @@ def _designs(args: argparse.Namespace) -> tuple[Preset | None, int | None, list[
         raise UsageError("one of --budget, --preset or --design is required "
                          f"(presets: {', '.join(PRESETS)}; --list-presets shows them)")
     budget = parse_budget(args.budget)
-    num_classes = NUM_CLASSES[args.dataset or "cifar10"]
+    num_classes = DATASETS[args.dataset or DEFAULT_DATASET].classes
     return None, budget, ss.enumerate_designs(budget, args.net or "plain8",
                                               num_classes=num_classes)
 

@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from evaluators.catalog import DATASETS
+
 __all__ = ["check_data", "data_remedies", "one_line"]
 
 
@@ -19,9 +21,10 @@ def check_data(evaluators: Any, dataset: str, data_dir: str | None, *,
     missing; without ``download`` a missing CIFAR is a note, not an error). Both ways refuse
     the same: a data directory that is not one, or a missing CIFAR where no download could
     be written (``/proc``, a read-only directory, a path under a file)."""
-    if dataset == "synthetic":
+    spec = DATASETS[dataset]
+    if spec.in_memory:
         return (str(Path(data_dir).resolve()) if data_dir else None), None
-    from evaluators.data import TINYIMAGENET_LAYOUT, default_data_dir
+    from evaluators.data import default_data_dir
 
     root = Path(data_dir) if data_dir else default_data_dir()
     named = f"--data-dir {data_dir!r}" if data_dir else (
@@ -31,11 +34,9 @@ def check_data(evaluators: Any, dataset: str, data_dir: str | None, *,
         raise ValueError(f"{named} is not a directory: "
                          f"{data_remedies(dataset, root).removeprefix('or ')}")
     note = None
-    if dataset == "tinyimagenet":  # decoding 110k JPEGs to check would take minutes
-        if not ((root / "wnids.txt").is_file()
-                or (root / "tiny-imagenet-200" / "wnids.txt").is_file()):
-            raise ValueError(f"no Tiny ImageNet in {root}: expected "
-                             f"{TINYIMAGENET_LAYOUT}")
+    if not spec.check_by_loading:  # loading it to check would take minutes
+        if not ((root / spec.probe).is_file() or (root / spec.folder / spec.probe).is_file()):
+            raise ValueError(f"no {spec.title} in {root}: expected {spec.layout}")
         return str(root.resolve()), None
     try:
         evaluators.load_dataset(dataset, root, download=False)  # DatasetError
@@ -74,13 +75,13 @@ def _unwritable(root: Path) -> str | None:
 
 def data_remedies(dataset: str, root: Path) -> str:
     """The ways to a missing dataset, for its one-line error."""
-    folder = {"cifar10": "cifar-10-batches-py/", "cifar100": "cifar-100-python/"}[dataset]
-    ways = [f"give --data-dir DIR holding {folder}"]
-    if dataset == "cifar10":
+    spec = DATASETS[dataset]
+    ways = [f"give --data-dir DIR holding {spec.folder}/"]
+    if spec.prepare is not None:
         # The project's shared folder sits beside the checkout (README: ../shared/data);
         # shown as typed from the checkout, else in full.
         checkout = Path(__file__).resolve().parents[1]
-        script = checkout.parent / "shared" / "data" / "prepare_cifar10.py"
+        script = checkout.parent / "shared" / "data" / spec.prepare
         shown = os.path.relpath(script) if Path.cwd().resolve() == checkout else script
         ways.append(f"without internet run `python {shown} {root}`")
     ways.append("use --dataset synthetic")

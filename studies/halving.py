@@ -45,6 +45,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from evaluators.catalog import DATASETS
 from studies import budget
 
 ETA = 4  # each rung trains ETA x the images of the one below, on 1/ETA of its designs
@@ -66,7 +67,8 @@ def min_steps(dataset: str) -> int:
         >>> min_steps("cifar10"), min_steps("synthetic")
         (50, 3)
     """
-    return MIN_STEPS_SYNTHETIC if dataset == "synthetic" else MIN_STEPS
+    spec = DATASETS.get(dataset)
+    return MIN_STEPS_SYNTHETIC if spec is not None and spec.in_memory else MIN_STEPS
 
 
 def parse_duration(text: str) -> float:

@@ -18,9 +18,7 @@ import random
 from dataclasses import dataclass
 
 from evaluators.record import trial_key
-
-SEARCHES = ("grid", "tpe", "nsga2", "random")
-ADAPTIVE = ("tpe", "nsga2")  # the ones where Optuna's sampler picks the next design
+from studies.searches import SEARCHES, sweep_search
 
 
 @dataclass(frozen=True)
@@ -33,7 +31,7 @@ class Plan:
         seeds: training seeds; each design is trained once per seed.
         fidelity: the fidelity's name (records are keyed by it).
         dataset: the dataset's name.
-        search: grid | tpe | nsga2 | random.
+        search: one of studies.searches.SWEEP_SEARCHES.
         max_trials: at most this many (design, seed) trials in the run directory; None = all.
         sampler_seed: seeds Optuna's sampler and the random order, so a re-run proposes alike.
     """
@@ -48,8 +46,7 @@ class Plan:
     sampler_seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.search not in SEARCHES:
-            raise ValueError(f"unknown search {self.search!r}; accepted: {', '.join(SEARCHES)}")
+        sweep_search(self.search)  # ValueError: unknown, or run in replays only
         if not self.design_ids or not self.seeds:
             raise ValueError("a plan needs at least one design and one seed")
         if len(set(self.design_ids)) != len(self.design_ids):
@@ -58,7 +55,7 @@ class Plan:
     @property
     def adaptive(self) -> bool:
         """True when Optuna's sampler (TPE, NSGA-II) chooses designs as results arrive."""
-        return self.search in ADAPTIVE
+        return SEARCHES[self.search].adaptive
 
     @property
     def target(self) -> int:

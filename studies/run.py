@@ -23,7 +23,7 @@ from typing import Any, TextIO
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from evaluators.catalog import IMAGE_SIZE, NUM_CLASSES  # noqa: E402
+from evaluators.catalog import DATASETS, DEFAULT_DATASET  # noqa: E402
 from evaluators.fidelity import FIDELITIES, get_fidelity  # noqa: E402
 from evaluators.record import records_dir, write_json_atomic  # noqa: E402
 from studies import estimate as est  # noqa: E402
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_sweep(SweepConfig(
             plan=request.plan, fidelity=request.fidelity, run_dir=request.run_dir,
             storage_url=request.storage_url, num_classes=request.num_classes,
-            input_size=IMAGE_SIZE[request.plan.dataset], data_dir=request.data_dir,
+            input_size=DATASETS[request.plan.dataset].side, data_dir=request.data_dir,
             scheduler=request.scheduler, cpus_per_trial=request.cpus_per_trial,
             gpus_per_trial=request.gpus_per_trial, address=request.address, costs=costs,
             estimate=estimate))
@@ -215,10 +215,10 @@ def _list_presets(out: TextIO, err: TextIO) -> int:
     rows = []
     for name, preset in PRESETS.items():
         fidelity = get_fidelity(preset.fidelity)
-        dataset = preset.dataset or "cifar10"
+        dataset = preset.dataset or DEFAULT_DATASET
         threads = fidelity.threads or 1
         cal = est.calibration(fidelity, threads=threads, err=err)
-        costs = est.TrialCosts(cal, fidelity.to_dict(), dataset, NUM_CLASSES[dataset])
+        costs = est.TrialCosts(cal, fidelity.to_dict(), dataset, DATASETS[dataset].classes)
         trials = [d for _ in preset.seeds for d in preset.design_ids]  # grid: seed-major
         estimate = est.estimate(trials, costs, est.local_slots(threads))
         rows.append([name, str(len(preset.design_ids)), str(len(preset.seeds)),

@@ -15,7 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from evaluators.cost_model import DATASET_SIZES, refit
+from evaluators.catalog import DATASETS
+from evaluators.cost_model import refit
 from evaluators.fidelity import Fidelity, with_changes
 from evaluators.memory import trial_memory_bytes
 from evaluators.record import trial_key, utc_now, write_json_atomic
@@ -53,8 +54,8 @@ def ladder_fidelities(base: Fidelity, dataset: str) -> list[Fidelity]:
     return [with_changes(base, **c["changes"]) for c in configs]
 
 def _configs(base: Fidelity, dataset: str) -> list[dict[str, Any]]:
-    return hv.rung_configs(base.to_dict(), dataset_train=DATASET_SIZES[dataset][0],
-                           dataset_test=DATASET_SIZES[dataset][1],
+    return hv.rung_configs(base.to_dict(), dataset_train=DATASETS[dataset].train_size,
+                           dataset_test=DATASETS[dataset].test_size,
                            min_steps=hv.min_steps(dataset))
 
 def ladder_markdown(base: Fidelity, dataset: str) -> str:

@@ -25,6 +25,8 @@ from typing import Any
 
 import optuna
 
+from studies.searches import search_spec
+
 PARAM = "design_id"  # the one Optuna parameter: a categorical over the plan's design ids
 DIRECTIONS = ("maximize", "minimize")  # (val_acc, params): the Pareto front of Figure 3's kind
 METRIC_NAMES = ("val_acc", "params")
@@ -40,15 +42,27 @@ def startup_trials(n_trials: int) -> int:
 
 
 def make_sampler(search: str, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
-    """The study's sampler for ``search``. grid/random orders are made by the plan; their
-    RandomSampler only serves the rare ask() that finds no enqueued trial (another driver
-    took it)."""
-    if search == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(n_trials))
-    if search == "nsga2":
-        # A population of about a quarter of the trials, so a sweep sees a few generations.
-        return optuna.samplers.NSGAIISampler(seed=seed,
-                                             population_size=min(50, max(4, n_trials // 4)))
+    """The study's sampler for ``search``: the function of this module that its registry
+    entry (studies.searches) names."""
+    factory = search_spec(search).sampler
+    if factory is None:
+        raise ValueError(f"search {search!r} asks no sampler")
+    return globals()[factory](seed, n_trials)
+
+
+def tpe_sampler(seed: int, n_trials: int) -> optuna.samplers.TPESampler:
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(n_trials))
+
+
+def nsga2_sampler(seed: int, n_trials: int) -> optuna.samplers.NSGAIISampler:
+    # A population of about a quarter of the trials, so a sweep sees a few generations.
+    return optuna.samplers.NSGAIISampler(seed=seed,
+                                         population_size=min(50, max(4, n_trials // 4)))
+
+
+def random_sampler(seed: int, n_trials: int) -> optuna.samplers.RandomSampler:
+    """grid/random orders are made by the plan; their RandomSampler only serves the rare
+    ask() that finds no enqueued trial (another driver took it)."""
     return optuna.samplers.RandomSampler(seed=seed)
 
 

@@ -35,7 +35,7 @@ from typing import Any, TextIO
 import numpy as np
 
 import search_space as ss
-from evaluators.cost_model import DATASET_SIZES
+from evaluators.catalog import DATASETS
 from evaluators.fidelity import Fidelity
 from evaluators.record import utc_now
 from studies import estimate as est
@@ -411,7 +411,7 @@ def _run_rung(request: Any, rung: Rung, order: list[str], seconds: float, config
     cfg = config_cls(
         plan=plan, fidelity=rung.fidelity, run_dir=request.run_dir,
         storage_url=request.storage_url, num_classes=request.num_classes,
-        input_size=DATASET_SIZES[request.plan.dataset][2], data_dir=request.data_dir,
+        input_size=DATASETS[request.plan.dataset].side, data_dir=request.data_dir,
         scheduler="fifo", cpus_per_trial=request.cpus_per_trial,
         gpus_per_trial=request.gpus_per_trial, address=request.address,
         time_budget_s=seconds, costs=costs, budget_end=budget_end)

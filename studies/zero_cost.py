@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import search_space as ss
-from evaluators.catalog import NUM_CLASSES as DATASET_CLASSES
+from evaluators.catalog import DATASETS, DEFAULT_DATASET
 from evaluators.memory import release_memory
 from evaluators.record import trial_key
 from studies.budget import parse_budget
@@ -47,8 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--designs", nargs="+", metavar="ID", help="design ids")
     p.add_argument("--seeds", default="0,1,2", help="initialisation seeds: N (0..N-1) or "
                                                     "0,1,2 (default)")
-    p.add_argument("--dataset", default="cifar10", help="whose train split gives the batch: "
-                   + ", ".join(DATASET_CLASSES) + " (default cifar10)")
+    p.add_argument("--dataset", default=DEFAULT_DATASET,
+                   help="whose train split gives the batch: " + ", ".join(DATASETS)
+                   + f" (default {DEFAULT_DATASET})")
     p.add_argument("--data-dir", help="directory holding the dataset; default "
                                       "$IGCBENCH_DATA or ./data")
     p.add_argument("--run-dir", required=True,
@@ -148,16 +149,15 @@ def _designs(args: argparse.Namespace) -> list[ss.Design]:
     if len(given) != 1:
         raise UsageError("give exactly one of --preset, --budget, --designs "
                          f"(got {', '.join('--' + g for g in given) or 'none'})")
-    if args.dataset not in DATASET_CLASSES:
-        raise UsageError(
-            f"unknown dataset {args.dataset!r}; accepted: {', '.join(DATASET_CLASSES)}")
+    if args.dataset not in DATASETS:
+        raise UsageError(f"unknown dataset {args.dataset!r}; accepted: {', '.join(DATASETS)}")
     if args.net is not None and args.budget is None:
         raise UsageError("--net goes with --budget")
     if args.preset is not None:
         designs = [ss.parse(i) for i in get_preset(args.preset).design_ids]
     elif args.budget is not None:
         designs = ss.enumerate_designs(parse_budget(args.budget), args.net or "plain8",
-                                       num_classes=DATASET_CLASSES[args.dataset])
+                                       num_classes=DATASETS[args.dataset].classes)
     else:
         designs = [ss.parse(i) for i in args.designs]
     if args.max_designs is not None:

@@ -16,7 +16,6 @@ import torch
 import search_space as ss
 from evaluators.cost_model import (
     COMPOSE_MACS,
-    DATASET_SIZES,
     Calibration,
     compute_seconds,
     per_image_work,
@@ -117,12 +116,13 @@ def test_trial_shape_is_what_make_splits_draws():
     import evaluators as ev
     from evaluators.splits import make_splits
 
-    data = ev.make_synthetic()
-    assert DATASET_SIZES["synthetic"] == (len(data.train_labels), len(data.test_labels),
-                                          data.resolution)
+    data = ev.load_dataset("synthetic")  # through the registry's loader
+    spec = ev.DATASETS["synthetic"]
+    assert (spec.train_size, spec.test_size, spec.side, spec.classes) == (
+        len(data.train_labels), len(data.test_labels), data.resolution, data.num_classes)
     defaults = inspect.signature(ev.make_synthetic).parameters
-    assert DATASET_SIZES["synthetic"][:2] == (defaults["num_train"].default,
-                                              defaults["num_test"].default)
+    assert (spec.train_size, spec.test_size) == (defaults["num_train"].default,
+                                                 defaults["num_test"].default)
     smoke = ev.get_fidelity("smoke")
     splits = make_splits(data, smoke, torch.device("cpu"))
     shape = trial_shape(smoke.to_dict(), "synthetic")

@@ -91,7 +91,7 @@ def test_zero_cost_order_and_warm_start(table):
 
 
 def test_proposals_map_to_the_nearest_untried_design(table):
-    with StructuredProposer(table, seed=0) as p:
+    with StructuredProposer(table, "tpe-struct", seed=0) as p:
         # Ask for a point exactly at a design: it is proposed; asked again, the nearest
         # other design is.
         target = table.design_ids.index("plain8-c144-k1.12.12")

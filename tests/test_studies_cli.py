@@ -65,8 +65,13 @@ def test_random_order_is_a_seeded_permutation_without_replacement():
 
 
 def test_plan_rejects_unknown_search_and_repeated_designs():
-    with pytest.raises(ValueError, match="unknown search 'bayes'; accepted: grid, tpe"):
+    with pytest.raises(ValueError,
+                       match="unknown search 'bayes'; accepted: grid, random, tpe, nsga2$"):
         _plan(search="bayes")
+    # A search the replays alone run (studies.searches) is refused with its reason.
+    with pytest.raises(ValueError, match=r"search 'zc-order' runs in replays only \(sweeps "
+                       "record no zero-cost scores.*; a sweep accepts: grid, random, tpe"):
+        _plan(search="zc-order")
     with pytest.raises(ValueError, match="repeat"):
         _plan(design_ids=("a", "a"))
 
@@ -207,7 +212,10 @@ BAD = {
     "unknown dataset": (["--preset", "smoke", "--dataset", "mnist"],
                         "unknown dataset 'mnist'; accepted: synthetic, cifar10"),
     "unknown search": (["--preset", "smoke", "--search", "bayes"],
-                       "--search: invalid choice: 'bayes' (choose from", "nsga2"),
+                       "unknown search 'bayes'; accepted: grid, random, tpe, nsga2"),
+    "replay-only search": (["--preset", "smoke", "--search", "tpe-struct"],
+                           "search 'tpe-struct' runs in replays only (the sweep's searcher "
+                           "proposes design ids", "a sweep accepts: grid, random, tpe, nsga2"),
     "unknown scheduler": (["--preset", "smoke", "--scheduler", "pbt"],
                           "--scheduler: invalid choice: 'pbt' (choose from", "asha"),
     "malformed budget": (["--budget", "0.65X"], "budget '0.65X' is not a parameter count"),

@@ -586,10 +586,10 @@ def test_the_hour_with_the_floor_in_the_docs_is_the_committed_runs_answer():
     """The hour with the floor: what it printed (its code had the at-chance line), an
     answer above chance, and the sample and best design the prose quotes."""
     from analysis.doc_blocks import block_in_doc
-    from evaluators.catalog import NUM_CLASSES
+    from evaluators.catalog import DATASETS
 
     state, ok, doc = _committed_hour("budget-650k-1h-floor", {
-        "time-budget-hour-floor": {"chance": 1 / NUM_CLASSES["cifar10"]}})
+        "time-budget-hour-floor": {"chance": 1 / DATASETS["cifar10"].classes}})
     assert "at chance:" not in block_in_doc(doc, "time-budget-hour-floor")
     assert ok.test_acc.min() > 0.15  # every net it trained left chance
     text = " ".join(doc.split())
@@ -628,11 +628,11 @@ def test_the_hour_in_the_docs_is_the_committed_runs_answer():
     import re
 
     from analysis.doc_blocks import block_in_doc
-    from evaluators.catalog import NUM_CLASSES
+    from evaluators.catalog import DATASETS
 
     state, ok, doc = _committed_hour("budget-650k-1h", {
         "time-budget-hour": {},
-        "time-budget-hour-now": {"chance": 1 / NUM_CLASSES["cifar10"]}})
+        "time-budget-hour-now": {"chance": 1 / DATASETS["cifar10"].classes}})
     answer = state["answer"]
     assert "at chance:" in block_in_doc(doc, "time-budget-hour-now")
     text = " ".join(doc.split())

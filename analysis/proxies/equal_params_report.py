@@ -31,7 +31,8 @@ from scipy import stats as sps
 
 from analysis.cli import ArgumentParser, fail
 from analysis.proxies import equal_params as ep
-from analysis.proxies.report import COSTS, GENERIC, METRIC, N_BOOT, REPO
+from analysis.proxies.report import METRIC, N_BOOT, REPO
+from evaluators.scores import COSTS, PAPER, PROXIES
 
 #: The paper's quantities judged in the sweeps (constant over seeds: computed per design).
 PAPER_Q = ("theory", "width", "non_sparsity", "density", "balance_deviation", "bottleneck")
@@ -59,7 +60,7 @@ def _rel(path: str | Path) -> str:
 
 
 def kind(name: str) -> str:
-    return ("generic proxy" if name in GENERIC else "cost" if name in COSTS
+    return ("generic proxy" if name in PROXIES else "cost" if name in COSTS
             else "part of naswot" if name in NASWOT_PARTS
             else "retired (its optimum is not the paper's)" if name == "bottleneck"
             else "the paper's")
@@ -173,7 +174,7 @@ def axis_block(inp: Inputs) -> str:
                             inp.quantities, n_boot=200).set_index("score")["tau"]
     share = ep.fixed_share(inp.scores, [c for c in inp.scores.columns
                                         if c not in ("design_id", "seed")])
-    varying = share[share.index.isin([*GENERIC, *COSTS])].sort_values()
+    varying = share[share.index.isin([*PROXIES, *COSTS])].sort_values()
     lines += [
         "", f"NASWOT = {inp.batch} ln N_ReLU + log det(K_H / N_ReLU) (batch {inp.batch}; "
         "N_ReLU, the ReLU units of one image, counted from the design's plan): "
@@ -214,8 +215,7 @@ def sweeps_block(inputs: Sequence[Inputs], *, n_boot: int = N_BOOT) -> str:
 def table_names(inp: Inputs) -> list[str]:
     """The scores a table's block judges: the generic proxies, costs, the paper's
     quantities, the retired bottleneck score and NASWOT's parts (those present)."""
-    wanted = (*GENERIC, *COSTS, "width", "non_sparsity", "density", "balance_deviation",
-              "theory", "bottleneck", *NASWOT_PARTS)
+    wanted = (*PROXIES, *COSTS, *PAPER, "bottleneck", *NASWOT_PARTS)
     return [n for n in wanted if n in inp.scores.columns
             and inp.scores.groupby("design_id")[n].mean().nunique() > 1]
 

@@ -29,10 +29,11 @@ import scipy.stats as sps
 
 from analysis.cli import ArgumentParser, fail
 from analysis.proxies.ranks import exported, read_scores
-from analysis.proxies.report import GENERIC, PAPER, _count, _rel, kind_of
+from analysis.proxies.report import _count, _rel, kind_of
+from evaluators.scores import PAPER, PROXIES
 
 #: The scores a pick is shown for, in the report's order (latency left out: see above).
-PICKED = (*GENERIC, "params", "flops", *PAPER)
+PICKED = (*PROXIES, "params", "flops", *PAPER)
 LOWER_IS_BETTER = frozenset({"balance_deviation"})
 TOP_K = 3
 

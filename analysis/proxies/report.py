@@ -39,15 +39,11 @@ from analysis.proxies.ranks import (
     rank_correlations,
     read_scores,
 )
+from evaluators.scores import COSTS, PAPER, PROXIES
 
 REPO = Path(__file__).resolve().parents[2]
 N_BOOT = 2000  # bootstrap replicates of every interval in the doc
 METRIC = "test_acc"  # the doc reports on test, as docs/reproduction.md
-#: The scores of evaluators.zero_cost.SCORES by kind (the report's order and colours);
-#: restated as names only, since the analysis imports no torch.
-GENERIC = ("synflow", "naswot", "snip", "grad_norm", "jacob_cov", "zen")
-COSTS = ("params", "flops", "latency_b1_ms", "latency_b64_ms")
-PAPER = ("width", "non_sparsity", "density", "balance_deviation", "theory")
 BLOCKS = ("source", "ranks", "matrix", "answer", "surrogate")
 SURROGATE_FOLDS = 10  # cross-validation folds, held out by design
 #: A doc's blocks for a table still to come begin so (the source block says what to run).
@@ -88,7 +84,7 @@ def build(table: str | Path, scores: str | Path, *, fidelity: str | None = None,
                        & bench.frame["status"].eq("ok")]
     accuracy = rows[["design_id", "seed", METRIC]].dropna().astype({"seed": int})
     sc = read_scores(scores, dataset=dataset)
-    names = [c for c in (*GENERIC, *COSTS, *PAPER) if c in sc.columns]
+    names = [c for c in (*PROXIES, *COSTS, *PAPER) if c in sc.columns]
     names += [c for c in sc.columns if c not in names and c not in ("design_id", "seed")]
     missing = sorted(set(accuracy["design_id"]) - set(sc["design_id"]))
     if missing:
@@ -99,7 +95,7 @@ def build(table: str | Path, scores: str | Path, *, fidelity: str | None = None,
     ranks = ranks.sort_values("kendall", ascending=False, kind="stable", na_position="last")
     varying = [n for n in names if sc.groupby("design_id")[n].mean().nunique() > 1]
     matrix = proxy_matrix(sc, varying, accuracy=accuracy, metric=METRIC)
-    others = [n for n in ("params", "flops", *GENERIC) if n in varying and n != "theory"]
+    others = [n for n in ("params", "flops", *PROXIES) if n in varying and n != "theory"]
     answer = (paired_differences(accuracy, sc, "theory", others, metric=METRIC,
                                  n_boot=n_boot, seed=seed)
               if "theory" in varying else pd.DataFrame())
@@ -272,7 +268,7 @@ def _ci(v: float, lo: float, hi: float, digits: int = 3) -> str:
 
 def kind_of(name: str) -> str:
     """The kind a score is reported as: generic proxy, cost, the paper's, other."""
-    return ("generic proxy" if name in GENERIC else "cost" if name in COSTS
+    return ("generic proxy" if name in PROXIES else "cost" if name in COSTS
             else "the paper's" if name in PAPER else "other")
 
 

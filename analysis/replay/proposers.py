@@ -1,4 +1,5 @@
-"""The searches a replay runs, proposing designs as studies/search.py proposes them.
+"""The searches a replay runs (studies.searches, the one registry of searches), proposing
+designs as studies/search.py proposes them; a search's ``proposes`` picks its proposer here.
 
 - ``grid``: the table's design order; ``random``: a permutation drawn from the seed, without
   replacement, as ``studies.plan.Plan.ordered_pairs`` draws it. These need no sampler: the
@@ -50,42 +51,36 @@ from studies.sampling import (
     STRUCTURED_PARAMS,
     design_point,
     make_sampler,
-    make_structured_sampler,
     startup_trials,
     structured_distributions,
 )
-
-STRUCTURED = ("tpe-struct", "zc-tpe-struct", "zc-order")
-NEEDS_SCORES = ("zc-tpe-struct", "zc-order")
+from studies.searches import search_spec
 
 
 def make_proposer(table: ReplayTable, strategy: str, seed: int, *,
                   proxy: str = "synflow") -> Any:
-    """The proposer of ``strategy`` (grid, random, tpe, nsga2, tpe-struct, zc-tpe-struct,
-    zc-order), seeded; a context manager. ``proxy``: the zero-cost score of the zc ones."""
-    if strategy in NEEDS_SCORES and proxy not in table.scores:
+    """The proposer of ``strategy`` (a key of studies.searches.SEARCHES), seeded; a context
+    manager. ``proxy``: the zero-cost score of the searches that need scores."""
+    spec = search_spec(strategy)
+    if spec.needs_scores and proxy not in table.scores:
         raise ValueError(f"strategy {strategy} needs the zero-cost score {proxy!r}; the "
                          f"table has {sorted(table.scores) or 'no scores'} (with_scores)")
-    if strategy in ("grid", "random"):
-        return OrderedProposer(table, strategy, seed)
-    if strategy == "zc-order":
-        return OrderedProposer(table, strategy, seed, proxy=proxy)
-    if strategy in ("tpe-struct", "zc-tpe-struct"):
-        return StructuredProposer(table, seed,
-                                  warm=proxy if strategy == "zc-tpe-struct" else None)
-    return SampledProposer(table, strategy, seed)
+    proposer = {"order": OrderedProposer, "sampler": SampledProposer,
+                "structured": StructuredProposer}[spec.proposes]
+    return proposer(table, strategy, seed, proxy=proxy if spec.needs_scores else None)
 
 
 class OrderedProposer:
     """grid: the table's order; random: a permutation drawn from the seed (as Plan does);
-    zc-order: descending ``proxy`` score (ties and missing scores in the table's order)."""
+    with ``proxy`` (zc-order): descending ``proxy`` score (ties and missing scores in the
+    table's order)."""
 
     def __init__(self, table: ReplayTable, strategy: str, seed: int, *,
                  proxy: str | None = None):
         order = list(range(len(table.design_ids)))
         if strategy == "random":
             random.Random(seed).shuffle(order)
-        if strategy == "zc-order":
+        if proxy is not None:
             score = np.nan_to_num(table.scores[proxy], nan=-np.inf)
             order.sort(key=lambda i: -score[i])
         self._next = iter(order)
@@ -107,7 +102,8 @@ class OrderedProposer:
 class SampledProposer:
     """tpe / nsga2: Optuna proposes over the design ids (two objectives, as the studies)."""
 
-    def __init__(self, table: ReplayTable, strategy: str, seed: int):
+    def __init__(self, table: ReplayTable, strategy: str, seed: int, *,
+                 proxy: str | None = None):
         import optuna  # only the adaptive searches need it
 
         self._optuna = optuna
@@ -158,9 +154,11 @@ class SampledProposer:
 
 class StructuredProposer:
     """tpe-struct / zc-tpe-struct: TPE over the design's fields, mapped to the nearest
-    untried design (see the module docstring)."""
+    untried design (see the module docstring); with ``proxy`` (zc-tpe-struct), the startup
+    proposals are the best-scored designs."""
 
-    def __init__(self, table: ReplayTable, seed: int, warm: str | None = None):
+    def __init__(self, table: ReplayTable, strategy: str, seed: int, *,
+                 proxy: str | None = None):
         import optuna
 
         self._optuna = optuna
@@ -173,11 +171,11 @@ class StructuredProposer:
         x = np.array([[p[k] for k in STRUCTURED_PARAMS] for p in self.points], dtype=float)
         self.lo, self.span = x.min(axis=0), np.maximum(np.ptp(x, axis=0), 1e-12)
         self.x = (x - self.lo) / self.span  # each field over its range in the table: [0, 1]
-        self._sampler = make_structured_sampler(seed, n)
+        self._sampler = make_sampler(strategy, seed, n)
         self.free = set(range(n))
         self.warm: list[int] = []
-        if warm is not None:  # the startup proposals: the best-scored designs
-            score = np.nan_to_num(table.scores[warm], nan=-np.inf)
+        if proxy is not None:  # the startup proposals: the best-scored designs
+            score = np.nan_to_num(table.scores[proxy], nan=-np.inf)
             k = startup_trials(n)  # the sampler's own rule, not its private field
             self.warm = sorted(range(n), key=lambda i: (-score[i], i))[:k]
         self._verbosity = optuna.logging.get_verbosity()

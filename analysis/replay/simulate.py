@@ -46,15 +46,11 @@ from typing import Any
 import numpy as np
 
 from analysis.replay.asha import AshaRule
-from analysis.replay.proposers import NEEDS_SCORES, STRUCTURED, make_proposer
+from analysis.replay.proposers import make_proposer
 from analysis.replay.table import ReplayTable
 from analysis.table.benchmark import Benchmark
+from studies.searches import SEARCHES, SWEEP_SEARCHES
 
-STRATEGIES = ("grid", "random", "tpe", "nsga2")
-#: The searches over the design's fields and the zero-cost ones (analysis.replay.proposers);
-#: zc-* need the table's scores (ReplayTable.with_scores).
-STRUCTURED_STRATEGIES = STRUCTURED
-ALL_STRATEGIES = (*STRATEGIES, *STRUCTURED)
 SCHEDULERS = ("fifo", "asha")
 SEED_MODES = ("draw", "mean")
 
@@ -120,7 +116,8 @@ def replay(
 
     Args:
         table: a ReplayTable, or a Benchmark with a single fidelity and dataset.
-        strategy: grid, random, tpe, nsga2, or one of STRUCTURED_STRATEGIES.
+        strategy: a key of studies.searches.SEARCHES (the zc-* ones need the table's
+            scores: ReplayTable.with_scores).
         scheduler: fifo, or asha (rungs from ``grace_period`` epochs, ``reduction_factor``).
         workers: trials running at once.
         seed: seeds the sampler, the random order and the per-design seed draw.
@@ -129,7 +126,7 @@ def replay(
         proxy: the zero-cost score of the zc-* strategies (a key of ``table.scores``).
     """
     table = table if isinstance(table, ReplayTable) else ReplayTable.from_benchmark(table)
-    check_choice(strategy, ALL_STRATEGIES, "strategy")
+    check_choice(strategy, tuple(SEARCHES), "strategy")
     check_choice(scheduler, SCHEDULERS, "scheduler")
     check_choice(seed_mode, SEED_MODES, "seed_mode")
     if workers < 1:
@@ -142,7 +139,7 @@ def replay(
     curves = _curves(table, seed, seed_mode)
     with make_proposer(table, strategy, seed, proxy=proxy) as proposer:
         trials, trace, reach, clock = _simulate(table, curves, proposer, workers, rule, max_trials)
-    label = f"{strategy}:{proxy}" if strategy in NEEDS_SCORES else strategy
+    label = f"{strategy}:{proxy}" if SEARCHES[strategy].needs_scores else strategy
     return ReplayResult(
         strategy=label, scheduler=scheduler, workers=workers, seed=seed, seed_mode=seed_mode,
         best_design=table.design_ids[table.best],
@@ -156,7 +153,7 @@ def replay(
 def replay_many(
     table: ReplayTable | Benchmark,
     *,
-    strategies: Sequence[str] = STRATEGIES,
+    strategies: Sequence[str] = SWEEP_SEARCHES,
     schedulers: Sequence[str] = SCHEDULERS,
     workers: Sequence[int] = (1, 4),
     repeats: int = 10,

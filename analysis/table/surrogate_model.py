@@ -15,12 +15,11 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from analysis.table.benchmark import Benchmark
+from evaluators.scores import SURROGATE_LOG, SURROGATE_RAW
 
 DESCRIBE_FEATURES = ("log_params", "log_flops", "log_width", "L", "log_non_sparsity",
                      "density", "log_balance", "log_branch")
-ZC_LOG = ("synflow", "snip", "grad_norm")  # positive, spanning decades: on a log scale
-ZC_RAW = ("naswot", "jacob_cov", "zen", "theory")
-ZC_FEATURES = tuple(f"zc_{n}" for n in (*ZC_LOG, *ZC_RAW))
+ZC_FEATURES = tuple(f"zc_{n}" for n in (*SURROGATE_LOG, *SURROGATE_RAW))
 TARGETS = ("val_acc", "test_acc")
 MODELS = ("gp", "gbr")
 
@@ -39,13 +38,13 @@ def design_features(info: Mapping[str, Any]) -> dict[str, float]:
 
 
 def zc_features(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per design, the zero-cost features (means over seeds; logs of ZC_LOG): a frame indexed
+    """Per design, the zero-cost features (means over seeds; logs of SURROGATE_LOG): a frame indexed
     by design_id with the columns of ZC_FEATURES that ``scores`` has
     (analysis.proxies.ranks.read_scores)."""
-    means = scores.groupby("design_id")[[n for n in (*ZC_LOG, *ZC_RAW)
+    means = scores.groupby("design_id")[[n for n in (*SURROGATE_LOG, *SURROGATE_RAW)
                                          if n in scores.columns]].mean()
     with np.errstate(divide="ignore", invalid="ignore"):
-        for n in (n for n in ZC_LOG if n in means.columns):
+        for n in (n for n in SURROGATE_LOG if n in means.columns):
             means[n] = np.log(means[n].where(means[n] > 0))
     return means.rename(columns=lambda n: f"zc_{n}")
 
