@@ -1,9 +1,10 @@
 """The result record, one per (design, fidelity, dataset, seed): its one owner.
 
-Everything that makes, keys, writes, reads or lists the columns of a record imports this
-module: the evaluators (a trained record), the studies (the store, a stopped trial's record),
-the analysis (the DataFrame) and the benchmarks. It imports no torch (a test checks), so the
-driver of a sweep and the analysis can use it without the training stack; the schema is
+Everything that makes (:func:`make_result`, the one place a ``Result`` is built), keys,
+writes, reads or lists the columns of a record imports this module: the evaluators (a
+trained record), the studies (the store, a stopped trial's record), the analysis (the
+DataFrame) and the benchmarks. It imports no torch (a test checks), so the driver of a sweep
+and the analysis can use it without the training stack; the schema is
 described in docs/internals.md.
 
 A record is ``Result.to_dict()``: the ``search_space.describe()`` keys of the net that was
@@ -12,11 +13,9 @@ trained, then the record's own keys (:data:`RECORD_KEYS`). Its file is
 
 Example:
     >>> info = describe_info("plain8-c144-k1.12.12", num_classes=10)
-    >>> r = Result(design_id=info["id"], fidelity="cpu", fidelity_config={"epochs": 2},
-    ...     dataset="cifar10", seed=0, status="ok", reason=None, curve=(), val_acc=0.41,
-    ...     test_acc=0.40, wall_s=160.0, latency_b1_ms=None, latency_b64_ms=None,
-    ...     device="cpu", torch_version="2.13.0", commit="unknown",
-    ...     created="2026-01-01T00:00:00+00:00", design=info)
+    >>> r = make_result(info, fidelity="cpu", fidelity_config={"epochs": 2},
+    ...     dataset="cifar10", seed=0, val_acc=0.41, test_acc=0.40, wall_s=160.0,
+    ...     device="cpu", torch_version="2.13.0")
     >>> record = r.to_dict()
     >>> record_key(record), record["params"], Result.from_dict(record) == r
     ('5dbc94b10bebd11e', 39322, True)
@@ -129,6 +128,9 @@ RECORD_KEYS = tuple(f.name for f in dataclasses.fields(Result) if f.name != "des
 #: Own keys that records written by older code lack; everything else is always there.
 OPTIONAL_KEYS = tuple(f.name for f in dataclasses.fields(Result)
                       if f.name != "design" and f.default is not dataclasses.MISSING)
+#: Own keys holding a number measured once per record (final accuracies, seconds, latencies),
+#: read off the schema's types: the per-record numbers of a frame and of a table.
+MEASURES = tuple(f.name for f in dataclasses.fields(Result) if f.type in ("float", "float | None"))
 #: Every column of a record.
 COLUMNS = (*ss.DESCRIBE_KEYS, *RECORD_KEYS)
 
@@ -162,6 +164,35 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+def make_result(design: Mapping[str, Any], *, fidelity: str,
+                fidelity_config: Mapping[str, Any], dataset: str, seed: int, wall_s: float,
+                device: str, torch_version: str, reason: str | None = None,
+                curve: Sequence[Mapping[str, Any]] = (), val_acc: float | None = None,
+                test_acc: float | None = None, latency: Mapping[int, float | None] | None = None,
+                zero_cost: dict[str, Any] | None = None, made: Provenance | None = None,
+                created: str | None = None) -> Result:
+    """The one factory of a :class:`Result`: every record, trained, stopped or scored, is
+    built here, so a new field is added in one place.
+
+    Args:
+        design: describe_info() of the net (its ``id`` is the record's ``design_id``).
+        reason: None for an "ok" record; the reason of a "failed" one.
+        latency: batch size -> median forward milliseconds (1 and 64 are recorded).
+        made: which code made it; this checkout's :func:`provenance` when None.
+        created: ISO-8601 UTC; now (:func:`utc_now`) when None.
+    """
+    latency = latency or {}
+    made = made or provenance()
+    return Result(
+        design_id=design["id"], fidelity=fidelity, fidelity_config=dict(fidelity_config),
+        dataset=dataset, seed=seed, status="ok" if reason is None else "failed",
+        reason=reason, curve=tuple(curve), val_acc=val_acc, test_acc=test_acc,
+        wall_s=wall_s, latency_b1_ms=latency.get(1), latency_b64_ms=latency.get(64),
+        device=device, torch_version=torch_version, commit=made.commit,
+        commit_dirty=made.dirty, created=created or utc_now(), zero_cost=zero_cost,
+        design=dict(design))
+
+
 def stopped_result(design: Mapping[str, Any], *, fidelity: str,
                    fidelity_config: Mapping[str, Any], dataset: str, seed: int,
                    curve: Sequence[Mapping[str, Any]], epoch: int, wall_s: float, device: str,
@@ -177,15 +208,12 @@ def stopped_result(design: Mapping[str, Any], *, fidelity: str,
         device, torch_version: of the worker that ran it.
     """
     val = curve[-1].get("val_acc") if curve else None
-    where = provenance()
-    return Result(
-        design_id=design["id"], fidelity=fidelity, fidelity_config=dict(fidelity_config),
-        dataset=dataset, seed=seed, status="failed",
-        reason=f"{STOPPED} ASHA stopped the trial after epoch {epoch} of "
-               f"{fidelity_config['epochs']} (val_acc {val})",
-        curve=tuple(dict(row) for row in curve), val_acc=None, test_acc=None, wall_s=wall_s,
-        latency_b1_ms=None, latency_b64_ms=None, device=device, torch_version=torch_version,
-        commit=where.commit, commit_dirty=where.dirty, created=utc_now(), design=dict(design))
+    return make_result(
+        design, fidelity=fidelity, fidelity_config=fidelity_config, dataset=dataset,
+        seed=seed, reason=f"{STOPPED} ASHA stopped the trial after epoch {epoch} of "
+                          f"{fidelity_config['epochs']} (val_acc {val})",
+        curve=[dict(row) for row in curve], wall_s=wall_s, device=device,
+        torch_version=torch_version)
 
 
 # --- provenance -----------------------------------------------------------------------------
