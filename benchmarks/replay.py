@@ -77,7 +77,8 @@ def synthetic_records(designs: int, seeds: int, epochs: int, *, rng_seed: int = 
     per-epoch seconds grow with FLOPs; seed noise on both."""
     import numpy as np
 
-    from evaluators.record import Provenance, describe_info, make_result
+    from evaluators.provenance import Provenance
+    from evaluators.record import describe_info, make_result
 
     rng = np.random.default_rng(rng_seed)
     tails = [(16,), (32,), (8, 8), (12, 12), (4, 4, 4), (6, 6, 6), (2, 2, 2, 2), (3, 3, 3, 3)]

@@ -19,7 +19,8 @@ from typing import Any
 
 import search_space as ss
 from evaluators.catalog import DATASETS, NUM_CLASSES
-from evaluators.record import provenance, utc_now
+from evaluators.provenance import provenance
+from evaluators.record import utc_now
 from studies.budget import parse_budget, parse_duration
 from studies.data_check import check_data, one_line
 from studies.halving import add_time_budget, time_budget_of
