@@ -47,6 +47,16 @@ class UsageParser(argparse.ArgumentParser):
 
 def build_parser(description: str = "") -> argparse.ArgumentParser:
     p = UsageParser(prog="studies/run.py", description=description)
+    for add_group in (_what, _how, _where, _when):
+        add_group(p)
+    # Testing and experiments: change a fidelity field (FIELD=VALUE, repeatable). The
+    # fidelity's name then says so (e.g. smoke+lr=100), so its records get their own keys.
+    p.add_argument("--fidelity-set", action="append", default=[], help=argparse.SUPPRESS)
+    return p
+
+
+def _what(p: argparse.ArgumentParser) -> None:
+    """What to evaluate: the designs, the data, the fidelity, the seeds."""
     what = p.add_argument_group("what to evaluate")
     what.add_argument("--budget",
                       help="maximum parameters of the whole network: 650000, 650k or 0.65M")
@@ -71,6 +81,10 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
     what.add_argument("--seeds-for-power", action="store_true",
                       help="instead of --seeds: the seeds per design that resolve the "
                            "preset's claims at this fidelity (studies/power_seeds.py)")
+
+
+def _how(p: argparse.ArgumentParser) -> None:
+    """How to search: the search, the scheduler, the trial and time limits."""
     how = p.add_argument_group("how to search")
     how.add_argument("--search", choices=SEARCHES, default="grid",
                      help="grid (default): every design; tpe, nsga2 (accuracy vs params), "
@@ -83,6 +97,10 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
     add_time_budget(how)  # --time-budget 1h: studies/time_budget.py
     how.add_argument("--sampler-seed", type=int, default=0,
                      help="seed of the TPE/NSGA-II sampler and the random order (default 0)")
+
+
+def _where(p: argparse.ArgumentParser) -> None:
+    """Where to run and store: the resources, the cluster, the storage."""
     where = p.add_argument_group("where to run and store")
     where.add_argument("--cpus-per-trial", type=float,
                        help="CPUs (torch threads) per trial (default: the fidelity's, or 1)")
@@ -95,6 +113,10 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
     where.add_argument("--run-dir", help="run directory (default: runs/NAME)")
     where.add_argument("--name", help="run name (default: from preset or net and budget, "
                                       "fidelity and dataset)")
+
+
+def _when(p: argparse.ArgumentParser) -> None:
+    """Estimates and confirmation: the dry run, the presets, the threshold."""
     when = p.add_argument_group("estimates and confirmation")
     when.add_argument("--dry-run", action="store_true",
                       help="list the designs with exact costs and the estimated time here "
@@ -110,10 +132,6 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
                            "starts: y/N on a terminal, otherwise it needs --yes")
     when.add_argument("--yes", "-y", action="store_true",
                       help="start even when the estimate exceeds --confirm-above")
-    # Testing and experiments: change a fidelity field (FIELD=VALUE, repeatable). The
-    # fidelity's name then says so (e.g. smoke+lr=100), so its records get their own keys.
-    p.add_argument("--fidelity-set", action="append", default=[], help=argparse.SUPPRESS)
-    return p
 
 
 @dataclasses.dataclass(frozen=True)
