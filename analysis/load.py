@@ -22,19 +22,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evaluators.record import COLUMNS, KEY, OPTIONAL_KEYS, read_records, records_dir
-from search_space import DESCRIBE_KEYS
+from evaluators.record import (
+    COLUMNS,
+    KEY,
+    MEASURES,
+    OPTIONAL_KEYS,
+    read_records,
+    records_dir,
+)
+from search_space import DESCRIBE_KEYS, DESCRIBE_MEASURES
 
 #: Columns every results frame has (NaN/None where a record lacks them); a key that older
 #: records lack (OPTIONAL_KEYS) is a column only when some record has it, so a frame of old
 #: records, and a release of it, is what it was before the key existed.
 STANDARD_COLUMNS = tuple(c for c in COLUMNS if c not in OPTIONAL_KEYS)
 
-_FLOATS = (
-    "val_acc", "test_acc", "wall_s", "latency_b1_ms", "latency_b64_ms", "params",
-    "block_params", "paper_params", "flops", "block_flops", "paper_flops", "non_sparsity",
-    "density", "balance_deviation",
-)  # fmt: skip
+_FLOATS = (*MEASURES, *DESCRIBE_MEASURES)  # held as float, whatever a record wrote
 
 
 def load_results(run_dir: str | Path | None, *, storage: str | None = None) -> pd.DataFrame:

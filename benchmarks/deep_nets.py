@@ -28,7 +28,8 @@ from typing import Any
 
 from analysis.cli import ArgumentParser
 from evaluators.fidelity import Fidelity, get_fidelity, with_changes
-from evaluators.record import git_commit, write_json_atomic
+from evaluators.provenance import git_commit
+from evaluators.record import write_json_atomic
 
 OUT = Path(__file__).resolve().parent / "results" / "deep_nets_cpu.json"
 RES20 = "res20-c64-k1.8.8/1.16.16/1.32.32"  # Table 4's IGCV2 C64 (K 8/16/32 per stage)

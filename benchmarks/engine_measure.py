@@ -20,7 +20,7 @@ import evaluators as ev
 import search_space as ss
 from evaluators.folded_group import EngineOptions
 from evaluators.multi_trainer import MultiTrainer, accuracy_many
-from evaluators.record import git_commit
+from evaluators.provenance import git_commit
 from evaluators.runtime import torch_state
 from evaluators.splits import Splits, make_splits
 from evaluators.train import train_epochs

@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 import evaluators as ev
-from evaluators.record import git_commit, write_json_atomic
+from evaluators.provenance import git_commit
+from evaluators.record import write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -33,7 +33,8 @@ from typing import Any
 import torch
 
 import search_space as ss
-from evaluators.record import git_commit, write_json_atomic
+from evaluators.provenance import git_commit
+from evaluators.record import write_json_atomic
 from search_space.fast import FastBlock
 from search_space.work import choose_path, path_seconds
 

@@ -17,8 +17,8 @@ evaluators/ into a temporary folder). CPU training is deterministic, so the same
 the same numbers: the report says, per record, whether the final val and test accuracy and
 every curve row (train loss, train accuracy, val accuracy) are equal, and the differences
 where they are not. The JSON names the training code of each side
-(``evaluators.record.training_code``); ``analysis.claims.rank_agreement`` pools two codes' records
-only when a recheck found them equal.
+(``evaluators.provenance.training_code``); ``analysis.claims.rank_agreement`` pools two
+codes' records only when a recheck found them equal.
 """
 
 from __future__ import annotations
@@ -35,17 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from analysis.cli import ArgumentParser
-from evaluators.record import (
-    KEY,
+from evaluators.provenance import (
     REPO,
     TRAINING_CODE,
     checkout_provenance,
     checkout_training_code,
     record_training_code,
     training_code,
-    utc_now,
-    write_json_atomic,
 )
+from evaluators.record import KEY, utc_now, write_json_atomic
 
 CURVE_FIELDS = ("train_loss", "train_acc", "val_acc")  # what a re-run must repeat per epoch
 #: Tolerance for an accuracy read back from a CSV column (the parser may round the last

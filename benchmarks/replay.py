@@ -76,7 +76,8 @@ def synthetic_records(designs: int, seeds: int, epochs: int, *, rng_seed: int = 
     per-epoch seconds grow with FLOPs; seed noise on both."""
     import numpy as np
 
-    from evaluators.record import describe_info
+    from evaluators.provenance import Provenance
+    from evaluators.record import describe_info, make_result
 
     rng = np.random.default_rng(rng_seed)
     tails = [(16,), (32,), (8, 8), (12, 12), (4, 4, 4), (6, 6, 6), (2, 2, 2, 2), (3, 3, 3, 3)]
@@ -96,14 +97,13 @@ def synthetic_records(designs: int, seeds: int, epochs: int, *, rng_seed: int = 
             curve = [{"epoch": e + 1, "train_loss": float(2.3 * (1 - val[e])),
                       "train_acc": float(min(1.0, val[e] + 0.05)), "val_acc": float(val[e]),
                       "seconds": float(sec[e])} for e in range(epochs)]
-            out.append({**d, "design_id": d["id"], "fidelity": fidelity,
-                        "fidelity_config": {"name": fidelity, "epochs": epochs},
-                        "dataset": dataset, "seed": s, "status": "ok", "reason": None,
-                        "curve": curve, "val_acc": acc, "test_acc": acc - 0.005,
-                        "wall_s": float(sec.sum()) + 2.0, "latency_b1_ms": 0.2 + d["flops"] / 2e8,
-                        "latency_b64_ms": 4 + d["flops"] / 1e7, "device": "synthetic",
-                        "torch_version": "none", "commit": "0" * 40,
-                        "created": "2025-01-01T00:00:00+00:00"})  # fmt: skip
+            out.append(make_result(
+                d, fidelity=fidelity, fidelity_config={"name": fidelity, "epochs": epochs},
+                dataset=dataset, seed=s, curve=curve, val_acc=acc, test_acc=acc - 0.005,
+                wall_s=float(sec.sum()) + 2.0,
+                latency={1: 0.2 + d["flops"] / 2e8, 64: 4 + d["flops"] / 1e7},
+                device="synthetic", torch_version="none", made=Provenance("0" * 40, None),
+                created="2025-01-01T00:00:00+00:00").to_dict())
     return out
 
 

@@ -24,12 +24,14 @@ from pathlib import Path
 
 from evaluators import evaluate, get_fidelity
 from evaluators.cost_model import trial_shape
-from evaluators.record import git_commit, utc_now, write_json_atomic
+from evaluators.provenance import git_commit
+from evaluators.record import utc_now, write_json_atomic
 from studies import estimate as est
 from studies import halving as hv
+from studies.budget_plan import RUNG_OVERHEAD_S, plan_rungs, trial_seconds
 from studies.rungs import ladder_fidelities, refit_calibration
 from studies.store import RecordStore
-from studies.time_budget import RUNG_OVERHEAD_S, STATE_FILE, plan_rungs, trial_seconds
+from studies.time_budget import STATE_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 

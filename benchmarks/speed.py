@@ -36,7 +36,8 @@ import torch
 import search_space as ss
 from benchmarks.block_numerics import numerics_check
 from benchmarks.block_timing import block_impls, concurrency, latency, train_throughput
-from evaluators.record import git_commit, write_json_atomic
+from evaluators.provenance import git_commit
+from evaluators.record import write_json_atomic
 from search_space.fast import DEVICE_PATH
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +59,9 @@ KIND_DESIGNS = {
 CONCURRENCY_DESIGN = "plain8-c144-k1.12.12"
 
 
-def device_name(device: torch.device) -> str:
+def machine_name(device: torch.device) -> str:
+    """The JSON's ``device``: the card, or the CPU model and its core count (more than a
+    record's ``device``, evaluators.runtime.device_name: speeds differ between CPUs)."""
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
     return f"cpu:{platform.processor() or platform.machine()} x{os.cpu_count()}"
@@ -165,7 +168,7 @@ def _new_record(args: argparse.Namespace, device: torch.device, impls: dict) -> 
     cuda = device.type == "cuda"
     return {
         "benchmark": "speed", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "device": device_name(device), "torch": torch.__version__, "commit": git_commit(),
+        "device": machine_name(device), "torch": torch.__version__, "commit": git_commit(),
         "threads": torch.get_num_threads(), "dtype": "bf16 autocast" if cuda else "float32",
         "memory_format": "nchw" if args.nchw else "channels_last",
         "device_path": dict(zip(("train", "eval"), DEVICE_PATH.get(device.type, ()),

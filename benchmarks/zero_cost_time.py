@@ -26,7 +26,8 @@ from pathlib import Path
 import evaluators as ev
 import search_space as ss
 from evaluators import zero_cost as zc
-from evaluators.record import git_commit, write_json_atomic
+from evaluators.provenance import git_commit
+from evaluators.record import write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 

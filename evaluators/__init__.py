@@ -24,14 +24,15 @@ from evaluators.lazy import lazy_exports
 from evaluators.record import Result
 
 #: The torch-free face: the only modules of evaluators that analysis (and any reader of
-#: records without torch) may import. They own the datum: the record and its run-directory
-#: files, the fidelities, the dataset and score registries, the errors, and the cost model's
-#: arithmetic (what a trial costs; its calibration measures on the torch side,
-#: evaluators.calibrate).
+#: records without torch) may import. They own the datum: the record, its provenance and
+#: its run-directory files, the fidelities, the dataset and score registries, the errors,
+#: and the cost model's arithmetic (what a trial costs; its calibration measures on the
+#: torch side, evaluators.calibrate).
 #: tests/test_structure.py holds analysis to it and checks that importing it loads no torch
 #: or ray.
 FACE = ("evaluators", "evaluators.catalog", "evaluators.cost_model", "evaluators.errors",
-        "evaluators.fidelity", "evaluators.lazy", "evaluators.record", "evaluators.scores")
+        "evaluators.fidelity", "evaluators.lazy", "evaluators.provenance", "evaluators.record",
+        "evaluators.scores")
 
 _TORCH_SIDE = {  # name -> module; imported on first use (torch takes seconds to import)
     "Dataset": "data",

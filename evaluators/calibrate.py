@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import os
 import platform
@@ -35,7 +34,8 @@ from scipy.optimize import nnls
 import search_space as ss
 from evaluators.cost_model import Calibration, per_image_work
 from evaluators.fidelity import Fidelity
-from evaluators.record import write_json_atomic
+from evaluators.record import utc_now, write_json_atomic
+from evaluators.runtime import device_name
 from evaluators.train import make_optimizer
 
 #: Xception at three widths: elements grow with C and multiply-adds with C^2, so they
@@ -128,7 +128,7 @@ def _read_cache() -> dict[str, Any]:
 
 def _identity(fidelity: Fidelity, device: torch.device, threads: int) -> Calibration:
     return Calibration(
-        machine=machine_id(), torch_version=torch.__version__, device=_device_name(device),
+        machine=machine_id(), torch_version=torch.__version__, device=device_name(device),
         threads=threads, paths=block_paths(device), resolution=fidelity.resolution or 32,
         batch_size=fidelity.batch_size, train=(0.0, 0.0, 0.0), eval=(0.0, 0.0, 0.0))
 
@@ -153,10 +153,10 @@ def measure(fidelity: Fidelity, *, device: torch.device, threads: int,
         grouped = _measure_path(base, "grouped", probes, fidelity.batch_size, device)
         return Calibration(**{**base.to_dict(), "train": fused[0], "eval": fused[1],
                               "ref_train": reference[0], "ref_eval": reference[1],
-                              "grp_train": grouped[0], "created": _now()})
+                              "grp_train": grouped[0], "created": utc_now()})
     train, evals = _measure_path(base, impl, probes, fidelity.batch_size, device)
     return Calibration(**{**base.to_dict(), "train": train, "eval": evals,
-                          "created": _now()})
+                          "created": utc_now()})
 
 
 def _measure_path(base: Calibration, impl: str | None, probes: tuple[str, ...], batch: int,
@@ -236,13 +236,3 @@ def _median_time(fn: Any, reps: int, sync: Any) -> float:
         sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    return device.type
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

@@ -1,7 +1,8 @@
 """Atomic download of an official dataset archive, with an md5 check.
 
-The archive goes to a temporary file in the destination directory, is checked, is extracted
-into a temporary directory there, and only then is its top folder ``os.replace``d into place.
+The archive goes to a temporary directory in the destination directory (the record
+owner's ``staged_dir``), is checked and extracted there, and only then is its top folder
+moved into place whole (``publish``).
 An interrupted or failed download therefore leaves nothing that looks like a dataset, and two
 processes downloading at once end with one complete copy. The directories it had to create
 are removed again when the download fails.
@@ -11,15 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
-import shutil
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from evaluators.errors import DatasetError, DatasetNotFoundError
+from evaluators.record import publish, staged_dir
 
 _CHUNK = 1 << 20  # bytes per read while downloading
 
@@ -48,16 +47,14 @@ def download_and_extract(url: str, md5: str, root: Path | str, folder: str) -> P
         return target
     created = _make_dirs(root)
     try:
-        fd, part = tempfile.mkstemp(dir=root, prefix=f".{folder}-", suffix=".part")
-        try:
-            digest = _fetch(url, fd, target)
+        with staged_dir(root, folder) as staging:
+            part = staging / "archive.part"
+            digest = _fetch(url, part, target)
             if digest != md5.lower():
                 raise DatasetError(
                     f"download of {url} has md5 {digest}, expected {md5}; discarded, nothing "
                     f"written at {target}")
-            _extract(Path(part), root, folder, url)
-        finally:
-            Path(part).unlink(missing_ok=True)
+            _extract(part, staging / "extracted", root / folder, url)
     except BaseException:
         # A failed download leaves the file system as it found it: no empty data/ that a
         # later run (or a user) would take for a dataset directory.
@@ -78,11 +75,11 @@ def _make_dirs(root: Path) -> list[Path]:
     return missing
 
 
-def _fetch(url: str, fd: int, target: Path) -> str:
-    """Stream ``url`` into the open file ``fd``; return the md5 hex digest."""
+def _fetch(url: str, part: Path, target: Path) -> str:
+    """Stream ``url`` into the file ``part``; return the md5 hex digest."""
     md5 = hashlib.md5()
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+        with part.open("wb") as out, urllib.request.urlopen(url, timeout=60) as response:
             while chunk := response.read(_CHUNK):
                 md5.update(chunk)
                 out.write(chunk)
@@ -93,21 +90,19 @@ def _fetch(url: str, fd: int, target: Path) -> str:
     return md5.hexdigest()
 
 
-def _extract(archive: Path, root: Path, folder: str, url: str) -> None:
-    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{folder}-extract-"))
+def _extract(archive: Path, staging: Path, dest: Path, url: str) -> None:
+    """Extract ``archive`` into ``staging`` and publish its top folder (``dest.name``) as
+    ``dest``."""
     try:
-        try:
-            with tarfile.open(archive, "r:*") as tar:
-                tar.extractall(staging, filter="data")
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise DatasetError(f"archive from {url} cannot be extracted: {exc}") from exc
-        source = staging / folder
-        if not source.is_dir():
-            raise DatasetError(f"archive from {url} has no top-level folder {folder!r}")
-        try:
-            os.replace(source, root / folder)
-        except OSError:
-            if not (root / folder).is_dir():  # else another process finished first: fine
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with tarfile.open(archive, "r:*") as tar:
+            tar.extractall(staging, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise DatasetError(f"archive from {url} cannot be extracted: {exc}") from exc
+    source = staging / dest.name
+    if not source.is_dir():
+        raise DatasetError(f"archive from {url} has no top-level folder {dest.name!r}")
+    try:
+        publish(source, dest)
+    except OSError:
+        if not dest.is_dir():  # else another process finished first: fine
+            raise

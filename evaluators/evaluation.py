@@ -26,7 +26,7 @@ from evaluators.data import Dataset, load_dataset
 from evaluators.errors import Diverged
 from evaluators.fidelity import Fidelity, get_fidelity
 from evaluators.latency import measure_latency
-from evaluators.record import Result, describe_info, provenance, utc_now
+from evaluators.record import Result, describe_info, make_result
 from evaluators.runtime import device_name, torch_state
 from evaluators.splits import make_splits
 from evaluators.train import accuracy, train_epochs, zero_init_residuals
@@ -111,29 +111,14 @@ def _result(info: dict[str, Any], fidelity: Fidelity, dataset: str, seed: int, t
             start: float, resumed_s: float) -> Result:
     """The record of one trial; ``wall_s`` is the time since ``start`` plus ``resumed_s``,
     the training time of the interrupted runs it resumed."""
-    latency = outcome.get("latency", {})
-    where = provenance()
-    return Result(
-        design_id=info["id"],
-        fidelity=fidelity.name,
-        fidelity_config={**fidelity.to_dict(), "threads": threads},
-        dataset=dataset,
-        seed=seed,
-        status="failed" if "reason" in outcome else "ok",
-        reason=outcome.get("reason"),
-        curve=tuple(curve),
-        val_acc=curve[-1]["val_acc"] if curve and "reason" not in outcome else None,
-        test_acc=outcome.get("test_acc"),
-        wall_s=time.perf_counter() - start + resumed_s,
-        latency_b1_ms=latency.get(1),
-        latency_b64_ms=latency.get(64),
-        device=device_name(device),
-        torch_version=torch.__version__,
-        commit=where.commit,
-        commit_dirty=where.dirty,
-        created=utc_now(),
-        design=info,
-    )
+    reason = outcome.get("reason")
+    return make_result(
+        info, fidelity=fidelity.name, fidelity_config={**fidelity.to_dict(), "threads": threads},
+        dataset=dataset, seed=seed, reason=reason, curve=curve,
+        val_acc=curve[-1]["val_acc"] if curve and reason is None else None,
+        test_acc=outcome.get("test_acc"), wall_s=time.perf_counter() - start + resumed_s,
+        latency=outcome.get("latency"), device=device_name(device),
+        torch_version=torch.__version__)
 
 
 def _trial(design: ss.Design, input_size: int, data: Dataset, fidelity: Fidelity, seed: int,

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from evaluators.fidelity import Fidelity
-from search_space.modules import ResidualPair, _body
+from search_space.modules import ResidualPair, stage_blocks
 from search_space.plan import Block, NetPlan
 
 CONV1X1 = ("grouped", "dense", "bmm")  # how the group 1x1 convolutions run (module docstring)
@@ -213,7 +213,8 @@ class FoldedNet(nn.Module):
             nn.BatchNorm2d(n * s.cout),
             nn.ReLU(inplace=True),
         )
-        body = _body(plan, lambda block: folded_block(block, n, conv1x1))  # Table 1's pairing
+        # Table 1's pairing
+        body = stage_blocks(plan, lambda block: folded_block(block, n, conv1x1))
         self.blocks = nn.Sequential(*(
             FoldedPair(m.first, m.second, n, m.cout, m.stride) if isinstance(m, ResidualPair)
             else m for m in body))

@@ -50,7 +50,7 @@ from evaluators.fidelity import Fidelity, get_fidelity
 from evaluators.folded_group import EngineOptions
 from evaluators.latency import measure_latency
 from evaluators.multi_trainer import MultiTrainer, Progress, Trials
-from evaluators.record import Result, describe_info, provenance, utc_now
+from evaluators.record import Result, describe_info, make_result
 from evaluators.runtime import device_name, torch_state
 from evaluators.splits import make_splits
 
@@ -154,17 +154,13 @@ def _measure_latencies(trainer: MultiTrainer, fidelity: Fidelity,
 
 def _record(info: dict[str, Any], fidelity: str, config: dict[str, Any], dataset: str,
             seed: int, outcome: dict[str, Any], wall_s: float, device: torch.device) -> Result:
-    """The record of one model: the single place that builds ``evaluators.Result``."""
+    """The record of one model (no latency or accuracy when it failed)."""
     failed = "reason" in outcome
     curve = outcome["curve"]
-    latency = outcome.get("latency", {}) if not failed else {}
-    where = provenance()
-    return Result(
-        design_id=info["id"], fidelity=fidelity, fidelity_config=config, dataset=dataset,
-        seed=seed, status="failed" if failed else "ok", reason=outcome.get("reason"),
-        curve=tuple(curve), val_acc=curve[-1]["val_acc"] if curve and not failed else None,
+    return make_result(
+        info, fidelity=fidelity, fidelity_config=config, dataset=dataset, seed=seed,
+        reason=outcome.get("reason"), curve=curve,
+        val_acc=curve[-1]["val_acc"] if curve and not failed else None,
         test_acc=None if failed else outcome.get("test_acc"), wall_s=wall_s,
-        latency_b1_ms=latency.get(1), latency_b64_ms=latency.get(64),
-        device=device_name(device), torch_version=torch.__version__, commit=where.commit,
-        commit_dirty=where.dirty, created=utc_now(), design=info,
-    )
+        latency=None if failed else outcome.get("latency"), device=device_name(device),
+        torch_version=torch.__version__)

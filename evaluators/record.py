@@ -1,9 +1,10 @@
 """The result record, one per (design, fidelity, dataset, seed): its one owner.
 
-Everything that makes, keys, writes, reads or lists the columns of a record imports this
-module: the evaluators (a trained record), the studies (the store, a stopped trial's record),
-the analysis (the DataFrame) and the benchmarks. It imports no torch (a test checks), so the
-driver of a sweep and the analysis can use it without the training stack; the schema is
+Everything that makes (:func:`make_result`, the one place a ``Result`` is built), keys,
+writes, reads or lists the columns of a record imports this module: the evaluators (a
+trained record), the studies (the store, a stopped trial's record), the analysis (the
+DataFrame) and the benchmarks. It imports no torch (a test checks), so the driver of a sweep
+and the analysis can use it without the training stack; the schema is
 described in docs/internals.md.
 
 A record is ``Result.to_dict()``: the ``search_space.describe()`` keys of the net that was
@@ -12,11 +13,9 @@ trained, then the record's own keys (:data:`RECORD_KEYS`). Its file is
 
 Example:
     >>> info = describe_info("plain8-c144-k1.12.12", num_classes=10)
-    >>> r = Result(design_id=info["id"], fidelity="cpu", fidelity_config={"epochs": 2},
-    ...     dataset="cifar10", seed=0, status="ok", reason=None, curve=(), val_acc=0.41,
-    ...     test_acc=0.40, wall_s=160.0, latency_b1_ms=None, latency_b64_ms=None,
-    ...     device="cpu", torch_version="2.13.0", commit="unknown",
-    ...     created="2026-01-01T00:00:00+00:00", design=info)
+    >>> r = make_result(info, fidelity="cpu", fidelity_config={"epochs": 2},
+    ...     dataset="cifar10", seed=0, val_acc=0.41, test_acc=0.40, wall_s=160.0,
+    ...     device="cpu", torch_version="2.13.0")
     >>> record = r.to_dict()
     >>> record_key(record), record["params"], Result.from_dict(record) == r
     ('5dbc94b10bebd11e', 39322, True)
@@ -24,15 +23,16 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import datetime
-import functools
 import hashlib
 import json
 import os
 import secrets
-import subprocess
+import shutil
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,20 +40,12 @@ from pathlib import Path
 from typing import IO, Any
 
 import search_space as ss
+from evaluators.provenance import Provenance, provenance
 
 KEY = ("design_id", "fidelity", "dataset", "seed")  # what makes a record one of a kind
 STATUSES = ("ok", "failed")
 STOPPED = "stopped:"  # the reason of a failed record that ASHA stopped early begins so
 CURVE_KEYS = ("epoch", "train_loss", "train_acc", "val_acc", "seconds")  # one row per epoch
-REPO = Path(__file__).resolve().parents[1]
-# The code a record depends on: a change here (tracked or new, not ignored) makes a record
-# "commit_dirty". Docs, tests, releases and run directories do not change a result.
-CODE_PATHS = ("search_space", "evaluators", "studies", "analysis", "benchmarks",
-              "pyproject.toml")
-# The code that trains a record (the net, the data, the loop): two records whose commits
-# hold the same trees here were trained by the same code, whatever else changed between.
-TRAINING_CODE = ("search_space", "evaluators")
-UNKNOWN_CODE = "unknown"  # training_code of a record whose commit git does not know
 
 
 @dataclass(frozen=True)
@@ -78,7 +70,7 @@ class Result:
     torch_version: str
     commit: str  # git commit of the code; "unknown" outside a git checkout
     created: str  # ISO-8601 UTC
-    # True when the code (CODE_PATHS) differed from `commit`; None: unknown (no git, or a
+    # True when the code (provenance.CODE_PATHS) differed from `commit`; None: unknown (no git, or a
     # record written before the flag existed).
     commit_dirty: bool | None = None
     # Zero-cost scores at initialisation (evaluators.zero_cost, a ``zc`` fidelity):
@@ -129,6 +121,9 @@ RECORD_KEYS = tuple(f.name for f in dataclasses.fields(Result) if f.name != "des
 #: Own keys that records written by older code lack; everything else is always there.
 OPTIONAL_KEYS = tuple(f.name for f in dataclasses.fields(Result)
                       if f.name != "design" and f.default is not dataclasses.MISSING)
+#: Own keys holding a number measured once per record (final accuracies, seconds, latencies),
+#: read off the schema's types: the per-record numbers of a frame and of a table.
+MEASURES = tuple(f.name for f in dataclasses.fields(Result) if f.type in ("float", "float | None"))
 #: Every column of a record.
 COLUMNS = (*ss.DESCRIBE_KEYS, *RECORD_KEYS)
 
@@ -162,6 +157,35 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+def make_result(design: Mapping[str, Any], *, fidelity: str,
+                fidelity_config: Mapping[str, Any], dataset: str, seed: int, wall_s: float,
+                device: str, torch_version: str, reason: str | None = None,
+                curve: Sequence[Mapping[str, Any]] = (), val_acc: float | None = None,
+                test_acc: float | None = None, latency: Mapping[int, float | None] | None = None,
+                zero_cost: dict[str, Any] | None = None, made: Provenance | None = None,
+                created: str | None = None) -> Result:
+    """The one factory of a :class:`Result`: every record, trained, stopped or scored, is
+    built here, so a new field is added in one place.
+
+    Args:
+        design: describe_info() of the net (its ``id`` is the record's ``design_id``).
+        reason: None for an "ok" record; the reason of a "failed" one.
+        latency: batch size -> median forward milliseconds (1 and 64 are recorded).
+        made: which code made it; this checkout's :func:`provenance` when None.
+        created: ISO-8601 UTC; now (:func:`utc_now`) when None.
+    """
+    latency = latency or {}
+    made = made or provenance()
+    return Result(
+        design_id=design["id"], fidelity=fidelity, fidelity_config=dict(fidelity_config),
+        dataset=dataset, seed=seed, status="ok" if reason is None else "failed",
+        reason=reason, curve=tuple(curve), val_acc=val_acc, test_acc=test_acc,
+        wall_s=wall_s, latency_b1_ms=latency.get(1), latency_b64_ms=latency.get(64),
+        device=device, torch_version=torch_version, commit=made.commit,
+        commit_dirty=made.dirty, created=created or utc_now(), zero_cost=zero_cost,
+        design=dict(design))
+
+
 def stopped_result(design: Mapping[str, Any], *, fidelity: str,
                    fidelity_config: Mapping[str, Any], dataset: str, seed: int,
                    curve: Sequence[Mapping[str, Any]], epoch: int, wall_s: float, device: str,
@@ -177,86 +201,12 @@ def stopped_result(design: Mapping[str, Any], *, fidelity: str,
         device, torch_version: of the worker that ran it.
     """
     val = curve[-1].get("val_acc") if curve else None
-    where = provenance()
-    return Result(
-        design_id=design["id"], fidelity=fidelity, fidelity_config=dict(fidelity_config),
-        dataset=dataset, seed=seed, status="failed",
-        reason=f"{STOPPED} ASHA stopped the trial after epoch {epoch} of "
-               f"{fidelity_config['epochs']} (val_acc {val})",
-        curve=tuple(dict(row) for row in curve), val_acc=None, test_acc=None, wall_s=wall_s,
-        latency_b1_ms=None, latency_b64_ms=None, device=device, torch_version=torch_version,
-        commit=where.commit, commit_dirty=where.dirty, created=utc_now(), design=dict(design))
-
-
-# --- provenance -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """Which code made a record: the git commit and whether the code differed from it."""
-
-    commit: str  # "unknown" outside a git checkout
-    dirty: bool | None  # None when git cannot tell
-
-
-@functools.lru_cache(maxsize=1)
-def provenance() -> Provenance:
-    """Of the checkout holding this package, taken once per process (at its first record):
-    a process runs the code it imported, so an edit made while it runs is not its code."""
-    return checkout_provenance(REPO)
-
-
-def checkout_provenance(root: Path) -> Provenance:
-    """The commit checked out at ``root`` and whether the code differs from it: tracked
-    changes, staged or not, and new files git does not ignore, under CODE_PATHS only."""
-    commit = _git(root, "rev-parse", "HEAD")
-    status = _git(root, "status", "--porcelain", "--", *CODE_PATHS) if commit else None
-    return Provenance(commit or "unknown", None if status is None else bool(status))
-
-
-@functools.lru_cache(maxsize=256)
-def training_code(commit: str | None, root: Path = REPO) -> str:
-    """Which training code a commit holds: the git tree ids of :data:`TRAINING_CODE` at
-    ``commit``, 10 hex digits each (``"7abe1403be/6715f5b67f"``), computable for any record
-    from history (``git rev-parse COMMIT:search_space COMMIT:evaluators``);
-    :data:`UNKNOWN_CODE` when git does not know the commit (or there is no git)."""
-    if not commit or commit == "unknown":
-        return UNKNOWN_CODE
-    out = _git(root, "rev-parse", *(f"{commit}:{path}" for path in TRAINING_CODE))
-    trees = out.split() if out else []
-    if len(trees) != len(TRAINING_CODE):
-        return UNKNOWN_CODE
-    return "/".join(t[:10] for t in trees)
-
-
-def record_training_code(record: Mapping[str, Any], root: Path = REPO) -> str:
-    """:func:`training_code` of a record's commit, with ``+dirty`` when the record says its
-    code differed from the commit (``commit_dirty`` true): then no commit holds its code."""
-    code = training_code(record.get("commit"), root)
-    dirty = record.get("commit_dirty")
-    return f"{code}+dirty" if dirty in (True, 1) else code  # NaN, None: not known dirty
-
-
-def checkout_training_code(root: Path = REPO) -> str:
-    """:func:`training_code` of the checkout at ``root`` as it is: its HEAD's, with
-    ``+dirty`` when the training code there differs from HEAD (tracked or new files)."""
-    commit = _git(root, "rev-parse", "HEAD")
-    status = _git(root, "status", "--porcelain", "--", *TRAINING_CODE)
-    return training_code(commit, root) + ("+dirty" if status else "")
-
-
-def git_commit() -> str:
-    """``git rev-parse HEAD`` of the checkout holding this package; "unknown" otherwise."""
-    return provenance().commit
-
-
-def _git(root: Path, *args: str) -> str | None:
-    try:
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                              timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
+    return make_result(
+        design, fidelity=fidelity, fidelity_config=fidelity_config, dataset=dataset,
+        seed=seed, reason=f"{STOPPED} ASHA stopped the trial after epoch {epoch} of "
+                          f"{fidelity_config['epochs']} (val_acc {val})",
+        curve=[dict(row) for row in curve], wall_s=wall_s, device=device,
+        torch_version=torch_version)
 
 
 # --- files ----------------------------------------------------------------------------------
@@ -288,6 +238,58 @@ def write_json_atomic(path: Path | str, obj: Any, *, sort_keys: bool = True) -> 
     as Python's json writes it); ``sort_keys=False`` keeps the order of a hand-made doc."""
     text = json.dumps(obj, indent=1, sort_keys=sort_keys, allow_nan=True) + "\n"
     write_atomic(path, lambda f: f.write(text.encode()))
+
+
+@contextlib.contextmanager
+def staged_dir(parent: Path | str, name: str) -> Iterator[Path]:
+    """A temporary directory in ``parent`` (``.name-XXXX``: a dot name, which readers of a
+    directory skip) to build files or a directory in before :func:`publish` moves them
+    into place; removed on leaving, with whatever was not moved out."""
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{name}-"))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish(built: Path, dest: Path | str) -> None:
+    """Move a finished file or directory, built in a :func:`staged_dir` beside ``dest``, to
+    ``dest`` whole (``os.replace``: atomic within one file system); a file there is
+    replaced, a non-empty directory is not (OSError)."""
+    os.replace(built, dest)
+
+
+def replace_dir(out_dir: Path | str, fill: Callable[[Path], object], *,
+                overwrite: bool = False) -> Path:
+    """Make directory ``out_dir`` whole or not at all: ``fill(tmp)`` fills a
+    :func:`staged_dir` beside it, renamed into place (with the mode any new directory
+    gets); on any error ``out_dir`` is as it was. A non-empty one is replaced only with
+    ``overwrite``."""
+    out = Path(out_dir)
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"no directory {out.parent} to write {out.name} in")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} is a file, not a directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty (overwrite it with --overwrite)")
+    with staged_dir(out.parent, out.name) as tmp:
+        old = out.with_name(f"{tmp.name}-old")
+        try:
+            fill(tmp)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's is 0700
+            if out.exists():
+                publish(out, old)
+            try:
+                publish(tmp, out)
+            except BaseException:
+                if old.exists():
+                    publish(old, out)
+                raise
+        finally:
+            shutil.rmtree(old, ignore_errors=True)
+    return out
 
 
 def records_dir(run_dir: Path | str) -> Path:

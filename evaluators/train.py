@@ -100,16 +100,13 @@ def train_epochs(model: nn.Module, splits: Splits, fidelity: Fidelity, *, seed: 
             step within the epoch).
     """
     started = time.perf_counter()
-    cuda = device.type == "cuda"
     generator = torch.Generator().manual_seed(seed)
     optimizer = make_optimizer(model, fidelity)
-    n = splits.train_images.shape[0]
-    bs = fidelity.batch_size
+    n, bs = splits.train_images.shape[0], fidelity.batch_size
     steps = math.ceil(n / bs)
     total = steps * fidelity.epochs
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total, fidelity))
-    check_every = _CHECK_EVERY_CUDA if cuda else 1  # on CPU a check is free
     sizes = torch.full((steps,), float(bs), device=device)  # images per step
     sizes[-1] = n - bs * (steps - 1)
     curve: list[dict] = []
@@ -119,27 +116,8 @@ def train_epochs(model: nn.Module, splits: Splits, fidelity: Fidelity, *, seed: 
         yield from (dict(row) for row in curve)
     for epoch in range(len(curve) + 1, fidelity.epochs + 1):
         start = time.perf_counter()
-        model.train()
-        order = torch.randperm(n, generator=generator).to(device)
-        losses = torch.zeros(steps, device=device)  # mean loss of each batch
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        for step in range(steps):
-            idx = order[step * bs:(step + 1) * bs]
-            x = _train_batch(splits, idx, generator, cuda)
-            y = splits.train_labels[idx]
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                logits = model(x)
-            loss = F.cross_entropy(logits.float(), y)
-            losses[step] = loss.detach()
-            if (step + 1) % check_every == 0 or step + 1 == steps:
-                _check_finite(losses, step, check_every, epoch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if on_step is not None:
-                on_step(model, optimizer, loss.detach())
-            optimizer.step()
-            schedule.step()
-            correct += (logits.argmax(1) == y).sum()
+        losses, correct = _epoch(model, splits, fidelity, epoch, optimizer, schedule,
+                                 generator, device, on_step)
         val_acc = accuracy(model, splits.val_images, splits.val_labels, splits,
                            batch_size=fidelity.eval_batch_size)
         row = {
@@ -156,6 +134,40 @@ def train_epochs(model: nn.Module, splits: Splits, fidelity: Fidelity, *, seed: 
                 **_trial_state(model, optimizer, schedule, generator, device),
             }, elapsed_s=checkpoint.resumed_s + time.perf_counter() - started)
         yield dict(row)
+
+
+def _epoch(model: nn.Module, splits: Splits, fidelity: Fidelity, epoch: int,
+           optimizer: torch.optim.Optimizer, schedule: torch.optim.lr_scheduler.LambdaLR,
+           generator: torch.Generator, device: torch.device,
+           on_step: StepHook | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One epoch's steps over the training images in a fresh random order: (the mean loss
+    of each batch, the number of images predicted right), both still on ``device``."""
+    cuda = device.type == "cuda"
+    check_every = _CHECK_EVERY_CUDA if cuda else 1  # on CPU a check is free
+    n, bs = splits.train_images.shape[0], fidelity.batch_size
+    steps = math.ceil(n / bs)
+    model.train()
+    order = torch.randperm(n, generator=generator).to(device)
+    losses = torch.zeros(steps, device=device)  # mean loss of each batch
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    for step in range(steps):
+        idx = order[step * bs:(step + 1) * bs]
+        x = _train_batch(splits, idx, generator, cuda)
+        y = splits.train_labels[idx]
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        losses[step] = loss.detach()
+        if (step + 1) % check_every == 0 or step + 1 == steps:
+            _check_finite(losses, step, check_every, epoch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if on_step is not None:
+            on_step(model, optimizer, loss.detach())
+        optimizer.step()
+        schedule.step()
+        correct += (logits.argmax(1) == y).sum()
+    return losses, correct
 
 
 def _resume(checkpoint: EpochCheckpoint, model: nn.Module, optimizer: torch.optim.Optimizer,

@@ -27,7 +27,7 @@ from evaluators import proxies
 from evaluators.augment import channel_stats, normalize, resize
 from evaluators.catalog import DEFAULT_DATASET
 from evaluators.data import Dataset
-from evaluators.record import Result, describe_info, provenance, utc_now
+from evaluators.record import Result, describe_info, make_result
 from evaluators.scores import SCORES, compute_groups
 
 #: Short names of the config's fields in a fidelity name (``zc-r16-b32``): every field but
@@ -194,16 +194,13 @@ def zc_record(design: ss.Design | str, seed: int, batch: ProxyBatch,
     except Exception as exc:  # a failed design is a record, as in evaluate()
         zc, reason = None, failure_reason(exc)
     scores = zc["scores"] if zc else {}
-    where = provenance()
-    return Result(
-        design_id=design.id, fidelity=config.name,
+    wall_s = time.perf_counter() - start  # the scoring, not describe() below
+    return make_result(
+        describe_info(design, num_classes, input_size), fidelity=config.name,
         fidelity_config={**config.to_dict(), "batch_indices": list(batch.indices)},
-        dataset=batch.dataset, seed=seed, status="ok" if zc else "failed", reason=reason,
-        curve=(), val_acc=None, test_acc=None, wall_s=time.perf_counter() - start,
-        latency_b1_ms=scores.get("latency_b1_ms"), latency_b64_ms=scores.get("latency_b64_ms"),
-        device="cpu", torch_version=torch.__version__, commit=where.commit,
-        commit_dirty=where.dirty, created=utc_now(), zero_cost=zc,
-        design=describe_info(design, num_classes, input_size))
+        dataset=batch.dataset, seed=seed, reason=reason, wall_s=wall_s,
+        latency={1: scores.get("latency_b1_ms"), 64: scores.get("latency_b64_ms")},
+        device="cpu", torch_version=torch.__version__, zero_cost=zc)
 
 
 def _run(names: tuple[str, ...], job: Callable[[], Any], scores: dict, seconds: dict,

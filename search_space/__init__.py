@@ -10,7 +10,7 @@ Importing this package does not import torch; ``build`` does.
 """
 
 from .build import DEFAULT_IMPL, IMPLS, build
-from .costs import DESCRIBE_KEYS, describe
+from .costs import DESCRIBE_KEYS, DESCRIBE_MEASURES, describe
 from .design import NETS, Design, parse
 from .enumerate import enumerate_designs
 from .plan import default_input_size as input_size
@@ -32,6 +32,7 @@ from .theory import (
 
 __all__ = [
     "DESCRIBE_KEYS",
+    "DESCRIBE_MEASURES",
     "DEFAULT_IMPL",
     "IMPLS",
     "NETS",

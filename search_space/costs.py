@@ -16,6 +16,10 @@ DESCRIBE_KEYS = (
     "paper_params", "paper_flops", "non_sparsity", "density", "min_paths", "max_paths",
     "balance_deviation", "num_classes", "input_size",
 )  # fmt: skip
+#: The describe() keys that measure a design (its costs and ratios, as opposed to its
+#: structure): the numbers a table compares, which a results frame holds as floats.
+DESCRIBE_MEASURES = ("params", "block_params", "paper_params", "flops", "block_flops",
+                     "paper_flops", "non_sparsity", "density", "balance_deviation")
 
 
 def describe(d: Design, num_classes: int | None = None, input_size: int | None = None) -> dict:

@@ -105,7 +105,7 @@ class Net(nn.Module):
             nn.BatchNorm2d(s.cout),
             nn.ReLU(inplace=True),
         )
-        self.blocks = nn.Sequential(*_body(plan, block_cls))
+        self.blocks = nn.Sequential(*stage_blocks(plan, block_cls))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier: nn.Module
         if plan.head:
@@ -118,7 +118,9 @@ class Net(nn.Module):
         return self.classifier(self.pool(self.blocks(self.stem(x))))
 
 
-def _body(plan: NetPlan, block_cls: type[nn.Module]) -> list[nn.Module]:
+def stage_blocks(plan: NetPlan, block_cls: type[nn.Module]) -> list[nn.Module]:
+    """The net's blocks, ``block_cls`` of each planned block, with the plan's skips (inverted
+    residuals, or residual pairs); the folded multi-model net builds its body here too."""
     blocks = list(plan.blocks)
     if plan.skip == "inverted":
         return [

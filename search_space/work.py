@@ -160,7 +160,7 @@ def saved_elements(block: Block, path: str) -> float:
 
     Reference: each convolution's output (BatchNorm's input) and the tensor after its
     BatchNorm and shuffle (the next convolution's input; the ReLU is in place). Fused: per
-    run, its centred input and its output (``_TrainRun`` saves X and y).
+    run, its centred input and its output (``fused_run.TrainRun`` saves X and y).
     """
     if path in ("reference", "grouped"):
         return float(sum(2 * c.cout * c.hw_out ** 2 for c in block.convs))

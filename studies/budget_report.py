@@ -1,8 +1,11 @@
 """The answer of a time-budgeted sweep: designs per rung, rank agreement between rungs,
-and the best design with a 95% Clopper-Pearson interval of its test accuracy."""
+the best design with a 95% Clopper-Pearson interval of its test accuracy, and every design
+of the space as a :class:`SpaceModel` measures or predicts it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from evaluators.catalog import DATASETS
@@ -14,6 +17,22 @@ from studies.rungs import Rung, n_designs, rung_records, rung_words
 from studies.store import RecordStore
 
 CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class SpaceModel:
+    """How the time-budgeted sweep predicts the designs it did not train. Studies import no
+    analysis (data flows one way), so the command line (``studies/run.py``) builds it from
+    ``analysis.table.space_answer``: the surrogate over committed zero-cost scores."""
+
+    #: (design ids, dataset) -> (their committed zero-cost scores or None, the file's name)
+    scores: Callable[..., tuple[Any, str | None]]
+    #: (ok records at one fidelity, dataset, scores) -> (a fitted model or None, ...)
+    fit: Callable[..., tuple[Any, ...]]
+    #: (candidates, n, records, *, dataset, scores, seed) -> the design ids to train next
+    pick: Callable[..., list[str]]
+    #: (candidates, records, *, dataset, scores, scores_source, seed) -> the space's answer
+    answer: Callable[..., dict[str, Any]]
 
 
 
@@ -161,25 +180,24 @@ def _entry_line(e: dict[str, Any]) -> str:
 
 
 def whole_space(answer: dict[str, Any], plan: Plan, ladder: list[Any], store: RecordStore,
-                err: TextIO) -> None:
-    """``answer["space"]``: every candidate design measured or predicted
-    (``analysis.table.space_answer``). The sweep's answer stands without it if it fails."""
+                err: TextIO, space: SpaceModel) -> None:
+    """``answer["space"]``: every candidate design measured or predicted by ``space``. The
+    sweep's answer stands without it if it fails."""
     import numpy as np
 
-    from analysis.table.space_answer import answer_space, committed_scores
     from studies.data_check import one_line
 
     names = {f.name for f in ladder}
     records = [r for r in store.records() if r.get("fidelity") in names]
     ids = list(plan.design_ids)
     try:
-        scores, source = committed_scores(ids, plan.dataset)
-        space = answer_space(ids, records, dataset=plan.dataset, scores=scores,
+        scores, source = space.scores(ids, plan.dataset)
+        whole = space.answer(ids, records, dataset=plan.dataset, scores=scores,
                              scores_source=source, seed=plan.sampler_seed)
     except (ValueError, KeyError, np.linalg.LinAlgError) as e:
         err.write(f"the whole space: no predictions ({one_line(e)[:200]})\n")
         return
-    at = next((i for i, f in enumerate(ladder) if f.name == space["reference"]), None)
-    space["reference_words"] = (f"rung {at} ({rung_words(ladder[at])})" if at is not None
+    at = next((i for i, f in enumerate(ladder) if f.name == whole["reference"]), None)
+    whole["reference_words"] = (f"rung {at} ({rung_words(ladder[at])})" if at is not None
                                 else "no rung")
-    answer["space"] = space
+    answer["space"] = whole

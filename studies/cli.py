@@ -19,7 +19,8 @@ from typing import Any
 
 import search_space as ss
 from evaluators.catalog import DATASETS, DEFAULT_DATASET
-from evaluators.record import provenance, utc_now
+from evaluators.provenance import provenance
+from evaluators.record import utc_now
 from studies.budget import parse_budget, parse_duration
 from studies.data_check import check_data, one_line
 from studies.halving import add_time_budget, time_budget_of
@@ -47,6 +48,16 @@ class UsageParser(argparse.ArgumentParser):
 
 def build_parser(description: str = "") -> argparse.ArgumentParser:
     p = UsageParser(prog="studies/run.py", description=description)
+    for add_group in (_what, _how, _where, _when):
+        add_group(p)
+    # Testing and experiments: change a fidelity field (FIELD=VALUE, repeatable). The
+    # fidelity's name then says so (e.g. smoke+lr=100), so its records get their own keys.
+    p.add_argument("--fidelity-set", action="append", default=[], help=argparse.SUPPRESS)
+    return p
+
+
+def _what(p: argparse.ArgumentParser) -> None:
+    """What to evaluate: the designs, the data, the fidelity, the seeds."""
     what = p.add_argument_group("what to evaluate")
     what.add_argument("--budget",
                       help="maximum parameters of the whole network: 650000, 650k or 0.65M")
@@ -71,6 +82,10 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
     what.add_argument("--seeds-for-power", action="store_true",
                       help="instead of --seeds: the seeds per design that resolve the "
                            "preset's claims at this fidelity (studies/power_seeds.py)")
+
+
+def _how(p: argparse.ArgumentParser) -> None:
+    """How to search: the search, the scheduler, the trial and time limits."""
     how = p.add_argument_group("how to search")
     how.add_argument("--search", default="grid",
                      help="; ".join(f"{n}: {SEARCHES[n].help}" for n in SWEEP_SEARCHES)
@@ -83,6 +98,10 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
     add_time_budget(how)  # --time-budget 1h: studies/time_budget.py
     how.add_argument("--sampler-seed", type=int, default=0,
                      help="seed of the TPE/NSGA-II sampler and the random order (default 0)")
+
+
+def _where(p: argparse.ArgumentParser) -> None:
+    """Where to run and store: the resources, the cluster, the storage."""
     where = p.add_argument_group("where to run and store")
     where.add_argument("--cpus-per-trial", type=float,
                        help="CPUs (torch threads) per trial (default: the fidelity's, or 1)")
@@ -95,6 +114,10 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
     where.add_argument("--run-dir", help="run directory (default: runs/NAME)")
     where.add_argument("--name", help="run name (default: from preset or net and budget, "
                                       "fidelity and dataset)")
+
+
+def _when(p: argparse.ArgumentParser) -> None:
+    """Estimates and confirmation: the dry run, the presets, the threshold."""
     when = p.add_argument_group("estimates and confirmation")
     when.add_argument("--dry-run", action="store_true",
                       help="list the designs with exact costs and the estimated time here "
@@ -110,10 +133,6 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
                            "starts: y/N on a terminal, otherwise it needs --yes")
     when.add_argument("--yes", "-y", action="store_true",
                       help="start even when the estimate exceeds --confirm-above")
-    # Testing and experiments: change a fidelity field (FIELD=VALUE, repeatable). The
-    # fidelity's name then says so (e.g. smoke+lr=100), so its records get their own keys.
-    p.add_argument("--fidelity-set", action="append", default=[], help=argparse.SUPPRESS)
-    return p
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,20 +17,23 @@ from __future__ import annotations
 
 import math
 import sys
-from pathlib import Path
 from typing import Any, TextIO
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+try:
+    import studies  # noqa: F401  (found only when the repository is installed or on the path)
+except ModuleNotFoundError:  # `python studies/run.py` in a checkout that was not installed
+    sys.exit("run.py: error: the igcbench packages are not importable: run "
+             "`python -m pip install -e .` in the repository (or `python -m studies.run` there)")
 
-from evaluators.catalog import DATASETS, DEFAULT_DATASET  # noqa: E402
-from evaluators.fidelity import FIDELITIES, get_fidelity  # noqa: E402
-from evaluators.record import records_dir, write_json_atomic  # noqa: E402
-from studies import estimate as est  # noqa: E402
-from studies.cli import Request, UsageError, build_parser, one_line, resolve  # noqa: E402
-from studies.dry_run import write_dry_run  # noqa: E402
-from studies.presets import PRESETS  # noqa: E402
-from studies.store import RecordStore  # noqa: E402
+from evaluators.catalog import DATASETS, DEFAULT_DATASET
+from evaluators.fidelity import FIDELITIES, get_fidelity
+from evaluators.record import records_dir, write_json_atomic
+from studies import estimate as est
+from studies.budget_report import SpaceModel
+from studies.cli import Request, UsageError, build_parser, one_line, resolve
+from studies.dry_run import write_dry_run
+from studies.presets import PRESETS
+from studies.store import RecordStore
 
 __all__ = ["UsageError", "build_parser", "main", "resolve"]
 
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             from studies.time_budget import run_time_budget
 
             _create_run_dir(request, argv)
-            return run_time_budget(request, argv)
+            return run_time_budget(request, argv, space=space_model())
         costs = _costs(request, request.fidelity, sys.stderr)
         # A Ray already up (a cluster, or one this process started) sets the parallelism.
         estimate = _sweep_estimate(request, costs, started=ray.is_initialized())
@@ -87,6 +90,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if own_ray:
             ray.shutdown()
+
+
+def space_model() -> SpaceModel:
+    """The analysis's whole-space answer (its surrogate over the committed zero-cost scores)
+    for the time-budgeted sweep. The command a user runs sits above the layers and wires
+    them: studies import no analysis, this entry hands it in (tests/test_structure.py)."""
+    from analysis.table import space_answer as sa
+
+    return SpaceModel(scores=sa.committed_scores, fit=sa.fit, pick=sa.pick,
+                      answer=sa.answer_space)
 
 
 # --- estimates ----------------------------------------------------------------------------
@@ -179,8 +192,8 @@ def _dry_run(request: Request, fmt: str, out: TextIO, err: TextIO) -> int:
 
 def _time_budget_plan(request: Request, notes: TextIO, err: TextIO) -> None:
     """What ``--time-budget`` would do here: its plan, and the least budget that trains."""
+    from studies.budget_plan import MARGIN_S, MAX_TRIAL_SHARE, dry_plan
     from studies.rungs import n_designs, rung_words
-    from studies.time_budget import MARGIN_S, MAX_TRIAL_SHARE, dry_plan
 
     plan, why = dry_plan(request, err)
     ladder = why["ladder"]

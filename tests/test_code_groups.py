@@ -9,7 +9,7 @@ import pytest
 
 from analysis.claims.code_groups import code_classes, read_equalities, separate_codes
 from analysis.claims.rank_agreement import rank_agreement
-from evaluators.record import UNKNOWN_CODE, record_training_code, training_code
+from evaluators.provenance import UNKNOWN_CODE, record_training_code, training_code
 
 FIG2_COMMIT = "2c277ee4772a00bb07a7ed9e977a1bd13ec7877c"  # made fig2's and table4's records
 

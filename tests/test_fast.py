@@ -21,6 +21,7 @@ from torch import nn
 
 import search_space as ss
 from search_space import fast as fast_module
+from search_space import fused_run
 from search_space.fast import FastBlock, FusedBlock, segments
 from search_space.modules import Net, ReferenceBlock
 
@@ -268,8 +269,8 @@ def test_device_path_picks_the_forward_per_mode(monkeypatch):
     """DEVICE_PATH[device] = (training, eval) path: CUDA's choice, tried on the CPU."""
     monkeypatch.setitem(fast_module.DEVICE_PATH, "cpu", ("reference", "fused"))
     fused_runs = []
-    apply = fast_module._TrainRun.apply
-    monkeypatch.setattr(fast_module._TrainRun, "apply",
+    apply = fused_run.TrainRun.apply
+    monkeypatch.setattr(fused_run.TrainRun, "apply",
                         lambda x, run, *a: fused_runs.append(run) or apply(x, run, *a))
     block = _blocks("plain8-c144-k1.12.12")[0]
     ref, fast = _pair(block)
@@ -299,8 +300,8 @@ def test_reference_path_is_the_reference_forward():
 def test_training_after_a_first_pass_under_inference_mode():
     """The fused path's cached helper tensors made under torch.inference_mode (a latency
     measurement before any training in the process) must not break a later training step."""
-    fast_module._eye.cache_clear()
-    fast_module._shuffle_perm.cache_clear()
+    fused_run._eye.cache_clear()
+    fused_run._shuffle_perm.cache_clear()
     torch.manual_seed(0)
     net = ss.build(ss.parse("plain8-c16-k1.4.4"), num_classes=10)
     x = torch.randn(4, 3, 8, 8)
@@ -312,8 +313,8 @@ def test_training_after_a_first_pass_under_inference_mode():
 
 def _count_fused_runs(monkeypatch) -> list:
     runs = []
-    apply = fast_module._TrainRun.apply
-    monkeypatch.setattr(fast_module._TrainRun, "apply",
+    apply = fused_run.TrainRun.apply
+    monkeypatch.setattr(fused_run.TrainRun, "apply",
                         lambda x, run, *a: runs.append(run) or apply(x, run, *a))
     return runs
 

@@ -23,7 +23,6 @@ import pytest
 from analysis.interop.configspace import TableObjective
 from analysis.interop.export import main as export_main
 from analysis.interop.space import OBJECTIVES, design_space, nearest_index
-from analysis.interop.synetune import replace_dir
 
 REPO = Path(__file__).resolve().parents[1]
 RELEASE = REPO / "releases" / "igcbench-1.1.json"
@@ -178,26 +177,6 @@ def test_cli_without_the_package_says_how_to_install_it(tmp_path, capsys, monkey
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "needs the package syne-tune" in err, err
     assert 'pip install -e ".[interop]"' in err and list(tmp_path.iterdir()) == []
-
-
-def test_replace_dir_is_whole_or_nothing(tmp_path):
-    out = tmp_path / "bb"
-
-    def half(tmp: Path) -> None:
-        (tmp / "first").write_text("x")
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError):
-        replace_dir(out, half)
-    assert list(tmp_path.iterdir()) == []
-    replace_dir(out, lambda tmp: (tmp / "v1").write_text("1"))
-    with pytest.raises(FileExistsError):
-        replace_dir(out, lambda tmp: (tmp / "v2").write_text("2"))
-    with pytest.raises(RuntimeError):
-        replace_dir(out, half, overwrite=True)
-    assert [p.name for p in tmp_path.iterdir()] == ["bb"] and (out / "v1").is_file()
-    replace_dir(out, lambda tmp: (tmp / "v2").write_text("2"), overwrite=True)
-    assert [p.name for p in out.iterdir()] == ["v2"] and len(list(tmp_path.iterdir())) == 1
 
 
 # --- syne-tune -------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import evaluators as ev
 from analysis.load import frame_from_records
 from analysis.table.release import write_records
 from benchmarks import recheck
-from evaluators.record import training_code
+from evaluators.provenance import training_code
 
 
 @pytest.fixture(scope="module")

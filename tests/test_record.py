@@ -14,6 +14,7 @@ import pytest
 
 import evaluators as ev
 import search_space as ss
+from evaluators import provenance as pv
 from evaluators import record as rc
 from studies.store import RecordStore
 
@@ -87,7 +88,7 @@ def test_stopped_record_is_the_one_the_old_ledger_built(monkeypatch):
     assert {k: v for k, v in new.items() if k not in VOLATILE} == {
         k: v for k, v in old.items() if k not in VOLATILE}
     assert new["wall_s"] == old["wall_s"] and rc.is_stopped(new)
-    assert (new["commit"], new["commit_dirty"]) == (rc.git_commit(), rc.provenance().dirty)
+    assert (new["commit"], new["commit_dirty"]) == (pv.git_commit(), pv.provenance().dirty)
 
 
 def test_write_json_atomic_is_whole_readable_and_keeps_the_old_file_on_failure(tmp_path):
@@ -127,7 +128,7 @@ def _git(root: Path, *args: str) -> None:
 
 
 def test_provenance_is_the_commit_and_whether_the_code_differs(tmp_path):
-    assert rc.checkout_provenance(tmp_path) == rc.Provenance("unknown", None)
+    assert pv.checkout_provenance(tmp_path) == pv.Provenance("unknown", None)
     (tmp_path / "evaluators").mkdir()
     (tmp_path / "evaluators" / "x.py").write_text("A = 1\n")
     (tmp_path / "notes.md").write_text("hello\n")
@@ -136,14 +137,34 @@ def test_provenance_is_the_commit_and_whether_the_code_differs(tmp_path):
     _git(tmp_path, "commit", "-qm", "one")
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True,
                           text=True).stdout.strip()
-    assert rc.checkout_provenance(tmp_path) == rc.Provenance(head, False)
+    assert pv.checkout_provenance(tmp_path) == pv.Provenance(head, False)
     (tmp_path / "notes.md").write_text("edited prose does not change a result\n")
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "r.json").write_text("{}")
-    assert rc.checkout_provenance(tmp_path).dirty is False
+    assert pv.checkout_provenance(tmp_path).dirty is False
     (tmp_path / "studies").mkdir()
     (tmp_path / "studies" / "new.py").write_text("B = 2\n")  # new code, not yet committed
-    assert rc.checkout_provenance(tmp_path) == rc.Provenance(head, True)
+    assert pv.checkout_provenance(tmp_path) == pv.Provenance(head, True)
     (tmp_path / "studies" / "new.py").unlink()
     (tmp_path / "evaluators" / "x.py").write_text("A = 2\n")
-    assert rc.checkout_provenance(tmp_path).dirty is True
+    assert pv.checkout_provenance(tmp_path).dirty is True
+
+
+def test_replace_dir_is_whole_or_nothing(tmp_path):
+    out = tmp_path / "bb"
+
+    def half(tmp) -> None:
+        (tmp / "first").write_text("x")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        rc.replace_dir(out, half)
+    assert list(tmp_path.iterdir()) == []
+    rc.replace_dir(out, lambda tmp: (tmp / "v1").write_text("1"))
+    with pytest.raises(FileExistsError):
+        rc.replace_dir(out, lambda tmp: (tmp / "v2").write_text("2"))
+    with pytest.raises(RuntimeError):
+        rc.replace_dir(out, half, overwrite=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["bb"] and (out / "v1").is_file()
+    rc.replace_dir(out, lambda tmp: (tmp / "v2").write_text("2"), overwrite=True)
+    assert [p.name for p in out.iterdir()] == ["v2"] and len(list(tmp_path.iterdir())) == 1

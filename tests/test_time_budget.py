@@ -21,6 +21,8 @@ import search_space as ss
 from evaluators.cost_model import trial_shape
 from evaluators.memory import trial_memory_bytes
 from evaluators.record import trial_key
+from studies import budget_driver as bd
+from studies import budget_plan as bp
 from studies import budget_report as report
 from studies import cli, run
 from studies import halving as hv
@@ -277,16 +279,16 @@ def test_a_rungs_trials_start_longest_first(tmp_path, monkeypatch):
                               gpus_per_trial=0.0, storage_url=f"sqlite:///{tmp_path}/o.db",
                               run_dir=tmp_path, data_dir=None, address=None,
                               time_budget_s=600.0)
-    driver = tb._Driver(request, RecordStore(tmp_path), ladder, designs, 2,
-                        time.monotonic() + 600, io.StringIO())
+    driver = bd.Driver(request, RecordStore(tmp_path), ladder, designs, 2,
+                       time.monotonic() + 600, io.StringIO(), run.space_model())
     handed = {}
 
     def fake_run_rung(request, rung, order, seconds, config_cls, run_sweep, err, **kw):
         handed["order"] = order
         return 0
 
-    real_run_rung = tb._run_rung
-    monkeypatch.setattr(tb, "_run_rung", fake_run_rung)
+    real_run_rung = bd._run_rung
+    monkeypatch.setattr(bd, "_run_rung", fake_run_rung)
     rung = rg.Rung(2, ladder[2], designs, "every design")
     driver.run(rung)
     costs = driver.costs(ladder[2], designs)
@@ -660,9 +662,11 @@ class _FakeSweep:
         import studies.sweep
 
         self.now, self.speed, self.overhead, self.handed = 0.0, speed, overhead, []
-        monkeypatch.setattr(tb, "time", SimpleNamespace(monotonic=lambda: self.now))
+        clock = SimpleNamespace(monotonic=lambda: self.now)
+        monkeypatch.setattr(tb, "time", clock)
+        monkeypatch.setattr(bd, "time", clock)
         monkeypatch.setattr(studies.sweep, "cluster_slots", lambda *a: 2)
-        monkeypatch.setattr(tb, "_run_rung", self.run_rung)
+        monkeypatch.setattr(bd, "_run_rung", self.run_rung)
         monkeypatch.setenv("IGCBENCH_TRIAL_MEMORY_GB", "2")
         plan = Plan(name="fake", design_ids=tuple(designs), seeds=(0,),
                     fidelity=fidelity.name, dataset=dataset)
@@ -677,7 +681,7 @@ class _FakeSweep:
 
         from fake_records import record
 
-        costs = tb.trial_seconds(order, rung.fidelity, request.plan.dataset,
+        costs = bp.trial_seconds(order, rung.fidelity, request.plan.dataset,
                                  self.calibration(rung), 10)
         self.handed.append((rung.fidelity, list(order), costs))
         slots, start = [0.0, 0.0], self.now + self.overhead
@@ -697,13 +701,14 @@ class _FakeSweep:
 
     def calibration(self, rung, fidelity=None):
         fidelity = fidelity or rung.fidelity
-        return tb.calibration_for(self.request, fidelity, RecordStore(self.request.run_dir /
+        return bp.calibration_for(self.request, fidelity, RecordStore(self.request.run_dir /
                                                                       "none"),
                                   [fidelity], io.StringIO())
 
     def run(self):
         out, err = io.StringIO(), io.StringIO()
-        rc = tb._run(self.request, [], out, err, 0.0, self.request.time_budget_s)
+        rc = tb._run(self.request, [], run.space_model(), out, err, 0.0,
+                     self.request.time_budget_s)
         state = json.loads((self.request.run_dir / tb.STATE_FILE).read_text())
         return rc, out.getvalue(), err.getvalue(), state
 
@@ -738,7 +743,7 @@ def test_no_trial_over_a_quarter_of_the_budget_runs_and_the_probe_answers(
     # The probe: the cheapest quarter of the designs within the cap (predicted), so it
     # ends soon on a machine slower than its calibration.
     fidelity, probe, costs = fake.handed[0]
-    fit = sorted(c for c in tb.trial_seconds(designs, fidelity, "synthetic",
+    fit = sorted(c for c in bp.trial_seconds(designs, fidelity, "synthetic",
                                              fake.calibration(None, fidelity), 10) if c <= cap)
     assert max(costs) <= fit[max(4, len(fit) // 4) - 1]
     assert "no rung fits the time left" in err and "answering from the probe's records" in err
@@ -810,15 +815,15 @@ def test_the_dry_run_prints_the_plan_and_the_least_budget_that_trains(tmp_path, 
     plan_line = next(x for x in out.splitlines() if x.startswith("  plan: "))
     counts = [int(n) for n in re.findall(r"(\d+) designs? at rung", plan_line)]
     request = run.resolve(run.build_parser().parse_args(argv[:-1]))
-    plan, why = tb.dry_plan(request, io.StringIO())
+    plan, why = bp.dry_plan(request, io.StringIO())
     assert counts == list(plan.designs) and plan.predicted_s <= why["seconds"]
     least = why["min_budget"]
     assert f"the smallest budget that trains anything here: --time-budget " \
            f"{fmt_seconds(least)}" in out
     # The least budget plans a trial; a few seconds less plans none.
-    assert tb.dry_plan(dataclasses.replace(request, time_budget_s=least),
+    assert bp.dry_plan(dataclasses.replace(request, time_budget_s=least),
                        io.StringIO())[0] is not None
-    assert tb.dry_plan(dataclasses.replace(request, time_budget_s=least - 2),
+    assert bp.dry_plan(dataclasses.replace(request, time_budget_s=least - 2),
                        io.StringIO())[0] is None
     assert not (tmp_path / "r").exists()  # a dry run creates nothing
 
@@ -827,10 +832,10 @@ def test_the_docs_state_the_constants_the_answer_rests_on():
     from analysis.table import space_answer as sa
 
     text = " ".join((REPO / "docs" / "studies.md").read_text().split())
-    assert tb.MAX_TRIAL_SHARE == 0.25 and "longer than a quarter of the budget" in text
-    assert tb.MARGIN_S == 60 and "plus a margin of 1 minute (`MARGIN_S`" in text
+    assert bp.MAX_TRIAL_SHARE == 0.25 and "longer than a quarter of the budget" in text
+    assert bp.MARGIN_S == 60 and "plus a margin of 1 minute (`MARGIN_S`" in text
     assert sa.MIN_FIT == 4 and "With at least 4 measured designs" in text
-    assert tb.PICK_REACH == 2 and "within twice the probe's longest trial" in text
+    assert bd.PICK_REACH == 2 and "within twice the probe's longest trial" in text
     assert sa.ZC_RANKER == "width" and "ranked by their zero-cost width alone" in text
     readme = " ".join((REPO / "README.md").read_text().split())
     assert "no trial predicted longer than a quarter of the budget runs" in readme
@@ -844,7 +849,7 @@ def test_time_the_plan_leaves_trains_more_designs_at_the_first_rung(tmp_path, mo
     designs = _space_40k()
     fake = _FakeSweep(monkeypatch, tmp_path, designs, ev.get_fidelity("smoke"), "synthetic",
                       150.0)
-    monkeypatch.setattr(tb._Driver, "next_rung", lambda self, k: None)  # no promotion fits
+    monkeypatch.setattr(bd.Driver, "next_rung", lambda self, k: None)  # no promotion fits
     rc, out, err, state = fake.run()
     assert rc == 0, err
     (first,) = state["rungs"]
@@ -853,10 +858,10 @@ def test_time_the_plan_leaves_trains_more_designs_at_the_first_rung(tmp_path, mo
     first_handed = len(fake.handed[1][1])  # the probe, then the first rung as planned
     assert len(first["designs"]) > first_handed
     assert all(c <= 150.0 / 4 for _, _, costs in fake.handed for c in costs)
-    cheapest = min(tb.trial_seconds(designs, fake.handed[0][0], "synthetic",
+    cheapest = min(bp.trial_seconds(designs, fake.handed[0][0], "synthetic",
                                     fake.calibration(None, fake.handed[0][0]), 10))
     # Stopped because nothing more fits: less time left than one more rung of one trial.
-    assert 150.0 - tb.SETUP_RESERVE_S - fake.now < cheapest + tb.RUNG_OVERHEAD_S \
+    assert 150.0 - bp.SETUP_RESERVE_S - fake.now < cheapest + bp.RUNG_OVERHEAD_S \
         or len(first["designs"]) == len(designs)
     recorded = [d for d in first["designs"]
                 if fake.store.read(trial_key(d, first["fidelity"], "synthetic", 0))]
@@ -886,9 +891,9 @@ def test_the_surrogates_picks_stay_within_reach_of_the_probes_times(tmp_path, mo
     (candidates,) = seen
     fidelity, probe, probe_costs = fake.handed[0]
     calibration = fake.calibration(None, fidelity)
-    reach = tb.PICK_REACH * max(tb.trial_seconds(probe, fidelity, "cifar10", calibration,
+    reach = bd.PICK_REACH * max(bp.trial_seconds(probe, fidelity, "cifar10", calibration,
                                                  10))
-    costs = dict(zip(designs, tb.trial_seconds(designs, fidelity, "cifar10", calibration,
+    costs = dict(zip(designs, bp.trial_seconds(designs, fidelity, "cifar10", calibration,
                                                 10), strict=True))
     assert candidates and all(costs[d] <= reach for d in candidates)
     # The rule had designs to exclude: untried designs beyond reach, left to the sample.

@@ -1,7 +1,7 @@
 """Which records were trained by the same code, so that an analysis pools only those.
 
 A record's training code is the git trees of search_space/ and evaluators/ at its commit
-(``evaluators.record.training_code``; ``+dirty`` when the record says its code differed
+(``evaluators.provenance.training_code``; ``+dirty`` when the record says its code differed
 from the commit). Two codes count as one when a recheck (``benchmarks/recheck.py``) re-ran
 records of one with the other and found every one equal (and at least one); equality is
 then carried along chains (A = B and B = C pools A with C). Records whose codes are not
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from evaluators.record import REPO, UNKNOWN_CODE, record_training_code
+from evaluators.provenance import REPO, UNKNOWN_CODE, record_training_code
 
 CODE_COLUMN = "training_code"
 RECHECK_GLOB = "recheck*.json"  # beside the exports they rechecked (docs/reproduction/)

@@ -21,12 +21,10 @@ syne-tune's: the simulator draws one per trial and keeps it for the trial.
 from __future__ import annotations
 
 import functools
-import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from evaluators.record import replace_dir
 
 from .space import LOG_FACTORS, OBJECTIVES, DesignSpace, is_k, nearest_index
 
@@ -150,43 +148,6 @@ def NearestDesignBlackbox() -> type:  # noqa: N802 - returns the class; made on 
 
     _NearestDesign.__name__ = _NearestDesign.__qualname__ = "NearestDesignBlackbox"
     return _NearestDesign
-
-
-def replace_dir(out_dir: str | Path, fill: Callable[[Path], object], *,
-                overwrite: bool = False) -> Path:  # fmt: skip
-    """Make directory ``out_dir`` whole or not at all: ``fill(tmp)`` writes a temporary
-    directory beside it (a dot name, which readers skip), renamed into place; on any error
-    it is removed and ``out_dir`` is as it was."""
-    out = Path(out_dir)
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"no directory {out.parent} to write {out.name} in")
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} is a file, not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty (overwrite it with --overwrite)")
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
-    old = out.with_name(f"{tmp.name}-old")
-    try:
-        fill(tmp)
-        os.chmod(tmp, 0o777 & ~_umask())
-        if out.exists():
-            os.replace(out, old)
-        try:
-            os.replace(tmp, out)
-        except BaseException:
-            if old.exists():
-                os.replace(old, out)
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-    return out
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _plain(v: Any) -> Any:

@@ -29,7 +29,7 @@ import scipy.stats as sps
 
 from analysis.cli import ArgumentParser, fail
 from analysis.proxies.ranks import exported, read_scores
-from analysis.proxies.report import _count, _rel, kind_of
+from analysis.proxies.report import kind_of, plural, repo_relative
 from evaluators.scores import PAPER, PROXIES
 
 #: The scores a pick is shown for, in the report's order (latency left out: see above).
@@ -90,8 +90,8 @@ def picks_block(scores_path: str | Path, *, k: int = TOP_K, marks: Sequence[str]
     head = ["score", "kind", f"best {k} by mean score", "tau with theory",
             *[f"rank of `{m}`" for m in marks]]
     lines = [
-        f"Scores `{_rel(scores_path)}`{fid}: {n} designs x "
-        f"{_count(n_seeds, 'initialisation seed')}. Each score's best {k} designs by its mean over "
+        f"Scores `{repo_relative(scores_path)}`{fid}: {n} designs x "
+        f"{plural(n_seeds, 'initialisation seed')}. Each score's best {k} designs by its mean over "
         "the seeds (highest first; lowest for balance deviation), Kendall tau-b of its "
         f"design means against the theory score's over all {n} designs"
         + (", and the rank of each marked design (1 = the score's pick; of "

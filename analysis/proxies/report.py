@@ -99,7 +99,7 @@ def build(table: str | Path, scores: str | Path, *, fidelity: str | None = None,
     answer = (paired_differences(accuracy, sc, "theory", others, metric=METRIC,
                                  n_boot=n_boot, seed=seed)
               if "theory" in varying else pd.DataFrame())
-    return Report(table=_rel(table), scores_path=_rel(scores), fidelity=fidelity,
+    return Report(table=repo_relative(table), scores_path=repo_relative(scores), fidelity=fidelity,
                   dataset=dataset, accuracy=accuracy, scores=sc,
                   ranks=ranks.reset_index(drop=True), matrix=matrix, answer=answer,
                   manifest=dict(bench.manifest) if bench.manifest is not None else None)
@@ -118,7 +118,7 @@ def blocks(report: Report, tag: str, *, surrogate: bool = True) -> dict[str, str
     return out
 
 
-def _count(n: int, noun: str) -> str:
+def plural(n: int, noun: str) -> str:
     """``3 seeds``, ``1 seed``."""
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
@@ -130,10 +130,10 @@ def source_block(r: Report) -> str:
     sha = (r.manifest or {}).get("parquet", {}).get("sha256", "")
     return (
         f"Table `{r.table}`" + (f" (parquet sha256 `{sha[:16]}...`)" if sha else "")
-        + f": {n_designs} designs x {_count(len(seeds), 'seed')} at fidelity `{r.fidelity}`, "
+        + f": {n_designs} designs x {plural(len(seeds), 'seed')} at fidelity `{r.fidelity}`, "
         f"dataset {r.dataset}, accuracy `{METRIC}`. Scores `{r.scores_path}`: "
         f"{r.scores['design_id'].nunique()} designs x "
-        f"{_count(len(sc_seeds), 'initialisation seed')}. "
+        f"{plural(len(sc_seeds), 'initialisation seed')}. "
         f"Intervals: 95%, {N_BOOT} bootstrap replicates over designs and seeds (seed 0); "
         f"top-10% precision: the share of the k = {int(r.ranks['top_k'].max())} best designs "
         "by mean score that are among the k best by mean accuracy (chance: k/n)."
@@ -277,7 +277,8 @@ def _short(name: str) -> str:
             "balance_deviation": "balance", "test_acc": "ACC", "val_acc": "ACC"}.get(name, name)
 
 
-def _rel(path: str | Path) -> str:
+def repo_relative(path: str | Path) -> str:
+    """A path as a doc names it: relative to the repository when inside it."""
     p = Path(path).resolve()
     try:
         return os.path.relpath(p, REPO) if p.is_relative_to(REPO) else str(path)

@@ -2,7 +2,8 @@
 
 The figures are embedded as base64 PNG, so the HTML file alone is the report; the PNG and SVG
 files are also kept in a figures/ folder next to it. Nothing is written unless the input is
-good, and the HTML appears only complete (temporary file, then os.replace()).
+good, and the HTML appears only complete (built in a staged directory beside it, then
+published: evaluators.record's atomic moves).
 """
 
 from __future__ import annotations
@@ -12,9 +13,6 @@ import datetime as dt
 import html
 import json
 import math
-import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from analysis.claims.verdicts import Verdict
 from analysis.load import load_results
 from analysis.report.figures import FigureFile, make_figures
 from analysis.report.pareto import ParetoFront, pareto_fronts
+from evaluators.record import publish, staged_dir
 
 CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 1400px; }
@@ -104,8 +103,7 @@ def write_frame_report(df: pd.DataFrame, out: str | Path, *, name: str, config: 
     verdicts = check_claims(df, metric=metric, param_tol=param_tol, n_boot=n_boot, seed=seed)
     fronts = pareto_fronts(df, metric=metric)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out.parent))
-    try:
+    with staged_dir(out.parent, "report") as tmp:
         figs = make_figures(df, tmp / "figures", metric=metric, param_tol=param_tol,
                             verdicts=verdicts)
         page = render(name, df, verdicts, fronts, figs, config)
@@ -114,10 +112,8 @@ def write_frame_report(df: pd.DataFrame, out: str | Path, *, name: str, config: 
         dest.mkdir(exist_ok=True)
         for f in figs:
             for p in (f.png, f.svg):
-                os.replace(p, dest / p.name)
-        os.replace(tmp / "report.html", out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+                publish(p, dest / p.name)
+        publish(tmp / "report.html", out)
     return out
 
 

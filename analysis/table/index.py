@@ -31,10 +31,11 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import mean_std
+from evaluators.record import CURVE_KEYS, MEASURES
 from search_space import DESCRIBE_KEYS
 
-CURVE_METRICS = ("val_acc", "train_acc", "train_loss", "seconds")  # per epoch, in each record
-FINAL = ("val_acc", "test_acc", "wall_s", "latency_b1_ms", "latency_b64_ms")  # per record
+CURVE_METRICS = tuple(k for k in CURVE_KEYS if k != "epoch")  # per epoch, in each record
+FINAL = MEASURES  # per record
 
 
 class TableKeyError(KeyError):
@@ -149,14 +150,13 @@ class Entry:
 
 
 _ENTRY_FIELDS = frozenset(f.name for f in fields(Entry)) - {"info", "curve"}
-_METRICS = frozenset(
-    ("val_acc", "test_acc", "train_acc", "train_loss", "train_seconds", "wall_s",
-     "latency_b1_ms", "latency_b64_ms")
-)  # fmt: skip
+_METRICS = frozenset(n for n in _ENTRY_FIELDS if f"{n}_std" in _ENTRY_FIELDS  # the means
+                     or n in FINAL)
 
-
-ROW_METRICS = ("val_acc", "val_acc_std", "test_acc", "test_acc_std", "train_seconds",
-               "wall_s", "latency_b1_ms", "latency_b64_ms")
+_ACCURACIES = tuple(k for k in FINAL if k.endswith("_acc"))  # measured at the end of training
+#: A row: each final accuracy with its spread, the training seconds, the other finals.
+ROW_METRICS = (*(m for k in _ACCURACIES for m in (k, f"{k}_std")), "train_seconds",
+               *(k for k in FINAL if k not in _ACCURACIES))
 ROW_INFO = ("family", "L", "width", "params", "flops", "complementarity")
 REPR_COLUMNS = ("design_id", "seeds", "epoch", "val_acc", "val_acc_std", "test_acc", "params",
                 "flops", "L", "width", "train_seconds")  # what a printed list shows

@@ -112,8 +112,15 @@ def write_release(
         )
     df = df.drop(columns=[c for c in _LOCAL_COLUMNS if c in df.columns])
     df = df.sort_values(list(KEY), kind="stable").reset_index(drop=True)
-    manifest = _manifest(df, version, name)
     out.mkdir(parents=True, exist_ok=True)
+    _write_pair(df, _manifest(df, version, name), parquet, manifest_path)
+    return manifest_path
+
+
+def _write_pair(df: pd.DataFrame, manifest: dict[str, Any], parquet: Path,
+                manifest_path: Path) -> None:
+    """The parquet, then the manifest naming its size and sha256 (the manifest makes the
+    release: if it cannot be written the parquet goes too)."""
     payload = _encode(df)
     write_atomic(parquet, lambda f: payload.to_parquet(f, index=False))
     try:
@@ -129,7 +136,6 @@ def write_release(
     except BaseException:
         parquet.unlink(missing_ok=True)  # no manifest, no release: leave no half of one
         raise
-    return manifest_path
 
 
 def seed_coverage(df: pd.DataFrame) -> str:

@@ -264,28 +264,13 @@ def cross_validate(bench: Benchmark, *, scores: pd.DataFrame | None = None,
         of a mean: calibrated near 0.95), and ``params_kendall`` (the parameter count's
         tau on the same designs: the baseline a surrogate must beat).
     """
-    from sklearn.model_selection import GroupKFold
-
     fidelity, dataset = bench.resolve(fidelity, dataset)
     rows = training_rows(bench, fidelity, dataset)
     zc = zc_features(scores) if scores is not None else None
     X, _ = feature_matrix(rows["info"], zc, rows["design_id"])
     y = rows[target].to_numpy(float)
     groups = rows["design_id"].to_numpy()
-    ids = np.array(sorted(set(groups)))
-    # Designs shuffled into folds once, from the seed (GroupKFold alone is deterministic
-    # by group size, which would put the same kinds of design together).
-    perm = np.random.default_rng(seed).permutation(len(ids))
-    fold_of = dict(zip(ids[perm], np.arange(len(ids)) % folds, strict=True))
-    fold = np.array([fold_of[g] for g in groups])
-    pred_mean, pred_std = {}, {}
-    for train, test in GroupKFold(n_splits=folds).split(X, y, fold):
-        m = fit_one(model, X[train], y[train], seed)
-        mu, sd = predict_latent(m, X[test])
-        noise = noise_std(m)
-        for d, a, b in zip(groups[test], mu, sd, strict=True):
-            n = int((groups == d).sum())
-            pred_mean[d], pred_std[d] = a, math.sqrt(b * b + noise * noise / n)
+    pred_mean, pred_std = _held_out(model, X, y, groups, folds, seed)
     meas = pd.Series(y).groupby(groups).mean()
     d = list(meas.index)
     p = np.array([pred_mean[k] for k in d])
@@ -311,6 +296,29 @@ def cross_validate(bench: Benchmark, *, scores: pd.DataFrame | None = None,
     for name, reps in (("kendall", taus), ("spearman", rho), ("rmse", rmses)):
         out[f"{name}_lo"], out[f"{name}_hi"] = stats.percentile_interval(reps)
     return out
+
+
+def _held_out(model: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int,
+              seed: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Each design's mean predicted by a model fitted on the other folds, and the spread of
+    that prediction for a mean of its seeds: (mean by design, std by design)."""
+    from sklearn.model_selection import GroupKFold
+
+    ids = np.array(sorted(set(groups)))
+    # Designs shuffled into folds once, from the seed (GroupKFold alone is deterministic
+    # by group size, which would put the same kinds of design together).
+    perm = np.random.default_rng(seed).permutation(len(ids))
+    fold_of = dict(zip(ids[perm], np.arange(len(ids)) % folds, strict=True))
+    fold = np.array([fold_of[g] for g in groups])
+    pred_mean, pred_std = {}, {}
+    for train, test in GroupKFold(n_splits=folds).split(X, y, fold):
+        m = fit_one(model, X[train], y[train], seed)
+        mu, sd = predict_latent(m, X[test])
+        noise = noise_std(m)
+        for d, a, b in zip(groups[test], mu, sd, strict=True):
+            n = int((groups == d).sum())
+            pred_mean[d], pred_std[d] = a, math.sqrt(b * b + noise * noise / n)
+    return pred_mean, pred_std
 
 
 def main(argv: Sequence[str] | None = None) -> int:
