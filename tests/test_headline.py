@@ -80,3 +80,14 @@ def test_the_headline_runs_in_the_docs_are_the_committed_ones():
             row["design_id"] for row in space["designs"] if row["kind"] == "measured"}, name
     assert json.loads((FOLDER / "hl-1h" / headline.STATE).read_text())["answer"][
         "time_budget_s"] == 3600
+
+
+def test_a_flat_prediction_has_no_rank_agreement():
+    rows = [{"design_id": d, "kind": "predicted", "val_acc": 0.3, "interval": [0.2, 0.4]}
+            for d in "bcd"]
+    c = headline.check(_state(rows), _records({"b": [0.1], "c": [0.2], "d": [0.3]}))
+    assert (c["n"], c["kendall"], c["covered"]) == (3, None, 2)
+    table = headline.check_block({"p": {"state": _state(rows), "records": _records({})},
+                                  "m": {"state": _state([]), "records": _records(
+                                      {"b": [0.1], "c": [0.2], "d": [0.3]})}})
+    assert "| p | m | 3 | undefined (a constant side) | 2 of 3 |" in table

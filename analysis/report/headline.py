@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -93,7 +94,8 @@ def check(predictor: Mapping[str, Any], measurer: pd.DataFrame) -> dict[str, Any
 
     space = predictor["answer"].get("space") or {}
     ref = space.get("reference")
-    at = measurer[measurer["fidelity"] == ref]
+    at = (measurer[measurer["fidelity"] == ref] if "fidelity" in measurer.columns
+          else pd.DataFrame({"design_id": [], "val_acc": []}))  # a run with no record
     means = at.groupby("design_id")["val_acc"].mean()
     pairs = [(row, means[row["design_id"]]) for row in space.get("designs", [])
              if row["kind"] == "predicted" and row.get("val_acc") is not None
@@ -102,7 +104,9 @@ def check(predictor: Mapping[str, Any], measurer: pd.DataFrame) -> dict[str, Any
                            "covered": None, "seeds": None}
     if len(pairs) >= 3:
         tau = stats.kendalltau([p["val_acc"] for p, _ in pairs], [m for _, m in pairs])
-        out["kendall"] = float(tau.statistic)
+        # NaN when either side is constant (a surrogate fitted on too few designs predicts
+        # their mean for all): no ranking to compare.
+        out["kendall"] = None if math.isnan(tau.statistic) else float(tau.statistic)
     inside = [(lo <= v <= hi) for p, _ in pairs if p.get("interval")
               for lo, hi in [p["interval"]]
               for v in at[at["design_id"] == p["design_id"]]["val_acc"]]
@@ -147,7 +151,8 @@ def check_block(runs: Mapping[str, Mapping[str, Any]]) -> str:
             c = check(ra["state"], rb["records"])
             if not c["n"]:
                 continue
-            tau = f"{c['kendall']:+.2f}" if c["kendall"] is not None else "n < 3"
+            tau = (f"{c['kendall']:+.2f}" if c["kendall"] is not None else
+                   "n < 3" if c["n"] < 3 else "undefined (a constant side)")
             cov = f"{c['covered']} of {c['seeds']}" if c["seeds"] else "none"
             lines.append(f"| {a} | {b} | {c['n']} | {tau} | {cov} |")
     if len(lines) == 2:
