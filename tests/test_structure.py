@@ -21,10 +21,7 @@ KNOWN_CIRCLES: set[frozenset[str]] = set()
 MAX_FUNCTION_LINES = 60  # issue 27: "no function over 60 lines outside tests"
 # Functions over MAX_FUNCTION_LINES that another change shortens ("path:qualified name" ->
 # the issue that owns it). Remove an entry with the change that shortens it.
-KNOWN_LONG: dict[str, str] = {
-    # 62 lines; the replays' search registry (the same issue's registry branch) reworks it.
-    "analysis/replay/simulate.py:_simulate": "issue 27",
-}
+KNOWN_LONG: dict[str, str] = {}
 
 
 def _modules() -> dict[str, Path]:

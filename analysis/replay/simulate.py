@@ -225,18 +225,8 @@ def _simulate(
             heapq.heappush(heap, (t + sec[tr.design][tr.epochs], next(order), tr))
             continue
         proposer.tell(tr.handle, tr.design, v, stopped=not complete, epochs=tr.epochs)
-        trials.append(
-            TrialLog(
-                table.design_ids[tr.design],
-                drawn[tr.design],
-                tr.worker,
-                tr.start,
-                t,
-                tr.epochs,
-                not complete,
-                v,
-            )
-        )
+        trials.append(TrialLog(table.design_ids[tr.design], drawn[tr.design], tr.worker,
+                               tr.start, t, tr.epochs, not complete, v))
         if complete:
             if v > incumbent[0]:
                 incumbent = (v, tr.design)
