@@ -49,11 +49,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from evaluators.catalog import DATASETS, dataset_spec
+from evaluators.record import LATENCY_BATCHES
 from search_space.design import Design, parse
 from search_space.plan import net_plan
 from search_space.work import COMPOSE_MACS, PATHS, block_work, choose_path
 
-LATENCY_BATCHES = (1, 64)  # evaluators.latency.BATCH_SIZES
 DEFAULT_OVERHEAD_S = 5.0  # per trial: loading the data, splits, building the net (records:
 #                           wall_s less the epochs, test and latency passes, 3-6 s here)
 

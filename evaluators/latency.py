@@ -18,12 +18,12 @@ import time
 import torch
 from torch import nn
 
-BATCH_SIZES = (1, 64)  # stored as latency_b1_ms and latency_b64_ms
+from evaluators.record import LATENCY_BATCHES
 
 
 def measure_latency(model: nn.Module, resolution: int, *, device: torch.device,
                     warmup: int = 3, reps: int = 10,
-                    batch_sizes: tuple[int, ...] = BATCH_SIZES) -> dict[int, float]:
+                    batch_sizes: tuple[int, ...] = LATENCY_BATCHES) -> dict[int, float]:
     """Median milliseconds per forward pass of ``model`` for each batch size.
 
     Args:

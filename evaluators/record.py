@@ -48,6 +48,10 @@ STOPPED = "stopped:"  # the reason of a failed record that ASHA stopped early be
 CURVE_KEYS = ("epoch", "train_loss", "train_acc", "val_acc", "seconds")  # one row per epoch
 
 
+#: The batch sizes whose forward latency a record holds (``latency_b1_ms``, ``latency_b64_ms``).
+LATENCY_BATCHES = (1, 64)
+
+
 @dataclass(frozen=True)
 class Result:
     """What one evaluation produced. ``to_dict()`` flattens ``design`` into the top level."""
