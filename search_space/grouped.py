@@ -18,6 +18,10 @@ operation reads: channel-major for a group 1x1 convolution, NCHW (with the ReLU)
 run's end. So the permutations cost no pass of their own. The backward is autograd's:
 ``torch.bmm``'s, and for each BatchNorm ATen's ``native_batch_norm_backward`` on the
 statistics saved here. Training mode only; in eval FastBlock folds BatchNorms as before.
+
+Where ``search_space.kernels`` builds (a C++ compiler on the machine), the BatchNorm-shuffle
+is its C++ kernel instead, forward and backward: one pass from memory for the statistics and
+one for the output, channel by channel, and a hand-written backward of the same shape.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from . import kernels
 from .plan import Run
 
 
@@ -112,7 +117,13 @@ def _update_running(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, p
 def _bn(x: torch.Tensor, bn: nn.BatchNorm2d, g: int, src: str, dst: str, relu: bool,
         n: int, h: int, w: int) -> torch.Tensor:
     c = x.shape[0] if src == "cp" else x.shape[1]
-    return _BatchNormShuffle.apply(x, bn.weight, bn.bias, bn, src, dst, g, relu, (n, c, h, w))
+    if kernels.extension() is None:
+        return _BatchNormShuffle.apply(x, bn.weight, bn.bias, bn, src, dst, g, relu,
+                                       (n, c, h, w))
+    y, mean, var = kernels.BatchNormShuffle.apply(x, bn.weight, bn.bias, bn.eps, src, dst, g,
+                                                  relu, (n, c, h, w))
+    _update_running(bn, mean, var, n * h * w)
+    return y
 
 
 def group_conv1x1(x: torch.Tensor, weight: torch.Tensor, groups: int) -> torch.Tensor:

@@ -1,0 +1,151 @@
+"""The C++ kernels of the grouped path (search_space/kernels.cpp) compute the reference ops:
+gradcheck in float64 on small random shapes of the space, equality with BatchNorm2d +
+ChannelShuffle (+ ReLU) including the running statistics, a whole block against
+ReferenceBlock in float64, and float32 closeness on a rung-sized shape (C = 144, batch 64,
+16x16). The build is shared by the module (one compile, ~30 CPU-s, cached across runs in
+torch's extensions directory); without a C++ compiler the module is skipped (the pure path
+is tests/test_grouped.py's)."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import search_space as ss
+from search_space import kernels
+from search_space.fast import FastBlock
+from search_space.modules import ChannelShuffle, ReferenceBlock
+
+LAYOUTS = [("nchw", "cp", 1, False), ("nchw", "nchw", 4, True), ("cp", "cp", 3, False),
+           ("cp", "nchw", 4, True), ("cp", "nchw", 1, False), ("cp", "cp", 2, True)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ext():
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler: the grouped path runs its pure-PyTorch kernels")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a failed build with a compiler present is a failure
+        module = kernels.extension()
+    assert module is not None
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield module
+    torch.set_num_threads(n)
+
+
+def _inputs(layout: str, shape, seed: int, dtype=torch.float64):
+    n, c, h, w = shape
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c, h, w, generator=g, dtype=dtype) * 2 + 0.7
+    return x, (x if layout == "nchw" else x.transpose(0, 1).reshape(c, -1).contiguous())
+
+
+def _to_nchw(y: torch.Tensor, layout: str, shape) -> torch.Tensor:
+    n, c, h, w = shape
+    return y if layout == "nchw" else y.view(c, n, h, w).transpose(0, 1)
+
+
+@pytest.mark.parametrize("src,dst,shuffle,relu", LAYOUTS)
+def test_batchnorm_shuffle_passes_gradcheck(src, dst, shuffle, relu):
+    shape = (3, 12, 2, 5)
+    _, x = _inputs(src, shape, seed=shuffle)
+    g = torch.Generator().manual_seed(7)
+    weight = (torch.rand(12, generator=g, dtype=torch.float64) + 0.5).requires_grad_()
+    bias = (torch.rand(12, generator=g, dtype=torch.float64) - 0.5).requires_grad_()
+
+    def f(x, weight, bias):
+        return kernels.BatchNormShuffle.apply(x, weight, bias, 1e-5, src, dst, shuffle, relu,
+                                              shape)[0]
+
+    assert torch.autograd.gradcheck(f, (x.requires_grad_(), weight, bias), eps=1e-6,
+                                    atol=1e-7)
+
+
+@pytest.mark.parametrize("src,dst,shuffle,relu", LAYOUTS)
+def test_batchnorm_shuffle_is_batchnorm_then_channel_shuffle(src, dst, shuffle, relu):
+    """Output, the three gradients and the running statistics, float64, to 1e-12."""
+    shape = n, c, h, w = (5, 12, 3, 4)
+    x, inp = _inputs(src, shape, seed=11)
+    bn_ref = nn.BatchNorm2d(c).double()
+    with torch.no_grad():
+        bn_ref.weight.uniform_(0.5, 1.5)
+        bn_ref.bias.uniform_(-0.5, 0.5)
+        bn_ref.running_var.uniform_(0.5, 2.0)
+    bn_new = nn.BatchNorm2d(c).double()
+    bn_new.load_state_dict(bn_ref.state_dict())
+    xr = x.clone().requires_grad_()
+    ref = ChannelShuffle(shuffle)(bn_ref(xr))
+    ref = ref.relu() if relu else ref
+    xn = inp.clone().requires_grad_()
+    out, mean, var = kernels.BatchNormShuffle.apply(xn, bn_new.weight, bn_new.bias, bn_new.eps,
+                                                    src, dst, shuffle, relu, shape)
+    with torch.no_grad():  # BatchNorm2d's update: momentum 0.1, unbiased variance
+        bn_new.running_mean.lerp_(mean, 0.1)
+        bn_new.running_var.lerp_(var * (n * h * w) / (n * h * w - 1), 0.1)
+    gy = torch.randn(ref.shape, generator=torch.Generator().manual_seed(3), dtype=x.dtype)
+    want = torch.autograd.grad(ref, (xr, bn_ref.weight, bn_ref.bias), gy)
+    got = torch.autograd.grad(_to_nchw(out, dst, shape), (xn, bn_new.weight, bn_new.bias), gy)
+    got = (_to_nchw(got[0], src, shape), *got[1:])
+    assert torch.allclose(_to_nchw(out, dst, shape), ref, rtol=0, atol=1e-12)
+    for a, b in zip(got, want, strict=True):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12 * max(1.0, float(b.abs().max())))
+    for name in ("running_mean", "running_var"):
+        assert torch.allclose(getattr(bn_new, name), getattr(bn_ref, name), rtol=1e-12, atol=0)
+
+
+def _block_step(design: str, batch: int, side: int, dtype: torch.dtype):
+    """(ReferenceBlock float64, FastBlock grouped in ``dtype``) after one training step:
+    outputs, input gradients, parameter gradients and buffers, as pairs (new, reference)."""
+    block = ss.net_plan(ss.parse(design), 10).blocks[0]
+    torch.manual_seed(0)
+    ref = ReferenceBlock(block).double()
+    new = FastBlock(block, path="grouped")
+    new.load_reference_state(ref)
+    new.to(dtype)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, block.cin, side, side, generator=g, dtype=torch.float64) + 0.7
+    xr, xn = x.clone().requires_grad_(), x.to(dtype).requires_grad_()
+    yr, yn = ref(xr), new(xn)
+    gy = torch.randn(yr.shape, generator=g, dtype=torch.float64)
+    yr.backward(gy)
+    yn.backward(gy.to(dtype))
+    pairs = [(yn, yr), (xn.grad, xr.grad)]
+    pairs += [(a.grad, b.grad) for a, b in zip(new.parameters(), ref.parameters(), strict=True)]
+    pairs += [(a, b) for a, b in zip(new.buffers(), ref.buffers(), strict=True)
+              if a.is_floating_point()]
+    return [(a.detach().double(), b.detach()) for a, b in pairs]
+
+
+def _worst(pairs) -> float:
+    return max(float((a - b).abs().max() / b.abs().max().clamp(min=1.0)) for a, b in pairs)
+
+
+@pytest.mark.parametrize("design", ["plain8-c24-k1.6.4", "plain8-c24-kg2.1.g2-s2-t6-relu",
+                                    "plain8-c96-k2.g2"])
+def test_grouped_block_with_the_kernels_is_the_reference_in_float64(design):
+    assert _worst(_block_step(design, batch=3, side=6, dtype=torch.float64)) < 1e-10
+
+
+def test_rung_sized_block_in_float32_is_close_to_float64():
+    """plain8-c144-k1.12.12's block at the rungs' shape (batch 64, 16x16): as close to the
+    float64 reference as the pure grouped path in float32 (the bound test_grouped holds)."""
+    with kernels.use(False):
+        pure = _worst(_block_step("plain8-c144-k1.12.12", 64, 16, torch.float32))
+    assert _worst(_block_step("plain8-c144-k1.12.12", 64, 16, torch.float32)) <= max(
+        1e-5, 2 * pure)
+
+
+def test_use_false_takes_the_pure_path(monkeypatch):
+    calls = []
+    monkeypatch.setattr(kernels.BatchNormShuffle, "apply",
+                        lambda *a: calls.append(a) or (_ for _ in ()).throw(AssertionError))
+    block = ss.net_plan(ss.parse("plain8-c24-k1.6.4"), 10).blocks[0]
+    with kernels.use(False):
+        assert kernels.extension() is None
+        FastBlock(block, path="grouped").train()(torch.randn(2, 24, 4, 4))
+    assert not calls
