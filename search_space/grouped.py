@@ -21,7 +21,8 @@ statistics saved here. Training mode only; in eval FastBlock folds BatchNorms as
 
 Where ``search_space.kernels`` builds (a C++ compiler on the machine), the BatchNorm-shuffle
 is its C++ kernel instead, forward and backward: one pass from memory for the statistics and
-one for the output, channel by channel, and a hand-written backward of the same shape.
+one for the output, channel by channel, and a hand-written backward of the same shape; and a
+depth-wise 3x3 spatial convolution (stride 1) is its C++ kernel, not ATen's NCHW one.
 """
 
 from __future__ import annotations
@@ -142,8 +143,11 @@ def grouped_run(modules: nn.Module, run: Run, x: torch.Tensor) -> torch.Tensor:
     pending = None  # the BatchNorm still to apply: (module, shuffle branches)
     if run.spatial is not None:
         conv = modules[run.spatial]
-        x = F.conv2d(x, conv.weight, None, conv.stride, conv.padding, conv.dilation,
-                     conv.groups)
+        if kernels.is_depthwise3x3(conv) and kernels.extension() is not None:
+            x = kernels.DepthwiseConv3x3.apply(x, conv.weight)
+        else:
+            x = F.conv2d(x, conv.weight, None, conv.stride, conv.padding, conv.dilation,
+                         conv.groups)
         pending = (modules[run.lead[0]], run.lead[1])
     n, _, h, w = x.shape
     if pending is None:  # the run opens with a 1x1 convolution: go channel-major first

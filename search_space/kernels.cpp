@@ -237,9 +237,120 @@ std::vector<at::Tensor> bn_backward(const at::Tensor& gy, const c10::optional<at
   return {dx, dw, db};
 }
 
+// ---- depth-wise 3x3 convolution, NCHW, stride 1, padding 1, one filter per channel ----
+
+// The (H + 2) x (W + 2) zero-padded copy of one plane: every output pixel then reads its
+// 3x3 neighbourhood without edge cases, and the loops over a row vectorise.
+template <typename T>
+void pad_plane(const T* x, int64_t h, int64_t w, T* p) {
+  std::fill(p, p + (h + 2) * (w + 2), T(0));
+  for (int64_t i = 0; i < h; ++i)
+    std::copy(x + i * w, x + (i + 1) * w, p + (i + 1) * (w + 2) + 1);
+}
+
+template <typename T>
+void dw_plane(const T* __restrict__ p, const T* k, int64_t h, int64_t w, T* __restrict__ y) {
+  const int64_t pw = w + 2;
+  for (int64_t i = 0; i < h; ++i) {
+    const T* r0 = p + i * pw;
+    const T* r1 = r0 + pw;
+    const T* r2 = r1 + pw;
+    T* o = y + i * w;
+    for (int64_t j = 0; j < w; ++j)
+      o[j] = k[0] * r0[j] + k[1] * r0[j + 1] + k[2] * r0[j + 2] + k[3] * r1[j] +
+             k[4] * r1[j + 1] + k[5] * r1[j + 2] + k[6] * r2[j] + k[7] * r2[j + 1] +
+             k[8] * r2[j + 2];
+  }
+}
+
+// y[n, c] = x[n, c] (*) k[c] for all planes; flip: the kernel rotated by 180 degrees (the
+// input gradient is the output gradient convolved with the flipped kernel).
+template <typename T>
+void dw_forward_impl(const T* x, const T* k, T* y, int64_t n, int64_t c, int64_t h, int64_t w,
+                     bool flip) {
+  at::parallel_for(0, c, 1, [&](int64_t c0, int64_t c1) {
+    std::vector<T> pad((h + 2) * (w + 2));
+    T kc[9];
+    for (int64_t ch = c0; ch < c1; ++ch) {
+      for (int t = 0; t < 9; ++t) kc[t] = k[ch * 9 + (flip ? 8 - t : t)];
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t o = (i * c + ch) * h * w;
+        pad_plane(x + o, h, w, pad.data());
+        dw_plane(pad.data(), kc, h, w, y + o);
+      }
+    }
+  });
+}
+
+// sum over one plane of gy * q, q a W-wide window sliding down the padded plane: L lanes
+// per row chunk, kept in registers down the rows, then into double.
+template <typename T>
+double window_dot(const T* g, const T* q, int64_t h, int64_t w, int64_t pw) {
+  double s = 0;
+  for (int64_t j0 = 0; j0 < w; j0 += L) {
+    const int64_t len = std::min<int64_t>(L, w - j0);
+    T a[L] = {};
+    if (len == L) {
+      for (int64_t r = 0; r < h; ++r)
+        for (int k = 0; k < L; ++k) a[k] += g[r * w + j0 + k] * q[r * pw + j0 + k];
+    } else {
+      for (int64_t r = 0; r < h; ++r)
+        for (int64_t k = 0; k < len; ++k) a[k] += g[r * w + j0 + k] * q[r * pw + j0 + k];
+    }
+    for (int k = 0; k < L; ++k) s += a[k];
+  }
+  return s;
+}
+
+// dk[c, t] = sum over images and pixels of gy * (x shifted by tap t).
+template <typename T>
+void dw_weight_impl(const T* gy, const T* x, T* dk, int64_t n, int64_t c, int64_t h,
+                    int64_t w) {
+  at::parallel_for(0, c, 1, [&](int64_t c0, int64_t c1) {
+    std::vector<T> pad((h + 2) * (w + 2));
+    const int64_t pw = w + 2;
+    for (int64_t ch = c0; ch < c1; ++ch) {
+      double sum[9] = {};
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t o = (i * c + ch) * h * w;
+        pad_plane(x + o, h, w, pad.data());
+        for (int t = 0; t < 9; ++t)
+          sum[t] += window_dot(gy + o, pad.data() + (t / 3) * pw + t % 3, h, w, pw);
+      }
+      for (int t = 0; t < 9; ++t) dk[ch * 9 + t] = T(sum[t]);
+    }
+  });
+}
+
+at::Tensor dw_forward(const at::Tensor& x, const at::Tensor& k, bool flip) {
+  TORCH_CHECK(x.dim() == 4 && x.is_contiguous() && k.numel() == x.size(1) * 9,
+              "dw_forward: shape");
+  at::Tensor y = at::empty_like(x), kc = k.contiguous().to(x.scalar_type());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dw_forward", [&] {
+    dw_forward_impl<scalar_t>(x.data_ptr<scalar_t>(), kc.data_ptr<scalar_t>(),
+                              y.data_ptr<scalar_t>(), x.size(0), x.size(1), x.size(2),
+                              x.size(3), flip);
+  });
+  return y;
+}
+
+at::Tensor dw_weight(const at::Tensor& gy, const at::Tensor& x) {
+  TORCH_CHECK(x.dim() == 4 && x.is_contiguous() && gy.is_contiguous() &&
+              gy.sizes() == x.sizes(), "dw_weight: shape");
+  at::Tensor dk = at::empty({x.size(1), 1, 3, 3}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dw_weight", [&] {
+    dw_weight_impl<scalar_t>(gy.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
+                             dk.data_ptr<scalar_t>(), x.size(0), x.size(1), x.size(2),
+                             x.size(3));
+  });
+  return dk;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("bn_forward", &bn_forward, "BatchNorm (batch statistics) + shuffle + [ReLU]");
   m.def("bn_backward", &bn_backward, "its backward");
+  m.def("dw_forward", &dw_forward, "depth-wise 3x3 convolution, stride 1, padding 1");
+  m.def("dw_weight", &dw_weight, "its weight gradient");
 }

@@ -92,3 +92,32 @@ class BatchNormShuffle(torch.autograd.Function):
                                              mean, invstd, *ctx.cfg)
         return (dx.view(x.shape), dw.to(weight.dtype), db.to(weight.dtype),
                 None, None, None, None, None, None)
+
+
+class DepthwiseConv3x3(torch.autograd.Function):
+    """``F.conv2d(x, weight, padding=1, groups=C)`` for a (C, 1, 3, 3) weight, stride 1,
+    NCHW: forward, input gradient (the output gradient convolved with the flipped kernel)
+    and weight gradient in C++."""
+
+    @staticmethod
+    def forward(ctx, x, weight):
+        x = x.contiguous()
+        ctx.save_for_backward(x, weight)
+        return extension().dw_forward(x, weight.detach(), False)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gy):
+        x, weight = ctx.saved_tensors
+        gy = gy.contiguous()
+        dx = extension().dw_forward(gy, weight, True) if ctx.needs_input_grad[0] else None
+        dw = extension().dw_weight(gy, x).to(weight.dtype) if ctx.needs_input_grad[1] else None
+        return dx, dw
+
+
+def is_depthwise3x3(conv: torch.nn.Conv2d) -> bool:
+    """Whether :class:`DepthwiseConv3x3` computes ``conv`` (one 3x3 filter per channel,
+    stride 1, padding 1, no dilation, no bias)."""
+    return (conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (1, 1)
+            and conv.dilation == (1, 1) and conv.groups == conv.in_channels
+            == conv.out_channels and conv.bias is None and conv.padding_mode == "zeros")

@@ -1,6 +1,7 @@
 """The C++ kernels of the grouped path (search_space/kernels.cpp) compute the reference ops:
 gradcheck in float64 on small random shapes of the space, equality with BatchNorm2d +
-ChannelShuffle (+ ReLU) including the running statistics, a whole block against
+ChannelShuffle (+ ReLU) including the running statistics and with F.conv2d's depth-wise
+3x3 convolution, whole blocks against
 ReferenceBlock in float64, and float32 closeness on a rung-sized shape (C = 144, batch 64,
 16x16). The build is shared by the module (one compile, ~30 CPU-s, cached across runs in
 torch's extensions directory); without a C++ compiler the module is skipped (the pure path
@@ -13,6 +14,7 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import search_space as ss
@@ -96,6 +98,45 @@ def test_batchnorm_shuffle_is_batchnorm_then_channel_shuffle(src, dst, shuffle, 
         assert torch.allclose(a, b, rtol=0, atol=1e-12 * max(1.0, float(b.abs().max())))
     for name in ("running_mean", "running_var"):
         assert torch.allclose(getattr(bn_new, name), getattr(bn_ref, name), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 4), (1, 2, 3, 19), (2, 1, 1, 1)])
+def test_depthwise3x3_passes_gradcheck(shape):
+    g = torch.Generator().manual_seed(shape[3])
+    x = torch.randn(shape, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(shape[1], 1, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(kernels.DepthwiseConv3x3.apply, (x, w), eps=1e-6,
+                                    atol=1e-7)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 16, 16), (2, 4, 7, 33), (4, 3, 2, 2)])
+def test_depthwise3x3_is_conv2d(shape):
+    """Output and both gradients against F.conv2d(groups=C), float64, to 1e-12; widths
+    over, at and under the kernel's 16 lanes."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(shape, generator=g, dtype=torch.float64) + 0.7
+    w = torch.randn(shape[1], 1, 3, 3, generator=g, dtype=torch.float64)
+    gy = torch.randn(shape, generator=g, dtype=torch.float64)
+    xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+    xn, wn = x.clone().requires_grad_(), w.clone().requires_grad_()
+    ref = F.conv2d(xr, wr, padding=1, groups=shape[1])
+    out = kernels.DepthwiseConv3x3.apply(xn, wn)
+    pairs = [(out, ref), *zip(torch.autograd.grad(out, (xn, wn), gy),
+                              torch.autograd.grad(ref, (xr, wr), gy), strict=True)]
+    for a, b in pairs:
+        a, b = a.detach(), b.detach()
+        assert torch.allclose(a, b, rtol=0, atol=1e-12 * max(1.0, float(b.abs().max())))
+
+
+def test_is_depthwise3x3_only_for_what_the_kernel_computes():
+    assert kernels.is_depthwise3x3(nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False))
+    for conv in (nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Conv2d(8, 8, 3, groups=8,
+                                                                    bias=False),
+                 nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8, bias=False),
+                 nn.Conv2d(8, 8, 3, padding=1, groups=4, bias=False),
+                 nn.Conv2d(8, 16, 3, padding=1, groups=8, bias=False),
+                 nn.Conv2d(8, 8, 5, padding=2, groups=8, bias=False)):
+        assert not kernels.is_depthwise3x3(conv), conv
 
 
 def _block_step(design: str, batch: int, side: int, dtype: torch.dtype):
