@@ -41,6 +41,9 @@ def test_kind_of_sorts_convolutions_by_their_weight():
     assert kind_of("aten::threshold_backward", []) == "ReLU"
     assert kind_of("aten::copy_", []) == "permutation"
     assert kind_of("aten::cross_entropy_loss", []) == "other"
+    assert kind_of("BatchNormShuffleBackward", []) == "BatchNorm"  # search_space.kernels
+    assert kind_of("DepthwiseConv3x3", []) == "3x3"
+    assert kind_of("_BatchNormShuffle", []) == "other"  # the pure path's: its ATen ops count
 
 
 def test_the_old_rule_is_the_rule_before_the_grouped_path():
