@@ -21,6 +21,15 @@
 #include <cmath>
 #include <vector>
 
+// The hot loops are compiled twice, for x86-64-v3 (AVX2, FMA) and the baseline, and the
+// loader picks one per machine (GCC's target_clones): the flags stay portable, so a build
+// cached on one machine runs on any x86-64, and a v3 machine gets 8-wide vectors.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define IGC_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define IGC_CLONES
+#endif
+
 namespace {
 
 constexpr int L = 16;
@@ -44,7 +53,7 @@ inline int64_t shuffled(int64_t ch, int64_t c, int64_t g) {
 
 // Sums of (p[j] - shift) and of its square over one run, into double.
 template <typename T>
-void run_moments(const T* p, int64_t len, T shift, double& s1, double& s2) {
+IGC_CLONES void run_moments(const T* p, int64_t len, T shift, double& s1, double& s2) {
   for (int64_t j0 = 0; j0 < len; j0 += CHUNK) {
     const int64_t end = std::min(len, j0 + CHUNK);
     T a1[L] = {}, a2[L] = {};
@@ -83,7 +92,7 @@ inline T masked(const T* gy, const T* y, int64_t j) {
 
 // Sums of dy and of dy * (x - mean) over one run.
 template <bool Masked, typename T>
-void run_grad_sums(const T* gy, const T* y, const T* x, int64_t len, T mean, double& sd,
+IGC_CLONES void run_grad_sums(const T* gy, const T* y, const T* x, int64_t len, T mean, double& sd,
                    double& sdx) {
   for (int64_t j0 = 0; j0 < len; j0 += CHUNK) {
     const int64_t end = std::min(len, j0 + CHUNK);
@@ -105,6 +114,26 @@ void run_grad_sums(const T* gy, const T* y, const T* x, int64_t len, T mean, dou
       sdx += a2[k];
     }
   }
+}
+
+// y = (x - mean) * scale + bias, [ReLU], over one run.
+template <typename T>
+IGC_CLONES void bn_write_run(const T* __restrict__ p, T* __restrict__ q, int64_t len, T mc,
+                             T sc, T bc, bool relu) {
+  if (relu) {
+    for (int64_t j = 0; j < len; ++j) q[j] = std::max((p[j] - mc) * sc + bc, T(0));
+  } else {
+    for (int64_t j = 0; j < len; ++j) q[j] = (p[j] - mc) * sc + bc;
+  }
+}
+
+// dx = (dy - k1 - (x - mean) * k2) * ws over one run.
+template <bool Masked, typename T>
+IGC_CLONES void bn_dx_run(const T* __restrict__ g, const T* __restrict__ r,
+                          const T* __restrict__ p, T* __restrict__ q, int64_t len, T mc, T k1,
+                          T k2, T ws) {
+  for (int64_t j = 0; j < len; ++j)
+    q[j] = (masked<Masked>(g, r, j) - k1 - (p[j] - mc) * k2) * ws;
 }
 
 struct BnArgs {
@@ -134,15 +163,8 @@ void bn_forward_impl(const T* x, const T* w, const T* b, T* y, T* mean, T* var, 
       invstd[c] = T(is);
       const T mc = mean[c], sc = T(double(w[c]) * is), bc = b[c];
       const int64_t oc = shuffled(c, s.c, a.g);
-      for (int64_t i = 0; i < s.n; ++i) {
-        const T* p = x + s.off(c, i);
-        T* q = y + a.dst.off(oc, i);
-        if (a.relu) {
-          for (int64_t j = 0; j < s.hw; ++j) q[j] = std::max((p[j] - mc) * sc + bc, T(0));
-        } else {
-          for (int64_t j = 0; j < s.hw; ++j) q[j] = (p[j] - mc) * sc + bc;
-        }
-      }
+      for (int64_t i = 0; i < s.n; ++i)
+        bn_write_run(x + s.off(c, i), y + a.dst.off(oc, i), s.hw, mc, sc, bc, a.relu);
     }
   });
 }
@@ -169,12 +191,8 @@ void bn_backward_channels(const T* gy, const T* y, const T* x, const T* w, const
       const T mc = mean[c];
       for (int64_t i = 0; i < s.n; ++i) {
         const int64_t o = a.dst.off(oc, i);
-        const T* g = gy + o;
-        const T* r = Masked ? y + o : y;
-        const T* p = x + s.off(c, i);
-        T* q = dx + s.off(c, i);
-        for (int64_t j = 0; j < s.hw; ++j)
-          q[j] = (masked<Masked>(g, r, j) - k1 - (p[j] - mc) * k2) * ws;
+        bn_dx_run<Masked>(gy + o, Masked ? y + o : y, x + s.off(c, i), dx + s.off(c, i), s.hw,
+                          mc, k1, k2, ws);
       }
     }
   });
@@ -249,7 +267,7 @@ void pad_plane(const T* x, int64_t h, int64_t w, T* p) {
 }
 
 template <typename T>
-void dw_plane(const T* __restrict__ p, const T* k, int64_t h, int64_t w, T* __restrict__ y) {
+IGC_CLONES void dw_plane(const T* __restrict__ p, const T* k, int64_t h, int64_t w, T* __restrict__ y) {
   const int64_t pw = w + 2;
   for (int64_t i = 0; i < h; ++i) {
     const T* r0 = p + i * pw;
@@ -285,7 +303,7 @@ void dw_forward_impl(const T* x, const T* k, T* y, int64_t n, int64_t c, int64_t
 // sum over one plane of gy * q, q a W-wide window sliding down the padded plane: L lanes
 // per row chunk, kept in registers down the rows, then into double.
 template <typename T>
-double window_dot(const T* g, const T* q, int64_t h, int64_t w, int64_t pw) {
+IGC_CLONES double window_dot(const T* g, const T* q, int64_t h, int64_t w, int64_t pw) {
   double s = 0;
   for (int64_t j0 = 0; j0 < w; j0 += L) {
     const int64_t len = std::min<int64_t>(L, w - j0);
