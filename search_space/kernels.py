@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,17 +40,24 @@ def extension() -> Any | None:
     if not _state["enabled"]:
         return None
     if "module" not in _state:
-        try:
-            from torch.utils.cpp_extension import load
-
-            _state["module"] = load(name="igcbench_kernels", sources=[str(SOURCE)],
-                                    extra_cflags=CFLAGS, verbose=False)
-        except Exception as e:  # noqa: BLE001 - any build failure means: take the pure path
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            warnings.warn(f"igcbench C++ kernels unavailable ({first}); using the "
-                          "pure-PyTorch grouped path", RuntimeWarning, stacklevel=2)
-            _state["module"] = None
+        _state["module"] = _build()
     return _state["module"]
+
+
+def _build() -> Any | None:
+    compiler = os.environ.get("CXX", "c++")
+    try:
+        if shutil.which(compiler) is None:  # before torch's own multi-line compiler warning
+            raise RuntimeError(f"no C++ compiler {compiler!r} on PATH")
+        from torch.utils.cpp_extension import load
+
+        return load(name="igcbench_kernels", sources=[str(SOURCE)], extra_cflags=CFLAGS,
+                    verbose=False)
+    except Exception as e:  # noqa: BLE001 - any build failure means: take the pure path
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        warnings.warn(f"igcbench C++ kernels unavailable ({first}); using the pure-PyTorch "
+                      "grouped path", RuntimeWarning, stacklevel=3)
+        return None
 
 
 @contextlib.contextmanager

@@ -190,3 +190,28 @@ def test_use_false_takes_the_pure_path(monkeypatch):
         assert kernels.extension() is None
         FastBlock(block, path="grouped").train()(torch.randn(2, 24, 4, 4))
     assert not calls
+
+
+def test_without_a_compiler_the_pure_path_runs_after_one_warning_line(tmp_path):
+    """A build that fails (CXX names no compiler, an empty extensions directory): one
+    RuntimeWarning line, and the grouped path trains on its pure-PyTorch kernels."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import warnings, torch, search_space as ss\n"
+            "from search_space.fast import FastBlock\n"
+            "from search_space import kernels\n"
+            "warnings.simplefilter('always')\n"
+            "b = ss.net_plan(ss.parse('plain8-c24-k1.6.4'), 10).blocks[0]\n"
+            "for _ in range(2):\n"
+            "    FastBlock(b, path='grouped').train()(torch.randn(2, 24, 4, 4)).sum().backward()\n"
+            "print('ran', kernels.extension())\n")
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-c++"),
+           "TORCH_EXTENSIONS_DIR": str(tmp_path / "ext")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ran None"
+    lines = [ln for ln in out.stderr.splitlines() if "C++ kernels unavailable" in ln]
+    assert len(lines) == 1 and "using the pure-PyTorch grouped path" in lines[0]
