@@ -118,7 +118,7 @@ def _update_running(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, p
 def _bn(x: torch.Tensor, bn: nn.BatchNorm2d, g: int, src: str, dst: str, relu: bool,
         n: int, h: int, w: int) -> torch.Tensor:
     c = x.shape[0] if src == "cp" else x.shape[1]
-    if kernels.extension() is None:
+    if not kernels.usable(x):
         return _BatchNormShuffle.apply(x, bn.weight, bn.bias, bn, src, dst, g, relu,
                                        (n, c, h, w))
     y, mean, var = kernels.BatchNormShuffle.apply(x, bn.weight, bn.bias, bn.eps, src, dst, g,
@@ -143,7 +143,7 @@ def grouped_run(modules: nn.Module, run: Run, x: torch.Tensor) -> torch.Tensor:
     pending = None  # the BatchNorm still to apply: (module, shuffle branches)
     if run.spatial is not None:
         conv = modules[run.spatial]
-        if kernels.is_depthwise3x3(conv) and kernels.extension() is not None:
+        if kernels.is_depthwise3x3(conv) and kernels.usable(x):
             x = kernels.DepthwiseConv3x3.apply(x, conv.weight)
         else:
             x = F.conv2d(x, conv.weight, None, conv.stride, conv.padding, conv.dilation,

@@ -60,6 +60,13 @@ def _build() -> Any | None:
         return None
 
 
+def usable(x: torch.Tensor) -> bool:
+    """Whether the kernels take ``x``: a CPU float32 or float64 tensor, and the extension
+    built (or None: then the caller's pure path)."""
+    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+            and extension() is not None)
+
+
 @contextlib.contextmanager
 def use(enabled: bool) -> Iterator[None]:
     """Within the block, the grouped path takes (True) or skips (False) the C++ kernels."""

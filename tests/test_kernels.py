@@ -215,3 +215,11 @@ def test_without_a_compiler_the_pure_path_runs_after_one_warning_line(tmp_path):
     assert out.stdout.strip() == "ran None"
     lines = [ln for ln in out.stderr.splitlines() if "C++ kernels unavailable" in ln]
     assert len(lines) == 1 and "using the pure-PyTorch grouped path" in lines[0]
+
+
+def test_usable_only_for_cpu_float_tensors():
+    assert kernels.usable(torch.zeros(2)) and kernels.usable(torch.zeros(2, dtype=torch.float64))
+    assert not kernels.usable(torch.zeros(2, dtype=torch.bfloat16))
+    assert not kernels.usable(torch.zeros(2, device="meta"))
+    with kernels.use(False):
+        assert not kernels.usable(torch.zeros(2))
