@@ -5,15 +5,16 @@ convolution ran far below this CPU's limits in ATen (docs/performance.md, issue 
 ``kernels.cpp`` does each channel by channel so that a channel's values stay in cache
 between passes.
 
-How it is built: ``torch.utils.cpp_extension.load`` with the machine's C++ compiler, the
-first time a process asks for it, cached in torch's extensions directory (keyed on the
-source and the flags; ``TORCH_EXTENSIONS_DIR`` moves it). Nothing is built at ``pip
-install``, so pip's build isolation never needs (or pulls) a torch. Portable flags only
-(``-O3``): a cached build may be shared by machines of one cluster. Where there is no
-compiler or the build fails, :func:`extension` warns once, in one line, and returns None:
-the grouped path then takes its pure-PyTorch kernels. ``IGCBENCH_KERNELS=0`` in the
-environment, or :func:`use` (False), turns the kernels off; both paths compute the same
-function (tests/test_kernels.py).
+How it is built: ``torch.utils.cpp_extension.load`` with the machine's C++ compiler and
+``ninja``, the first time a process asks for it, cached in torch's extensions directory
+(keyed on the source and the flags; ``TORCH_EXTENSIONS_DIR`` moves it). Nothing is built at
+``pip install``, so pip's build isolation never needs (or pulls) a torch. Portable flags
+only (``-O3``), so a cached build may be shared by the machines of a cluster; the hot loops
+are compiled twice (GCC's ``target_clones``: x86-64-v3 and baseline) and the loader picks
+one per machine. Where there is no compiler or the build fails, :func:`extension` warns
+once, in one line, and returns None: the grouped path then takes its pure-PyTorch kernels.
+``IGCBENCH_KERNELS=0`` in the environment, or :func:`use` (False), turns the kernels off;
+both paths compute the same function (tests/test_kernels.py).
 """
 
 from __future__ import annotations
@@ -49,7 +50,10 @@ def _build() -> Any | None:
     try:
         if shutil.which(compiler) is None:  # before torch's own multi-line compiler warning
             raise RuntimeError(f"no C++ compiler {compiler!r} on PATH")
-        from torch.utils.cpp_extension import load
+        from torch.utils.cpp_extension import is_ninja_available, load
+
+        if not is_ninja_available():  # torch's load builds with ninja (pip install ninja)
+            raise RuntimeError("no ninja on PATH")
 
         return load(name="igcbench_kernels", sources=[str(SOURCE)], extra_cflags=CFLAGS,
                     verbose=False)
