@@ -37,6 +37,7 @@ from benchmarks import roofline
 from benchmarks.roofline_ops import KINDS, op_work, profile_step
 from evaluators.record import git_commit, write_json_atomic
 from search_space import kernels
+from search_space.fast import FastBlock
 
 OUT = roofline.ROOT / "benchmarks" / "results" / "kernels_cpu.json"
 DESIGN = roofline.TARGET
@@ -44,6 +45,14 @@ IMPLS = ("reference", "fast_old", "grouped_pure", "grouped", "fast")
 PROFILED = ("reference", "fast_old", "grouped_pure", "grouped")
 NAMES = {"reference": "reference", "fast_old": "fast before", "grouped_pure": "grouped pure",
          "grouped": "grouped C++", "fast": "fast now"}
+
+
+def paths(design: str, impl: str, side: int) -> list[str]:
+    """The training path each block of ``impl`` takes at ``side`` ("reference": none)."""
+    net = roofline.build(design, "grouped" if impl == "grouped_pure" else impl, side).train()
+    return [m.path if m.path != "auto" and m.path else
+            m.chosen_path(roofline.BATCH, side * m.block_plan.convs[0].hw_in // 32)
+            for m in net.modules() if isinstance(m, FastBlock)]
 
 
 def make(design: str, impl: str, side: int):
@@ -76,7 +85,8 @@ def time_steps(design: str, side: int, reps: int) -> dict[str, Any]:
             "samples_s": samples, "img_per_s": {i: roofline.BATCH / s for i, s in med.items()},
             "over_reference": {i: med["reference"] / s for i, s in med.items()},
             "over_fast_old": {i: med["fast_old"] / s for i, s in med.items()},
-            "spread": max((max(v) - min(v)) / statistics.median(v) for v in samples.values())}
+            "spread": max((max(v) - min(v)) / statistics.median(v) for v in samples.values()),
+            "paths": {impl: paths(design, impl, side) for impl in IMPLS}}
 
 
 def profiled(design: str, side: int, limits: dict[str, float], reps: int) -> dict[str, Any]:
@@ -181,7 +191,11 @@ def markdown(result: dict[str, Any]) -> str:
                      f"reference, {f['grouped']:.2f}x the fast path before, "
                      f"{o['grouped'] / o['grouped_pure']:.2f}x its pure kernels; issue 24's "
                      f"3x over both: {'met' if min(o[best], f[best]) >= 3 else 'not met'} "
-                     f"(best: {NAMES[best]}, {min(o[best], f[best]):.2f}x).")
+                     f"(best: {NAMES[best]}, {min(o[best], f[best]):.2f}x)."
+                     + (" Fast now takes the fast path before's paths here (the blocks': "
+                        f"{', '.join(sorted(set(r['paths']['fast'])))}): their ratio, "
+                        f"{f['fast']:.2f}, is this run's noise."
+                        if r["paths"]["fast"] == r["paths"]["fast_old"] else ""))
     for p in result["profiles"]:
         lines += ["", f"`{p['design']}` at {p['side']}x{p['side']}: ms a step per operation "
                   "kind (share of the one-thread roofline)", "",

@@ -85,3 +85,5 @@ def test_kernels_block_is_the_committed_json():
     assert {(r["design"], r["side"]) for r in result["steps"]} == {
         (kernels.DESIGN, 16), (kernels.DESIGN, 32)}
     assert all(set(r["step_s"]) == set(kernels.IMPLS) for r in result["steps"])
+    for r in result["steps"]:  # the paths the run's nets took, as the code takes them now
+        assert r["paths"] == {i: kernels.paths(r["design"], i, r["side"]) for i in kernels.IMPLS}
