@@ -36,6 +36,10 @@ _BN_OPS = {"aten::native_batch_norm", "aten::native_batch_norm_backward",
            "aten::_batch_norm_with_update", "aten::batch_norm_backward",
            "aten::linalg_vector_norm", "aten::addcmul", "aten::sub", "aten::sub_",
            "aten::mean", "aten::rsqrt", "aten::var_mean", "aten::sum"}
+# search_space.kernels' C++ kernels, as the profiler names their autograd functions (the
+# BatchNorm's time includes its fused shuffle and ReLU, as the pure path's addcmul does)
+_BN_OPS |= {"BatchNormShuffle", "BatchNormShuffleBackward"}
+_DW_OPS = {"DepthwiseConv3x3", "DepthwiseConv3x3Backward"}
 _RELU_OPS = {"aten::clamp_min_", "aten::clamp_min", "aten::relu_", "aten::relu",
              "aten::threshold_backward"}
 _GEMM_OPS = {"aten::bmm", "aten::mm", "aten::addmm", "aten::addmm_"}
@@ -86,6 +90,8 @@ def kind_of(name: str, shapes: list[list[int]]) -> str:
     """The operation kind a leaf ATen op's self time counts toward."""
     if name in _CONV_OPS:
         return _conv_kind(shapes, name)
+    if name in _DW_OPS:
+        return "3x3"
     if name in _GEMM_OPS:
         return "group 1x1"
     if name in _BN_OPS:

@@ -18,6 +18,11 @@ operation reads: channel-major for a group 1x1 convolution, NCHW (with the ReLU)
 run's end. So the permutations cost no pass of their own. The backward is autograd's:
 ``torch.bmm``'s, and for each BatchNorm ATen's ``native_batch_norm_backward`` on the
 statistics saved here. Training mode only; in eval FastBlock folds BatchNorms as before.
+
+Where ``search_space.kernels`` builds (a C++ compiler on the machine), the BatchNorm-shuffle
+is its C++ kernel instead, forward and backward: one pass from memory for the statistics and
+one for the output, channel by channel, and a hand-written backward of the same shape; and a
+depth-wise 3x3 spatial convolution (stride 1) is its C++ kernel, not ATen's NCHW one.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from . import kernels
 from .plan import Run
 
 
@@ -112,7 +118,13 @@ def _update_running(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, p
 def _bn(x: torch.Tensor, bn: nn.BatchNorm2d, g: int, src: str, dst: str, relu: bool,
         n: int, h: int, w: int) -> torch.Tensor:
     c = x.shape[0] if src == "cp" else x.shape[1]
-    return _BatchNormShuffle.apply(x, bn.weight, bn.bias, bn, src, dst, g, relu, (n, c, h, w))
+    if not kernels.usable(x):
+        return _BatchNormShuffle.apply(x, bn.weight, bn.bias, bn, src, dst, g, relu,
+                                       (n, c, h, w))
+    y, mean, var = kernels.BatchNormShuffle.apply(x, bn.weight, bn.bias, bn.eps, src, dst, g,
+                                                  relu, (n, c, h, w))
+    _update_running(bn, mean, var, n * h * w)
+    return y
 
 
 def group_conv1x1(x: torch.Tensor, weight: torch.Tensor, groups: int) -> torch.Tensor:
@@ -131,8 +143,11 @@ def grouped_run(modules: nn.Module, run: Run, x: torch.Tensor) -> torch.Tensor:
     pending = None  # the BatchNorm still to apply: (module, shuffle branches)
     if run.spatial is not None:
         conv = modules[run.spatial]
-        x = F.conv2d(x, conv.weight, None, conv.stride, conv.padding, conv.dilation,
-                     conv.groups)
+        if kernels.is_depthwise3x3(conv) and kernels.usable(x):
+            x = kernels.DepthwiseConv3x3.apply(x, conv.weight)
+        else:
+            x = F.conv2d(x, conv.weight, None, conv.stride, conv.padding, conv.dilation,
+                         conv.groups)
         pending = (modules[run.lead[0]], run.lead[1])
     n, _, h, w = x.shape
     if pending is None:  # the run opens with a 1x1 convolution: go channel-major first

@@ -15,6 +15,7 @@ from torch import nn
 
 import search_space as ss
 from search_space import fast as fast_module
+from search_space import kernels
 from search_space.fast import FastBlock, GroupedBlock
 from search_space.grouped import _BatchNormShuffle, group_conv1x1
 from search_space.modules import ChannelShuffle, ReferenceBlock
@@ -26,10 +27,12 @@ KINDS = ("plain8-c144-k1.12.12", "plain8-c64-k1.64", "plain8-c96-k2.g2", "plain8
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _one_thread_pure_path():
+    """One thread, and the pure-PyTorch kernels (tests/test_kernels.py tests the C++ ones)."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    with kernels.use(False):
+        yield
     torch.set_num_threads(n)
 
 

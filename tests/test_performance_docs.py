@@ -72,3 +72,18 @@ def test_roofline_block_is_the_committed_json():
     assert result["targets"] == roofline.targets(result)
     designs = {(r["design"], r["side"]) for r in result["steps"]}
     assert {(d, 16) for d in roofline.DESIGNS} | {(roofline.TARGET, 32)} <= designs
+
+
+def test_kernels_block_is_the_committed_json():
+    """The C++ kernels' block: the committed run of benchmarks.kernels, at the rungs'
+    settings (one thread, batch 64) and both sizes of issue 24's design."""
+    from benchmarks import kernels
+
+    result = json.loads((RESULTS / "kernels_cpu.json").read_text())
+    assert block_in_doc(PERFORMANCE, "kernels") == kernels.markdown(result)
+    assert result["threads"] == 1 and result["batch"] == 64 and not result["quick"]
+    assert {(r["design"], r["side"]) for r in result["steps"]} == {
+        (kernels.DESIGN, 16), (kernels.DESIGN, 32)}
+    assert all(set(r["step_s"]) == set(kernels.IMPLS) for r in result["steps"])
+    for r in result["steps"]:  # the paths the run's nets took, as the code takes them now
+        assert r["paths"] == {i: kernels.paths(r["design"], i, r["side"]) for i in kernels.IMPLS}

@@ -41,6 +41,9 @@ def test_kind_of_sorts_convolutions_by_their_weight():
     assert kind_of("aten::threshold_backward", []) == "ReLU"
     assert kind_of("aten::copy_", []) == "permutation"
     assert kind_of("aten::cross_entropy_loss", []) == "other"
+    assert kind_of("BatchNormShuffleBackward", []) == "BatchNorm"  # search_space.kernels
+    assert kind_of("DepthwiseConv3x3", []) == "3x3"
+    assert kind_of("_BatchNormShuffle", []) == "other"  # the pure path's: its ATen ops count
 
 
 def test_the_old_rule_is_the_rule_before_the_grouped_path():
@@ -87,3 +90,17 @@ def test_quick_run_writes_the_targets_and_the_markdown(tmp_path):
     (step,) = result["steps"]
     assert set(step["img_per_s"]) == set(roofline.IMPLS)
     assert "plain8-c16-k1.4.4" in roofline.markdown(result)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--reps", "0"], "--reps 0: accepted: an integer >= 1"),
+    (["--out", "/no/such/dir/k.json"], "--out '/no/such/dir/k.json': directory"),
+])
+def test_kernels_benchmark_bad_cli_input_exits_2_with_one_line(argv, message, capsys):
+    from benchmarks import kernels
+
+    with pytest.raises(SystemExit) as e:
+        kernels.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1

@@ -1,0 +1,215 @@
+"""The grouped path's C++ kernels (``search_space.kernels``) against the paths before them,
+at the CPU rungs' own settings: issue 24's IGCV2 design, training steps, ratios in one run.
+
+    taskset -c 1 nice python -m benchmarks.kernels   # ~5 min -> results/kernels_cpu.json
+    python -m benchmarks.kernels --quick --out /tmp/k.json   # seconds: a check that it runs
+    python -m benchmarks.kernels --markdown benchmarks/results/kernels_cpu.json \
+        --update-doc docs/performance.md     # the <!-- kernels --> block from the JSON
+
+For ``plain8-c144-k1.12.12`` at 16x16 and 32x32, one thread, batch 64, SGD steps as
+``benchmarks.roofline`` takes them (``make_step``), five implementations interleaved,
+median of ``--reps`` CPU-time samples (``time.process_time``): ``reference``,
+``fast_old`` (FastBlock's rule before the grouped path), ``grouped_pure`` (every block on
+the grouped path, its pure-PyTorch kernels: ``kernels.use(False)``), ``grouped`` (the same
+with the C++ kernels) and ``fast`` (FastBlock's ``auto`` now). Then a profiled step of the
+first four split by operation kind (``benchmarks.roofline_ops``), with each kind's share of
+the one-thread roofline (the machine's SGEMM rate and copy bandwidth, measured here). The
+1-minute load average before and after, the CPU affinity and the niceness are recorded: the
+development machine is shared, so compare ratios within one run, not across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import search_space as ss
+from benchmarks import roofline
+from benchmarks.roofline_ops import KINDS, op_work, profile_step
+from evaluators.record import git_commit, write_json_atomic
+from search_space import kernels
+from search_space.fast import FastBlock
+
+OUT = roofline.ROOT / "benchmarks" / "results" / "kernels_cpu.json"
+DESIGN = roofline.TARGET
+IMPLS = ("reference", "fast_old", "grouped_pure", "grouped", "fast")
+PROFILED = ("reference", "fast_old", "grouped_pure", "grouped")
+NAMES = {"reference": "reference", "fast_old": "fast before", "grouped_pure": "grouped pure",
+         "grouped": "grouped C++", "fast": "fast now"}
+
+
+def paths(design: str, impl: str, side: int) -> list[str]:
+    """The training path each block of ``impl`` takes at ``side`` ("reference": none)."""
+    net = roofline.build(design, "grouped" if impl == "grouped_pure" else impl, side).train()
+    return [m.path if m.path != "auto" and m.path else
+            m.chosen_path(roofline.BATCH, side * m.block_plan.convs[0].hw_in // 32)
+            for m in net.modules() if isinstance(m, FastBlock)]
+
+
+def make(design: str, impl: str, side: int):
+    """(step, optimizer) of ``impl``; grouped_pure runs its steps with the kernels off."""
+    net = roofline.build(design, "grouped" if impl == "grouped_pure" else impl, side)
+    step, opt = roofline.make_step(net, side)
+    if impl != "grouped_pure":
+        return step, opt
+
+    def pure() -> None:
+        with kernels.use(False):
+            step()
+
+    return pure, opt
+
+
+def time_steps(design: str, side: int, reps: int) -> dict[str, Any]:
+    """Interleaved training steps of ``IMPLS`` (CPU seconds, medians) and their ratios."""
+    steps = {impl: make(design, impl, side)[0] for impl in IMPLS}
+    samples: dict[str, list[float]] = {impl: [] for impl in IMPLS}
+    for step in steps.values():
+        step()  # untimed: allocator, caches, lazy initialisation (the kernels' build)
+    for r in range(reps):
+        for impl in (IMPLS if r % 2 == 0 else IMPLS[::-1]):
+            t0 = time.process_time()
+            steps[impl]()
+            samples[impl].append(time.process_time() - t0)
+    med = {impl: statistics.median(v) for impl, v in samples.items()}
+    return {"design": design, "side": side, "batch": roofline.BATCH, "step_s": med,
+            "samples_s": samples, "img_per_s": {i: roofline.BATCH / s for i, s in med.items()},
+            "over_reference": {i: med["reference"] / s for i, s in med.items()},
+            "over_fast_old": {i: med["fast_old"] / s for i, s in med.items()},
+            "spread": max((max(v) - min(v)) / statistics.median(v) for v in samples.values()),
+            "paths": {impl: paths(design, impl, side) for impl in IMPLS}}
+
+
+def profiled(design: str, side: int, limits: dict[str, float], reps: int) -> dict[str, Any]:
+    """Per operation kind and implementation: ms a step and share of the roofline."""
+    work = op_work(ss.net_plan(ss.parse(design), 10), side, roofline.BATCH)
+    out: dict[str, Any] = {"design": design, "side": side, "work": work, "impls": {}}
+    for impl in PROFILED:
+        seconds = profile_step(*make(design, impl, side), reps)
+        kinds = {}
+        for kind in KINDS:
+            s, w = seconds.get(kind, 0.0), work.get(kind, {"flops": 0.0, "bytes": 0.0})
+            bound = max(w["flops"] / (limits["sgemm_gflops"] * 1e9),
+                        w["bytes"] / (limits["copy_gbs"] * 1e9))
+            kinds[kind] = {"ms": s * 1e3, "of_roofline": bound / s if s and bound else None}
+        out["impls"][impl] = kinds
+    return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.kernels",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=str(OUT), help=f"JSON to write (default {OUT})")
+    p.add_argument("--quick", action="store_true", help="a tiny design at 8x8, 2 repetitions")
+    p.add_argument("--reps", type=int, default=7, help="timed steps per implementation")
+    p.add_argument("--update-doc", metavar="MD",
+                   help="rewrite the <!-- kernels --> block of this markdown file")
+    p.add_argument("--markdown", metavar="JSON",
+                   help="print the markdown block of a written run and exit")
+    args = p.parse_args(argv)
+    if args.reps < 1:
+        p.exit(2, f"--reps {args.reps}: accepted: an integer >= 1\n")
+    if not Path(args.out).parent.is_dir():
+        p.exit(2, f"--out {args.out!r}: directory {Path(args.out).parent} does not exist\n")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.markdown:
+        text = markdown(json.loads(Path(args.markdown).read_text()))
+        if args.update_doc:
+            from analysis.doc_blocks import update_doc
+
+            update_doc(args.update_doc, {"kernels": text})
+        else:
+            print(text)
+        return 0
+    t_start, load_before = time.monotonic(), os.getloadavg()[0]
+    if kernels.extension() is None:
+        print("the C++ kernels did not build: nothing to compare", file=sys.stderr)
+        return 1
+    torch.set_num_threads(1)
+    limits = roofline.machine_limits(1, args.quick)
+    cases = [("plain8-c16-k1.4.4", 8)] if args.quick else [(DESIGN, 16), (DESIGN, 32)]
+    reps = 2 if args.quick else args.reps
+    steps = []
+    for design, side in cases:
+        steps.append(time_steps(design, side, reps))
+        print(f"{design} {side}px " + " ".join(
+            f"{k} {v:.1f}" for k, v in steps[-1]["img_per_s"].items()) + " img/s", flush=True)
+    prof = [profiled(d, s, limits, max(2, reps // 2)) for d, s in cases]
+    result = {
+        "command": "python -m benchmarks.kernels " + " ".join(
+            sys.argv[1:] if argv is None else argv),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": git_commit(), "torch": torch.__version__, "threads": 1,
+        "batch": roofline.BATCH, "quick": args.quick, "cflags": kernels.CFLAGS,
+        "limits": limits, "steps": steps, "profiles": prof,
+        "load_average_1m": [load_before, os.getloadavg()[0]],
+        "cpu_affinity": sorted(os.sched_getaffinity(0)), "cpus": os.cpu_count(),
+        "niceness": os.nice(0), "wall_s": time.monotonic() - t_start,
+    }
+    write_json_atomic(args.out, result)
+    print(f"wrote {args.out}", flush=True)
+    return 0
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The docs/performance.md block of a run (``<!-- kernels -->``)."""
+    lim = result["limits"]
+    lines = [f"Run {result['created']}, commit {result['commit']}, torch {result['torch']}, "
+             f"one thread, batch {result['batch']}, flags {' '.join(result['cflags'])}; "
+             f"CPUs {result['cpu_affinity']} of {result['cpus']}, nice "
+             f"{result['niceness']}; 1-minute load average "
+             f"{result['load_average_1m'][0]:.1f} before, {result['load_average_1m'][1]:.1f}"
+             f" after; {result['wall_s']:.0f} s. Limits: SGEMM {lim['sgemm_gflops']:.0f} "
+             f"GFLOP/s, copy {lim['copy_gbs']:.0f} GB/s.", "",
+             "| design | px | " + " | ".join(f"{NAMES[i]} img/s" for i in IMPLS)
+             + " | C++ / reference | C++ / fast before | C++ / pure | spread |",
+             "| --- | --- | " + " | ".join("---:" for _ in IMPLS) + " | ---:" * 4 + " |"]
+    for r in result["steps"]:
+        rate, o = r["img_per_s"], r["over_reference"]
+        lines.append(f"| `{r['design']}` | {r['side']} | "
+                     + " | ".join(f"{rate[i]:.0f}" for i in IMPLS)
+                     + f" | {o['grouped']:.2f} | {r['over_fast_old']['grouped']:.2f} | "
+                     f"{o['grouped'] / o['grouped_pure']:.2f} | {r['spread']:.0%} |")
+    lines.append("")
+    for r in result["steps"]:
+        o, f = r["over_reference"], r["over_fast_old"]
+        best = max(("grouped", "fast"), key=lambda i: min(o[i], f[i]))
+        lines.append(f"- {r['side']}x{r['side']}: grouped C++ {o['grouped']:.2f}x the "
+                     f"reference, {f['grouped']:.2f}x the fast path before, "
+                     f"{o['grouped'] / o['grouped_pure']:.2f}x its pure kernels; issue 24's "
+                     f"3x over both: {'met' if min(o[best], f[best]) >= 3 else 'not met'} "
+                     f"(best: {NAMES[best]}, {min(o[best], f[best]):.2f}x)."
+                     + (" Fast now takes the fast path before's paths here (the blocks': "
+                        f"{', '.join(sorted(set(r['paths']['fast'])))}): their ratio, "
+                        f"{f['fast']:.2f}, is this run's noise."
+                        if r["paths"]["fast"] == r["paths"]["fast_old"] else ""))
+    for p in result["profiles"]:
+        lines += ["", f"`{p['design']}` at {p['side']}x{p['side']}: ms a step per operation "
+                  "kind (share of the one-thread roofline)", "",
+                  "| kind | " + " | ".join(NAMES[i] for i in PROFILED) + " |",
+                  "| --- | " + " | ".join("---:" for _ in PROFILED) + " |"]
+        for kind in KINDS:
+            cells = []
+            for impl in PROFILED:
+                k = p["impls"][impl][kind]
+                roof = k["of_roofline"]
+                cells.append(f"{k['ms']:.1f}" + (f" ({roof:.0%})" if roof is not None else ""))
+            lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""The C++ kernels of the grouped path (search_space/kernels.cpp) compute the reference ops:
+gradcheck in float64 on small random shapes of the space; equality with BatchNorm2d +
+ChannelShuffle (+ ReLU), running statistics included, and with F.conv2d's depth-wise 3x3
+convolution; whole blocks against ReferenceBlock in float64; float32 closeness on a
+rung-sized shape (C = 144, batch 64, 16x16). The build is shared by the module (one compile,
+~30 CPU-s, cached across runs in torch's extensions directory); without a C++ compiler or
+ninja the module is skipped (the pure path is tests/test_grouped.py's)."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import search_space as ss
+from search_space import kernels
+from search_space.fast import FastBlock
+from search_space.modules import ChannelShuffle, ReferenceBlock
+
+LAYOUTS = [("nchw", "cp", 1, False), ("nchw", "nchw", 4, True), ("cp", "cp", 3, False),
+           ("cp", "nchw", 4, True), ("cp", "nchw", 1, False), ("cp", "cp", 2, True)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ext():
+    from torch.utils.cpp_extension import is_ninja_available
+
+    if shutil.which("c++") is None or not is_ninja_available():
+        pytest.skip("no C++ compiler or ninja: the grouped path runs its pure-PyTorch kernels")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a failed build with a compiler present is a failure
+        module = kernels.extension()
+    assert module is not None
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield module
+    torch.set_num_threads(n)
+
+
+def _inputs(layout: str, shape, seed: int, dtype=torch.float64):
+    n, c, h, w = shape
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c, h, w, generator=g, dtype=dtype) * 2 + 0.7
+    return x, (x if layout == "nchw" else x.transpose(0, 1).reshape(c, -1).contiguous())
+
+
+def _to_nchw(y: torch.Tensor, layout: str, shape) -> torch.Tensor:
+    n, c, h, w = shape
+    return y if layout == "nchw" else y.view(c, n, h, w).transpose(0, 1)
+
+
+@pytest.mark.parametrize("src,dst,shuffle,relu", LAYOUTS)
+def test_batchnorm_shuffle_passes_gradcheck(src, dst, shuffle, relu):
+    shape = (3, 12, 2, 5)
+    _, x = _inputs(src, shape, seed=shuffle)
+    g = torch.Generator().manual_seed(7)
+    weight = (torch.rand(12, generator=g, dtype=torch.float64) + 0.5).requires_grad_()
+    bias = (torch.rand(12, generator=g, dtype=torch.float64) - 0.5).requires_grad_()
+
+    def f(x, weight, bias):
+        return kernels.BatchNormShuffle.apply(x, weight, bias, 1e-5, src, dst, shuffle, relu,
+                                              shape)[0]
+
+    assert torch.autograd.gradcheck(f, (x.requires_grad_(), weight, bias), eps=1e-6,
+                                    atol=1e-7)
+
+
+@pytest.mark.parametrize("src,dst,shuffle,relu", LAYOUTS)
+def test_batchnorm_shuffle_is_batchnorm_then_channel_shuffle(src, dst, shuffle, relu):
+    """Output, the three gradients and the running statistics, float64, to 1e-12."""
+    shape = n, c, h, w = (5, 12, 3, 4)
+    x, inp = _inputs(src, shape, seed=11)
+    bn_ref = nn.BatchNorm2d(c).double()
+    with torch.no_grad():
+        bn_ref.weight.uniform_(0.5, 1.5)
+        bn_ref.bias.uniform_(-0.5, 0.5)
+        bn_ref.running_var.uniform_(0.5, 2.0)
+    bn_new = nn.BatchNorm2d(c).double()
+    bn_new.load_state_dict(bn_ref.state_dict())
+    xr = x.clone().requires_grad_()
+    ref = ChannelShuffle(shuffle)(bn_ref(xr))
+    ref = ref.relu() if relu else ref
+    xn = inp.clone().requires_grad_()
+    out, mean, var = kernels.BatchNormShuffle.apply(xn, bn_new.weight, bn_new.bias, bn_new.eps,
+                                                    src, dst, shuffle, relu, shape)
+    with torch.no_grad():  # BatchNorm2d's update: momentum 0.1, unbiased variance
+        bn_new.running_mean.lerp_(mean, 0.1)
+        bn_new.running_var.lerp_(var * (n * h * w) / (n * h * w - 1), 0.1)
+    gy = torch.randn(ref.shape, generator=torch.Generator().manual_seed(3), dtype=x.dtype)
+    want = torch.autograd.grad(ref, (xr, bn_ref.weight, bn_ref.bias), gy)
+    got = torch.autograd.grad(_to_nchw(out, dst, shape), (xn, bn_new.weight, bn_new.bias), gy)
+    got = (_to_nchw(got[0], src, shape), *got[1:])
+    assert torch.allclose(_to_nchw(out, dst, shape), ref, rtol=0, atol=1e-12)
+    for a, b in zip(got, want, strict=True):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12 * max(1.0, float(b.abs().max())))
+    for name in ("running_mean", "running_var"):
+        assert torch.allclose(getattr(bn_new, name), getattr(bn_ref, name), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 4), (1, 2, 3, 19), (2, 1, 1, 1)])
+def test_depthwise3x3_passes_gradcheck(shape):
+    g = torch.Generator().manual_seed(shape[3])
+    x = torch.randn(shape, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(shape[1], 1, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(kernels.DepthwiseConv3x3.apply, (x, w), eps=1e-6,
+                                    atol=1e-7)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 16, 16), (2, 4, 7, 33), (4, 3, 2, 2)])
+def test_depthwise3x3_is_conv2d(shape):
+    """Output and both gradients against F.conv2d(groups=C), float64, to 1e-12; widths
+    over, at and under the kernel's 16 lanes."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(shape, generator=g, dtype=torch.float64) + 0.7
+    w = torch.randn(shape[1], 1, 3, 3, generator=g, dtype=torch.float64)
+    gy = torch.randn(shape, generator=g, dtype=torch.float64)
+    xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+    xn, wn = x.clone().requires_grad_(), w.clone().requires_grad_()
+    ref = F.conv2d(xr, wr, padding=1, groups=shape[1])
+    out = kernels.DepthwiseConv3x3.apply(xn, wn)
+    pairs = [(out, ref), *zip(torch.autograd.grad(out, (xn, wn), gy),
+                              torch.autograd.grad(ref, (xr, wr), gy), strict=True)]
+    for a, b in pairs:
+        a, b = a.detach(), b.detach()
+        assert torch.allclose(a, b, rtol=0, atol=1e-12 * max(1.0, float(b.abs().max())))
+
+
+def test_is_depthwise3x3_only_for_what_the_kernel_computes():
+    assert kernels.is_depthwise3x3(nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False))
+    for conv in (nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Conv2d(8, 8, 3, groups=8,
+                                                                    bias=False),
+                 nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8, bias=False),
+                 nn.Conv2d(8, 8, 3, padding=1, groups=4, bias=False),
+                 nn.Conv2d(8, 16, 3, padding=1, groups=8, bias=False),
+                 nn.Conv2d(8, 8, 5, padding=2, groups=8, bias=False)):
+        assert not kernels.is_depthwise3x3(conv), conv
+
+
+def _block_step(design: str, batch: int, side: int, dtype: torch.dtype):
+    """(ReferenceBlock float64, FastBlock grouped in ``dtype``) after one training step:
+    outputs, input gradients, parameter gradients and buffers, as pairs (new, reference)."""
+    block = ss.net_plan(ss.parse(design), 10).blocks[0]
+    torch.manual_seed(0)
+    ref = ReferenceBlock(block).double()
+    new = FastBlock(block, path="grouped")
+    new.load_reference_state(ref)
+    new.to(dtype)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, block.cin, side, side, generator=g, dtype=torch.float64) + 0.7
+    xr, xn = x.clone().requires_grad_(), x.to(dtype).requires_grad_()
+    yr, yn = ref(xr), new(xn)
+    gy = torch.randn(yr.shape, generator=g, dtype=torch.float64)
+    yr.backward(gy)
+    yn.backward(gy.to(dtype))
+    pairs = [(yn, yr), (xn.grad, xr.grad)]
+    pairs += [(a.grad, b.grad) for a, b in zip(new.parameters(), ref.parameters(), strict=True)]
+    pairs += [(a, b) for a, b in zip(new.buffers(), ref.buffers(), strict=True)
+              if a.is_floating_point()]
+    return [(a.detach().double(), b.detach()) for a, b in pairs]
+
+
+def _worst(pairs) -> float:
+    return max(float((a - b).abs().max() / b.abs().max().clamp(min=1.0)) for a, b in pairs)
+
+
+@pytest.mark.parametrize("design", ["plain8-c24-k1.6.4", "plain8-c24-kg2.1.g2-s2-t6-relu",
+                                    "plain8-c96-k2.g2"])
+def test_grouped_block_with_the_kernels_is_the_reference_in_float64(design):
+    assert _worst(_block_step(design, batch=3, side=6, dtype=torch.float64)) < 1e-10
+
+
+def test_rung_sized_block_in_float32_is_close_to_float64():
+    """plain8-c144-k1.12.12's block at the rungs' shape (batch 64, 16x16): as close to the
+    float64 reference as the pure grouped path in float32 (the bound test_grouped holds)."""
+    with kernels.use(False):
+        pure = _worst(_block_step("plain8-c144-k1.12.12", 64, 16, torch.float32))
+    assert _worst(_block_step("plain8-c144-k1.12.12", 64, 16, torch.float32)) <= max(
+        1e-5, 2 * pure)
+
+
+def test_use_false_takes_the_pure_path(monkeypatch):
+    calls = []
+    monkeypatch.setattr(kernels.BatchNormShuffle, "apply",
+                        lambda *a: calls.append(a) or (_ for _ in ()).throw(AssertionError))
+    block = ss.net_plan(ss.parse("plain8-c24-k1.6.4"), 10).blocks[0]
+    with kernels.use(False):
+        assert kernels.extension() is None
+        FastBlock(block, path="grouped").train()(torch.randn(2, 24, 4, 4))
+    assert not calls
+
+
+def test_without_a_compiler_the_pure_path_runs_after_one_warning_line(tmp_path):
+    """A build that fails (CXX names no compiler, an empty extensions directory): one
+    RuntimeWarning line, and the grouped path trains on its pure-PyTorch kernels."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import warnings, torch, search_space as ss\n"
+            "from search_space.fast import FastBlock\n"
+            "from search_space import kernels\n"
+            "warnings.simplefilter('always')\n"
+            "b = ss.net_plan(ss.parse('plain8-c24-k1.6.4'), 10).blocks[0]\n"
+            "for _ in range(2):\n"
+            "    FastBlock(b, path='grouped').train()(torch.randn(2, 24, 4, 4)).sum().backward()\n"
+            "print('ran', kernels.extension())\n")
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-c++"),
+           "TORCH_EXTENSIONS_DIR": str(tmp_path / "ext")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ran None"
+    lines = [ln for ln in out.stderr.splitlines() if "C++ kernels unavailable" in ln]
+    assert len(lines) == 1 and "using the pure-PyTorch grouped path" in lines[0]
+
+
+def test_usable_only_for_cpu_float_tensors():
+    assert kernels.usable(torch.zeros(2)) and kernels.usable(torch.zeros(2, dtype=torch.float64))
+    assert not kernels.usable(torch.zeros(2, dtype=torch.bfloat16))
+    assert not kernels.usable(torch.zeros(2, device="meta"))
+    with kernels.use(False):
+        assert not kernels.usable(torch.zeros(2))
