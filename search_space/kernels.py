@@ -52,6 +52,7 @@ def _build() -> Any | None:
             raise RuntimeError(f"no C++ compiler {compiler!r} on PATH")
         from torch.utils.cpp_extension import is_ninja_available, load
 
+        _ninja_on_path()
         if not is_ninja_available():  # torch's load builds with ninja (pip install ninja)
             raise RuntimeError("no ninja on PATH")
 
@@ -62,6 +63,18 @@ def _build() -> Any | None:
         warnings.warn(f"igcbench C++ kernels unavailable ({first}); using the pure-PyTorch "
                       "grouped path", RuntimeWarning, stacklevel=3)
         return None
+
+
+def _ninja_on_path() -> None:
+    """Put the ``ninja`` package's binary (a dependency) on PATH: a venv used without
+    activating it has its bin/ off PATH, where torch's build looks."""
+    try:
+        import ninja
+    except ImportError:
+        return
+    path = os.environ.get("PATH", "")
+    if ninja.BIN_DIR not in path.split(os.pathsep):
+        os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + path
 
 
 def usable(x: torch.Tensor) -> bool:
