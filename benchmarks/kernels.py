@@ -35,7 +35,8 @@ import torch
 import search_space as ss
 from benchmarks import roofline
 from benchmarks.roofline_ops import KINDS, op_work, profile_step
-from evaluators.record import git_commit, write_json_atomic
+from evaluators.provenance import git_commit
+from evaluators.record import write_json_atomic
 from search_space import kernels
 from search_space.fast import FastBlock
 
