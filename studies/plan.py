@@ -14,10 +14,10 @@ Example:
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 from evaluators.record import trial_key
+from studies.orders import fixed_order
 from studies.searches import SEARCHES, sweep_search
 
 
@@ -72,24 +72,15 @@ class Plan:
         return {self.key(d, s): (d, s) for d in self.design_ids for s in self.seeds}
 
     def ordered_pairs(self) -> list[tuple[str, int]]:
-        """The trials of a grid or random search, in scheduling order, first ``target``.
-
-        grid: seed-major, every design once in plan order before any design twice, so a
-        sweep stopped part-way (or cut by ``max_trials``) has covered the whole space at its
-        first seeds; the 54-trial fig2 sweep ran design-major and an interruption left some
-        designs with three seeds and most with none. random: the designs in a permutation
-        drawn from ``sampler_seed`` (sampling without replacement, which on a finite list
-        beats Optuna's RandomSampler: it never proposes a design twice), all seeds of a
-        design together. Adaptive searches choose as they go; for them this is the plan
-        order, used only to list the keys.
-        """
-        designs = list(self.design_ids)
-        if self.search == "random":
-            random.Random(self.sampler_seed).shuffle(designs)
-            pairs = [(d, s) for d in designs for s in self.seeds]
-        else:
-            pairs = [(d, s) for s in self.seeds for d in designs]
-        return pairs if self.adaptive else pairs[: self.target]
+        """The trials of a fixed-order search (grid, random: the order function its registry
+        entry names, studies.orders), in scheduling order, first ``target``. Adaptive
+        searches choose as they go; for them this is the plan order, seed-major, used only
+        to list the keys."""
+        if self.adaptive:
+            return [(d, s) for s in self.seeds for d in self.design_ids]
+        pairs = fixed_order(self.search, self.design_ids, self.seeds,
+                            sampler_seed=self.sampler_seed)
+        return pairs[: self.target]
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:

@@ -61,8 +61,8 @@ def nsga2_sampler(seed: int, n_trials: int) -> optuna.samplers.NSGAIISampler:
 
 
 def random_sampler(seed: int, n_trials: int) -> optuna.samplers.RandomSampler:
-    """grid/random orders are made by the plan; their RandomSampler only serves the rare
-    ask() that finds no enqueued trial (another driver took it)."""
+    """grid/random orders are studies.orders' (the plan enqueues them); their RandomSampler
+    only serves the rare ask() that finds no enqueued trial (another driver took it)."""
     return optuna.samplers.RandomSampler(seed=seed)
 
 

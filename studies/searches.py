@@ -4,7 +4,9 @@ The sweeps (``studies/run.py --search``: studies.plan, studies.sampling, studies
 the replays of searches against a table (analysis.replay) read their searches here, so the
 two cannot list different ones silently: a search that only replays run says why, and the
 sweep's command line refuses it with that reason. Imports nothing of Optuna, Ray or torch.
-Adding a search is an entry here and its implementation (docs/internals.md).
+Adding a search is an entry here and its implementation (docs/internals.md): the sampler
+function of studies.sampling its ``sampler`` names, or, for a fixed-order search, the order
+function of studies.orders its ``order`` names, which sweeps and replays both read.
 
 Example:
     >>> SWEEP_SEARCHES
@@ -22,7 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 #: How a search proposes designs (each is a proposer of analysis.replay.proposers):
-#: "order": a fixed order of the designs (the plan enqueues it in a sweep); "sampler": an
+#: "order": a fixed order of the designs (studies.orders; the plan enqueues it in a sweep,
+#: the replay proposes it); "sampler": an
 #: Optuna sampler over the design ids, two objectives (val_acc up, params down);
 #: "structured": TPE over the design's fields, each point mapped to the nearest untried
 #: design.
@@ -44,6 +47,18 @@ class SearchSpec:
     help: str  # what it does, for the command lines
     needs_scores: bool = False  # reads the designs' zero-cost scores (a replay's with_scores)
     replay_only: str | None = None  # None: sweeps run it too; else why a sweep cannot
+    order: str | None = None  # the function of studies.orders giving its (design, seed)
+    #                           order; set exactly when ``proposes`` is "order"
+
+    def __post_init__(self) -> None:
+        if self.proposes not in PROPOSES:
+            raise ValueError(f"search {self.name!r}: proposes {self.proposes!r}, not one of "
+                             f"{', '.join(PROPOSES)}")
+        if (self.proposes == "order") != (self.order is not None):
+            raise ValueError(f"search {self.name!r}: an order function exactly when it "
+                             "proposes a fixed order")
+        if self.replay_only is None and self.sampler is None:  # a sweep opens its study
+            raise ValueError(f"search {self.name!r}: a sweep runs it, so it names a sampler")
 
     @property
     def adaptive(self) -> bool:
@@ -52,9 +67,11 @@ class SearchSpec:
 
 
 _SPECS = (
-    SearchSpec("grid", "order", "random_sampler", "every design, in plan order"),
+    SearchSpec("grid", "order", "random_sampler", "every design, in plan order",
+               order="grid_order"),
     SearchSpec("random", "order", "random_sampler",
-               "the designs in a permutation drawn from the sampler seed"),
+               "the designs in a permutation drawn from the sampler seed",
+               order="random_order"),
     SearchSpec("tpe", "sampler", "tpe_sampler",
                "Optuna's TPE over the design ids (accuracy vs params)"),
     SearchSpec("nsga2", "sampler", "nsga2_sampler",
@@ -66,7 +83,7 @@ _SPECS = (
                "tpe-struct whose startup proposals are the best zero-cost scored designs",
                needs_scores=True, replay_only=_STRUCTURED_ONLY_IN_REPLAYS),
     SearchSpec("zc-order", "order", None, "the designs in descending zero-cost score",
-               needs_scores=True,
+               needs_scores=True, order="score_order",
                replay_only="sweeps record no zero-cost scores to order the designs by"),
 )
 

@@ -14,7 +14,14 @@ import pytest
 
 from evaluators.catalog import DATASETS
 from evaluators.scores import NEEDS, SCORES
-from studies.searches import PROPOSES, SEARCHES, SWEEP_SEARCHES, search_spec, sweep_search
+from studies.searches import (
+    PROPOSES,
+    SEARCHES,
+    SWEEP_SEARCHES,
+    SearchSpec,
+    search_spec,
+    sweep_search,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE = ("search_space", "evaluators", "studies", "analysis", "benchmarks")
@@ -22,6 +29,7 @@ CODE = ("search_space", "evaluators", "studies", "analysis", "benchmarks")
 ROWS = {
     "a dataset": ("DatasetSpec", set(DATASETS)),
     "a search": ("SearchSpec", set(SEARCHES)),
+    "a fixed-order search": ("SearchSpec", set(SEARCHES)),
     "a replay-only search": ("SearchSpec", set(SEARCHES)),
     "a zero-cost score": ("ScoreSpec", {n for n, s in SCORES.items() if s.kind == "proxy"}),
 }
@@ -68,6 +76,12 @@ def test_each_entry_names_an_implementation_in_the_second_file_listed():
     for spec in SEARCHES.values():
         assert spec.proposes in PROPOSES
         assert spec.sampler is None or spec.sampler in sampling, spec
+    orders = rows["a fixed-order search"][1]
+    module = importlib.import_module(orders[:-3].replace("/", "."))
+    for spec in SEARCHES.values():  # an order exactly for the fixed-order searches
+        assert (spec.order is not None) == (spec.proposes == "order"), spec
+        assert spec.order is None or (spec.order in _defs(orders)
+                                      and callable(getattr(module, spec.order))), spec
     proposers = (ROOT / rows["a replay-only search"][1]).read_text()
     assert all(f'"{kind}":' in proposers for kind in PROPOSES)  # a proposer per kind
     functions = _defs(rows["a zero-cost score"][1])
@@ -135,3 +149,60 @@ def _path(module: str) -> str:
 def _defs(path: str) -> set[str]:
     tree = ast.parse((ROOT / path).read_text())
     return {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+
+def test_a_fixed_order_search_is_its_entry_and_its_order_function(monkeypatch):
+    """A new fixed-order search runs in a sweep's plan and in a replay with nothing but its
+    registry entry and its function in studies.orders: plan.py and the proposers are not
+    touched (they read the order the entry names)."""
+    import numpy as np
+
+    from analysis.replay.proposers import make_proposer
+    from analysis.replay.table import ReplayTable
+    from studies import orders, searches
+    from studies.plan import Plan
+
+    def reverse_order(designs, seeds, *, sampler_seed, scores):
+        return [(d, s) for d in reversed(designs) for s in seeds]
+
+    monkeypatch.setattr(orders, "reverse_order", reverse_order, raising=False)
+    monkeypatch.setitem(searches.SEARCHES, "reverse", searches.SearchSpec(
+        "reverse", "order", "random_sampler", "the designs backwards", order="reverse_order"))
+    plan = Plan(name="x", design_ids=("a", "b", "c"), seeds=(0, 1), fidelity="smoke",
+                dataset="synthetic", search="reverse", max_trials=5)
+    assert not plan.adaptive
+    assert plan.ordered_pairs() == [("c", 0), ("c", 1), ("b", 0), ("b", 1), ("a", 0)]
+    table = ReplayTable(design_ids=("a", "b", "c"), epochs=1, val=(), seconds=(), seeds=(),
+                        mean_val=np.zeros(3), params=np.ones(3), best=0)
+    with make_proposer(table, "reverse", seed=0) as proposer:
+        assert [proposer.propose()[0] for _ in range(4)] == [2, 1, 0, None]
+
+
+def test_an_order_is_named_exactly_when_a_search_proposes_a_fixed_order():
+    with pytest.raises(ValueError, match="'x': an order function exactly when"):
+        SearchSpec("x", "order", "random_sampler", "no order named")
+    with pytest.raises(ValueError, match="'x': an order function exactly when"):
+        SearchSpec("x", "sampler", "tpe_sampler", "an order too", order="grid_order")
+    with pytest.raises(ValueError, match="'x': a sweep runs it, so it names a sampler"):
+        SearchSpec("x", "order", None, "no sampler for the sweep", order="grid_order")
+    with pytest.raises(ValueError, match="proposes 'guess', not one of order, sampler"):
+        SearchSpec("x", "guess", None, "?", replay_only="why")
+
+
+def test_score_order_is_the_replays_former_rule_on_nan_inf_and_ties():
+    """zc-order ranked by numpy's nan_to_num(nan=-inf) (NaN last, after -inf; infinities as
+    the largest floats) and a stable sort; studies.orders is pure Python and must agree."""
+    import numpy as np
+
+    from studies.orders import fixed_order
+
+    big = np.finfo(float).max  # an infinity ties with it
+    scores = np.array([1.0, np.nan, np.inf, -np.inf, 1.0, 3.0, np.nan, -2.0, big])
+    score = np.nan_to_num(scores, nan=-np.inf)
+    former = sorted(range(len(scores)), key=lambda i: (-score[i], i))
+    pairs = fixed_order("zc-order", range(len(scores)), (0,), sampler_seed=0, scores=scores)
+    assert [d for d, _ in pairs] == former == [2, 8, 5, 0, 4, 7, 3, 1, 6]
+    with pytest.raises(ValueError, match="'zc-order' orders by score"):
+        fixed_order("zc-order", range(3), (0,), sampler_seed=0)
+    with pytest.raises(ValueError, match="'tpe' has no fixed order"):
+        fixed_order("tpe", range(3), (0,), sampler_seed=0)

@@ -2,9 +2,9 @@
 designs as studies/search.py proposes them; a search's ``proposes`` picks its proposer here.
 
 - ``grid``: the table's design order; ``random``: a permutation drawn from the seed, without
-  replacement, as ``studies.plan.Plan.ordered_pairs`` draws it. These need no sampler: the
-  studies enqueue these orders themselves (Optuna's GridSampler would visit the grid in a
-  random order and its RandomSampler draws with replacement).
+  replacement. These need no sampler: their orders are the functions of studies.orders that
+  the sweeps' plans enqueue too (Optuna's GridSampler would visit the grid in a random order
+  and its RandomSampler draws with replacement).
 - ``tpe`` and ``nsga2``: Optuna's sampler, with the studies' settings
   (:func:`studies.sampling.make_sampler`), through ``study.ask()``/``tell()`` over a
   categorical of the design ids, two objectives (val_acc up, params down). A proposal of a
@@ -44,6 +44,7 @@ import numpy as np
 
 import search_space as ss
 from analysis.replay.table import ReplayTable
+from studies.orders import fixed_order, score_order
 from studies.sampling import (
     DIRECTIONS,
     PARAM,
@@ -71,19 +72,16 @@ def make_proposer(table: ReplayTable, strategy: str, seed: int, *,
 
 
 class OrderedProposer:
-    """grid: the table's order; random: a permutation drawn from the seed (as Plan does);
-    with ``proxy`` (zc-order): descending ``proxy`` score (ties and missing scores in the
-    table's order)."""
+    """A fixed-order search (grid, random, zc-order): the designs in the order of the function
+    its registry entry names (studies.orders), as a sweep's plan orders them, over the
+    table's design indices with one seed; ``proxy`` (zc-order): the score it orders by."""
 
     def __init__(self, table: ReplayTable, strategy: str, seed: int, *,
                  proxy: str | None = None):
-        order = list(range(len(table.design_ids)))
-        if strategy == "random":
-            random.Random(seed).shuffle(order)
-        if proxy is not None:
-            score = np.nan_to_num(table.scores[proxy], nan=-np.inf)
-            order.sort(key=lambda i: -score[i])
-        self._next = iter(order)
+        scores = None if proxy is None else table.scores[proxy]
+        pairs = fixed_order(strategy, range(len(table.design_ids)), (0,), sampler_seed=seed,
+                            scores=scores)
+        self._next = iter(design for design, _ in pairs)
 
     def __enter__(self) -> OrderedProposer:
         return self
@@ -174,10 +172,10 @@ class StructuredProposer:
         self._sampler = make_sampler(strategy, seed, n)
         self.free = set(range(n))
         self.warm: list[int] = []
-        if proxy is not None:  # the startup proposals: the best-scored designs
-            score = np.nan_to_num(table.scores[proxy], nan=-np.inf)
-            k = startup_trials(n)  # the sampler's own rule, not its private field
-            self.warm = sorted(range(n), key=lambda i: (-score[i], i))[:k]
+        if proxy is not None:  # the startup proposals: the best-scored designs, the head
+            k = startup_trials(n)  # of zc-order's order (the sampler's own startup rule)
+            best = score_order(range(n), (0,), sampler_seed=seed, scores=table.scores[proxy])
+            self.warm = [design for design, _ in best[:k]]
         self._verbosity = optuna.logging.get_verbosity()
         self._warnings = warnings.catch_warnings()
 
