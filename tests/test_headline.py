@@ -91,3 +91,70 @@ def test_a_flat_prediction_has_no_rank_agreement():
                                   "m": {"state": _state([]), "records": _records(
                                       {"b": [0.1], "c": [0.2], "d": [0.3]})}})
     assert "| p | m | 3 | undefined (a constant side) | 2 of 3 |" in table
+
+
+@pytest.mark.skipif(not FOLDER.is_dir(), reason="no committed headline runs here")
+def test_the_prose_about_the_headline_runs_quotes_the_committed_states():
+    """Every number docs/studies.md says about the headline runs, from their states."""
+    from analysis.doc_blocks import markers
+
+    doc = (REPO / "docs" / "studies.md").read_text()
+    prose = " ".join(doc.split(markers("headline-check")[1])[1].split("\n## ")[0].split())
+    runs = headline.read_runs(FOLDER)
+    answers = {name: run["state"]["answer"] for name, run in runs.items()}
+
+    def best(name):
+        b = answers[name]["best"]
+        return f"`{b['design_id']}`", b
+
+    # Before PICK_REACH: the probe's 4 designs and the two wide picks, cut unfinished.
+    (rung,) = answers["hl-15m-a"]["rungs"]
+    a_rung = runs["hl-15m-a"]["state"]["rungs"][0]["designs"]
+    assert (rung["ok"], rung["missing"] + rung["ok"]) == (4, 8)
+    for wide in ("plain8-c4248-k1.2.2", "plain8-c4608-k1.4"):
+        assert wide in a_rung and f"`{wide}`" in prose
+    assert "fitted on the probe's 4 designs" in prose
+    for name in ("hl-15m-b", "hl-15m-c"):
+        assert answers[name]["rungs"][0]["ok"] == 10  # "10 designs measured at rung 1"
+    ident, b = best("hl-15m-b")
+    lo, hi = b["test_ci"]
+    assert b["rung"] == 0 and f"named {ident} (test {b['test_acc']:.3f} [{lo:.3f}, " \
+        f"{hi:.3f}] on {b['test_images']:,} images)" in prose
+    ident, b = best("hl-15m-c")
+    assert b["rung"] == 1 and f"named {ident} at rung 1" in prose
+    hour = answers["hl-1h"]
+    ident, b = best("hl-1h")
+    lo, hi = b["test_ci"]
+    up = hour["runners_up"][0]
+    assert f"named {ident} (test {b['test_acc']:.3f} [{lo:.3f}, {hi:.3f}])" in prose
+    assert lo <= up["test_acc"] <= hi and \
+        f"`{up['design_id']}` ({up['test_acc']:.3f}) lies inside that interval" in prose
+    one, zero = hour["rungs"]
+    assert f"measured {one['ok']} designs at rung 1 and {zero['ok']} at rung 0" in prose
+    assert f"(Spearman {zero['spearman_vs_below']['rho']:.2f})" in prose
+    extra = one["designs"] - 8  # the first rung's 8 planned, then the time left's
+    assert f"took {extra} more designs at rung 1, of which {one['ok'] - 8} finished" in prose
+    # The predictions, as the headline-check table gives them.
+    checks = {(p, m): headline.check(runs[p]["state"], runs[m]["records"])
+              for p in runs for m in runs if p != m}
+
+    def taus(*pairs):
+        return " and ".join(f"{checks[p]['kendall']:+.2f}" for p in pairs)
+
+    def held(*pairs):
+        return " and ".join(str(checks[p]["covered"]) for p in pairs)
+
+    to_hour = [("hl-15m-b", "hl-1h"), ("hl-15m-c", "hl-1h")]
+    n = {checks[p]["n"] for p in to_hour}
+    assert len(n) == 1
+    assert f"tau {taus(*to_hour)} over {n.pop()}" in prose
+    assert f"intervals held {held(*to_hour)} of the {checks[to_hour[0]]['seeds']}" in prose
+    from_hour = [("hl-1h", "hl-15m-b"), ("hl-1h", "hl-15m-c")]
+    assert f"(tau {taus(*from_hour)} over {checks[from_hour[0]]['n']})" in prose
+    assert " and ".join(f"{checks[p]['covered']} of {checks[p]['seeds']}" for p in from_hour) \
+        in prose
+    held_out = hour["space"]["heldout"]
+    assert f"its own held-out check covered {held_out['covered']} of {held_out['designs']}" \
+        in prose
+    assert f"(fitted on {answers['hl-15m-b']['space']['measured']} designs)" in prose
+    assert f"hour's surrogate ({hour['space']['measured']}" in prose
