@@ -158,3 +158,24 @@ def test_the_prose_about_the_headline_runs_quotes_the_committed_states():
         in prose
     assert f"(fitted on {answers['hl-15m-b']['space']['measured']} designs)" in prose
     assert f"hour's surrogate ({hour['space']['measured']}" in prose
+
+
+@pytest.mark.skipif(not FOLDER.is_dir(), reason="no committed headline runs here")
+def test_the_readme_quotes_the_recorded_headline():
+    readme = " ".join((REPO / "README.md").read_text().split())
+    runs = headline.read_runs(FOLDER)
+    fifteen = {runs[n]["state"]["answer"]["rungs"][0]["ok"] for n in ("hl-15m-b", "hl-15m-c")}
+    (measured,) = fifteen
+    hour = runs["hl-1h"]["state"]["answer"]
+    b = hour["best"]
+    lo, hi = b["test_ci"]
+    assert f"fifteen minutes measured {measured} designs, twice in a row" in readme
+    named = {runs[n]["state"]["answer"]["best"]["design_id"] for n in ("hl-15m-b", "hl-15m-c")}
+    assert len(named) == 2  # "the two runs named different designs"
+    assert "each with its runner-up inside its interval" in readme
+    for n in ("hl-15m-b", "hl-15m-c"):
+        answer = runs[n]["state"]["answer"]
+        lo, hi = answer["best"]["test_ci"]
+        assert lo <= answer["runners_up"][0]["test_acc"] <= hi, n
+    assert (f"the hour measured {hour['rungs'][0]['ok']} and named `{b['design_id']}` (test "
+            f"{b['test_acc']:.3f} [{lo:.3f}, {hi:.3f}] on {b['test_images']:,} images)") in readme
