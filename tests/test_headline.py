@@ -175,7 +175,7 @@ def test_the_readme_quotes_the_recorded_headline():
     assert "each with its runner-up inside its interval" in readme
     for n in ("hl-15m-b", "hl-15m-c"):
         answer = runs[n]["state"]["answer"]
-        lo, hi = answer["best"]["test_ci"]
-        assert lo <= answer["runners_up"][0]["test_acc"] <= hi, n
+        low, high = answer["best"]["test_ci"]
+        assert low <= answer["runners_up"][0]["test_acc"] <= high, n
     assert (f"the hour measured {hour['rungs'][0]['ok']} and named `{b['design_id']}` (test "
             f"{b['test_acc']:.3f} [{lo:.3f}, {hi:.3f}] on {b['test_images']:,} images)") in readme
