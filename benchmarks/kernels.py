@@ -107,21 +107,8 @@ def profiled(design: str, side: int, limits: dict[str, float], reps: int) -> dic
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.kernels",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=str(OUT), help=f"JSON to write (default {OUT})")
-    p.add_argument("--quick", action="store_true", help="a tiny design at 8x8, 2 repetitions")
-    p.add_argument("--reps", type=int, default=7, help="timed steps per implementation")
-    p.add_argument("--update-doc", metavar="MD",
-                   help="rewrite the <!-- kernels --> block of this markdown file")
-    p.add_argument("--markdown", metavar="JSON",
-                   help="print the markdown block of a written run and exit")
-    args = p.parse_args(argv)
-    if args.reps < 1:
-        p.exit(2, f"--reps {args.reps}: accepted: an integer >= 1\n")
-    if not Path(args.out).parent.is_dir():
-        p.exit(2, f"--out {args.out!r}: directory {Path(args.out).parent} does not exist\n")
-    return args
+    return roofline.benchmark_args("kernels", __doc__, OUT, 7, argv,
+                                   "a tiny design at 8x8, 2 repetitions")
 
 
 def main(argv: list[str] | None = None) -> int:

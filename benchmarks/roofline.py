@@ -196,14 +196,21 @@ def profiled(design: str, side: int, limits: dict[str, float], reps: int) -> dic
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.roofline",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=str(OUT), help=f"JSON to write (default {OUT})")
-    p.add_argument("--quick", action="store_true",
-                   help="one tiny design at 8x8, 2 repetitions: a check that it runs")
-    p.add_argument("--reps", type=int, default=5, help="timed steps per implementation")
+    return benchmark_args("roofline", __doc__, OUT, 5, argv,
+                          "one tiny design at 8x8, 2 repetitions: a check that it runs")
+
+
+def benchmark_args(name: str, doc: str, out: Path, reps: int, argv: list[str] | None,
+                   quick: str) -> argparse.Namespace:
+    """The command line of ``python -m benchmarks.NAME`` (this one and benchmarks.kernels):
+    --out, --quick, --reps, --update-doc of the NAME block, --markdown of a written run."""
+    p = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}",
+                                description=doc.split("\n\n")[0])
+    p.add_argument("--out", default=str(out), help=f"JSON to write (default {out})")
+    p.add_argument("--quick", action="store_true", help=quick)
+    p.add_argument("--reps", type=int, default=reps, help="timed steps per implementation")
     p.add_argument("--update-doc", metavar="MD",
-                   help="rewrite the <!-- roofline --> block of this markdown file")
+                   help=f"rewrite the <!-- {name} --> block of this markdown file")
     p.add_argument("--markdown", metavar="JSON",
                    help="print the markdown block of a written run and exit")
     args = p.parse_args(argv)
