@@ -72,16 +72,8 @@ def make(design: str, impl: str, side: int):
 
 def time_steps(design: str, side: int, reps: int) -> dict[str, Any]:
     """Interleaved training steps of ``IMPLS`` (CPU seconds, medians) and their ratios."""
-    steps = {impl: make(design, impl, side)[0] for impl in IMPLS}
-    samples: dict[str, list[float]] = {impl: [] for impl in IMPLS}
-    for step in steps.values():
-        step()  # untimed: allocator, caches, lazy initialisation (the kernels' build)
-    for r in range(reps):
-        for impl in (IMPLS if r % 2 == 0 else IMPLS[::-1]):
-            t0 = time.process_time()
-            steps[impl]()
-            samples[impl].append(time.process_time() - t0)
-    med = {impl: statistics.median(v) for impl, v in samples.items()}
+    samples, med = roofline.interleaved({impl: make(design, impl, side)[0] for impl in IMPLS},
+                                        reps)
     return {"design": design, "side": side, "batch": roofline.BATCH, "step_s": med,
             "samples_s": samples, "img_per_s": {i: roofline.BATCH / s for i, s in med.items()},
             "over_reference": {i: med["reference"] / s for i, s in med.items()},

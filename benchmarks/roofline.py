@@ -148,18 +148,26 @@ def make_step(net: torch.nn.Module, side: int):
     return step, opt
 
 
+def interleaved(steps: dict[str, Any], reps: int
+                ) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Each step once untimed (allocator, caches, lazy initialisation such as the kernels'
+    build), then ``reps`` rounds in alternating order: CPU seconds per step, and medians."""
+    names = list(steps)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for step in steps.values():
+        step()
+    for r in range(reps):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            t0 = time.process_time()
+            steps[name]()
+            samples[name].append(time.process_time() - t0)
+    return samples, {name: statistics.median(v) for name, v in samples.items()}
+
+
 def time_steps(design: str, side: int, reps: int) -> dict[str, Any]:
     """Interleaved training steps of the four implementations (CPU seconds, medians)."""
-    steps = {impl: make_step(build(design, impl, side), side)[0] for impl in IMPLS}
-    samples: dict[str, list[float]] = {impl: [] for impl in IMPLS}
-    for step in steps.values():
-        step()  # untimed: allocator, caches, lazy initialisation
-    for r in range(reps):
-        for impl in (IMPLS if r % 2 == 0 else IMPLS[::-1]):
-            t0 = time.process_time()
-            steps[impl]()
-            samples[impl].append(time.process_time() - t0)
-    med = {impl: statistics.median(v) for impl, v in samples.items()}
+    samples, med = interleaved({impl: make_step(build(design, impl, side), side)[0]
+                                for impl in IMPLS}, reps)
     plan = ss.net_plan(ss.parse(design), 10)
     macs = plan.macs * (side / 32) ** 2 * BATCH  # the net's own forward multiply-adds a step
     return {
