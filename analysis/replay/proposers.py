@@ -97,8 +97,32 @@ class OrderedProposer:
         pass
 
 
-class SampledProposer:
+class _OptunaProposer:
+    """A proposer over an Optuna study made in ``__enter__``, with Optuna quiet (a line per
+    study, experimental warnings) for the replay only. Subclasses set ``_optuna``,
+    ``_sampler`` and ``STUDY`` (create_study's direction arguments)."""
+
+    STUDY: dict[str, Any] = {}
+
+    def __enter__(self) -> Any:
+        optuna = self._optuna
+        self._verbosity = optuna.logging.get_verbosity()
+        self._warnings = warnings.catch_warnings()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self._warnings.__enter__()
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        self.study = optuna.create_study(sampler=self._sampler, **self.STUDY)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._warnings.__exit__(*exc)
+        self._optuna.logging.set_verbosity(self._verbosity)
+
+
+class SampledProposer(_OptunaProposer):
     """tpe / nsga2: Optuna proposes over the design ids (two objectives, as the studies)."""
+
+    STUDY = {"directions": list(DIRECTIONS)}
 
     def __init__(self, table: ReplayTable, strategy: str, seed: int, *,
                  proxy: str | None = None):
@@ -111,21 +135,6 @@ class SampledProposer:
         self.index = {d: i for i, d in enumerate(self.choices)}
         self.free = set(range(n))
         self.rng = random.Random(seed)
-        self._verbosity = optuna.logging.get_verbosity()
-        self._warnings = warnings.catch_warnings()
-
-    def __enter__(self) -> SampledProposer:
-        """Quiet Optuna (a line per study, experimental warnings) for the replay only."""
-        optuna = self._optuna
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self._warnings.__enter__()
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        self.study = optuna.create_study(directions=list(DIRECTIONS), sampler=self._sampler)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._warnings.__exit__(*exc)
-        self._optuna.logging.set_verbosity(self._verbosity)
 
     def propose(self) -> tuple[int | None, Any]:
         if not self.free:
@@ -150,10 +159,12 @@ class SampledProposer:
             self.study.tell(handle, [value, float(self.table.params[design])])
 
 
-class StructuredProposer:
+class StructuredProposer(_OptunaProposer):
     """tpe-struct / zc-tpe-struct: TPE over the design's fields, mapped to the nearest
     untried design (see the module docstring); with ``proxy`` (zc-tpe-struct), the startup
     proposals are the best-scored designs."""
+
+    STUDY = {"direction": STRUCTURED_DIRECTION}
 
     def __init__(self, table: ReplayTable, strategy: str, seed: int, *,
                  proxy: str | None = None):
@@ -176,20 +187,6 @@ class StructuredProposer:
             k = startup_trials(n)  # of zc-order's order (the sampler's own startup rule)
             best = score_order(range(n), (0,), sampler_seed=seed, scores=table.scores[proxy])
             self.warm = [design for design, _ in best[:k]]
-        self._verbosity = optuna.logging.get_verbosity()
-        self._warnings = warnings.catch_warnings()
-
-    def __enter__(self) -> StructuredProposer:
-        optuna = self._optuna
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self._warnings.__enter__()
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        self.study = optuna.create_study(direction=STRUCTURED_DIRECTION, sampler=self._sampler)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._warnings.__exit__(*exc)
-        self._optuna.logging.set_verbosity(self._verbosity)
 
     def propose(self) -> tuple[int | None, None]:
         if not self.free:
