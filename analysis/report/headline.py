@@ -31,6 +31,8 @@ from typing import Any
 
 import pandas as pd
 
+from studies.estimate import fmt_seconds
+
 STATE = "time_budget.json"
 BLOCKS = ("headline-runs", "headline-check")
 
@@ -115,11 +117,6 @@ def check(predictor: Mapping[str, Any], measurer: pd.DataFrame) -> dict[str, Any
     return out
 
 
-def _clock(seconds: float) -> str:
-    m, s = divmod(round(seconds), 60)
-    return f"{m // 60}h{m % 60:02d}m{s:02d}s" if m >= 60 else f"{m}m{s:02d}s"
-
-
 def runs_block(runs: Mapping[str, Mapping[str, Any]]) -> str:
     """The ``headline-runs`` markdown table."""
     lines = ["| run | code | budget | used | trained (rung: designs ok) | measured / predicted / "
@@ -133,7 +130,8 @@ def runs_block(runs: Mapping[str, Mapping[str, Any]]) -> str:
         acc, lo, hi = r["test"]
         test = f"{acc:.3f} [{lo:.3f}, {hi:.3f}]" if acc is not None else "none"
         best = f"`{r['best']}` ({r['best_rung']})" if r["best"] else "none (predicted only)"
-        lines.append(f"| {name} | {r['code']} | {_clock(r['budget_s'])} | {_clock(r['used_s'])} | "
+        lines.append(f"| {name} | {r['code']} | {fmt_seconds(r['budget_s'])} | "
+                     f"{fmt_seconds(r['used_s'])} | "
                      + ", ".join(f"{lad}: {ok}" for lad, ok in r["rungs"])
                      + f" | {r['measured']} / {r['predicted']} / {r['candidates']} | {held} "
                      f"| {best} | {test} |")
