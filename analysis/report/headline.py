@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from evaluators.record import write_atomic
 from studies.estimate import fmt_seconds
 
 STATE = "time_budget.json"
@@ -48,7 +48,8 @@ def collect(run_dirs: Sequence[str | Path], out: str | Path) -> list[Path]:
             raise FileNotFoundError(f"{run}: no {STATE} (not a --time-budget run directory)")
         dest = Path(out) / run.name
         dest.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(run / STATE, dest / STATE)
+        state = (run / STATE).read_bytes()
+        write_atomic(dest / STATE, lambda f, b=state: f.write(b))
         written.append(write_records(load_results(run), dest / "records.csv"))
     return written
 
