@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <type_traits>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 // The hot loops are compiled twice, for x86-64-v3 (AVX2, FMA) and the baseline, and the
@@ -273,87 +274,158 @@ std::vector<at::Tensor> bn_backward(const at::Tensor& gy, const c10::optional<at
 }
 
 // ---- depth-wise 3x3 convolution, NCHW, stride 1, padding 1, one filter per channel ----
+//
+// Planes in memory order (image by image, channel by channel within a thread's range of
+// channels): each pass streams its tensors once, where the channel-major order read 1 KiB
+// runs C * HW apart that the hardware prefetcher missed. A plane is copied into the
+// interior of a (H + 2) x (W + 2) buffer whose zero border is written once per thread
+// (L1-resident: 1.1 KiB at 16x16), so every output reads its 3x3 neighbourhood without edge
+// cases. Widths 8, 16 and 32 (the rungs') are compile-time: the row loops unroll into whole
+// 8-wide vectors; other widths take the same code with a run-time width.
 
-// The (H + 2) x (W + 2) zero-padded copy of one plane: every output pixel then reads its
-// 3x3 neighbourhood without edge cases, and the loops over a row vectorise.
+// V lanes of T as one GCC vector (one AVX2 register of float in the x86-64-v3 clone, lowered
+// to SSE pairs in the baseline one): the weight gradient's nine accumulators stay in
+// registers, which lane arrays indexed in a loop do not.
+constexpr int64_t V = 8;
 template <typename T>
-void pad_plane(const T* x, int64_t h, int64_t w, T* p) {
-  std::fill(p, p + (h + 2) * (w + 2), T(0));
-  for (int64_t i = 0; i < h; ++i)
-    std::copy(x + i * w, x + (i + 1) * w, p + (i + 1) * (w + 2) + 1);
+struct VecOf;
+template <>
+struct VecOf<float> {
+  typedef float type __attribute__((vector_size(V * sizeof(float))));
+};
+template <>
+struct VecOf<double> {
+  typedef double type __attribute__((vector_size(V * sizeof(double))));
+};
+template <typename T>
+using Vec = typename VecOf<T>::type;
+
+// The helpers below are inlined into their callers' clones (a plain `inline` one GCC may
+// keep out of line is compiled for the baseline only).
+#define IGC_INLINE inline __attribute__((always_inline))
+
+template <typename T>
+IGC_INLINE Vec<T> load_vec(const T* p) {
+  Vec<T> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
 }
 
-template <typename T>
-IGC_CLONES void dw_plane(const T* __restrict__ p, const T* k, int64_t h, int64_t w, T* __restrict__ y) {
-  const int64_t pw = w + 2;
-  for (int64_t i = 0; i < h; ++i) {
-    const T* r0 = p + i * pw;
-    const T* r1 = r0 + pw;
-    const T* r2 = r1 + pw;
-    T* o = y + i * w;
-    for (int64_t j = 0; j < w; ++j)
-      o[j] = k[0] * r0[j] + k[1] * r0[j + 1] + k[2] * r0[j + 2] + k[3] * r1[j] +
-             k[4] * r1[j + 1] + k[5] * r1[j + 2] + k[6] * r2[j] + k[7] * r2[j + 1] +
-             k[8] * r2[j + 2];
+// Whole vectors, then the rest: a plain loop, GCC makes a memmove call of each row.
+template <typename T, int WC>
+IGC_INLINE void fill_interior(const T* __restrict__ x, T* __restrict__ p, int64_t h,
+                              int64_t w_rt) {
+  const int64_t w = WC ? WC : w_rt, pw = w + 2, wv = w - w % V;
+  for (int64_t r = 0; r < h; ++r) {
+    T* q = p + (r + 1) * pw + 1;
+    for (int64_t j = 0; j < wv; j += V) std::memcpy(q + j, x + r * w + j, sizeof(Vec<T>));
+    for (int64_t j = wv; j < w; ++j) q[j] = x[r * w + j];
   }
 }
 
-// y[n, c] = x[n, c] (*) k[c] for all planes; flip: the kernel rotated by 180 degrees (the
-// input gradient is the output gradient convolved with the flipped kernel).
+// y[i, ch] = x[i, ch] (*) k[ch] for channels [c0, c1) of every image; flip: the kernel
+// rotated by 180 degrees (the input gradient is the output gradient convolved with it).
+template <typename T, int WC>
+IGC_CLONES void dw_forward_planes(const T* x, const T* k, T* y, int64_t n, int64_t c,
+                                  int64_t h, int64_t w_rt, int64_t c0, int64_t c1, bool flip,
+                                  T* __restrict__ p) {
+  const int64_t w = WC ? WC : w_rt, pw = w + 2, hw = h * w;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t ch = c0; ch < c1; ++ch) {
+      T kc[9];
+      for (int t = 0; t < 9; ++t) kc[t] = k[ch * 9 + (flip ? 8 - t : t)];
+      const T *xp = x + (i * c + ch) * hw;
+      T* __restrict__ yp = y + (i * c + ch) * hw;
+      fill_interior<T, WC>(xp, p, h, w);
+      for (int64_t r = 0; r < h; ++r) {
+        const T* r0 = p + r * pw;
+        const T* r1 = r0 + pw;
+        const T* r2 = r1 + pw;
+        T* o = yp + r * w;
+        for (int64_t j = 0; j < w; ++j)
+          o[j] = kc[0] * r0[j] + kc[1] * r0[j + 1] + kc[2] * r0[j + 2] + kc[3] * r1[j] +
+                 kc[4] * r1[j + 1] + kc[5] * r1[j + 2] + kc[6] * r2[j] + kc[7] * r2[j + 1] +
+                 kc[8] * r2[j + 2];
+      }
+    }
+}
+
+// Adds one plane's sum of gy * (x shifted by tap t) to acc[t]'s V lanes (in double): nine
+// vector accumulators over the plane's rows, each row V outputs at a time, the last
+// w % V outputs into the low lanes.
+template <typename T, int WC>
+IGC_INLINE void plane_taps(const T* __restrict__ g, const T* __restrict__ p, int64_t h,
+                           int64_t w_rt, double* acc) {
+  const int64_t w = WC ? WC : w_rt, pw = w + 2, wv = w - w % V;
+  Vec<T> a[9] = {};
+  for (int64_t r = 0; r < h; ++r) {
+    const T* gr = g + r * w;
+    for (int64_t j = 0; j < wv; j += V) {
+      const Vec<T> gv = load_vec(gr + j);
+      for (int t = 0; t < 9; ++t) a[t] += gv * load_vec(p + (r + t / 3) * pw + t % 3 + j);
+    }
+    for (int64_t j = wv; j < w; ++j)
+      for (int t = 0; t < 9; ++t) a[t][j - wv] += gr[j] * p[(r + t / 3) * pw + t % 3 + j];
+  }
+  for (int t = 0; t < 9; ++t) {
+    Vec<double> s = load_vec(acc + t * V) + __builtin_convertvector(a[t], Vec<double>);
+    std::memcpy(acc + t * V, &s, sizeof s);
+  }
+}
+
+// dk[ch, t] = sum over images and pixels of gy * (x shifted by tap t), channels [c0, c1):
+// float lanes over a plane, double lanes across planes, one reduction per channel.
+template <typename T, int WC>
+IGC_CLONES void dw_weight_planes(const T* gy, const T* x, T* dk, int64_t n, int64_t c,
+                                 int64_t h, int64_t w_rt, int64_t c0, int64_t c1,
+                                 T* __restrict__ p, double* acc) {
+  const int64_t w = WC ? WC : w_rt, hw = h * w;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t ch = c0; ch < c1; ++ch) {
+      const int64_t o = (i * c + ch) * hw;
+      fill_interior<T, WC>(x + o, p, h, w);
+      plane_taps<T, WC>(gy + o, p, h, w, acc + (ch - c0) * 9 * V);
+    }
+  for (int64_t ch = c0; ch < c1; ++ch)
+    for (int t = 0; t < 9; ++t) {
+      double s = 0;
+      for (int64_t l = 0; l < V; ++l) s += acc[((ch - c0) * 9 + t) * V + l];
+      dk[ch * 9 + t] = T(s);
+    }
+}
+
+// Calls f with the compile-time width of w (8, 16, 32; 0: the run-time width).
+template <typename F>
+void with_width(int64_t w, F&& f) {
+  if (w == 8) f(std::integral_constant<int, 8>{});
+  else if (w == 16) f(std::integral_constant<int, 16>{});
+  else if (w == 32) f(std::integral_constant<int, 32>{});
+  else f(std::integral_constant<int, 0>{});
+}
+
 template <typename T>
 void dw_forward_impl(const T* x, const T* k, T* y, int64_t n, int64_t c, int64_t h, int64_t w,
                      bool flip) {
   at::parallel_for(0, c, 1, [&](int64_t c0, int64_t c1) {
-    std::vector<T> pad((h + 2) * (w + 2));
-    T kc[9];
-    for (int64_t ch = c0; ch < c1; ++ch) {
-      for (int t = 0; t < 9; ++t) kc[t] = k[ch * 9 + (flip ? 8 - t : t)];
-      for (int64_t i = 0; i < n; ++i) {
-        const int64_t o = (i * c + ch) * h * w;
-        pad_plane(x + o, h, w, pad.data());
-        dw_plane(pad.data(), kc, h, w, y + o);
-      }
-    }
+    std::vector<T> pad((h + 2) * (w + 2), T(0));  // the border stays zero
+    with_width(w, [&](auto wc) {
+      dw_forward_planes<T, decltype(wc)::value>(x, k, y, n, c, h, w, c0, c1, flip, pad.data());
+    });
   });
 }
 
-// sum over one plane of gy * q, q a W-wide window sliding down the padded plane: L lanes
-// per row chunk, kept in registers down the rows, then into double.
-template <typename T>
-IGC_CLONES double window_dot(const T* g, const T* q, int64_t h, int64_t w, int64_t pw) {
-  double s = 0;
-  for (int64_t j0 = 0; j0 < w; j0 += L) {
-    const int64_t len = std::min<int64_t>(L, w - j0);
-    T a[L] = {};
-    if (len == L) {
-      for (int64_t r = 0; r < h; ++r)
-        for (int k = 0; k < L; ++k) a[k] += g[r * w + j0 + k] * q[r * pw + j0 + k];
-    } else {
-      for (int64_t r = 0; r < h; ++r)
-        for (int64_t k = 0; k < len; ++k) a[k] += g[r * w + j0 + k] * q[r * pw + j0 + k];
-    }
-    for (int k = 0; k < L; ++k) s += a[k];
-  }
-  return s;
-}
-
-// dk[c, t] = sum over images and pixels of gy * (x shifted by tap t).
 template <typename T>
 void dw_weight_impl(const T* gy, const T* x, T* dk, int64_t n, int64_t c, int64_t h,
                     int64_t w) {
   at::parallel_for(0, c, 1, [&](int64_t c0, int64_t c1) {
-    std::vector<T> pad((h + 2) * (w + 2));
-    const int64_t pw = w + 2;
-    for (int64_t ch = c0; ch < c1; ++ch) {
-      double sum[9] = {};
-      for (int64_t i = 0; i < n; ++i) {
-        const int64_t o = (i * c + ch) * h * w;
-        pad_plane(x + o, h, w, pad.data());
-        for (int t = 0; t < 9; ++t)
-          sum[t] += window_dot(gy + o, pad.data() + (t / 3) * pw + t % 3, h, w, pw);
-      }
-      for (int t = 0; t < 9; ++t) dk[ch * 9 + t] = T(sum[t]);
-    }
+    std::vector<T> pad((h + 2) * (w + 2), T(0));  // the border stays zero
+    // V double lanes per tap and channel (not a vector of Vec: GCC drops a template
+    // argument's alignment, and the aligned loads of a 16-byte aligned buffer fault)
+    std::vector<double> acc((c1 - c0) * 9 * V, 0.0);
+    with_width(w, [&](auto wc) {
+      dw_weight_planes<T, decltype(wc)::value>(gy, x, dk, n, c, h, w, c0, c1, pad.data(),
+                                               acc.data());
+    });
   });
 }
 

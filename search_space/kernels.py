@@ -2,8 +2,8 @@
 
 Why: the grouped path's BatchNorm (statistics, affine, shuffle, ReLU) and its depth-wise 3x3
 convolution ran far below this CPU's limits in ATen (docs/performance.md, issue 24).
-``kernels.cpp`` does each channel by channel so that a channel's values stay in cache
-between passes.
+``kernels.cpp`` does BatchNorm channel by channel so that a channel's values stay in cache
+between passes, and the 3x3 plane by plane in memory order, 8-wide vectors along a row.
 
 How it is built: ``torch.utils.cpp_extension.load`` with the machine's C++ compiler and
 ``ninja``, the first time a process asks for it, cached in torch's extensions directory

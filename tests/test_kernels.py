@@ -101,7 +101,26 @@ def test_batchnorm_shuffle_is_batchnorm_then_channel_shuffle(src, dst, shuffle, 
         assert torch.allclose(getattr(bn_new, name), getattr(bn_ref, name), rtol=1e-12, atol=0)
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 5, 4), (1, 2, 3, 19), (2, 1, 1, 1)])
+def _random_dw_shapes(count: int, seed: int) -> list[tuple[int, int, int, int]]:
+    """(N, C, H, W) drawn with widths the kernels treat apart: the rungs' 8, 16 and 32
+    (whole 8-wide vectors, compile-time), odd ones (a vector and a scalar rest) and 1."""
+    g = torch.Generator().manual_seed(seed)
+
+    def pick(values):
+        return values[int(torch.randint(len(values), (1,), generator=g))]
+
+    return [(pick([1, 2, 3]), pick([1, 2, 5]), pick([1, 2, 3, 8, 9]),
+             pick([1, 7, 8, 15, 16, 23, 32])) for _ in range(count)]
+
+
+# rung widths, odd widths (7, 15, 33), W = 1, H = 1, N = 1 and C = 1, then random ones
+DW_SHAPES = [(3, 5, 16, 16), (2, 3, 8, 8), (1, 2, 32, 32), (2, 4, 7, 33), (4, 3, 2, 2),
+             (2, 3, 5, 7), (3, 2, 4, 15), (2, 3, 6, 1), (2, 3, 1, 6), (1, 2, 1, 16),
+             (1, 1, 1, 1), *_random_dw_shapes(12, seed=2)]
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 4), (1, 2, 3, 19), (2, 1, 1, 1), (2, 2, 3, 16),
+                                   (1, 2, 4, 7), (1, 2, 3, 8)])
 def test_depthwise3x3_passes_gradcheck(shape):
     g = torch.Generator().manual_seed(shape[3])
     x = torch.randn(shape, generator=g, dtype=torch.float64, requires_grad=True)
@@ -110,23 +129,63 @@ def test_depthwise3x3_passes_gradcheck(shape):
                                     atol=1e-7)
 
 
-@pytest.mark.parametrize("shape", [(3, 5, 16, 16), (2, 4, 7, 33), (4, 3, 2, 2)])
-def test_depthwise3x3_is_conv2d(shape):
-    """Output and both gradients against F.conv2d(groups=C), float64, to 1e-12; widths
-    over, at and under the kernel's 16 lanes."""
-    g = torch.Generator().manual_seed(5)
-    x = torch.randn(shape, generator=g, dtype=torch.float64) + 0.7
-    w = torch.randn(shape[1], 1, 3, 3, generator=g, dtype=torch.float64)
-    gy = torch.randn(shape, generator=g, dtype=torch.float64)
-    xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+def _dw_both(shape, dtype, seed=5):
+    """(kernels, F.conv2d(groups=C)) pairs: output, input gradient, weight gradient, and the
+    inputs (x, w, gy) they were computed from."""
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randn(shape, generator=g, dtype=torch.float64) + 0.7).to(dtype)
+    w = torch.randn(shape[1], 1, 3, 3, generator=g, dtype=torch.float64).to(dtype)
+    gy = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+    xr, wr = x.double().requires_grad_(), w.double().requires_grad_()
     xn, wn = x.clone().requires_grad_(), w.clone().requires_grad_()
     ref = F.conv2d(xr, wr, padding=1, groups=shape[1])
     out = kernels.DepthwiseConv3x3.apply(xn, wn)
     pairs = [(out, ref), *zip(torch.autograd.grad(out, (xn, wn), gy),
-                              torch.autograd.grad(ref, (xr, wr), gy), strict=True)]
-    for a, b in pairs:
-        a, b = a.detach(), b.detach()
+                              torch.autograd.grad(ref, (xr, wr), gy.double()), strict=True)]
+    return [(a.detach(), b.detach()) for a, b in pairs], (x.double(), w.double(), gy.double())
+
+
+@pytest.mark.parametrize("shape", DW_SHAPES)
+def test_depthwise3x3_is_conv2d(shape):
+    """Output and both gradients against F.conv2d(groups=C), float64, to 1e-12."""
+    for a, b in _dw_both(shape, torch.float64)[0]:
         assert torch.allclose(a, b, rtol=0, atol=1e-12 * max(1.0, float(b.abs().max())))
+
+
+@pytest.mark.parametrize("shape", DW_SHAPES)
+def test_depthwise3x3_in_float32_is_conv2d_to_rounding(shape):
+    """float32 against the float64 convolution of the same values, within the rounding
+    bound of each sum: |error| <= m u |terms| (u = 2^-24) for a sum of m products, m = 9 +
+    1 for the output (forward, input gradient); for the weight gradient a lane sums at most
+    H * W products of a plane in float, then double across planes (one more rounding)."""
+    pairs, (x, w, gy) = _dw_both(shape, torch.float32)
+    c, u = shape[1], 2.0 ** -24
+    absx = F.conv2d(x.abs(), w.abs(), padding=1, groups=c)
+    absdx = F.conv2d(gy.abs(), w.abs().flip(2, 3), padding=1, groups=c)
+    absdw = torch.ops.aten.convolution_backward(gy.abs(), x.abs(), w, None, [1, 1], [1, 1],
+                                                [1, 1], False, [0, 0], c,
+                                                [False, True, False])[1]
+    bounds = [10 * u * absx, 10 * u * absdx, (shape[2] * shape[3] + 2) * u * absdw]
+    for (a, b), bound in zip(pairs, bounds, strict=True):
+        assert bool(((a.double() - b).abs() <= bound).all()), float((a.double() - b).abs().max())
+
+
+def test_depthwise3x3_splits_channels_across_threads_without_changing_a_bit():
+    """Two threads take a range of channels each: the same values as one thread."""
+    g = torch.Generator().manual_seed(9)
+    x, gy = torch.randn(3, 7, 16, 16, generator=g), torch.randn(3, 7, 16, 16, generator=g)
+    w = torch.randn(7, 1, 3, 3, generator=g)
+    module = kernels.extension()
+    one = [module.dw_forward(x, w, False), module.dw_forward(gy, w, True),
+           module.dw_weight(gy, x)]
+    torch.set_num_threads(2)
+    try:
+        two = [module.dw_forward(x, w, False), module.dw_forward(gy, w, True),
+               module.dw_weight(gy, x)]
+    finally:
+        torch.set_num_threads(1)
+    for a, b in zip(one, two, strict=True):
+        assert torch.equal(a, b)
 
 
 def test_is_depthwise3x3_only_for_what_the_kernel_computes():
