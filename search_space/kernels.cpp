@@ -367,18 +367,22 @@ IGC_INLINE void plane_taps(const T* __restrict__ g, const T* __restrict__ p, int
     for (int64_t j = wv; j < w; ++j)
       for (int t = 0; t < 9; ++t) a[t][j - wv] += gr[j] * p[(r + t / 3) * pw + t % 3 + j];
   }
+  // lane by lane (vcvtps2pd, vaddpd): a 64-byte double vector went through the stack
   for (int t = 0; t < 9; ++t) {
-    Vec<double> s = load_vec(acc + t * V) + __builtin_convertvector(a[t], Vec<double>);
-    std::memcpy(acc + t * V, &s, sizeof s);
+    T lanes[V];
+    std::memcpy(lanes, &a[t], sizeof lanes);
+    for (int64_t l = 0; l < V; ++l) acc[t * V + l] += double(lanes[l]);
   }
 }
 
 // dk[ch, t] = sum over images and pixels of gy * (x shifted by tap t), channels [c0, c1):
 // float lanes over a plane, double lanes across planes, one reduction per channel.
+// GCC's predictive commoning kept the rows one output row shares with the next in
+// registers across rows, spilling the nine accumulators; off here, a row of 16 is 18 FMAs.
 template <typename T, int WC>
-IGC_CLONES void dw_weight_planes(const T* gy, const T* x, T* dk, int64_t n, int64_t c,
-                                 int64_t h, int64_t w_rt, int64_t c0, int64_t c1,
-                                 T* __restrict__ p, double* acc) {
+IGC_CLONES __attribute__((optimize("no-predictive-commoning"))) void dw_weight_planes(
+    const T* gy, const T* x, T* dk, int64_t n, int64_t c, int64_t h, int64_t w_rt, int64_t c0,
+    int64_t c1, T* __restrict__ p, double* acc) {
   const int64_t w = WC ? WC : w_rt, hw = h * w;
   for (int64_t i = 0; i < n; ++i)
     for (int64_t ch = c0; ch < c1; ++ch) {
