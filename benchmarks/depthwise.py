@@ -11,9 +11,11 @@ One thread, float32, NCHW, batch 64, C in (64, 144, 400) at 16x16 and 32x32 (8x8
 covers ~5 ms). Implementations: ``cpp`` (this tree's kernels), ``aten``
 (``F.conv2d(groups=C)`` and ``aten::convolution_backward`` asked for one gradient at a
 time) and, with ``--baseline REV``, ``base`` (``search_space/kernels.cpp`` at git revision
-REV, built as a second extension): ratios in one run, on one machine state. ``alloc``: a
-fresh output tensor written once (``empty_like(x).fill_(0)``), the part of a forward or
-input gradient call that is allocation and first-touch page faults, not the kernel.
+REV, built as a second extension): ratios in one run, on one machine state; with it, also
+whole training steps of issue 24's design (grouped path) with each build of the kernels.
+``alloc``: a fresh output tensor written once (``empty_like(x).fill_(0)``), the part of a
+forward or input gradient call that is allocation and first-touch page faults, not the
+kernel.
 
 Useful work per call: 18 flops a value (9 multiply-adds) and two tensors of bytes (forward
 and input gradient read one and write one; the weight gradient reads two); the roofline
@@ -155,6 +157,25 @@ def summarise(shape: tuple[int, int, int, int], samples: dict[tuple[str, str], l
             "ops": ops}
 
 
+def time_steps(base: Any, side: int, reps: int) -> dict[str, Any]:
+    """Training steps of issue 24's design on the grouped path (``roofline.make_step``),
+    with this tree's extension and with ``base`` swapped in (the same BatchNorm kernels
+    where REV's match), interleaved: the whole-step ratio of the 3x3 change alone."""
+    design = roofline.TARGET
+    net = roofline.build(design, "grouped", side)
+    step, _ = roofline.make_step(net, side)
+
+    def with_base() -> None:
+        with kernels.swapped(base):
+            step()
+
+    samples, med = roofline.interleaved({"cpp": step, "base": with_base}, reps)
+    return {"design": design, "side": side, "batch": roofline.BATCH, "step_ms": {
+        k: v * 1e3 for k, v in med.items()}, "samples_ms": {
+        k: [t * 1e3 for t in v] for k, v in samples.items()},
+        "base_over_cpp": med["base"] / med["cpp"]}
+
+
 def line(r: dict[str, Any]) -> str:
     n, c, h, w = r["shape"]
     cells = []
@@ -183,13 +204,19 @@ def main(argv: list[str] | None = None) -> int:
     for shape in shapes:
         rows.append(summarise(shape, time_shape(shape, impls, reps), limits))
         print(line(rows[-1]), flush=True)
+    steps = []
+    if args.baseline:
+        for side in ((8,) if args.quick else (16, 32)):
+            steps.append(time_steps(impls["base"], side, reps))
+            print(f"{steps[-1]['design']} {side}px step ms: " + " ".join(
+                f"{k} {v:.1f}" for k, v in steps[-1]["step_ms"].items()), flush=True)
     result = {
         "command": "python -m benchmarks.depthwise " + " ".join(
             sys.argv[1:] if argv is None else argv),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "commit": git_commit(), "baseline": args.baseline, "torch": torch.__version__,
         "threads": 1, "dtype": "float32", "quick": args.quick, "reps": reps,
-        "cflags": kernels.CFLAGS, "limits": limits, "shapes": rows,
+        "cflags": kernels.CFLAGS, "limits": limits, "shapes": rows, "steps": steps,
         "load_average_1m": [load_before, os.getloadavg()[0]],
         "cpu_affinity": sorted(os.sched_getaffinity(0)), "cpus": os.cpu_count(),
         "niceness": os.nice(0), "wall_s": time.monotonic() - t_start,

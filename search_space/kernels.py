@@ -95,6 +95,18 @@ def use(enabled: bool) -> Iterator[None]:
         _state["enabled"] = before
 
 
+@contextlib.contextmanager
+def swapped(module: Any) -> Iterator[None]:
+    """Within the block, the grouped path calls ``module``: another build of the kernels
+    with the same functions (benchmarks.depthwise times an earlier kernels.cpp with it)."""
+    before = extension()
+    _state["module"] = module
+    try:
+        yield
+    finally:
+        _state["module"] = before
+
+
 class BatchNormShuffle(torch.autograd.Function):
     """BatchNorm in training (batch statistics; biased variance returned for the
     running-statistics update) -> ChannelShuffle(g) -> [ReLU], from a contiguous input in

@@ -283,3 +283,33 @@ def test_usable_only_for_cpu_float_tensors():
     assert not kernels.usable(torch.zeros(2, device="meta"))
     with kernels.use(False):
         assert not kernels.usable(torch.zeros(2))
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--reps", "0"], "--reps 0: accepted: an integer >= 1"),
+    (["--out", "/no/such/dir/d.json"], "--out '/no/such/dir/d.json': directory"),
+    (["--baseline", "no-such-rev"], "--baseline 'no-such-rev': accepted: a git revision"),
+])
+def test_depthwise_benchmark_bad_cli_input_exits_2_with_one_line(argv, message, capsys):
+    from benchmarks import depthwise
+
+    with pytest.raises(SystemExit) as e:
+        depthwise.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1
+
+
+def test_depthwise_benchmark_quick_run_times_each_kernel_against_aten(tmp_path):
+    import json
+
+    from benchmarks import depthwise
+
+    out = tmp_path / "d.json"
+    assert depthwise.main(["--quick", "--out", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["shapes"]
+    assert row["shape"] == [8, 16, 8, 8] and row["flops"] == 18 * 8 * 16 * 8 * 8
+    for op in ("forward", "dgrad", "wgrad"):
+        cpp, aten = row["ops"][op]["cpp"], row["ops"][op]["aten"]
+        assert cpp["over_aten"] == pytest.approx(aten["ms"] / cpp["ms"])
+        assert len(cpp["samples_ms"]) == 3 and cpp["ms"] > 0
