@@ -54,6 +54,7 @@ CHANNELS = (64, 144, 400)
 SIDES = (16, 32)
 OPS = ("forward", "dgrad", "wgrad", "alloc")
 SAMPLE_S = 0.005
+MALLOC_ENV = ("GLIBC_TUNABLES", "THP_MEM_ALLOC_ENABLE", "LD_PRELOAD")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -220,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_1m": [load_before, os.getloadavg()[0]],
         "cpu_affinity": sorted(os.sched_getaffinity(0)), "cpus": os.cpu_count(),
         "niceness": os.nice(0), "wall_s": time.monotonic() - t_start,
+        # the allocator's settings: above glibc's mmap threshold, fresh outputs fault
+        "malloc_env": {k: v for k, v in os.environ.items()
+                       if k in MALLOC_ENV or k.startswith("MALLOC_")},
     }
     write_json_atomic(args.out, result)
     print(f"wrote {args.out}", flush=True)
