@@ -34,7 +34,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -83,13 +82,12 @@ def _revision_source(rev: str) -> str | None:
 
 
 def build_baseline(rev: str) -> Any:
-    """kernels.cpp at ``rev``, built with this tree's flags as a second extension."""
-    from torch.utils.cpp_extension import load
+    """kernels.cpp at ``rev``, built with this tree's flags as a second extension (its own
+    PYBIND11_MODULE: no bindings generated; torch writes the source into its build dir)."""
+    from torch.utils.cpp_extension import load_inline
 
-    src = Path(tempfile.mkdtemp(prefix="dw_base_")) / "kernels_base.cpp"
-    src.write_text(_revision_source(rev) or "")
-    return load(name="igcbench_kernels_base", sources=[str(src)], extra_cflags=kernels.CFLAGS,
-                verbose=False)
+    return load_inline(name="igcbench_kernels_base", cpp_sources=[_revision_source(rev) or ""],
+                       extra_cflags=kernels.CFLAGS, verbose=False)
 
 
 def calls(shape: tuple[int, int, int, int], impls: dict[str, Any]
