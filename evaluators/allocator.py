@@ -26,14 +26,8 @@ import platform
 
 # <malloc.h>: mallopt's parameter numbers (glibc; stable since 2.0)
 M_TRIM_THRESHOLD = -1
-M_MMAP_THRESHOLD = -3
 M_MMAP_MAX = -4
 KEEP_TRIM = 2**31 - 1  # mallopt takes an int: the largest, "never trim" in practice
-# glibc's defaults as its dynamic threshold ends up after a process has freed a block of
-# 32 MiB or more (DEFAULT_MMAP_THRESHOLD_MAX; trim at twice it): what "default" restores.
-DEFAULT_MMAP_MAX = 65536
-DEFAULT_MMAP_THRESHOLD = 32 * 2**20
-DEFAULT_TRIM = 2 * DEFAULT_MMAP_THRESHOLD
 
 _libc: dict[str, ctypes.CDLL | None] = {}
 
@@ -48,33 +42,28 @@ def _glibc() -> ctypes.CDLL | None:
     return _libc["libc"]
 
 
-def set_policy(policy: str) -> bool:
-    """``"heap"``: every allocation from the heap, never trimmed; ``"default"``: glibc's
-    settled defaults (mmap above 32 MiB, trim above 64 MiB). True where it was applied
-    (glibc), False where there is nothing to set. Process-wide: a benchmark may switch
-    between the two, a trial sets it once (:func:`for_trial`).
-
-    >>> set_policy("neither")
-    Traceback (most recent call last):
-    ...
-    ValueError: allocator policy 'neither': expected 'heap' or 'default'
-    """
-    if policy not in ("heap", "default"):
-        raise ValueError(f"allocator policy {policy!r}: expected 'heap' or 'default'")
+def keep_heap() -> bool:
+    """Serve every allocation from the heap and never trim it. True where it was applied
+    (glibc), False where there is nothing to set. Process-wide and one-way: memory the heap
+    has grown to stays there, so glibc's defaults cannot be had back in the same process
+    (a benchmark compares the two policies in two processes)."""
     libc = _glibc()
     if libc is None:
         return False
-    if policy == "heap":
-        settings = ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, KEEP_TRIM))
-    else:
-        settings = ((M_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD), (M_MMAP_MAX, DEFAULT_MMAP_MAX),
-                    (M_TRIM_THRESHOLD, DEFAULT_TRIM))
-    return all(libc.mallopt(param, value) == 1 for param, value in settings)
+    return all(libc.mallopt(param, value) == 1
+               for param, value in ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, KEEP_TRIM)))
 
 
 def for_trial() -> str:
-    """Apply the trial's policy (``heap`` unless ``IGCBENCH_HEAP=0``) and name what ran:
-    ``"heap"``, ``"default"`` (turned off) or ``"n/a"`` (not glibc)."""
+    """Apply the trial's policy (the kept heap unless ``IGCBENCH_HEAP=0``) and name what
+    runs: ``"heap"``, ``"untouched"`` (turned off) or ``"n/a"`` (not glibc).
+
+    >>> import os
+    >>> os.environ["IGCBENCH_HEAP"] = "0"
+    >>> for_trial()
+    'untouched'
+    >>> del os.environ["IGCBENCH_HEAP"]
+    """
     if os.environ.get("IGCBENCH_HEAP", "1") == "0":
-        return "default"
-    return "heap" if set_policy("heap") else "n/a"
+        return "untouched"
+    return "heap" if keep_heap() else "n/a"
