@@ -3,6 +3,7 @@ allocated again after it was freed touches no fresh pages; with glibc's defaults
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -52,3 +53,36 @@ def test_a_trial_keeps_the_heap_unless_turned_off(monkeypatch):
     assert allocator.for_trial() == "untouched"
     monkeypatch.delenv("IGCBENCH_HEAP")
     assert allocator.for_trial() == "heap"  # this test process keeps its heap from here on
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--reps", "0"], "--reps 0: accepted: an integer >= 1"),
+    (["--rounds", "-1"], "--rounds -1: accepted: an integer >= 1"),
+    (["--out", "/nonexistent/dir/a.json"], "does not exist"),
+])
+def test_the_benchmarks_bad_input_is_one_line_and_exit_2(argv, message, capsys):
+    from benchmarks import allocator as bench
+
+    with pytest.raises(SystemExit) as exc:
+        bench.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_the_benchmarks_committed_table_is_its_json(tmp_path):
+    """docs/performance.md's allocator block is what the committed JSON prints."""
+    from pathlib import Path
+
+    from analysis.doc_blocks import block_in_doc
+    from benchmarks import allocator as bench
+
+    root = Path(__file__).resolve().parents[1]
+    result = json.loads((root / "benchmarks" / "results" / "allocator_cpu.json").read_text())
+    doc = (root / "docs" / "performance.md").read_text()
+    assert block_in_doc(doc, "allocator").strip() == bench.markdown(result).strip()
+    target = next(r for r in result["rows"] if r["design"] == "plain8-c144-k1.12.12"
+                  and r["side"] == 32)
+    # the measured effect the module docstring names: fewer fresh pages with the heap kept
+    assert (target["fast"]["faults_per_step"]["heap"]
+            < target["fast"]["faults_per_step"]["untouched"])
