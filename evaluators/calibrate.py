@@ -32,6 +32,7 @@ import torch
 from scipy.optimize import nnls
 
 import search_space as ss
+from evaluators import allocator
 from evaluators.cost_model import Calibration, per_image_work
 from evaluators.fidelity import Fidelity
 from evaluators.record import utc_now, write_json_atomic
@@ -165,6 +166,8 @@ def _measure_path(base: Calibration, impl: str | None, probes: tuple[str, ...], 
     paths = block_paths(device, impl)
     saved = torch.get_num_threads()
     torch.set_num_threads(base.threads)
+    if device.type == "cpu":
+        allocator.for_trial()  # time the probes under the trials' allocator policy
     try:
         timings = [_time_probe(ss.parse(p), base.resolution, batch, device, impl)
                    for p in probes]

@@ -1,4 +1,5 @@
-"""The torch process state a trial runs under (threads, deterministic kernels) and the name
+"""The torch process state a trial runs under (threads, deterministic kernels, on the CPU the
+C allocator's policy: evaluators/allocator.py) and the name
 of the device it ran on, shared by the one-model path (evaluation) and the multi-model
 engine (multi_model), and used by benchmarks/engine_throughput.py to time as they train."""
 
@@ -9,6 +10,8 @@ import os
 from collections.abc import Iterator
 
 import torch
+
+from evaluators import allocator
 
 
 @contextlib.contextmanager
@@ -24,6 +27,8 @@ def torch_state(threads: int, device: torch.device, *,
     if device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
     torch.set_num_threads(threads)
+    if device.type == "cpu":
+        allocator.for_trial()  # once per process in effect: the policy is the process's
     # On CUDA a few kernels have no deterministic variant: warn rather than fail the trial.
     deterministic = deterministic or device.type != "cuda"
     torch.use_deterministic_algorithms(deterministic, warn_only=device.type == "cuda")
