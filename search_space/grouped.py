@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from . import kernels
+from . import bn_fold, kernels
 from .plan import Run
 
 
@@ -74,7 +74,7 @@ class _BatchNormShuffle(torch.autograd.Function):
                       out=view)
         if relu:
             out.relu_()
-        _update_running(bn, mean.reshape(c), var.reshape(c), p)
+        bn_fold.update_running(bn, mean.reshape(c), var.reshape(c), p)
         out = out.view(c, p) if dst == "cp" else out.view(n, c, h, w)
         ctx.save_for_backward(x, weight, mean.reshape(c), invstd.reshape(c),
                               out if relu else None)
@@ -104,17 +104,6 @@ class _BatchNormShuffle(torch.autograd.Function):
         return dx, dw, db, None, None, None, None, None, None
 
 
-@torch.no_grad()
-def _update_running(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, p: int) -> None:
-    """BatchNorm2d's update: momentum (or the cumulative average), unbiased variance."""
-    if not bn.track_running_stats or bn.running_mean is None:
-        return
-    bn.num_batches_tracked.add_(1)
-    f = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
-    bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), f)
-    bn.running_var.lerp_((var * (p / max(p - 1, 1))).to(bn.running_var.dtype), f)
-
-
 def _bn(x: torch.Tensor, bn: nn.BatchNorm2d, g: int, src: str, dst: str, relu: bool,
         n: int, h: int, w: int) -> torch.Tensor:
     c = x.shape[0] if src == "cp" else x.shape[1]
@@ -123,7 +112,7 @@ def _bn(x: torch.Tensor, bn: nn.BatchNorm2d, g: int, src: str, dst: str, relu: b
                                        (n, c, h, w))
     y, mean, var = kernels.BatchNormShuffle.apply(x, bn.weight, bn.bias, bn.eps, src, dst, g,
                                                   relu, (n, c, h, w))
-    _update_running(bn, mean, var, n * h * w)
+    bn_fold.update_running(bn, mean, var, n * h * w)
     return y
 
 
@@ -136,9 +125,11 @@ def group_conv1x1(x: torch.Tensor, weight: torch.Tensor, groups: int) -> torch.T
     return torch.bmm(w, x.view(groups, cin // groups, p)).view(cout, p)
 
 
-def grouped_run(modules: nn.Module, run: Run, x: torch.Tensor) -> torch.Tensor:
+def grouped_run(modules: nn.Module, run: Run, x: torch.Tensor, fold: bool = False
+                ) -> torch.Tensor:
     """A training-mode run of a ReferenceBlock's modules, NCHW in, NCHW out (as
-    ``ReferenceBlock`` computes it, to rounding)."""
+    ``ReferenceBlock`` computes it, to rounding). ``fold``: each BatchNorm after a group 1x1
+    convolution folded into it (``search_space.bn_fold``)."""
     layout = "nchw"
     pending = None  # the BatchNorm still to apply: (module, shuffle branches)
     if run.spatial is not None:
@@ -153,6 +144,8 @@ def grouped_run(modules: nn.Module, run: Run, x: torch.Tensor) -> torch.Tensor:
     if pending is None:  # the run opens with a 1x1 convolution: go channel-major first
         x = x.transpose(0, 1).reshape(x.shape[1], n * h * w)
         layout = "cp"
+    if fold and run.steps:
+        return _folded_steps(modules, run, x, pending, layout, (n, h, w))
     for ci, bi, g, groups in run.steps:
         if pending is not None:
             x = _bn(x, *pending, layout, "cp", False, n, h, w)
@@ -160,3 +153,14 @@ def grouped_run(modules: nn.Module, run: Run, x: torch.Tensor) -> torch.Tensor:
         x = group_conv1x1(x, modules[ci].weight, groups)
         pending = (modules[bi], g)
     return _bn(x, *pending, layout, "nchw", run.relu, n, h, w)
+
+
+def _folded_steps(modules: nn.Module, run: Run, x: torch.Tensor, pending, layout: str,
+                  nhw: tuple[int, int, int]) -> torch.Tensor:
+    """The 1x1 convolutions of a run with their BatchNorms folded in, after the BatchNorm
+    still pending from its spatial convolution; shuffles as views, NCHW out."""
+    if pending is not None:
+        x = _bn(x, *pending, layout, "cp", False, *nhw)
+    for ci, bi, g, groups in run.steps:
+        x = bn_fold.shuffled(bn_fold.conv_bn(x, modules[ci].weight, groups, modules[bi]), g)
+    return bn_fold.to_nchw(x, run.relu, *nhw)
