@@ -1,30 +1,39 @@
-"""A group 1x1 convolution with the BatchNorm after it folded in (training: batch statistics).
+"""Group 1x1 convolutions with the BatchNorms around them folded in (training: batch
+statistics), for the grouped path's runs (``search_space.grouped``, ``fold=True``).
 
-Why: on the grouped path (``search_space.grouped``) each BatchNorm after a group 1x1
-convolution takes passes of its own over the activation (statistics, then the output), and
-BatchNorm was the largest operation kind of the IGCV2 training step (docs/performance.md,
-``kernels`` block; issue 24). Its batch statistics follow from the convolution's input
-instead: for y = W_g x per group g (W_g: K_out x K_in), with mu and S the mean and
-(biased) covariance of x over the P = N*H*W pixels,
+Why: on the grouped path each BatchNorm after a group 1x1 convolution takes passes of its
+own over the activation (statistics, then the output), and BatchNorm was the largest
+operation kind of the IGCV2 training step (docs/performance.md, ``kernels`` block; issue
+24). Its batch statistics follow from the convolution's input instead: for u = W_g x per
+group g (W_g: K_out x K_in), with mu and S the mean and biased covariance of x over its
+P = N*H*W pixels,
 
-    mean_y = W_g mu,    var_y[c] = w_c^T S w_c,
+    mean_u = W_g mu,    var_u[c] = w_c^T S w_c,
 
-so the one product that needs the whole activation besides the convolution itself is the
-Gram matrix x x^T, a ``torch.bmm`` of G * K_in^2 * P multiply-adds that writes K_in^2 values
-per group. The normalised output is then one ``torch.baddbmm`` of
-W' = diag(gamma / sqrt(var_y + eps)) W_g and b' = beta - gamma * mean_y / sqrt(var_y + eps).
-The channel shuffle after the BatchNorm is a view: the next group convolution reads the
-shuffled channels as a strided batch of matrices where that is one (branches of the
-shuffle = input channels of the next group), else ``reshape`` copies once.
+so the one product over the whole activation besides the convolution is the Gram matrix
+x x^T (G * K_in^2 * P multiply-adds, K_in^2 values written per group), and the BatchNorm's
+output is one ``torch.baddbmm``: y = W' (x - mu) + beta with W' = diag(gamma / sqrt(var_u +
+eps)) W_g. A BatchNorm between the run's spatial convolution and its first 1x1 convolution
+folds in too, as diag(gamma0 / sd(z)) on W's columns (its beta0 cancels in the next
+BatchNorm; its statistics are the Gram matrix's diagonal). Channel shuffles are views: the
+next convolution reads the shuffled channels as a strided batch of matrices where that is
+one (branches of the shuffle = its groups' input channels), else ``reshape`` copies once.
 
-Cancellation: S = x x^T / P - mu mu^T loses the digits of mu^2 / var in float32. The
-subtraction is in float64; where some channel's mean is over ``CENTRE_RATIO`` of its
-standard deviation the Gram matrix is taken again of the centred input (one more pass, only
-then). The inputs here are BatchNorm outputs (mean beta, sd gamma) or post-ReLU
-activations (mean about 0.6 sd), far from it.
+Cancellation: S = x x^T / P - mu mu^T loses the digits of mu^2 / var in float32 (at 77, a
+relative error of 3e-5 in S, measured). So every input is kept near mean 0: a BatchNorm
+output that feeds another folded BatchNorm is written without its beta (y - beta: beta
+cancels there; its gradient is 0), and the run's input is centred by a mean estimated on
+an eighth of its images in the copy that makes it channel-major (a constant: the function
+does not depend on it). The subtraction is in float64, the means are float32 sums of 256
+values summed in float64; where a channel's squared mean still exceeds ``CENTRE_RATIO``
+times its variance the Gram matrix is taken again of the input centred exactly (one pass
+more, only then).
 
-The backward is autograd's through this formulation (exact by construction): the Gram's
-and the baddbmm's bmm backwards, and a small float64 graph of the statistics.
+Backward: hand-written for the large products (dW' = dy (x - mu)^T, and dx = W'^T (dy -
+mean(dy)) + (dS + dS^T)(x - mu) / P: one baddbmm and one bmm, no pass for the mean's
+broadcast or for summing three gradients), and autograd through the small float64 graph
+from (W, gamma, gamma0, S) to W' for dS and the parameters' gradients. Pure PyTorch;
+tests/test_bn_fold.py checks it against nn.BatchNorm2d + conv2d(groups) and gradcheck.
 """
 
 from __future__ import annotations
@@ -33,23 +42,36 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-#: Squared mean over variance above which the Gram matrix is taken of the centred input
-#: (float32 then keeps at least ~5 of its ~7 digits in var_y).
-CENTRE_RATIO = 100.0
+#: Squared mean over variance above which the Gram matrix is taken of the exactly centred
+#: input: S's relative error is then below about 4e-7 * (1 + CENTRE_RATIO) in float32.
+CENTRE_RATIO = 2.0
+SUM_RUN = 256  # values summed in float32 before the float64 sum (_mean)
 
 
-def group_stats(xg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Mean (G, K) and biased covariance (G, K, K), float64, of a (G, K, P) batch of
-    channel groups over its P pixels; and the centred input where it was needed (else None).
-    """
+def _mean(xg: torch.Tensor) -> torch.Tensor:
+    """(G, K) float64 means over the last axis: float32 sums over runs of ``SUM_RUN``
+    values, then theirs in float64 (one float32 sum lost a digit against BatchNorm's; a
+    float64 sum of every value took 17x as long at 16x16 and 36x at 32x32)."""
+    p = xg.shape[-1]
+    runs = xg.unflatten(-1, (-1, SUM_RUN)) if p % SUM_RUN == 0 else xg.unsqueeze(-1)
+    return runs.sum(-1).sum(-1, dtype=torch.float64) / p
+
+
+def group_stats(xg: torch.Tensor):
+    """Of a (G, K, P) batch of channel groups over its P pixels: (xs, m, mu, cov), with
+    x - mu = xs - m: xs is x (m = mu) or, where some channel's mean is too large for the
+    Gram matrix (``CENTRE_RATIO``), x centred by its mean in float32 (m the remainder); mu
+    the mean and cov the biased covariance, float64."""
     p = xg.shape[2]
-    mu = xg.sum(2).double() / p
-    gram = torch.bmm(xg, xg.transpose(1, 2)).double() / p
-    cov = gram - mu[:, :, None] * mu[:, None, :]
-    if bool(((mu * mu) > CENTRE_RATIO * cov.diagonal(dim1=1, dim2=2)).any()):
-        xc = xg - mu.to(xg.dtype)[:, :, None]
-        return mu, torch.bmm(xc, xc.transpose(1, 2)).double() / p, xc
-    return mu, cov, None
+    mu = _mean(xg)
+    cov = torch.bmm(xg, xg.transpose(1, 2)).double() / p - mu[:, :, None] * mu[:, None, :]
+    if not bool(((mu * mu) > CENTRE_RATIO * cov.diagonal(dim1=1, dim2=2)).any()):
+        return xg, mu, mu, cov
+    shift = mu.to(xg.dtype)
+    xc = xg - shift[:, :, None]
+    m = _mean(xc)
+    cov = torch.bmm(xc, xc.transpose(1, 2)).double() / p - m[:, :, None] * m[:, None, :]
+    return xc, m, shift.double() + m, cov
 
 
 @torch.no_grad()
@@ -63,69 +85,107 @@ def update_running(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, p:
     bn.running_var.lerp_((var * (p / max(p - 1, 1))).to(bn.running_var.dtype), f)
 
 
-class ConvBN(torch.autograd.Function):
-    """``apply(x, weight, gamma, beta, groups, eps) -> (y, mean, var)``: the folded
-    convolution and BatchNorm of :func:`conv_bn`; mean and var (the output's batch
-    statistics, biased, float64) carry no gradient.
+def _fold(leaves: list[torch.Tensor], groups: int, eps: float, lead: tuple | None):
+    """The small float64 graph: W' (G, K_out, K_in) with y = W' (x - mu) + beta, and the
+    BatchNorm's batch variance (G, K_out). ``leaves``: weight, gamma, the input's
+    covariance, and with ``lead`` (its shuffle's branches, its eps) that BatchNorm's
+    gamma0: the convolution then reads ChannelShuffle(gamma0 (z - mu) / sd(z) + beta0)."""
+    weight, gamma, cov = leaves[:3]
+    w = weight.view(groups, -1, weight.shape[1])
+    if lead is not None:
+        g0 = shuffled(leaves[3].view(-1, 1), lead[0]).reshape(cov.shape[:2])
+        w = w * (g0 * torch.rsqrt(cov.diagonal(dim1=1, dim2=2) + lead[1]))[:, None, :]
+    var = (torch.bmm(w, cov) * w).sum(2)
+    return (gamma.view(groups, -1) * torch.rsqrt(var + eps))[:, :, None] * w, var
 
-    Backward: with dW', db' of the baddbmm (dW' = dy x^T, db' = dy summed over pixels),
-    autograd through the small float64 graph gives dS and dmu of the statistics, and
-    dx = W'^T dy + (dS + dS^T) x / P + (dmu - (dS + dS^T) mu) / P: a baddbmm and a bmm, no
-    pass for the mean's broadcast or for summing three gradients."""
+
+class ConvBN(torch.autograd.Function):
+    """``apply(x, weight, gamma, beta, gamma0, beta0, cfg) -> (y, var, mu, var_in)``, cfg =
+    (groups, eps, lead, add_beta): the folded convolution and BatchNorm(s) of
+    :func:`conv_bn`, y (G, K_out, P). var (the BatchNorm's), mu and var_in (the input's, by
+    group) are float64 batch statistics without gradient. Without ``add_beta`` y lacks
+    beta, and beta's gradient is 0; beta0's is always 0 (both cancel in the next
+    BatchNorm), returned as zeros so that an optimizer treats them as the reference's."""
 
     @staticmethod
-    def forward(ctx, x, weight, gamma, beta, groups, eps):
-        p = x.shape[-1]
-        cout, kin = weight.shape[:2]
-        xg = x.reshape(groups, kin, p)
-        mu, cov, xc = group_stats(xg)
+    def forward(ctx, x, weight, gamma, beta, gamma0, beta0, cfg):
+        groups, eps, lead, add_beta = cfg
+        xs, m, mu, cov = group_stats(x.reshape(groups, weight.shape[1], x.shape[-1]))
+        params = (weight, gamma) + (() if lead is None else (gamma0,))
         with torch.enable_grad():
-            leaves = [t.detach().double().requires_grad_() for t in (weight, gamma, beta)]
-            leaves += [mu.requires_grad_(), cov.requires_grad_()]
-            w, g, b = leaves[0].view(groups, -1, kin), *(t.view(groups, -1) for t in leaves[1:3])
-            mean = torch.bmm(w, mu[:, :, None])[:, :, 0]  # (G, K_out)
-            var = (torch.bmm(w, cov) * w).sum(2)
-            scale = g * torch.rsqrt(var + eps)
-            folded = (scale[:, :, None] * w, b - scale * mean)
-        wf, bf = (t.detach().to(x.dtype) for t in folded)
-        ctx.graph = (folded, leaves)
-        ctx.save_for_backward(xg if xc is None else xc, wf)
-        ctx.centred = xc is not None
-        ctx.shape = x.shape
-        y = torch.baddbmm(bf[:, :, None], wf, xg)
-        stats = mean.detach().reshape(cout), var.detach().reshape(cout)
+            leaves = [t.detach().double().requires_grad_() for t in params]
+            leaves.insert(2, cov.requires_grad_())
+            wf, var = _fold(leaves, groups, eps, lead)
+        ctx.graph, ctx.shape, ctx.add_beta = (wf, leaves), x.shape, add_beta
+        b = -torch.bmm(wf.detach(), m[:, :, None])
+        if add_beta:
+            b += beta.detach().view(groups, -1, 1)
+        w32 = wf.detach().to(x.dtype)
+        ctx.save_for_backward(xs, w32, m.to(x.dtype))
+        y = torch.baddbmm(b.to(x.dtype), w32, xs)
+        stats = (var.detach(), mu, cov.detach().diagonal(dim1=1, dim2=2))
         ctx.mark_non_differentiable(*stats)
         return (y, *stats)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dy, _dmean, _dvar):
-        xg, wf = ctx.saved_tensors
-        (wp, bp), leaves = ctx.graph
-        p = xg.shape[2]
-        dwp = torch.bmm(dy, xg.transpose(1, 2))
-        if ctx.centred:  # dW' is of x; x = xc + mu
-            dwp += dy.sum(2)[:, :, None] * leaves[3].detach().to(dy.dtype)[:, None, :]
-        dbp = dy.sum(2)
-        grads = torch.autograd.grad((wp, bp), leaves, (dwp.double(), dbp.double()))
-        dw, dgamma, dbeta, dmu, dcov = grads
-        a = (dcov + dcov.transpose(1, 2)) / p
-        mu = leaves[3].detach()
-        c = dmu / p - (0.0 if ctx.centred else torch.bmm(a, mu[:, :, None])[:, :, 0])
-        dx = torch.baddbmm(c.to(dy.dtype)[:, :, None], wf.transpose(1, 2), dy)
-        dx.baddbmm_(a.to(dy.dtype), xg)
-        return (dx.reshape(ctx.shape), *(t.to(wf.dtype) for t in (dw, dgamma, dbeta)), None,
-                None)
+    def backward(ctx, dy, *_):
+        xs, wf, m = ctx.saved_tensors
+        wp, leaves = ctx.graph
+        p = xs.shape[2]
+        db = dy.sum(2)
+        dwp = torch.bmm(dy, xs.transpose(1, 2))  # dy (x - mu)^T = dy xs^T - (dy 1) m^T
+        dwp -= db[:, :, None] * m[:, None, :]
+        grads = torch.autograd.grad(wp, leaves, dwp.double())
+        a = ((grads[2] + grads[2].transpose(1, 2)) / p).to(dy.dtype)
+        c = -torch.bmm(wf.transpose(1, 2), db[:, :, None]) / p - torch.bmm(a, m[:, :, None])
+        dx = torch.baddbmm(c, wf.transpose(1, 2), dy)
+        dx.baddbmm_(a, xs)
+        dw, dgamma = grads[0].to(wf.dtype), grads[1].to(wf.dtype)
+        dbeta = db.reshape(-1) if ctx.add_beta else torch.zeros_like(dgamma)
+        lead = (grads[3].to(wf.dtype), torch.zeros_like(dgamma)) if len(grads) > 3 else (
+            None, None)
+        return dx.reshape(ctx.shape), dw, dgamma, dbeta, *lead, None
 
 
-def conv_bn(x: torch.Tensor, weight: torch.Tensor, groups: int,
-            bn: nn.BatchNorm2d) -> torch.Tensor:
+def conv_bn(x: torch.Tensor, weight: torch.Tensor, groups: int, bn: nn.BatchNorm2d, *,
+            lead: tuple[nn.BatchNorm2d, int] | None = None, offset: torch.Tensor | None = None,
+            add_beta: bool = True) -> torch.Tensor:
     """BatchNorm2d (training) of ``conv2d(groups)`` with a 1x1 ``weight`` (C_out, K_in, 1, 1),
     on ``x`` (C_in, P) channel-major or any tensor that reshapes to its (G, K_in, P) groups:
-    (G, K_out, P), channel g * K_out + k of the output at [g, k], unshuffled."""
-    y, mean, var = ConvBN.apply(x, weight, bn.weight, bn.bias, groups, bn.eps)
-    update_running(bn, mean, var, x.shape[-1])
+    (G, K_out, P), channel g * K_out + k of the output at [g, k], unshuffled.
+
+    ``lead``: (a BatchNorm, its shuffle's branches) between ``x`` and the convolution,
+    folded in too: the convolution reads ChannelShuffle(BatchNorm(x)), ``x`` in that
+    BatchNorm's own channel order. ``offset`` (C_in,), no gradient: what ``x`` lacks of the
+    values it stands for (a subtracted estimate of the mean, or the beta the BatchNorm
+    before left out), in ``x``'s order; it enters the running means only. ``add_beta``:
+    False where the next operation is another folded BatchNorm (which cancels it)."""
+    xin = x if lead is None else shuffled(x, lead[1])
+    gamma0, beta0 = (None, None) if lead is None else (lead[0].weight, lead[0].bias)
+    cfg = (groups, bn.eps, None if lead is None else (lead[1], lead[0].eps), add_beta)
+    y, var, mu, var_in = ConvBN.apply(xin, weight, bn.weight, bn.bias, gamma0, beta0, cfg)
+    p = x.shape[-1]
+    with torch.no_grad():
+        mu = mu.reshape(-1)
+        if lead is not None:  # the lead BatchNorm's statistics, in its own channel order
+            mu = _unshuffle(mu, lead[1])
+            mu0 = mu if offset is None else mu + offset
+            update_running(lead[0], mu0, _unshuffle(var_in.reshape(-1), lead[1]), p)
+            mu_in = shuffled(beta0.detach().double().view(-1, 1), lead[1]).reshape(-1)
+        else:
+            mu_in = mu if offset is None else mu + offset
+        w = weight.detach().double().view(groups, -1, weight.shape[1])
+        mean = torch.bmm(w, mu_in.view(groups, -1, 1))
+        update_running(bn, mean.reshape(-1), var.reshape(-1), p)
     return y
+
+
+def _unshuffle(v: torch.Tensor, branches: int) -> torch.Tensor:
+    """Values (C,) in the order ChannelShuffle(branches) puts channels, in their own order."""
+    out = torch.empty_like(v)
+    out.view(branches, -1).transpose(0, 1).copy_(v.view(-1, branches))
+    return out
 
 
 def shuffled(y: torch.Tensor, branches: int) -> torch.Tensor:
@@ -136,6 +196,31 @@ def shuffled(y: torch.Tensor, branches: int) -> torch.Tensor:
     return y.reshape(branches, -1, p).transpose(0, 1)
 
 
+class ChannelMajor(torch.autograd.Function):
+    """``apply(x, shift)``: NCHW ``x`` minus a constant per channel (no gradient), as a new
+    (C, N*H*W) channel-major matrix: the one copy a run's input needs, centring included."""
+
+    @staticmethod
+    def forward(ctx, x, shift):
+        n, c, h, w = x.shape
+        out = x.new_empty(c, n, h * w)
+        torch.sub(x.reshape(n, c, h * w).transpose(0, 1), shift.view(c, 1, 1), out=out)
+        ctx.shape = x.shape
+        return out.view(c, n * h * w)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        n, c, h, w = ctx.shape
+        return g.view(c, n, h * w).transpose(0, 1).reshape(n, c, h, w), None
+
+
+def centred_channel_major(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x - s as (C, P), s): s the channel means of every eighth image (at least one)."""
+    s = x[:: max(1, x.shape[0] // 8)].detach().mean((0, 2, 3))
+    return ChannelMajor.apply(x, s), s.double()
+
+
 def to_nchw(y: torch.Tensor, relu: bool, n: int, h: int, w: int) -> torch.Tensor:
     """A (C/b, b, P) shuffled view (or a (C, P) matrix) as a new NCHW tensor, [ReLU]:
     one copy."""
@@ -143,4 +228,3 @@ def to_nchw(y: torch.Tensor, relu: bool, n: int, h: int, w: int) -> torch.Tensor
     c = y.shape[0] * (y.shape[1] if y.dim() == 3 else 1)
     out = y4.permute(-2, *range(y.dim() - 1), -1).reshape(n, c, h, w)
     return out.relu_() if relu else out
-

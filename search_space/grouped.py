@@ -141,11 +141,11 @@ def grouped_run(modules: nn.Module, run: Run, x: torch.Tensor, fold: bool = Fals
                          conv.groups)
         pending = (modules[run.lead[0]], run.lead[1])
     n, _, h, w = x.shape
+    if fold and run.steps:
+        return _folded_steps(modules, run, x, pending, (n, h, w))
     if pending is None:  # the run opens with a 1x1 convolution: go channel-major first
         x = x.transpose(0, 1).reshape(x.shape[1], n * h * w)
         layout = "cp"
-    if fold and run.steps:
-        return _folded_steps(modules, run, x, pending, layout, (n, h, w))
     for ci, bi, g, groups in run.steps:
         if pending is not None:
             x = _bn(x, *pending, layout, "cp", False, n, h, w)
@@ -155,12 +155,19 @@ def grouped_run(modules: nn.Module, run: Run, x: torch.Tensor, fold: bool = Fals
     return _bn(x, *pending, layout, "nchw", run.relu, n, h, w)
 
 
-def _folded_steps(modules: nn.Module, run: Run, x: torch.Tensor, pending, layout: str,
+def _folded_steps(modules: nn.Module, run: Run, x: torch.Tensor, pending,
                   nhw: tuple[int, int, int]) -> torch.Tensor:
-    """The 1x1 convolutions of a run with their BatchNorms folded in, after the BatchNorm
-    still pending from its spatial convolution; shuffles as views, NCHW out."""
-    if pending is not None:
-        x = _bn(x, *pending, layout, "cp", False, *nhw)
-    for ci, bi, g, groups in run.steps:
-        x = bn_fold.shuffled(bn_fold.conv_bn(x, modules[ci].weight, groups, modules[bi]), g)
+    """The 1x1 convolutions of a run with their BatchNorms folded in, and the BatchNorm
+    still pending from its spatial convolution folded into the first; NCHW ``x`` in, made
+    channel-major and centred in one copy; shuffles as views; NCHW out. Each BatchNorm
+    but the last writes its output without beta (the next one cancels it), so that every
+    folded BatchNorm's input has mean ~0 (``search_space.bn_fold``: cancellation)."""
+    x, offset = bn_fold.centred_channel_major(x)
+    for i, (ci, bi, g, groups) in enumerate(run.steps):
+        last = i == len(run.steps) - 1
+        bn = modules[bi]
+        x = bn_fold.shuffled(bn_fold.conv_bn(x, modules[ci].weight, groups, bn, lead=pending,
+                                             offset=offset, add_beta=last), g)
+        offset = bn_fold.shuffled(bn.bias.detach().double().view(-1, 1), g).reshape(-1)
+        pending = None
     return bn_fold.to_nchw(x, run.relu, *nhw)
