@@ -136,7 +136,8 @@ class ConvBN(torch.autograd.Function):
         db = dy.sum(2)
         dwp = torch.bmm(dy, xs.transpose(1, 2))  # dy (x - mu)^T = dy xs^T - (dy 1) m^T
         dwp -= db[:, :, None] * m[:, None, :]
-        grads = torch.autograd.grad(wp, leaves, dwp.double())
+        # retain_graph: the small graph may be differentiated again (gradcheck does)
+        grads = torch.autograd.grad(wp, leaves, dwp.double(), retain_graph=True)
         a = ((grads[2] + grads[2].transpose(1, 2)) / p).to(dy.dtype)
         c = -torch.bmm(wf.transpose(1, 2), db[:, :, None]) / p - torch.bmm(a, m[:, :, None])
         dx = torch.baddbmm(c, wf.transpose(1, 2), dy)
