@@ -94,7 +94,8 @@ CASES = [  # C, K_in, K_out a group, shuffle branches before, lead BN, add_beta,
     (12, 3, 3, 4, True, True, True), (12, 4, 2, 3, False, True, False),
     (16, 16, 16, 1, True, False, False), (18, 2, 2, 9, True, True, False),
     (24, 6, 12, 4, False, False, True), (10, 1, 1, 1, True, True, True),
-    (36, 12, 12, 12, True, False, True), (20, 5, 5, 5, False, True, True)]
+    (36, 12, 12, 12, True, False, True), (20, 5, 5, 5, False, True, True),
+    (12, 4, 2, 3, True, False, True), (8, 2, 6, 2, True, True, False)]
 
 
 @pytest.mark.parametrize("c,k_in,k_out,branches,lead,add_beta,centre", CASES)
