@@ -24,7 +24,8 @@ eval mode A and b come from the running statistics and are cached until a parame
 buffer changes: each run is one dense 1x1 convolution with its BatchNorms folded in (a lone
 BatchNorm folds into the spatial convolution before it). ``DEVICE_PATH`` says where which
 path runs. A third path, "grouped" (training only; ``search_space.grouped``), computes the
-reference function with group-major batched GEMMs instead of one dense GEMM.
+reference function with group-major batched GEMMs instead of one dense GEMM, its BatchNorms
+folded into them where ``work.fold_pays`` says (``search_space.bn_fold``).
 
 Statistics are composed in float64 from float32 Gram matrices. ``tests/test_fast.py`` holds
 the outputs, gradients and running statistics to 1e-5 of the float64 reference.

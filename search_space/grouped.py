@@ -23,6 +23,11 @@ Where ``search_space.kernels`` builds (a C++ compiler on the machine), the Batch
 is its C++ kernel instead, forward and backward: one pass from memory for the statistics and
 one for the output, channel by channel, and a hand-written backward of the same shape; and a
 depth-wise 3x3 spatial convolution (stride 1) is its C++ kernel, not ATen's NCHW one.
+With ``fold`` (FastBlock takes it where ``work.fold_pays`` says: every 1x1 convolution of
+the run with at most ``work.FOLD_MAX_K`` input channels a group), a run's BatchNorms after
+and before its group 1x1 convolutions are folded into them instead (``search_space.bn_fold``:
+statistics from each input's Gram matrix, the output in one ``baddbmm``); the run's spatial
+convolution and its layout copies stay as above.
 """
 
 from __future__ import annotations
