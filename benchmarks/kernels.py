@@ -7,12 +7,15 @@ at the CPU rungs' own settings: issue 24's IGCV2 design, training steps, ratios 
         --update-doc docs/performance.md     # the <!-- kernels --> block from the JSON
 
 For ``plain8-c144-k1.12.12`` at 16x16 and 32x32, one thread, batch 64, SGD steps as
-``benchmarks.roofline`` takes them (``make_step``), five implementations interleaved,
+``benchmarks.roofline`` takes them (``make_step``), six implementations interleaved,
 median of ``--reps`` CPU-time samples (``time.process_time``): ``reference``,
 ``fast_old`` (FastBlock's rule before the grouped path), ``grouped_pure`` (every block on
-the grouped path, its pure-PyTorch kernels: ``kernels.use(False)``), ``grouped`` (the same
-with the C++ kernels) and ``fast`` (FastBlock's ``auto`` now). Then a profiled step of the
-first four split by operation kind (``benchmarks.roofline_ops``), with each kind's share of
+the grouped path, BatchNorms unfolded, its pure-PyTorch kernels: ``kernels.use(False)``),
+``grouped`` (the same with the C++ kernels), ``folded`` (every block on the grouped path
+with its BatchNorms folded into the 1x1 convolutions, ``search_space.bn_fold``) and
+``fast`` (FastBlock's ``auto`` now). Then a profiled step of all but ``fast`` split by
+operation kind (``benchmarks.roofline_ops``; the folded path's Gram matrices count as
+``group 1x1``, its mean sums and centring copy as ``BatchNorm``), with each kind's share of
 the one-thread roofline (the machine's SGEMM rate and copy bandwidth, measured here). The
 1-minute load average before and after, the CPU affinity and the niceness are recorded: the
 development machine is shared, so compare ratios within one run, not across runs.
@@ -39,27 +42,46 @@ from evaluators.provenance import git_commit
 from evaluators.record import write_json_atomic
 from search_space import kernels
 from search_space.fast import FastBlock
+from search_space.work import fold_pays
 
 OUT = roofline.ROOT / "benchmarks" / "results" / "kernels_cpu.json"
 DESIGN = roofline.TARGET
-IMPLS = ("reference", "fast_old", "grouped_pure", "grouped", "fast")
-PROFILED = ("reference", "fast_old", "grouped_pure", "grouped")
+IMPLS = ("reference", "fast_old", "grouped_pure", "grouped", "folded", "fast")
+PROFILED = ("reference", "fast_old", "grouped_pure", "grouped", "folded")
 NAMES = {"reference": "reference", "fast_old": "fast before", "grouped_pure": "grouped pure",
-         "grouped": "grouped C++", "fast": "fast now"}
+         "grouped": "grouped C++", "folded": "folded", "fast": "fast now"}
+
+
+def build(design: str, impl: str, side: int) -> torch.nn.Module:
+    """The net of ``impl``: the grouped ones with their BatchNorms folded (``folded``) or
+    not (``grouped``, ``grouped_pure``); the others as ``roofline.build`` makes them."""
+    grouped = impl in ("grouped_pure", "grouped", "folded")
+    net = roofline.build(design, "grouped" if grouped else impl, side)
+    if grouped:
+        for m in net.modules():
+            if isinstance(m, FastBlock):
+                m.fold = impl == "folded"
+    return net
 
 
 def paths(design: str, impl: str, side: int) -> list[str]:
-    """The training path each block of ``impl`` takes at ``side`` ("reference": none)."""
-    net = roofline.build(design, "grouped" if impl == "grouped_pure" else impl, side).train()
-    return [m.path if m.path != "auto" and m.path else
-            m.chosen_path(roofline.BATCH, side * m.block_plan.convs[0].hw_in // 32)
-            for m in net.modules() if isinstance(m, FastBlock)]
+    """The training path each block of ``impl`` takes at ``side`` ("reference": none),
+    "+fold" where the grouped path folds a run's BatchNorms."""
+    out = []
+    for m in build(design, impl, side).train().modules():
+        if isinstance(m, FastBlock):
+            path = m.path if m.path != "auto" and m.path else m.chosen_path(
+                roofline.BATCH, side * m.block_plan.convs[0].hw_in // 32)
+            fold = path == "grouped" and any(
+                fold_pays(m.block_plan, r) if m.fold is None else m.fold and bool(r.steps)
+                for r in m.runs)
+            out.append(path + ("+fold" if fold else ""))
+    return out
 
 
 def make(design: str, impl: str, side: int):
     """(step, optimizer) of ``impl``; grouped_pure runs its steps with the kernels off."""
-    net = roofline.build(design, "grouped" if impl == "grouped_pure" else impl, side)
-    step, opt = roofline.make_step(net, side)
+    step, opt = roofline.make_step(build(design, impl, side), side)
     if impl != "grouped_pure":
         return step, opt
 
@@ -155,27 +177,33 @@ def markdown(result: dict[str, Any]) -> str:
              f" after; {result['wall_s']:.0f} s. Limits: SGEMM {lim['sgemm_gflops']:.0f} "
              f"GFLOP/s, copy {lim['copy_gbs']:.0f} GB/s.", "",
              "| design | px | " + " | ".join(f"{NAMES[i]} img/s" for i in IMPLS)
-             + " | C++ / reference | C++ / fast before | C++ / pure | spread |",
-             "| --- | --- | " + " | ".join("---:" for _ in IMPLS) + " | ---:" * 4 + " |"]
+             + " | C++ / reference | C++ / fast before | C++ / pure | folded / reference | "
+             "folded / fast before | folded / C++ | spread |",
+             "| --- | --- | " + " | ".join("---:" for _ in IMPLS) + " | ---:" * 7 + " |"]
     for r in result["steps"]:
-        rate, o = r["img_per_s"], r["over_reference"]
+        rate, o, f = r["img_per_s"], r["over_reference"], r["over_fast_old"]
         lines.append(f"| `{r['design']}` | {r['side']} | "
                      + " | ".join(f"{rate[i]:.0f}" for i in IMPLS)
-                     + f" | {o['grouped']:.2f} | {r['over_fast_old']['grouped']:.2f} | "
-                     f"{o['grouped'] / o['grouped_pure']:.2f} | {r['spread']:.0%} |")
+                     + f" | {o['grouped']:.2f} | {f['grouped']:.2f} | "
+                     f"{o['grouped'] / o['grouped_pure']:.2f} | {o['folded']:.2f} | "
+                     f"{f['folded']:.2f} | {o['folded'] / o['grouped']:.2f} | "
+                     f"{r['spread']:.0%} |")
     lines.append("")
     for r in result["steps"]:
         o, f = r["over_reference"], r["over_fast_old"]
-        best = max(("grouped", "fast"), key=lambda i: min(o[i], f[i]))
-        lines.append(f"- {r['side']}x{r['side']}: grouped C++ {o['grouped']:.2f}x the "
-                     f"reference, {f['grouped']:.2f}x the fast path before, "
-                     f"{o['grouped'] / o['grouped_pure']:.2f}x its pure kernels; issue 24's "
-                     f"3x over both: {'met' if min(o[best], f[best]) >= 3 else 'not met'} "
-                     f"(best: {NAMES[best]}, {min(o[best], f[best]):.2f}x)."
-                     + (" Fast now takes the fast path before's paths here (the blocks': "
-                        f"{', '.join(sorted(set(r['paths']['fast'])))}): their ratio, "
-                        f"{f['fast']:.2f}, is this run's noise."
-                        if r["paths"]["fast"] == r["paths"]["fast_old"] else ""))
+        best = max(("grouped", "folded", "fast"), key=lambda i: min(o[i], f[i]))
+        lines.append(f"- {r['side']}x{r['side']}: folded {o['folded']:.2f}x the reference, "
+                     f"{f['folded']:.2f}x the fast path before, "
+                     f"{o['folded'] / o['grouped']:.2f}x grouped C++ (which is "
+                     f"{o['grouped']:.2f}x the reference, {f['grouped']:.2f}x the fast path "
+                     f"before, {o['grouped'] / o['grouped_pure']:.2f}x its pure kernels); "
+                     f"issue 24's 3x over both: "
+                     f"{'met' if min(o[best], f[best]) >= 3 else 'not met'} "
+                     f"(best: {NAMES[best]}, {min(o[best], f[best]):.2f}x). Fast now's blocks: "
+                     f"{', '.join(sorted(set(r['paths']['fast'])))}"
+                     + (f" (the fast path before's: their ratio, {f['fast']:.2f}, is this "
+                        "run's noise)." if r["paths"]["fast"] == r["paths"]["fast_old"]
+                        else "."))
     for p in result["profiles"]:
         lines += ["", f"`{p['design']}` at {p['side']}x{p['side']}: ms a step per operation "
                   "kind (share of the one-thread roofline)", "",

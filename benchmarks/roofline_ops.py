@@ -42,7 +42,8 @@ _BN_OPS |= {"BatchNormShuffle", "BatchNormShuffleBackward"}
 _DW_OPS = {"DepthwiseConv3x3", "DepthwiseConv3x3Backward"}
 _RELU_OPS = {"aten::clamp_min_", "aten::clamp_min", "aten::relu_", "aten::relu",
              "aten::threshold_backward"}
-_GEMM_OPS = {"aten::bmm", "aten::mm", "aten::addmm", "aten::addmm_"}
+_GEMM_OPS = {"aten::bmm", "aten::mm", "aten::addmm", "aten::addmm_", "aten::baddbmm",
+             "aten::baddbmm_"}
 _COPY_OPS = {"aten::copy_", "aten::clone", "aten::contiguous"}
 _CONV_OPS = {"aten::mkldnn_convolution", "aten::convolution_backward",
              "aten::_slow_conv2d_forward", "aten::_slow_conv2d_backward",

@@ -24,7 +24,8 @@ eval mode A and b come from the running statistics and are cached until a parame
 buffer changes: each run is one dense 1x1 convolution with its BatchNorms folded in (a lone
 BatchNorm folds into the spatial convolution before it). ``DEVICE_PATH`` says where which
 path runs. A third path, "grouped" (training only; ``search_space.grouped``), computes the
-reference function with group-major batched GEMMs instead of one dense GEMM.
+reference function with group-major batched GEMMs instead of one dense GEMM, its BatchNorms
+folded into them where ``work.fold_pays`` says (``search_space.bn_fold``).
 
 Statistics are composed in float64 from float32 Gram matrices. ``tests/test_fast.py`` holds
 the outputs, gradients and running statistics to 1e-5 of the float64 reference.
@@ -41,7 +42,7 @@ from .grouped import grouped_run
 from .modules import ReferenceBlock
 from .plan import Block, segments
 from .plan import Run as _Run
-from .work import PATHS, choose_path
+from .work import PATHS, choose_path, fold_pays
 
 #: (training, eval) path of FastBlock per device type, as measured by benchmarks/speed.py and
 #: benchmarks/path_choice.py (docs/performance.md): "fused" computes every run as GEMMs, "reference"
@@ -81,6 +82,9 @@ class FastBlock(ReferenceBlock):
             raise ValueError(f"path {path!r}; accepted: None, {', '.join(map(repr, PATHS))},"
                              " 'auto'")
         self.path = path
+        #: the grouped path folds the run's BatchNorms into its 1x1 convolutions
+        #: (``search_space.bn_fold``): True, False, or None where ``work.fold_pays`` says
+        self.fold: bool | None = None
         self.block_plan = block
         self.runs = segments(block)
         self._auto: dict[tuple[bool, int, int], str] = {}  # (training, batch, side) -> path
@@ -98,7 +102,8 @@ class FastBlock(ReferenceBlock):
             return super().forward(x)
         if path == "grouped":
             for run in self.runs:
-                x = grouped_run(self, run, x)
+                fold = fold_pays(self.block_plan, run) if self.fold is None else self.fold
+                x = grouped_run(self, run, x, fold=fold)
             return x
         for i, run in enumerate(self.runs):
             x = self._forward_run(i, run, x)

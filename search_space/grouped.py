@@ -23,6 +23,11 @@ Where ``search_space.kernels`` builds (a C++ compiler on the machine), the Batch
 is its C++ kernel instead, forward and backward: one pass from memory for the statistics and
 one for the output, channel by channel, and a hand-written backward of the same shape; and a
 depth-wise 3x3 spatial convolution (stride 1) is its C++ kernel, not ATen's NCHW one.
+With ``fold`` (FastBlock takes it where ``work.fold_pays`` says: every 1x1 convolution of
+the run with at most ``work.FOLD_MAX_K`` input channels a group), a run's BatchNorms after
+and before its group 1x1 convolutions are folded into them instead (``search_space.bn_fold``:
+statistics from each input's Gram matrix, the output in one ``baddbmm``); the run's spatial
+convolution and its layout copies stay as above.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from . import kernels
+from . import bn_fold, kernels
 from .plan import Run
 
 
@@ -74,7 +79,7 @@ class _BatchNormShuffle(torch.autograd.Function):
                       out=view)
         if relu:
             out.relu_()
-        _update_running(bn, mean.reshape(c), var.reshape(c), p)
+        bn_fold.update_running(bn, mean.reshape(c), var.reshape(c), p)
         out = out.view(c, p) if dst == "cp" else out.view(n, c, h, w)
         ctx.save_for_backward(x, weight, mean.reshape(c), invstd.reshape(c),
                               out if relu else None)
@@ -104,17 +109,6 @@ class _BatchNormShuffle(torch.autograd.Function):
         return dx, dw, db, None, None, None, None, None, None
 
 
-@torch.no_grad()
-def _update_running(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, p: int) -> None:
-    """BatchNorm2d's update: momentum (or the cumulative average), unbiased variance."""
-    if not bn.track_running_stats or bn.running_mean is None:
-        return
-    bn.num_batches_tracked.add_(1)
-    f = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
-    bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), f)
-    bn.running_var.lerp_((var * (p / max(p - 1, 1))).to(bn.running_var.dtype), f)
-
-
 def _bn(x: torch.Tensor, bn: nn.BatchNorm2d, g: int, src: str, dst: str, relu: bool,
         n: int, h: int, w: int) -> torch.Tensor:
     c = x.shape[0] if src == "cp" else x.shape[1]
@@ -123,7 +117,7 @@ def _bn(x: torch.Tensor, bn: nn.BatchNorm2d, g: int, src: str, dst: str, relu: b
                                        (n, c, h, w))
     y, mean, var = kernels.BatchNormShuffle.apply(x, bn.weight, bn.bias, bn.eps, src, dst, g,
                                                   relu, (n, c, h, w))
-    _update_running(bn, mean, var, n * h * w)
+    bn_fold.update_running(bn, mean, var, n * h * w)
     return y
 
 
@@ -136,9 +130,11 @@ def group_conv1x1(x: torch.Tensor, weight: torch.Tensor, groups: int) -> torch.T
     return torch.bmm(w, x.view(groups, cin // groups, p)).view(cout, p)
 
 
-def grouped_run(modules: nn.Module, run: Run, x: torch.Tensor) -> torch.Tensor:
+def grouped_run(modules: nn.Module, run: Run, x: torch.Tensor, fold: bool = False
+                ) -> torch.Tensor:
     """A training-mode run of a ReferenceBlock's modules, NCHW in, NCHW out (as
-    ``ReferenceBlock`` computes it, to rounding)."""
+    ``ReferenceBlock`` computes it, to rounding). ``fold``: each BatchNorm after a group 1x1
+    convolution folded into it (``search_space.bn_fold``)."""
     layout = "nchw"
     pending = None  # the BatchNorm still to apply: (module, shuffle branches)
     if run.spatial is not None:
@@ -150,6 +146,8 @@ def grouped_run(modules: nn.Module, run: Run, x: torch.Tensor) -> torch.Tensor:
                          conv.groups)
         pending = (modules[run.lead[0]], run.lead[1])
     n, _, h, w = x.shape
+    if fold and run.steps:
+        return _folded_steps(modules, run, x, pending, (n, h, w))
     if pending is None:  # the run opens with a 1x1 convolution: go channel-major first
         x = x.transpose(0, 1).reshape(x.shape[1], n * h * w)
         layout = "cp"
@@ -160,3 +158,21 @@ def grouped_run(modules: nn.Module, run: Run, x: torch.Tensor) -> torch.Tensor:
         x = group_conv1x1(x, modules[ci].weight, groups)
         pending = (modules[bi], g)
     return _bn(x, *pending, layout, "nchw", run.relu, n, h, w)
+
+
+def _folded_steps(modules: nn.Module, run: Run, x: torch.Tensor, pending,
+                  nhw: tuple[int, int, int]) -> torch.Tensor:
+    """The 1x1 convolutions of a run with their BatchNorms folded in, and the BatchNorm
+    still pending from its spatial convolution folded into the first; NCHW ``x`` in, made
+    channel-major and centred in one copy; shuffles as views; NCHW out. Each BatchNorm
+    but the last writes its output without beta (the next one cancels it), so that every
+    folded BatchNorm's input has mean ~0 (``search_space.bn_fold``: cancellation)."""
+    x, offset = bn_fold.centred_channel_major(x)
+    for i, (ci, bi, g, groups) in enumerate(run.steps):
+        last = i == len(run.steps) - 1
+        bn = modules[bi]
+        x = bn_fold.shuffled(bn_fold.conv_bn(x, modules[ci].weight, groups, bn, lead=pending,
+                                             offset=offset, add_beta=last), g)
+        offset = bn_fold.shuffled(bn.bias.detach().double().view(-1, 1), g).reshape(-1)
+        pending = None
+    return bn_fold.to_nchw(x, run.relu, *nhw)

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .plan import Block, Conv, segments
+from .plan import Block, Conv, Run, segments
 
 PATHS = ("fused", "reference", "grouped")  # how FastBlock computes a block (search_space.fast)
 #: "grouped" (search_space.grouped) is a training path only: the reference path's function
@@ -137,6 +137,34 @@ def choose_path(block: Block, *, training: bool, batch: int, scale: float = 1.0)
                for p in PATHS if p in costs and (p != "grouped" or _grouped_pays(block, batch,
                                                                                 scale))}
     return min(seconds, key=lambda p: (seconds[p], PATHS.index(p)))
+
+
+#: The grouped path folds a run's BatchNorms into its group 1x1 convolutions
+#: (``search_space.bn_fold``) where every one of them has at most this many input channels
+#: per group: the fold trades the BatchNorms' passes for a Gram matrix (K_in^2 multiply-adds
+#: a pixel per group, forward and backward), which grows with K_in. Training steps of one
+#: block, batch 64, one thread, grouped over folded time (2026-12-07, a 2-core machine under
+#: a load of 4-6): at 16x16, K_in 2: 1.28, 4: 1.34, 6: 1.23, 8: 1.09, 12: 1.30-1.39, 16: 1.24,
+#: 16/8: 1.17, 24: 1.05, 32: 1.02, 64: 0.83, 100: 0.81, 108: 0.85, 12/72: 0.83; a lone
+#: 1x1 convolution between ReLUs, K_in 8: 1.14, 12: 1.12; at 8x8, K_in 4: 1.01, 6: 0.98,
+#: 8/8 (after a ReLU): 0.89 and 1.02 (two runs), 8 alone: 0.99, 12/8: 1.24, 12: 1.49,
+#: 12 alone: 1.07, 32: 1.12, 2: 1.47 (benchmarks.kernels measures whole nets).
+FOLD_MAX_K = 24
+
+
+def fold_pays(block: Block, run: Run) -> bool:
+    """Whether the grouped path folds the BatchNorms of ``run`` (a run of ``block``) into its
+    1x1 convolutions: where each has at most ``FOLD_MAX_K`` input channels a group.
+
+    Example:
+        >>> from search_space import net_plan, parse
+        >>> narrow, wide = (net_plan(parse(d)).blocks[0] for d in ("plain8-c144-k1.12.12",
+        ...                                                         "plain8-c256-k1.64.64"))
+        >>> [fold_pays(b, segments(b)[0]) for b in (narrow, wide)]
+        [True, False]
+    """
+    return bool(run.steps) and all(_conv_at(block, ci).branch_size <= FOLD_MAX_K
+                                   for ci, *_ in run.steps)
 
 
 #: glibc's largest dynamic mmap threshold: a fresh tensor above it is mmapped and

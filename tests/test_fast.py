@@ -345,7 +345,7 @@ def test_auto_path_follows_the_rule_per_block_and_batch_shape(monkeypatch):
     grouped = []
     real = fast_module.grouped_run
     monkeypatch.setattr(fast_module, "grouped_run",
-                        lambda m, run, x: grouped.append(run) or real(m, run, x))
+                        lambda m, run, x, **kw: grouped.append(run) or real(m, run, x, **kw))
     ref, fast = _pair(narrow)
     x = _input(narrow.cin, 64, 8)
     fast.train()(x)

@@ -61,6 +61,7 @@ def _check_block(block, batch: int, side: int, seed: int, dtype=torch.float64,
     ref = ReferenceBlock(block).double()
     _randomise(ref, seed)
     new = FastBlock(block, path=path).to(dtype)
+    new.fold = False  # the unfolded grouped path (tests/test_bn_fold.py: the folded one)
     new.load_reference_state(ref)
     new.to(dtype)
     g = torch.Generator().manual_seed(seed)
@@ -159,7 +160,7 @@ def test_batchnorm_shuffle_is_batchnorm_then_channel_shuffle(src, dst, shuffle, 
 
 
 def test_fastblock_takes_the_grouped_path_where_the_rule_says(monkeypatch):
-    from search_space.work import choose_path
+    from search_space.work import choose_path, fold_pays
 
     monkeypatch.setitem(fast_module.DEVICE_PATH, "cpu", ("auto", "auto"))
     block = ss.net_plan(ss.parse("plain8-c310-k1.2"), 10).blocks[0]
@@ -167,10 +168,14 @@ def test_fastblock_takes_the_grouped_path_where_the_rule_says(monkeypatch):
     calls = []
     real = fast_module.grouped_run
     monkeypatch.setattr(fast_module, "grouped_run",
-                        lambda m, run, x: calls.append(run) or real(m, run, x))
+                        lambda m, run, x, fold: calls.append((run, fold)) or real(m, run, x,
+                                                                                  fold=fold))
     fb = FastBlock(block).train()
     fb(torch.randn(64, 310, 16, 16))
     assert fb.chosen_path(64, 16) == "grouped" and len(calls) == len(fb.runs)
+    # K_in = 2: the BatchNorms fold into the 1x1 convolution (search_space.work.fold_pays)
+    assert [f for _, f in calls] == [fold_pays(block, r) for r in fb.runs] == [
+        bool(r.steps) for r in fb.runs]
     calls.clear()
     with torch.no_grad():  # eval: the grouped path is training-only; eval takes the rule's
         fb.eval()(torch.randn(2, 310, 16, 16))

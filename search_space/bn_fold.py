@@ -1,0 +1,285 @@
+"""Group 1x1 convolutions with the BatchNorms around them folded in (training: batch
+statistics), for the grouped path's runs (``search_space.grouped``, ``fold=True``).
+
+Why: on the grouped path each BatchNorm after a group 1x1 convolution takes passes of its
+own over the activation (statistics, then the output), and BatchNorm was the largest
+operation kind of the IGCV2 training step (docs/performance.md, ``kernels`` block; issue
+24). Its batch statistics follow from the convolution's input instead: for u = W_g x per
+group g (W_g: K_out x K_in), with mu and S the mean and biased covariance of x over its
+P = N*H*W pixels,
+
+    mean_u = W_g mu,    var_u[c] = w_c^T S w_c,
+
+so the one product over the whole activation besides the convolution is the Gram matrix
+x x^T (G * K_in^2 * P multiply-adds, K_in^2 values written per group), and the BatchNorm's
+output is one ``torch.baddbmm``: y = W' (x - mu) + beta with W' = diag(gamma / sqrt(var_u +
+eps)) W_g. A BatchNorm between the run's spatial convolution and its first 1x1 convolution
+folds in too, as diag(gamma0 / sd(z)) on W's columns (its beta0 cancels in the next
+BatchNorm; its statistics are the Gram matrix's diagonal). Channel shuffles are views: the
+next convolution reads the shuffled channels as a strided batch of matrices where that is
+one (branches of the shuffle = its groups' input channels), else ``reshape`` copies once.
+
+Cancellation: S = x x^T / P - mu mu^T loses the digits of mu^2 / var in float32 (at 77, a
+relative error of 3e-5 in S, measured). So every input is kept near mean 0: a BatchNorm
+output that feeds another folded BatchNorm is written without its beta (y - beta: beta
+cancels there; its gradient is 0), and the run's input is centred by a mean estimated on
+an eighth of its images in the copy that makes it channel-major (a constant: the function
+does not depend on it). The subtraction is in float64, the means are float32 sums of 256
+values summed in float64; where a channel's squared mean still exceeds ``CENTRE_RATIO``
+times its variance the Gram matrix is taken again of the input centred exactly (one pass
+more, only then).
+
+Backward: hand-written (autograd through the formulation, exact by construction, was the
+first version and ran 0.86x the unfolded grouped path on whole nets: it wrote the three
+gradients of x separately and summed them): dW' = dy (x - mu)^T, and dx = W'^T (dy -
+mean(dy)) + (dS + dS^T)(x - mu) / P: one baddbmm and one bmm, no pass for the mean's
+broadcast or for summing gradients; the small float64 function from (W, gamma, gamma0, S)
+to W' has its backward written out too (``_fold_backward``). Pure PyTorch;
+tests/test_bn_fold.py checks it against nn.BatchNorm2d + conv2d(groups) and gradcheck.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+#: Squared mean over variance above which the Gram matrix is taken of the exactly centred
+#: input: S's relative error is then below about 4e-7 * (1 + CENTRE_RATIO) in float32.
+CENTRE_RATIO = 2.0
+SUM_RUN = 256  # values summed in float32 before the float64 sum (_mean)
+
+
+def _mean(xg: torch.Tensor) -> torch.Tensor:
+    """(G, K) float64 means over the last axis: float32 sums over runs of ``SUM_RUN``
+    values, then theirs in float64 (one float32 sum lost a digit against BatchNorm's; a
+    float64 sum of every value took 17x as long at 16x16 and 36x at 32x32)."""
+    p = xg.shape[-1]
+    runs = xg.unflatten(-1, (-1, SUM_RUN)) if p % SUM_RUN == 0 else xg.unsqueeze(-1)
+    return runs.sum(-1).sum(-1, dtype=torch.float64) / p
+
+
+def group_stats(xg: torch.Tensor):
+    """Of a (G, K, P) batch of channel groups over its P pixels: (xs, m, mu, cov), with
+    x - mu = xs - m: xs is x (m = mu) or, where some channel's mean is too large for the
+    Gram matrix (``CENTRE_RATIO``), x centred by its mean in float32 (m the remainder); mu
+    the mean and cov the biased covariance, float64."""
+    p = xg.shape[2]
+    mu = _mean(xg)
+    cov = torch.bmm(xg, xg.transpose(1, 2)).double() / p - mu[:, :, None] * mu[:, None, :]
+    if not bool(((mu * mu) > CENTRE_RATIO * cov.diagonal(dim1=1, dim2=2)).any()):
+        return xg, mu, mu, cov
+    shift = mu.to(xg.dtype)
+    xc = xg - shift[:, :, None]
+    m = _mean(xc)
+    cov = torch.bmm(xc, xc.transpose(1, 2)).double() / p - m[:, :, None] * m[:, None, :]
+    return xc, m, shift.double() + m, cov
+
+
+@torch.no_grad()
+def update_running(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, p: int) -> None:
+    """BatchNorm2d's update: momentum (or the cumulative average), unbiased variance."""
+    if not bn.track_running_stats or bn.running_mean is None:
+        return
+    bn.num_batches_tracked.add_(1)
+    f = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+    bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), f)
+    bn.running_var.lerp_((var * (p / max(p - 1, 1))).to(bn.running_var.dtype), f)
+
+
+def _fold(w, gamma, cov, g0, eps: float, eps0: float):
+    """The small float64 function, forward: W' (G, K_out, K_in) with y = W' (x - mu) + beta
+    and the BatchNorm's batch variance (G, K_out), from the 1x1 weight ``w`` (G, K_out,
+    K_in), ``gamma`` (G, K_out), the input's covariance (G, K_in, K_in) and, with a lead
+    BatchNorm, its gamma ``g0`` (G, K_in; else None): the convolution then reads
+    ChannelShuffle(g0 (z - mu) / sd(z) + beta0). Returns (W', var, what the backward needs).
+    """
+    w_in, rd = w, None
+    if g0 is not None:
+        rd = torch.rsqrt(cov.diagonal(dim1=1, dim2=2) + eps0)
+        w_in = w * (g0 * rd)[:, None, :]
+    wc = torch.bmm(w_in, cov)
+    var = (wc * w_in).sum(2)
+    r = torch.rsqrt(var + eps)
+    return (gamma * r)[:, :, None] * w_in, var, (w, gamma, g0, w_in, wc, r, rd)
+
+
+def _fold_backward(dwf, saved):
+    """``_fold``'s backward by hand, dW' to (dw, dgamma, dcov, dg0): a folded step's fixed
+    cost (forward and backward at 64 pixels, C = 144) was 0.93 ms against 1.14 ms with
+    autograd over ``_fold`` (and 0.31 ms unfolded)."""
+    w, gamma, g0, w_in, wc, r, rd = saved
+    ds = (dwf * w_in).sum(2)  # d(gamma r)
+    dvar = -0.5 * ds * gamma * r ** 3
+    dw_in = (gamma * r)[:, :, None] * dwf + 2 * dvar[:, :, None] * wc
+    dcov = torch.bmm(w_in.transpose(1, 2), dvar[:, :, None] * w_in)
+    if g0 is None:
+        return dw_in, ds * r, dcov, None
+    da = (dw_in * w).sum(1)  # (G, K_in): a = g0 rd scales W's column k
+    dcov = dcov + torch.diag_embed(-0.5 * da * g0 * rd ** 3)
+    return dw_in * (g0 * rd)[:, None, :], ds * r, dcov, da * rd
+
+
+class ConvBN(torch.autograd.Function):
+    """``apply(x, weight, gamma, beta, gamma0, beta0, cfg) -> (y, var, mu, var_in)``, cfg =
+    (groups, eps, lead, add_beta): the folded convolution and BatchNorm(s) of
+    :func:`conv_bn`, y (G, K_out, P). var (the BatchNorm's), mu and var_in (the input's, by
+    group) are float64 batch statistics without gradient. Without ``add_beta`` y lacks
+    beta, and beta's gradient is 0; beta0's is always 0 (both cancel in the next
+    BatchNorm), returned as zeros so that an optimizer treats them as the reference's."""
+
+    @staticmethod
+    def forward(ctx, x, weight, gamma, beta, gamma0, beta0, cfg):
+        groups, eps, lead, add_beta = cfg
+        xs, m, mu, cov = group_stats(x.reshape(groups, weight.shape[1], x.shape[-1]))
+        w = weight.detach().double().view(groups, -1, weight.shape[1])
+        g0 = None if lead is None else shuffled(gamma0.detach().double().view(-1, 1),
+                                                lead[0]).reshape(mu.shape)
+        wf, var, ctx.saved = _fold(w, gamma.detach().double().view(groups, -1), cov, g0, eps,
+                                   None if lead is None else lead[1])
+        ctx.cfg, ctx.shape = cfg, x.shape
+        b = -torch.bmm(wf, m[:, :, None])
+        if add_beta:
+            b += beta.detach().view(groups, -1, 1)
+        w32 = wf.to(x.dtype)
+        ctx.save_for_backward(xs, w32, m.to(x.dtype))
+        y = torch.baddbmm(b.to(x.dtype), w32, xs)
+        stats = (var, mu, cov.diagonal(dim1=1, dim2=2))
+        ctx.mark_non_differentiable(*stats)
+        return (y, *stats)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy, *_):
+        xs, wf, m = ctx.saved_tensors
+        _, _, lead, add_beta = ctx.cfg
+        p = xs.shape[2]
+        db = dy.sum(2)
+        dwp = torch.bmm(dy, xs.transpose(1, 2))  # dy (x - mu)^T = dy xs^T - (dy 1) m^T
+        dwp -= db[:, :, None] * m[:, None, :]
+        dw, dgamma, dcov, dg0 = _fold_backward(dwp.double(), ctx.saved)
+        a = ((dcov + dcov.transpose(1, 2)) / p).to(dy.dtype)
+        c = -torch.bmm(wf.transpose(1, 2), db[:, :, None]) / p - torch.bmm(a, m[:, :, None])
+        dx = torch.baddbmm(c, wf.transpose(1, 2), dy)
+        dx.baddbmm_(a, xs)
+        dt = wf.dtype
+        dgamma = dgamma.reshape(-1).to(dt)
+        dbeta = db.reshape(-1) if add_beta else torch.zeros_like(dgamma)
+        if lead is not None:
+            dg0 = _unshuffle(dg0.reshape(-1), lead[0]).to(dt)
+        lead = (None, None) if lead is None else (dg0, torch.zeros_like(dg0))
+        return (dx.reshape(ctx.shape), dw.to(dt).view(-1, *dw.shape[2:], 1, 1), dgamma, dbeta,
+                *lead, None)
+
+
+def conv_bn(x: torch.Tensor, weight: torch.Tensor, groups: int, bn: nn.BatchNorm2d, *,
+            lead: tuple[nn.BatchNorm2d, int] | None = None, offset: torch.Tensor | None = None,
+            add_beta: bool = True) -> torch.Tensor:
+    """BatchNorm2d (training) of ``conv2d(groups)`` with a 1x1 ``weight`` (C_out, K_in, 1, 1),
+    on ``x`` (C_in, P) channel-major or any tensor that reshapes to its (G, K_in, P) groups:
+    (G, K_out, P), channel g * K_out + k of the output at [g, k], unshuffled.
+
+    ``lead``: (a BatchNorm, its shuffle's branches) between ``x`` and the convolution,
+    folded in too: the convolution reads ChannelShuffle(BatchNorm(x)), ``x`` in that
+    BatchNorm's own channel order. ``offset`` (C_in,), no gradient: what ``x`` lacks of the
+    values it stands for (a subtracted estimate of the mean, or the beta the BatchNorm
+    before left out), in ``x``'s order; it enters the running means only. ``add_beta``:
+    False where the next operation is another folded BatchNorm (which cancels it)."""
+    xin = x if lead is None else shuffled(x, lead[1])
+    gamma0, beta0 = (None, None) if lead is None else (lead[0].weight, lead[0].bias)
+    cfg = (groups, bn.eps, None if lead is None else (lead[1], lead[0].eps), add_beta)
+    y, var, mu, var_in = ConvBN.apply(xin, weight, bn.weight, bn.bias, gamma0, beta0, cfg)
+    p = x.shape[-1]
+    with torch.no_grad():
+        mu = mu.reshape(-1)
+        if lead is not None:  # the lead BatchNorm's statistics, in its own channel order
+            mu = _unshuffle(mu, lead[1])
+            mu0 = mu if offset is None else mu + offset
+            update_running(lead[0], mu0, _unshuffle(var_in.reshape(-1), lead[1]), p)
+            mu_in = shuffled(beta0.detach().double().view(-1, 1), lead[1]).reshape(-1)
+        else:
+            mu_in = mu if offset is None else mu + offset
+        w = weight.detach().double().view(groups, -1, weight.shape[1])
+        mean = torch.bmm(w, mu_in.view(groups, -1, 1))
+        update_running(bn, mean.reshape(-1), var.reshape(-1), p)
+    return y
+
+
+def _unshuffle(v: torch.Tensor, branches: int) -> torch.Tensor:
+    """Values (C,) in the order ChannelShuffle(branches) puts channels, in their own order."""
+    out = torch.empty_like(v)
+    out.view(branches, -1).transpose(0, 1).copy_(v.view(-1, branches))
+    return out
+
+
+def shuffled(y: torch.Tensor, branches: int) -> torch.Tensor:
+    """The (C, P) channels of ``y`` (any shape (..., P) with C rows) after ChannelShuffle
+    with ``branches``, as a (C / branches, branches, P) view: row-major over its first two
+    axes it is the shuffled channel order. No copy."""
+    p = y.shape[-1]
+    return y.reshape(branches, -1, p).transpose(0, 1)
+
+
+class ChannelMajor(torch.autograd.Function):
+    """``apply(x, shift)``: NCHW ``x`` minus a constant per channel (no gradient), as a new
+    (C, N*H*W) channel-major matrix: the one copy a run's input needs, centring included."""
+
+    @staticmethod
+    def forward(ctx, x, shift):
+        n, c, h, w = x.shape
+        out = x.new_empty(c, n, h * w)
+        torch.sub(x.reshape(n, c, h * w).transpose(0, 1), shift.view(c, 1, 1), out=out)
+        ctx.shape = x.shape
+        return out.view(c, n * h * w)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        n, c, h, w = ctx.shape
+        return g.view(c, n, h * w).transpose(0, 1).reshape(n, c, h, w), None
+
+
+def centred_channel_major(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x - s as (C, P), s): s the channel means of every eighth image (at least one)."""
+    s = x[:: max(1, x.shape[0] // 8)].detach().mean((0, 2, 3))
+    return ChannelMajor.apply(x, s), s.double()
+
+
+class ToNCHW(torch.autograd.Function):
+    """``apply(y, relu, n, h, w)``: a (C/b, b, P) shuffled view (or a (C, P) matrix) as a
+    new NCHW tensor, [ReLU]: one pass each way, the ReLU's mask (of y) inside the copy (as
+    a copy, then ``relu_``, the backward took a pass more: 2.1 against 1.45 ms at 16x16)."""
+
+    @staticmethod
+    def forward(ctx, y, relu, n, h, w):
+        y4 = y.reshape(-1, 1, y.shape[-1]) if y.dim() == 2 else y
+        a, b = y4.shape[:2]
+        y4 = y4.view(a, b, n, h * w)
+        out = y.new_empty(n, a * b, h, w)
+        view = out.view(n, a, b, h * w).permute(1, 2, 0, 3)
+        if relu:
+            torch.clamp_min(y4, 0, out=view)
+        else:
+            view.copy_(y4)
+        ctx.relu, ctx.shape, ctx.yshape = relu, (a, b, n, h * w), y.shape
+        ctx.save_for_backward(y if relu else None)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        a, b, n, hw = ctx.shape
+        dy = g.new_empty(a, b, n, hw)
+        src = g.reshape(n, a, b, hw).permute(1, 2, 0, 3)
+        if ctx.relu:
+            (y,) = ctx.saved_tensors
+            torch.ops.aten.threshold_backward.grad_input(src, y.view(a, b, n, hw), 0,
+                                                         grad_input=dy)
+        else:
+            dy.copy_(src)
+        return dy.view(ctx.yshape), None, None, None, None
+
+
+def to_nchw(y: torch.Tensor, relu: bool, n: int, h: int, w: int) -> torch.Tensor:
+    """A (C/b, b, P) shuffled view (or a (C, P) matrix) as a new NCHW tensor, [ReLU]."""
+    return ToNCHW.apply(y, relu, n, h, w)
