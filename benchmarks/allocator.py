@@ -11,7 +11,8 @@ each measurement is a fresh worker process: ``untouched`` (glibc's defaults, as 
 starts) or ``heap`` (``allocator.keep_heap()``), alternating over ``--rounds`` rounds so that
 a change of the machine's load falls on both. A worker builds ``benchmarks.roofline``'s
 net of ``plain8-c144-k1.12.12`` (issue 24's IGCV2 design) and of Xception C=64 on the
-reference blocks and on the default ones (FastBlock's ``auto``: what trials run), one
+reference blocks, on FastBlock's rule before the grouped path (``fast_old``) and on the
+default blocks now (FastBlock's ``auto``: what trials run), one
 thread, batch 64, at 16x16 and 32x32, takes one step untimed, then ``--reps`` SGD steps
 (CPU seconds, ``time.process_time``: the kernel's page-fault work is system time and
 counts), and reports their median and its minor page faults a step.
@@ -37,7 +38,7 @@ from evaluators.record import write_json_atomic
 
 OUT = roofline.ROOT / "benchmarks" / "results" / "allocator_cpu.json"
 POLICIES = ("untouched", "heap")
-IMPLS = ("reference", "fast")
+IMPLS = ("reference", "fast_old", "fast")
 CASES = ((roofline.TARGET, 16), (roofline.TARGET, 32), ("plain8-c64-k1.64", 16),
          ("plain8-c64-k1.64", 32))
 
@@ -115,6 +116,12 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{r['step_s']['untouched'] * 1e3:.0f} | {r['step_s']['heap'] * 1e3:.0f} | "
                 f"{r['heap_speedup']:.2f} | {r['faults_per_step']['untouched']:.0f} / "
                 f"{r['faults_per_step']['heap']:.0f} |")
+    for row in result["rows"]:
+        old, now = row["fast_old"]["step_s"]["untouched"], row["fast"]["step_s"]["heap"]
+        lines.append(f"\n`{row['design']}` at {row['side']}x{row['side']}: a trial's step now "
+                     f"(default blocks, heap kept) is {old / now:.2f}x the step before this "
+                     f"round's kernels and allocator (fast before, untouched), and "
+                     f"{row['reference']['step_s']['untouched'] / now:.2f}x the reference's.")
     return "\n".join(lines)
 
 

@@ -18,7 +18,9 @@ operation kind (``benchmarks.roofline_ops``; the folded path's Gram matrices cou
 ``group 1x1``, its mean sums and centring copy as ``BatchNorm``), with each kind's share of
 the one-thread roofline (the machine's SGEMM rate and copy bandwidth, measured here). The
 1-minute load average before and after, the CPU affinity and the niceness are recorded: the
-development machine is shared, so compare ratios within one run, not across runs.
+development machine is shared, so compare ratios within one run, not across runs. Every
+implementation runs under the allocator policy trials run under (``evaluators.allocator``:
+the kept heap; ``benchmarks.allocator`` measures it against glibc's defaults).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import torch
 import search_space as ss
 from benchmarks import roofline
 from benchmarks.roofline_ops import KINDS, op_work, profile_step
+from evaluators import allocator
 from evaluators.provenance import git_commit
 from evaluators.record import write_json_atomic
 from search_space import kernels
@@ -141,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         print("the C++ kernels did not build: nothing to compare", file=sys.stderr)
         return 1
     torch.set_num_threads(1)
+    heap = allocator.for_trial()  # the allocator policy trials run under (benchmarks.allocator)
     limits = roofline.machine_limits(1, args.quick)
     cases = [("plain8-c16-k1.4.4", 8)] if args.quick else [(DESIGN, 16), (DESIGN, 32)]
     reps = 2 if args.quick else args.reps
@@ -159,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         "limits": limits, "steps": steps, "profiles": prof,
         "load_average_1m": [load_before, os.getloadavg()[0]],
         "cpu_affinity": sorted(os.sched_getaffinity(0)), "cpus": os.cpu_count(),
-        "niceness": os.nice(0), "wall_s": time.monotonic() - t_start,
+        "niceness": os.nice(0), "allocator": heap, "wall_s": time.monotonic() - t_start,
     }
     write_json_atomic(args.out, result)
     print(f"wrote {args.out}", flush=True)
@@ -172,7 +176,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [f"Run {result['created']}, commit {result['commit']}, torch {result['torch']}, "
              f"one thread, batch {result['batch']}, flags {' '.join(result['cflags'])}; "
              f"CPUs {result['cpu_affinity']} of {result['cpus']}, nice "
-             f"{result['niceness']}; 1-minute load average "
+             f"{result['niceness']}, allocator {result.get('allocator', 'untouched')}; "
+             "1-minute load average "
              f"{result['load_average_1m'][0]:.1f} before, {result['load_average_1m'][1]:.1f}"
              f" after; {result['wall_s']:.0f} s. Limits: SGEMM {lim['sgemm_gflops']:.0f} "
              f"GFLOP/s, copy {lim['copy_gbs']:.0f} GB/s.", "",
