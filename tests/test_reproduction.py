@@ -244,3 +244,27 @@ def test_every_unresolved_claim_says_the_seeds_and_hours_that_would_resolve_it(d
             assert m, (claim, cell)
             preset = m.group(1).split("-")[0].rstrip(":")
             assert int(m.group(2)) == plan[preset][m.group(3)]["claims"][claim], cell
+
+
+def test_the_prose_on_table5_says_what_its_export_and_verdict_give(doc):
+    """Table 5 at cpu-v2: the balanced arm's margins over the better of the other two, the
+    per-budget p-values, IGCV2 I against IGCV1, and the verdict (docs/reproduction.md)."""
+    import re
+
+    from analysis.claims.check import check_claims
+    from analysis.table.release import read_records
+
+    rows = read_records(EXPORTS / "table5-cpu-v2-cifar10.csv")
+    acc = rows.groupby("design_id").test_acc.mean()
+    budgets = (("plain8-c100-k1.10.10", "plain8-c64-k2.g2", "plain8-c98-k2.7.7"),
+               ("plain8-c169-k1.13.13", "plain8-c96-k2.g2", "plain8-c162-k2.9.9"),
+               ("plain8-c256-k1.16.16", "plain8-c128-k2.g2", "plain8-c242-k2.11.11"))
+    margin = ", ".join(f"{acc[ii] - max(acc[v1], acc[i]):+.3f}" for ii, v1, i in budgets)
+    i_vs_v1 = ", ".join(f"{acc[i] - acc[v1]:+.3f}" for _, v1, i in budgets)
+    (v,) = [v for v in check_claims(rows) if v.claim == "table5_igcv2ii_best"]
+    p = re.findall(r"\(\+[0-9.]+, p ([0-9.e-]+)\)", v.detail)
+    text = " ".join(doc.split())
+    assert v.verdict == "inconclusive" and len(p) == 3
+    assert f"({margin} at C=100, 169, 256" in text
+    assert f"p {p[0]}; {p[1]} and {p[2]} at the others" in text
+    assert f"above IGCV1 at every budget ({i_vs_v1};" in text
