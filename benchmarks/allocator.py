@@ -1,4 +1,4 @@
-"""The trial's allocator policy (``evaluators.allocator``) against glibc's defaults: training
+"""The trial's allocator policy (``search_space.allocator``) against glibc's defaults: training
 steps at the CPU rungs' settings, ratios in one run.
 
     taskset -c 1 nice python -m benchmarks.allocator      # ~5 min -> results/allocator_cpu.json
@@ -47,7 +47,7 @@ def worker(policy: str, design: str, side: int, reps: int) -> dict[str, Any]:
     """In this (fresh) process: the policy, then each implementation's step times."""
     import torch
 
-    from evaluators import allocator
+    from search_space import allocator
 
     torch.set_num_threads(1)
     if policy == "heap" and not allocator.keep_heap():

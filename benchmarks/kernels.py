@@ -19,7 +19,7 @@ operation kind (``benchmarks.roofline_ops``; the folded path's Gram matrices cou
 the one-thread roofline (the machine's SGEMM rate and copy bandwidth, measured here). The
 1-minute load average before and after, the CPU affinity and the niceness are recorded: the
 development machine is shared, so compare ratios within one run, not across runs. Every
-implementation runs under the allocator policy trials run under (``evaluators.allocator``:
+implementation runs under the allocator policy trials run under (``search_space.allocator``:
 the kept heap; ``benchmarks.allocator`` measures it against glibc's defaults).
 """
 
@@ -40,10 +40,9 @@ import torch
 import search_space as ss
 from benchmarks import roofline
 from benchmarks.roofline_ops import KINDS, op_work, profile_step
-from evaluators import allocator
 from evaluators.provenance import git_commit
 from evaluators.record import write_json_atomic
-from search_space import kernels
+from search_space import allocator, kernels
 from search_space.fast import FastBlock
 from search_space.work import fold_pays
 

@@ -32,12 +32,12 @@ import torch
 from scipy.optimize import nnls
 
 import search_space as ss
-from evaluators import allocator
 from evaluators.cost_model import Calibration, per_image_work
 from evaluators.fidelity import Fidelity
 from evaluators.record import utc_now, write_json_atomic
 from evaluators.runtime import device_name
 from evaluators.train import make_optimizer
+from search_space import allocator
 
 #: Xception at three widths: elements grow with C and multiply-adds with C^2, so they
 #: separate the per-element, per-multiply-add and per-image costs; an IGCV2 net with three

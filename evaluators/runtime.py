@@ -1,5 +1,5 @@
 """The torch process state a trial runs under (threads, deterministic kernels, on the CPU the
-C allocator's policy: evaluators/allocator.py) and the name
+C allocator's policy: search_space/allocator.py) and the name
 of the device it ran on, shared by the one-model path (evaluation) and the multi-model
 engine (multi_model), and used by benchmarks/engine_throughput.py to time as they train."""
 
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import torch
 
-from evaluators import allocator
+from search_space import allocator
 
 
 @contextlib.contextmanager

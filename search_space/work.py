@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import allocator
 from .plan import Block, Conv, Run, segments
 
 PATHS = ("fused", "reference", "grouped")  # how FastBlock computes a block (search_space.fast)
@@ -179,11 +180,14 @@ def _grouped_pays(block: Block, batch: int, scale: float) -> bool:
     (plain8-c64-k1.64, -c72-k1.g1). Not where a block's activations outgrow
     ``MMAP_MAX_BYTES`` (float32): the grouped path makes about twice the fresh tensors of
     the fused one, and there each costs page faults: plain8-c144-k1.12.12 at 32x32 ran at
-    half the fused path's speed (``benchmarks.roofline``), at 16x16 faster than it."""
+    half the fused path's speed (``benchmarks.roofline``), at 16x16 faster than it. That
+    holds only where glibc maps each large tensor afresh: a trial keeps its heap
+    (``search_space.allocator``), and with it the folded grouped path ran that design at
+    32x32 1.84x the fused path (``benchmarks.kernels``, docs/performance.md)."""
     if not any(c.k == 1 and c.groups > 1 for c in block.convs):
         return False
     largest = max(c.cout * c.hw_out ** 2 for c in block.convs) * scale * batch * 4
-    return largest <= MMAP_MAX_BYTES
+    return largest <= MMAP_MAX_BYTES or allocator.trials_keep_heap()
 
 
 def saved_elements(block: Block, path: str) -> float:

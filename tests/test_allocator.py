@@ -1,4 +1,4 @@
-"""The trial's allocator policy (evaluators/allocator.py): with the heap kept, a large tensor
+"""The trial's allocator policy (search_space/allocator.py): with the heap kept, a large tensor
 allocated again after it was freed touches no fresh pages; with glibc's defaults it does."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from evaluators import allocator
+from search_space import allocator
 
 pytestmark = pytest.mark.skipif(
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(
 
 PROBE = textwrap.dedent("""
     import resource, torch
-    from evaluators import allocator
+    from search_space import allocator
     def faults_per_allocation():
         for _ in range(10):  # 40 MB, above glibc's largest mmap threshold; glibc reuses a
             x = torch.ones(10_000_000)  # freed aligned block only after a few (5 here)
@@ -86,3 +86,18 @@ def test_the_benchmarks_committed_table_is_its_json(tmp_path):
     # the measured effect the module docstring names: fewer fresh pages with the heap kept
     assert (target["fast"]["faults_per_step"]["heap"]
             < target["fast"]["faults_per_step"]["untouched"])
+
+
+def test_the_path_rule_takes_the_grouped_path_at_32x32_only_where_trials_keep_the_heap(
+        monkeypatch):
+    """At 32x32, batch 64, plain8-c144-k1.12.12's activations (37.7 MB) are above glibc's
+    largest mmap threshold: with the kept heap the grouped path, else the fused one."""
+    import search_space as ss
+    from search_space.work import choose_path
+
+    block = ss.net_plan(ss.parse("plain8-c144-k1.12.12"), 10).blocks[0]
+    monkeypatch.setenv("IGCBENCH_HEAP", "0")
+    assert choose_path(block, training=True, batch=64) == "fused"
+    assert choose_path(block, training=True, batch=64, scale=0.25) == "grouped"
+    monkeypatch.delenv("IGCBENCH_HEAP")
+    assert choose_path(block, training=True, batch=64) == "grouped"

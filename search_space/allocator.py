@@ -54,6 +54,12 @@ def keep_heap() -> bool:
                for param, value in ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, KEEP_TRIM)))
 
 
+def trials_keep_heap() -> bool:
+    """Whether a trial started in this environment keeps its heap (:func:`for_trial`): what
+    the path rule (``search_space.work``) assumes of the process a block trains in."""
+    return os.environ.get("IGCBENCH_HEAP", "1") != "0" and _glibc() is not None
+
+
 def for_trial() -> str:
     """Apply the trial's policy (the kept heap unless ``IGCBENCH_HEAP=0``) and name what
     runs: ``"heap"``, ``"untouched"`` (turned off) or ``"n/a"`` (not glibc).
@@ -66,4 +72,4 @@ def for_trial() -> str:
     """
     if os.environ.get("IGCBENCH_HEAP", "1") == "0":
         return "untouched"
-    return "heap" if keep_heap() else "n/a"
+    return "heap" if trials_keep_heap() and keep_heap() else "n/a"
