@@ -268,3 +268,25 @@ def test_the_prose_on_table5_says_what_its_export_and_verdict_give(doc):
     assert f"({margin} at C=100, 169, 256" in text
     assert f"p {p[0]}; {p[1]} and {p[2]} at the others" in text
     assert f"above IGCV1 at every budget ({i_vs_v1};" in text
+
+
+def test_the_prose_on_fig3q_says_what_its_export_and_verdicts_give(doc):
+    """fig3q at cpu-v2: the means by L, the curvature, the seeds that resolve it and the
+    IGCV2-minus-Xception difference docs/reproduction.md quotes."""
+    import json
+
+    from analysis.claims.check import check_claims
+    from analysis.table.release import read_records
+
+    rows = read_records(EXPORTS / "fig3q-cpu-v2-cifar10.csv")
+    by_l = rows.groupby("L").test_acc.mean()
+    verdicts = {v.claim: v for v in check_claims(rows)}
+    concave = verdicts["fig3_accuracy_concave"]
+    plan = json.loads((EXPORTS / "power.json").read_text())["sweeps"]["fig3q"]["cpu-v2"]
+    acc = rows.groupby("design_id").test_acc.mean()
+    text = " ".join(doc.split())
+    assert f"is {'/'.join(f'{by_l[k]:.3f}' for k in range(2, 7))}, highest at L = 3" in text
+    assert by_l.idxmax() == 3 and concave.verdict == "inconclusive"
+    assert f"direction ({concave.effect:.3f})" in text
+    assert f"{plan['claims']['fig3_accuracy_concave']} seeds per design would resolve" in text
+    assert f"by {acc['plain8-c144-k1.12.12'] - acc['plain8-c64-k1.64']:+.3f}" in text
