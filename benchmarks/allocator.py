@@ -126,24 +126,13 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.allocator",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=str(OUT), help=f"JSON to write (default {OUT})")
-    p.add_argument("--quick", action="store_true", help="a tiny design at 8x8, 1 round")
-    p.add_argument("--reps", type=int, default=5, help="timed steps per worker")
+    p = roofline.parser("allocator", __doc__, OUT, 5, "a tiny design at 8x8, 1 round")
     p.add_argument("--rounds", type=int, default=3, help="worker pairs per case")
-    p.add_argument("--update-doc", metavar="MD",
-                   help="rewrite the <!-- allocator --> block of this markdown file")
-    p.add_argument("--markdown", metavar="JSON",
-                   help="print the markdown block of a written run and exit")
     p.add_argument("--worker", nargs=3, metavar=("POLICY", "DESIGN", "SIDE"),
                    help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    for name in ("reps", "rounds"):
-        if getattr(args, name) < 1:
-            p.exit(2, f"--{name} {getattr(args, name)}: accepted: an integer >= 1\n")
-    if not Path(args.out).parent.is_dir():
-        p.exit(2, f"--out {args.out!r}: directory {Path(args.out).parent} does not exist\n")
+    args = roofline.checked(p, argv)
+    if args.rounds < 1:
+        p.exit(2, f"--rounds {args.rounds}: accepted: an integer >= 1\n")
     return args
 
 

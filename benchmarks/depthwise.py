@@ -36,7 +36,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -57,18 +56,11 @@ MALLOC_ENV = ("GLIBC_TUNABLES", "THP_MEM_ALLOC_ENABLE", "LD_PRELOAD")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.depthwise",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=str(OUT), help=f"JSON to write (default {OUT})")
-    p.add_argument("--quick", action="store_true", help="one small shape at 8x8, 3 samples")
-    p.add_argument("--reps", type=int, default=7, help="timed samples per call (default 7)")
+    p = roofline.parser("depthwise", __doc__, OUT, 7, "one small shape at 8x8, 3 samples",
+                        doc_block=False)
     p.add_argument("--baseline", metavar="REV",
                    help="also time search_space/kernels.cpp at this git revision")
-    args = p.parse_args(argv)
-    if args.reps < 1:
-        p.exit(2, f"--reps {args.reps}: accepted: an integer >= 1\n")
-    if not Path(args.out).parent.is_dir():
-        p.exit(2, f"--out {args.out!r}: directory {Path(args.out).parent} does not exist\n")
+    args = roofline.checked(p, argv)
     if args.baseline is not None and _revision_source(args.baseline) is None:
         p.exit(2, f"--baseline {args.baseline!r}: accepted: a git revision of this repository "
                   "that has search_space/kernels.cpp\n")

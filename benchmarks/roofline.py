@@ -212,15 +212,29 @@ def benchmark_args(name: str, doc: str, out: Path, reps: int, argv: list[str] | 
                    quick: str) -> argparse.Namespace:
     """The command line of ``python -m benchmarks.NAME`` (this one and benchmarks.kernels):
     --out, --quick, --reps, --update-doc of the NAME block, --markdown of a written run."""
+    return checked(parser(name, doc, out, reps, quick), argv)
+
+
+def parser(name: str, doc: str, out: Path, reps: int, quick: str, *,
+           doc_block: bool = True) -> argparse.ArgumentParser:
+    """The options every benchmark here shares (``doc_block``: with --update-doc and
+    --markdown of its ``<!-- NAME -->`` block); a benchmark adds its own, then
+    :func:`checked` parses."""
     p = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}",
                                 description=doc.split("\n\n")[0])
     p.add_argument("--out", default=str(out), help=f"JSON to write (default {out})")
     p.add_argument("--quick", action="store_true", help=quick)
     p.add_argument("--reps", type=int, default=reps, help="timed steps per implementation")
-    p.add_argument("--update-doc", metavar="MD",
-                   help=f"rewrite the <!-- {name} --> block of this markdown file")
-    p.add_argument("--markdown", metavar="JSON",
-                   help="print the markdown block of a written run and exit")
+    if doc_block:
+        p.add_argument("--update-doc", metavar="MD",
+                       help=f"rewrite the <!-- {name} --> block of this markdown file")
+        p.add_argument("--markdown", metavar="JSON",
+                       help="print the markdown block of a written run and exit")
+    return p
+
+
+def checked(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parsed, with --reps and --out checked: one line and exit 2 where they are bad."""
     args = p.parse_args(argv)
     if args.reps < 1:
         p.exit(2, f"--reps {args.reps}: accepted: an integer >= 1\n")
