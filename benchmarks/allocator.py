@@ -71,7 +71,8 @@ def run_worker(policy: str, design: str, side: int, reps: int) -> dict[str, Any]
     cmd = [sys.executable, "-m", "benchmarks.allocator", "--worker", policy, design,
            str(side), "--reps", str(reps)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True,
-                          cwd=roofline.ROOT, env={**os.environ, "IGCBENCH_HEAP": "0"})
+                          cwd=roofline.ROOT,  # the path rule reads the trials' policy
+                          env={**os.environ, "IGCBENCH_HEAP": "1" if policy == "heap" else "0"})
     return json.loads(done.stdout.splitlines()[-1])
 
 
