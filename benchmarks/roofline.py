@@ -46,6 +46,7 @@ import search_space as ss
 from benchmarks.roofline_ops import KINDS, op_work, profile_step
 from evaluators.provenance import git_commit
 from evaluators.record import write_json_atomic
+from search_space import allocator
 from search_space.fast import FastBlock
 from search_space.work import path_seconds
 
@@ -250,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     t_start, load_before = time.monotonic(), os.getloadavg()[0]
     torch.set_num_threads(1)
+    heap = allocator.for_trial()  # the allocator policy trials run under (benchmarks.allocator)
     limits = [machine_limits(t, args.quick) for t in (1, 2)]
     if args.quick:
         cases = [("plain8-c16-k1.4.4", 8)]
@@ -272,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "commit": git_commit(), "torch": torch.__version__, "threads": 1, "batch": BATCH,
         "quick": args.quick, "limits": limits, "steps": steps, "profiles": prof,
-        "load_average_1m": [load_before, os.getloadavg()[0]],
+        "load_average_1m": [load_before, os.getloadavg()[0]], "allocator": heap,
         "wall_s": time.monotonic() - t_start,
     }
     result["targets"] = targets(result)
@@ -319,7 +321,8 @@ def markdown(result: dict[str, Any]) -> str:
     one = next(m for m in result["limits"] if m["threads"] == 1)
     two = next(m for m in result["limits"] if m["threads"] == 2)
     lines = [f"Run {result['created']}, commit {result['commit']}, torch {result['torch']}, "
-             f"one thread, batch {result['batch']}; 1-minute load average "
+             f"one thread, batch {result['batch']}, allocator "
+             f"{result.get('allocator', 'untouched')}; 1-minute load average "
              f"{result['load_average_1m'][0]:.1f} before, {result['load_average_1m'][1]:.1f} "
              f"after; {result['wall_s']:.0f} s. Limits: SGEMM {one['sgemm_gflops']:.0f} "
              f"GFLOP/s and copy {one['copy_gbs']:.0f} GB/s at one thread, "
