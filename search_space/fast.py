@@ -87,6 +87,7 @@ class FastBlock(ReferenceBlock):
         self.fold: bool | None = None
         self.block_plan = block
         self.runs = segments(block)
+        self._fold_rule = tuple(fold_pays(block, r) for r in self.runs)  # fixed by the design
         self._auto: dict[tuple[bool, int, int], str] = {}  # (training, batch, side) -> path
         self._eval_cache: dict[int, tuple[tuple, tuple[torch.Tensor, torch.Tensor]]] = {}
 
@@ -101,9 +102,8 @@ class FastBlock(ReferenceBlock):
         if path == "reference":
             return super().forward(x)
         if path == "grouped":
-            for run in self.runs:
-                fold = fold_pays(self.block_plan, run) if self.fold is None else self.fold
-                x = grouped_run(self, run, x, fold=fold)
+            for run, rule in zip(self.runs, self._fold_rule, strict=True):
+                x = grouped_run(self, run, x, fold=rule if self.fold is None else self.fold)
             return x
         for i, run in enumerate(self.runs):
             x = self._forward_run(i, run, x)
