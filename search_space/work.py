@@ -60,25 +60,20 @@ COMPOSE_MACS_EVAL = 1  # in eval the products alone (no variances, no backward),
 #: to 0 there: its passes hide behind its GEMMs). Only their ratios decide a path, and those
 #: are a memory-bandwidth to arithmetic ratio, which CPUs share more than they share speed;
 #: ``benchmarks/path_choice.py`` measures how often the rule picks the faster path.
-#: Whole nets at the rungs' settings (two runs of ``benchmarks.roofline``, 16x16, batch 64)
-#: ran the grouped path faster than the block fit predicts against the fused path: it won
-#: where the fit predicted it up to 1.31x the fused path's time (IGCV2 C=144, L=3 and 4,
-#: C=256-361, K=2, IGCV3), tied at 1.52-1.80 and lost from 1.68 (IGCV1, L >= 6, K = 8 at
-#: C = 64). This factor puts the boundary at 1.45x.
-GROUPED_NET_FACTOR = 1 / 1.45
 CPU_COSTS = {
     # training: fused and reference as calibrated at 8x8 (the rule benchmarks/path_choice.py
-    # validated); grouped: the reference's coefficients times the grouped / reference ratio
-    # of each that ``python -m benchmarks.path_costs`` fitted on block steps at the rungs'
-    # own settings, 16x16, batch 64, one thread (benchmarks/results/path_costs_cpu.json),
-    # with the C++ kernels of search_space.kernels: ratios 0.65 and 1.01. The fit of the
-    # pure kernels gave 0.80 and 1.08, (3.39e-9, 2.95e-10) here: on a machine without a
-    # compiler these costs lean to the grouped path by that much.
-    # That fit's own fused and reference costs are not used: on whole nets they mispicked
-    # more (benchmarks/results/roofline_cpu.json, docs/performance.md).
-    # The grouped costs are then scaled by GROUPED_NET_FACTOR (below).
+    # validated between those two); grouped: the coefficients ``python -m benchmarks.path_costs``
+    # fitted for it on block steps at the rungs' own settings, 16x16, batch 64, one thread
+    # (benchmarks/results/path_costs_cpu.json, 2026-12-07: the C++ kernels, the folded
+    # BatchNorms, channels-last grouped 3x3s). Whole nets judge the mixture:
+    # ``python -m benchmarks.path_nets`` times 31 designs of the presets with every block
+    # forced onto each path against this rule (benchmarks/results/path_nets_cpu.json,
+    # docs/performance.md). On 27 plain8 nets measured while fitting, this rule found the
+    # fastest path of every one, and still did with the grouped costs scaled by 0.83 or
+    # 1.2; the fit's own fused and reference coefficients did too, but on whole nets before
+    # the grouped path they mispicked more between those two.
     "train": {"fused": (0.0, 1.40e-10), "reference": (4.23e-9, 2.74e-10),
-              "grouped": (2.76e-9 * GROUPED_NET_FACTOR, 2.77e-10 * GROUPED_NET_FACTOR)},
+              "grouped": (9.99e-10, 1.31e-10)},
     "eval": {"fused": (0.0, 3.67e-11), "reference": (1.23e-9, 1.08e-11)},
 }
 
@@ -174,18 +169,17 @@ MMAP_MAX_BYTES = 32 * 2 ** 20
 
 
 def _grouped_pays(block: Block, batch: int, scale: float) -> bool:
-    """Where the grouped path may win. Not for blocks whose 1x1 convolutions are all dense
-    (Xception): it does the fused path's GEMM plus the BatchNorm passes the fused path
-    saves; the cost fit put them at a tie, whole nets measured them 1.2-1.3x slower
-    (plain8-c64-k1.64, -c72-k1.g1). Not where a block's activations outgrow
-    ``MMAP_MAX_BYTES`` (float32): the grouped path makes about twice the fresh tensors of
-    the fused one, and there each costs page faults: plain8-c144-k1.12.12 at 32x32 ran at
-    half the fused path's speed (``benchmarks.roofline``), at 16x16 faster than it. That
-    holds only where glibc maps each large tensor afresh: a trial keeps its heap
-    (``search_space.allocator``), and with it the folded grouped path ran that design at
-    32x32 1.84x the fused path (``benchmarks.kernels``, docs/performance.md)."""
-    if not any(c.k == 1 and c.groups > 1 for c in block.convs):
-        return False
+    """Where the grouped path may win: not where a block's activations outgrow
+    ``MMAP_MAX_BYTES`` (float32) and glibc maps each large tensor afresh. The grouped path
+    makes about twice the fresh tensors of the fused one, and there each costs page faults:
+    plain8-c144-k1.12.12 at 32x32 ran at half the fused path's speed (``benchmarks.roofline``),
+    at 16x16 faster than it. A trial keeps its heap (``search_space.allocator``), and with it
+    the folded grouped path ran that design at 32x32 1.84x the fused path
+    (``benchmarks.kernels``, docs/performance.md).
+
+    (Blocks whose 1x1 convolutions are all dense, Xception's, were excluded until the
+    allocator and the C++ kernels: whole nets then ran them 1.2-1.3x slower grouped; now
+    1.06-1.23x faster, ``benchmarks.path_nets``.)"""
     largest = max(c.cout * c.hw_out ** 2 for c in block.convs) * scale * batch * 4
     return largest <= MMAP_MAX_BYTES or allocator.trials_keep_heap()
 
