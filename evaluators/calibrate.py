@@ -6,7 +6,8 @@ them (the fidelity's resolution, batch size and thread count, on the device): th
 against the probes' work per image (``per_image_work``) give the seconds per activation
 element, per multiply-add and per image of a training step and of an evaluation forward.
 The result is cached per machine (host name, CPU model, cores), torch version, device,
-threads, block paths, resolution and batch size in ``$IGCBENCH_CACHE`` (default
+threads, block paths, resolution, batch size and the version of the block code
+(``search_space.work.speed_code``) in ``$IGCBENCH_CACHE`` (default
 ``~/.cache/igcbench``)/calibration.json; ``save_calibration`` stores a refitted one.
 
 Example:
@@ -38,6 +39,7 @@ from evaluators.record import utc_now, write_json_atomic
 from evaluators.runtime import device_name
 from evaluators.train import make_optimizer
 from search_space import allocator
+from search_space.work import speed_code
 
 #: Xception at three widths: elements grow with C and multiply-adds with C^2, so they
 #: separate the per-element, per-multiply-add and per-image costs; an IGCV2 net with three
@@ -81,7 +83,7 @@ def block_paths(device: torch.device, impl: str | None = None) -> tuple[str, str
 
 def cache_key(cal: Calibration) -> str:
     return (f"{cal.machine}|torch {cal.torch_version}|{cal.device}|{cal.threads} threads|"
-            f"{'/'.join(cal.paths)}|{cal.resolution}px|batch {cal.batch_size}")
+            f"{'/'.join(cal.paths)}|{cal.resolution}px|batch {cal.batch_size}|code {cal.code}")
 
 
 def get_calibration(fidelity: Fidelity, *, device: torch.device | str = "cpu",
@@ -131,7 +133,8 @@ def _identity(fidelity: Fidelity, device: torch.device, threads: int) -> Calibra
     return Calibration(
         machine=machine_id(), torch_version=torch.__version__, device=device_name(device),
         threads=threads, paths=block_paths(device), resolution=fidelity.resolution or 32,
-        batch_size=fidelity.batch_size, train=(0.0, 0.0, 0.0), eval=(0.0, 0.0, 0.0))
+        batch_size=fidelity.batch_size, train=(0.0, 0.0, 0.0), eval=(0.0, 0.0, 0.0),
+        code=speed_code())
 
 
 def measure(fidelity: Fidelity, *, device: torch.device, threads: int,

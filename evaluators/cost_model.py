@@ -202,6 +202,9 @@ class Calibration:
     # With paths "auto": the grouped path's training coefficients (search_space.grouped; it
     # has no eval path). None (a calibration made before it): the reference path's.
     grp_train: tuple[float, float, float] | None = None
+    # ``search_space.work.speed_code()`` of the code measured ("": a calibration made before
+    # it was recorded; the cache measures again rather than trust it).
+    code: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -35,7 +35,9 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import allocator
 from .plan import Block, Conv, Run, segments
@@ -258,3 +260,26 @@ def _run_pixels(block: Block, spatial: int | None) -> int:
         return _conv_at(block, spatial).hw_out ** 2
     return block.convs[-1].hw_out ** 2
 
+
+
+#: The modules whose code sets how fast a block trains or evaluates on each path (and which
+#: path it takes): a measurement of speed belongs to their version.
+SPEED_SOURCES = ("allocator.py", "bn_fold.py", "fast.py", "fused_run.py", "grouped.py",
+                 "kernels.cpp", "kernels.py", "modules.py", "work.py")
+
+
+def speed_code() -> str:
+    """A fingerprint of ``SPEED_SOURCES`` (12 hex digits of their SHA-256): a calibration
+    of the cost model (``evaluators.calibrate``) is cached under it, so a change of kernel
+    or path rule measures the machine again instead of pricing trials with the old code's
+    speed.
+
+    Example:
+        >>> len(speed_code()), speed_code() == speed_code()
+        (12, True)
+    """
+    h = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    for name in SPEED_SOURCES:
+        h.update(name.encode() + b"\0" + (here / name).read_bytes() + b"\0")
+    return h.hexdigest()[:12]

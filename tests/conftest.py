@@ -28,6 +28,7 @@ def fixed_calibration(tmp_path_factory: pytest.TempPathFactory):
 
     from evaluators import FIDELITIES, calibrate
     from evaluators.cost_model import Calibration
+    from search_space.work import speed_code
 
     root = tmp_path_factory.mktemp("igcbench-cache")
     saved = os.environ.get("IGCBENCH_CACHE")
@@ -39,7 +40,7 @@ def fixed_calibration(tmp_path_factory: pytest.TempPathFactory):
                 device="cpu", threads=threads, paths=calibrate.block_paths(torch.device("cpu")),
                 resolution=fidelity.resolution or 32, batch_size=fidelity.batch_size,
                 train=TRAIN, eval=EVAL, ref_train=REF_TRAIN, ref_eval=REF_EVAL,
-                created="2026-11-29T00:00:00+00:00"))
+                created="2026-11-29T00:00:00+00:00", code=speed_code()))
     yield root
     if saved is None:
         os.environ.pop("IGCBENCH_CACHE", None)

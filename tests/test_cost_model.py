@@ -192,6 +192,13 @@ def test_calibration_measures_fits_and_caches(tmp_path, monkeypatch):
     assert calibrate.get_calibration(smoke, device="cpu") == cal  # from the cache
     stored = json.loads((tmp_path / "calibration.json").read_text())
     assert list(stored) == [calibrate.cache_key(cal)]
+    # Cached under the block code's version: other code (or none recorded) measures again.
+    from search_space.work import speed_code
+
+    assert cal.code == speed_code() and cal.code in calibrate.cache_key(cal)
+    monkeypatch.setattr(calibrate, "speed_code", lambda: "0" * 12)
+    assert calibrate.cached_calibration(smoke, device="cpu") is None
+    monkeypatch.setattr(calibrate, "speed_code", speed_code)
     refitted = dataclasses.replace(cal, scale=1.7, scale_records=4)
     calibrate.save_calibration(refitted)
     assert calibrate.get_calibration(smoke, device="cpu") == refitted
