@@ -128,8 +128,23 @@ def test_path_nets_quick_run_times_every_path_and_the_rules_pick(tmp_path):
     assert set(row["img_per_s"]) == set(path_nets.PATHS)
     forced = {p: v for p, v in row["img_per_s"].items() if p != "auto"}
     assert row["fastest"] == max(forced, key=forced.get)
-    assert row["regret"] == pytest.approx(max(forced.values()) / row["img_per_s"]["auto"])
+    pick = forced[row["auto_picks"][0]]
+    assert path_nets.regret(row) == pytest.approx(max(forced.values()) / pick)
     # the rule's pick is what FastBlock's auto takes for this design at 16x16
     block = ss.net_plan(ss.parse("plain8-c16-k1.4.4"), 10).blocks[0]
     assert row["auto_picks"] == [choose_path(block, training=True, batch=64, scale=0.25)]
     assert "`plain8-c16-k1.4.4`" in path_nets.markdown(result)
+
+
+def test_the_path_nets_block_is_what_the_committed_run_prints():
+    """docs/performance.md's whole-net judgement of the rule is the committed JSON's, and
+    that run's picks are the rule's today (a rule changed since would need a new run)."""
+    from analysis.doc_blocks import block_in_doc
+    from benchmarks import path_nets
+
+    result = json.loads((ROOT / "benchmarks" / "results" / "path_nets_cpu.json").read_text())
+    doc = (ROOT / "docs" / "performance.md").read_text()
+    assert block_in_doc(doc, "path-nets").strip() == path_nets.markdown(result).strip()
+    for row in result["rows"]:
+        net = path_nets.build(row["design"], "auto")
+        assert path_nets.picks(net) == row["auto_picks"], row["design"]
