@@ -270,6 +270,39 @@ def test_the_prose_on_table5_says_what_its_export_and_verdict_give(doc):
     assert f"above IGCV1 at every budget ({i_vs_v1};" in text
 
 
+def test_the_prose_on_table3_says_what_its_export_and_verdicts_give(doc):
+    """Table 3 at cpu-v2: IGCV2*'s margins over Xception and IGCV1 at each width, their
+    p-values, the verdicts, the seeds and hours that resolve them (docs/reproduction.md)."""
+    import json
+    import re
+
+    from analysis.claims.check import check_claims
+    from analysis.table.release import read_records
+
+    rows = read_records(EXPORTS / "table3-cpu-v2-cifar10.csv")
+    acc = rows.groupby("design_id").test_acc.mean()
+    params = rows.groupby("design_id").params.first()
+    star = ("res20-c216-k1.8.8.8-stem64", "res20-c304-k1.8.8.8-stem64",
+            "res20-c416-k1.8.8.8-stem64")
+    others = {"table3_igcv2_vs_xception": ("res20-c58-k1.g1", "res20-c71-k1.g1",
+                                           "res20-c83-k1.g1"),
+              "table3_igcv2_vs_igcv1": ("res20-c96-k2.g2", "res20-c126-k2.g2",
+                                        "res20-c150-k2.g2")}
+    verdicts = {v.claim: v for v in check_claims(rows)}
+    plan = json.loads((EXPORTS / "power.json").read_text())["sweeps"]["table3"]["cpu-v2"]
+    text = " ".join(doc.split())
+    for claim, rivals in others.items():
+        v = verdicts[claim]
+        margins = ", ".join(f"{acc[s] - acc[o]:+.3f}" for s, o in zip(star, rivals, strict=True))
+        p = re.findall(r"\(\+[0-9.]+, p ([0-9.e-]+)\)", v.detail)
+        assert v.verdict == "inconclusive" and len(p) == 3
+        assert f"({margins} " in text and f"p {', '.join(p)}" in text
+        assert all(params[s] < params[o] for s, o in zip(star, rivals, strict=True))
+        assert plan["claims"][claim] == 16
+    assert verdicts["width_effect"].verdict == "supported"
+    assert "both `inconclusive`; 16 seeds per design would resolve each" in text
+
+
 def test_the_prose_on_fig3q_says_what_its_export_and_verdicts_give(doc):
     """fig3q at cpu-v2: the means by L, the curvature, the seeds that resolve it and the
     IGCV2-minus-Xception difference docs/reproduction.md quotes."""
