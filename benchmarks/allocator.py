@@ -34,7 +34,6 @@ from typing import Any
 
 from benchmarks import roofline
 from evaluators.provenance import git_commit
-from evaluators.record import write_json_atomic
 
 OUT = roofline.ROOT / "benchmarks" / "results" / "allocator_cpu.json"
 POLICIES = ("untouched", "heap")
@@ -164,12 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     result["load_average_1m"] = [load_before, os.getloadavg()[0]]
     result["wall_s"] = time.monotonic() - t_start
-    write_json_atomic(args.out, result)
-    print(f"wrote {args.out}", flush=True)
-    if args.update_doc:
-        from analysis.doc_blocks import update_doc
-
-        update_doc(args.update_doc, {"allocator": markdown(result)})
+    roofline.publish(args, result, "allocator", markdown)
     return 0
 
 

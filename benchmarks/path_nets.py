@@ -33,9 +33,8 @@ from typing import Any
 import torch
 
 import search_space as ss
-from benchmarks.roofline import BATCH, interleaved, make_step, parser
+from benchmarks.roofline import BATCH, checked, interleaved, make_step, parser, publish
 from evaluators.provenance import git_commit
-from evaluators.record import write_json_atomic
 from search_space import allocator
 from search_space.fast import FastBlock
 
@@ -127,8 +126,6 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = parser("path_nets", __doc__, OUT, 5, "one tiny design, 2 repetitions: a check")
-    from benchmarks.roofline import checked
-
     args = checked(p, argv)
     if args.markdown:
         print(markdown(json.loads(Path(args.markdown).read_text())))
@@ -151,12 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_1m": [load0, os.getloadavg()[0]], "wall_s": time.monotonic() - t0,
         "rows": rows, "summary": summary(rows),
     }
-    write_json_atomic(args.out, result)
-    print(f"wrote {args.out}", flush=True)
-    if args.update_doc:
-        from analysis.doc_blocks import update_doc
-
-        update_doc(args.update_doc, {"path-nets": markdown(result)})
+    publish(args, result, "path-nets", markdown)
     return 0
 
 

@@ -244,6 +244,18 @@ def checked(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Name
     return args
 
 
+def publish(args: argparse.Namespace, result: dict[str, Any], block: str,
+            markdown: Any) -> None:
+    """Write a run's JSON to ``--out`` and, with ``--update-doc``, its ``<!-- block -->``
+    (``markdown(result)``) into that markdown file: every benchmark here ends so."""
+    write_json_atomic(args.out, result)
+    print(f"wrote {args.out}", flush=True)
+    if args.update_doc:
+        from analysis.doc_blocks import update_doc
+
+        update_doc(args.update_doc, {block: markdown(result)})
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.markdown:
@@ -278,12 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": time.monotonic() - t_start,
     }
     result["targets"] = targets(result)
-    write_json_atomic(args.out, result)
-    print(f"wrote {args.out}", flush=True)
-    if args.update_doc:
-        from analysis.doc_blocks import update_doc
-
-        update_doc(args.update_doc, {"roofline": markdown(result)})
+    publish(args, result, "roofline", markdown)
     return 0
 
 
