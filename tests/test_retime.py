@@ -58,3 +58,17 @@ def test_bad_input_exits_2_with_one_line_naming_it(run_and_release, tmp_path, ca
             retime.main(argv)
         err = capsys.readouterr().err
         assert e.value.code == 2 and err.startswith(message) and err.count("\n") == 1
+
+
+def test_the_docs_block_is_what_the_committed_run_prints():
+    """docs/performance.md's re-timed sweep is the committed JSON's."""
+    from pathlib import Path
+
+    from analysis.doc_blocks import block_in_doc
+
+    root = Path(__file__).resolve().parents[1]
+    result = json.loads((root / "benchmarks" / "results" / "retime_table40k_cpu.json")
+                        .read_text())
+    doc = (root / "docs" / "performance.md").read_text()
+    assert block_in_doc(doc, "retime").strip() == retime.markdown(result).strip()
+    assert result["fidelities"] == ["cpu"] and result["seed"] == 0
