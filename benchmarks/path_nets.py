@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-import search_space as ss
+from benchmarks import roofline
 from benchmarks.roofline import BATCH, checked, interleaved, make_step, parser, publish
 from evaluators.provenance import git_commit
 from search_space import allocator
@@ -64,8 +64,7 @@ DESIGNS = (
 
 def build(design: str, path: str) -> torch.nn.Module:
     """The net of ``design`` with FastBlocks, each forced onto ``path`` (``auto``: the rule)."""
-    torch.manual_seed(0)
-    net = ss.build(ss.parse(design), num_classes=10, impl="fast")
+    net = roofline.build(design, "fast", SIDE)
     for m in net.modules():
         if isinstance(m, FastBlock):
             m.path = path

@@ -166,12 +166,10 @@ def _grouped_spatial(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     16x16, batch 64, one thread: 27-73 ms against 48-120 ms), 0.67x at 12 a group; the
     layout copies each way cost 2-4 ms. (The fused path's blocks hand each other
     channels-last tensors, which is why whole IGCV1 nets ran faster fused.)"""
-    if x.device.type != "cpu":
-        return F.conv2d(x, conv.weight, None, conv.stride, conv.padding, conv.dilation,
-                        conv.groups)
-    y = F.conv2d(x.contiguous(memory_format=torch.channels_last), conv.weight, None,
-                 conv.stride, conv.padding, conv.dilation, conv.groups)
-    return y.contiguous()
+    if x.device.type == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return F.conv2d(x, conv.weight, None, conv.stride, conv.padding, conv.dilation,
+                    conv.groups).contiguous()
 
 
 def _folded_steps(modules: nn.Module, run: Run, x: torch.Tensor, pending,
