@@ -34,8 +34,13 @@ first version and ran 0.86x the unfolded grouped path on whole nets: it wrote th
 gradients of x separately and summed them): dW' = dy (x - mu)^T, and dx = W'^T (dy -
 mean(dy)) + (dS + dS^T)(x - mu) / P: one baddbmm and one bmm, no pass for the mean's
 broadcast or for summing gradients; the small float64 function from (W, gamma, gamma0, S)
-to W' has its backward written out too (``_fold_backward``). Pure PyTorch;
-tests/test_bn_fold.py checks it against nn.BatchNorm2d + conv2d(groups) and gradcheck.
+to W' has its backward written out too (``_fold_backward``). tests/test_bn_fold.py checks
+it against nn.BatchNorm2d + conv2d(groups) and gradcheck.
+
+The products over the pixels (the Gram matrix with the input's sums, the output, and the
+backward's dy (x - mu)^T and dx) are ``search_space.kernels``' group GEMMs
+(``group_gemm.cpp``) where the extension builds, else ``torch.bmm``/``baddbmm``: ATen's
+took 1.5-2.6x as long at these shapes and copied a shuffled operand first.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
+
+from . import kernels
 
 #: Squared mean over variance above which the Gram matrix is taken of the exactly centred
 #: input: S's relative error is then below about 4e-7 * (1 + CENTRE_RATIO) in float32.
@@ -59,21 +66,46 @@ def _mean(xg: torch.Tensor) -> torch.Tensor:
     return runs.sum(-1).sum(-1, dtype=torch.float64) / p
 
 
+def _moments(xg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, covariance) of a (G, K, P) batch over its pixels, float64, biased."""
+    p = xg.shape[2]
+    if kernels.usable(xg) and xg.stride(2) == 1:
+        gram, sums = kernels.extension().group_nt(xg, xg, True)
+        mu = sums / p
+    else:
+        mu = _mean(xg)
+        gram = torch.bmm(xg, xg.transpose(1, 2)).double()
+    return mu, gram / p - mu[:, :, None] * mu[:, None, :]
+
+
 def group_stats(xg: torch.Tensor):
     """Of a (G, K, P) batch of channel groups over its P pixels: (xs, m, mu, cov), with
     x - mu = xs - m: xs is x (m = mu) or, where some channel's mean is too large for the
     Gram matrix (``CENTRE_RATIO``), x centred by its mean in float32 (m the remainder); mu
     the mean and cov the biased covariance, float64."""
-    p = xg.shape[2]
-    mu = _mean(xg)
-    cov = torch.bmm(xg, xg.transpose(1, 2)).double() / p - mu[:, :, None] * mu[:, None, :]
+    mu, cov = _moments(xg)
     if not bool(((mu * mu) > CENTRE_RATIO * cov.diagonal(dim1=1, dim2=2)).any()):
         return xg, mu, mu, cov
     shift = mu.to(xg.dtype)
     xc = xg - shift[:, :, None]
-    m = _mean(xc)
-    cov = torch.bmm(xc, xc.transpose(1, 2)).double() / p - m[:, :, None] * m[:, None, :]
+    m, cov = _moments(xc)
     return xc, m, shift.double() + m, cov
+
+
+def _affine(w: torch.Tensor, x: torch.Tensor, b: torch.Tensor,
+            w2: torch.Tensor | None = None, x2: torch.Tensor | None = None) -> torch.Tensor:
+    """``w x (+ w2 x2) + b`` per group: w (G, M, K), x (G, K, P), b (G, M, 1) -> (G, M, P)."""
+    if kernels.usable(x) and x.stride(2) == 1 and (x2 is None or x2.stride(2) == 1):
+        return kernels.extension().group_nn(w, x, w2, x2, b.reshape(b.shape[:2]))
+    y = torch.baddbmm(b, w, x)
+    return y if w2 is None else y.baddbmm_(w2, x2)
+
+
+def _cross(dy: torch.Tensor, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dy xs^T, dy 1) per group, float64: dy (G, M, P), xs (G, K, P)."""
+    if kernels.usable(dy) and dy.stride(2) == 1 and xs.stride(2) == 1:
+        return tuple(kernels.extension().group_nt(dy, xs, False))
+    return torch.bmm(dy, xs.transpose(1, 2)).double(), dy.sum(2, dtype=torch.float64)
 
 
 @torch.no_grad()
@@ -143,7 +175,7 @@ class ConvBN(torch.autograd.Function):
             b += beta.detach().view(groups, -1, 1)
         w32 = wf.to(x.dtype)
         ctx.save_for_backward(xs, w32, m.to(x.dtype))
-        y = torch.baddbmm(b.to(x.dtype), w32, xs)
+        y = _affine(w32, xs, b.to(x.dtype))
         stats = (var, mu, cov.diagonal(dim1=1, dim2=2))
         ctx.mark_non_differentiable(*stats)
         return (y, *stats)
@@ -154,14 +186,13 @@ class ConvBN(torch.autograd.Function):
         xs, wf, m = ctx.saved_tensors
         _, _, lead, add_beta = ctx.cfg
         p = xs.shape[2]
-        db = dy.sum(2)
-        dwp = torch.bmm(dy, xs.transpose(1, 2))  # dy (x - mu)^T = dy xs^T - (dy 1) m^T
-        dwp -= db[:, :, None] * m[:, None, :]
-        dw, dgamma, dcov, dg0 = _fold_backward(dwp.double(), ctx.saved)
+        dwp, db = _cross(dy, xs)  # dy (x - mu)^T = dy xs^T - (dy 1) m^T
+        dwp -= db[:, :, None] * m.double()[:, None, :]
+        db = db.to(dy.dtype)
+        dw, dgamma, dcov, dg0 = _fold_backward(dwp, ctx.saved)
         a = ((dcov + dcov.transpose(1, 2)) / p).to(dy.dtype)
         c = -torch.bmm(wf.transpose(1, 2), db[:, :, None]) / p - torch.bmm(a, m[:, :, None])
-        dx = torch.baddbmm(c, wf.transpose(1, 2), dy)
-        dx.baddbmm_(a, xs)
+        dx = _affine(wf.transpose(1, 2), dy, c, a, xs)
         dt = wf.dtype
         dgamma = dgamma.reshape(-1).to(dt)
         dbeta = db.reshape(-1) if add_beta else torch.zeros_like(dgamma)

@@ -22,16 +22,13 @@
 #include <cstring>
 #include <vector>
 
-// The hot loops are compiled twice, for x86-64-v3 (AVX2, FMA) and the baseline, and the
-// loader picks one per machine (GCC's target_clones): the flags stay portable, so a build
-// cached on one machine runs on any x86-64, and a v3 machine gets 8-wide vectors.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define IGC_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define IGC_CLONES
-#endif
+#include "simd.h"
 
 namespace {
+
+using igc::V;
+using igc::Vec;
+using igc::load_vec;
 
 constexpr int L = 16;
 constexpr int64_t CHUNK = 1024;
@@ -283,34 +280,6 @@ std::vector<at::Tensor> bn_backward(const at::Tensor& gy, const c10::optional<at
 // cases. Widths 8, 16 and 32 (the rungs') are compile-time: the row loops unroll into whole
 // 8-wide vectors; other widths take the same code with a run-time width.
 
-// V lanes of T as one GCC vector (one AVX2 register of float in the x86-64-v3 clone, lowered
-// to SSE pairs in the baseline one): the weight gradient's nine accumulators stay in
-// registers, which lane arrays indexed in a loop do not.
-constexpr int64_t V = 8;
-template <typename T>
-struct VecOf;
-template <>
-struct VecOf<float> {
-  typedef float type __attribute__((vector_size(V * sizeof(float))));
-};
-template <>
-struct VecOf<double> {
-  typedef double type __attribute__((vector_size(V * sizeof(double))));
-};
-template <typename T>
-using Vec = typename VecOf<T>::type;
-
-// The helpers below are inlined into their callers' clones (a plain `inline` one GCC may
-// keep out of line is compiled for the baseline only).
-#define IGC_INLINE inline __attribute__((always_inline))
-
-template <typename T>
-IGC_INLINE Vec<T> load_vec(const T* p) {
-  Vec<T> v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
 // Whole vectors, then the rest: a plain loop, GCC makes a memmove call of each row.
 template <typename T, int WC>
 IGC_INLINE void fill_interior(const T* __restrict__ x, T* __restrict__ p, int64_t h,
@@ -459,9 +428,12 @@ at::Tensor dw_weight(const at::Tensor& gy, const at::Tensor& x) {
 
 }  // namespace
 
+void register_group_gemm(pybind11::module& m);  // group_gemm.cpp
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("bn_forward", &bn_forward, "BatchNorm (batch statistics) + shuffle + [ReLU]");
   m.def("bn_backward", &bn_backward, "its backward");
   m.def("dw_forward", &dw_forward, "depth-wise 3x3 convolution, stride 1, padding 1");
   m.def("dw_weight", &dw_weight, "its weight gradient");
+  register_group_gemm(m);
 }

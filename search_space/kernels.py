@@ -30,7 +30,8 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-SOURCE = Path(__file__).with_name("kernels.cpp")
+#: the extension's sources (with the header ``simd.h`` they include)
+SOURCES = [Path(__file__).with_name(n) for n in ("kernels.cpp", "group_gemm.cpp")]
 CFLAGS = ["-O3"]
 _state: dict[str, Any] = {"enabled": os.environ.get("IGCBENCH_KERNELS", "1") != "0"}
 
@@ -56,7 +57,7 @@ def _build() -> Any | None:
         if not is_ninja_available():  # torch's load builds with ninja (pip install ninja)
             raise RuntimeError("no ninja on PATH")
 
-        return load(name="igcbench_kernels", sources=[str(SOURCE)], extra_cflags=CFLAGS,
+        return load(name="igcbench_kernels", sources=[str(s) for s in SOURCES], extra_cflags=CFLAGS,
                     verbose=False)
     except Exception as e:  # noqa: BLE001 - any build failure means: take the pure path
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]

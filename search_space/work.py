@@ -264,8 +264,8 @@ def _run_pixels(block: Block, spatial: int | None) -> int:
 
 #: The modules whose code sets how fast a block trains or evaluates on each path (and which
 #: path it takes): a measurement of speed belongs to their version.
-SPEED_SOURCES = ("allocator.py", "bn_fold.py", "fast.py", "fused_run.py", "grouped.py",
-                 "kernels.cpp", "kernels.py", "modules.py", "work.py")
+SPEED_SOURCES = ("allocator.py", "bn_fold.py", "fast.py", "fused_run.py", "group_gemm.cpp",
+                 "grouped.py", "kernels.cpp", "kernels.py", "modules.py", "simd.h", "work.py")
 
 
 def speed_code() -> str:

@@ -98,9 +98,18 @@ CASES = [  # C, K_in, K_out a group, shuffle branches before, lead BN, add_beta,
     (12, 4, 2, 3, True, False, True), (8, 2, 6, 2, True, True, False)]
 
 
+@pytest.mark.parametrize("cpp", [True, False], ids=["group_gemm", "bmm"])
 @pytest.mark.parametrize("c,k_in,k_out,branches,lead,add_beta,centre", CASES)
 def test_conv_bn_is_batchnorm_shuffle_conv_batchnorm_in_float64(c, k_in, k_out, branches,
-                                                               lead, add_beta, centre):
+                                                               lead, add_beta, centre, cpp):
+    """With the C++ group GEMMs (where they build) and with ATen's bmm."""
+    if cpp and kernels.extension() is None:
+        pytest.skip("the C++ kernels do not build here")
+    with kernels.use(cpp):
+        _check_conv_bn(c, k_in, k_out, branches, lead, add_beta, centre)
+
+
+def _check_conv_bn(c, k_in, k_out, branches, lead, add_beta, centre):
     ref, new, groups, branches = _pair(c, k_in, k_out, branches, lead, seed=c + k_in)
     g = torch.Generator().manual_seed(7)
     z = torch.randn(3, c, 4, 5, generator=g, dtype=torch.float64) * 2 + 0.7

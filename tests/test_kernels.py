@@ -1,10 +1,11 @@
-"""The C++ kernels of the grouped path (search_space/kernels.cpp) compute the reference ops:
-gradcheck in float64 on small random shapes of the space; equality with BatchNorm2d +
-ChannelShuffle (+ ReLU), running statistics included, and with F.conv2d's depth-wise 3x3
-convolution; whole blocks against ReferenceBlock in float64; float32 closeness on a
-rung-sized shape (C = 144, batch 64, 16x16). The build is shared by the module (one compile,
-~30 CPU-s, cached across runs in torch's extensions directory); without a C++ compiler or
-ninja the module is skipped (the pure path is tests/test_grouped.py's)."""
+"""The C++ kernels of the grouped path (search_space/kernels.cpp, group_gemm.cpp) compute the
+reference ops: gradcheck in float64 on small random shapes of the space; equality with
+BatchNorm2d + ChannelShuffle (+ ReLU), running statistics included, with F.conv2d's depth-wise
+3x3 convolution, and of the group GEMMs with torch.bmm/baddbmm on strided operands; whole
+blocks against ReferenceBlock in float64; float32 closeness on a rung-sized shape (C = 144,
+batch 64, 16x16). The build is shared by the module (one compile, ~30 CPU-s, cached across runs
+in torch's extensions directory); without a C++ compiler or ninja the module is skipped (the
+pure path is tests/test_grouped.py's)."""
 
 from __future__ import annotations
 
@@ -186,6 +187,74 @@ def test_depthwise3x3_splits_channels_across_threads_without_changing_a_bit():
         torch.set_num_threads(1)
     for a, b in zip(one, two, strict=True):
         assert torch.equal(a, b)
+
+
+# (G, M, K, P): a group's output rows M and input rows K as in the space's group 1x1
+# convolutions (1-32, with remainders of the 6-row and 3-row register blocks), pixels with
+# and without a remainder of the 8-wide vectors and the 256-pixel runs.
+GEMM_SHAPES = [(1, 1, 1, 1), (3, 7, 5, 17), (12, 12, 12, 256), (2, 13, 2, 300), (4, 6, 3, 8),
+               (1, 64, 64, 40), (5, 2, 24, 515), (46, 3, 3, 64), (8, 32, 16, 129)]
+
+
+def _operand(g, r, p, gen, dtype, strided):
+    """A (G, R, P) operand, strided as a channel shuffle's view reads it, or contiguous."""
+    if strided:
+        return torch.randn(r, g, p, generator=gen, dtype=dtype).transpose(0, 1)
+    return torch.randn(g, r, p, generator=gen, dtype=dtype)
+
+
+@pytest.mark.parametrize("strided", [False, True])
+@pytest.mark.parametrize("shape", GEMM_SHAPES)
+def test_group_nn_is_baddbmm(ext, shape, strided):
+    g, m, k, p = shape
+    gen = torch.Generator().manual_seed(m * 100 + k)
+    x1, x2 = (_operand(g, r, p, gen, torch.float64, strided) for r in (k, m + 1))
+    w1 = torch.randn(g, k, m, generator=gen, dtype=torch.float64).transpose(1, 2)  # any strides
+    w2 = torch.randn(g, m, m + 1, generator=gen, dtype=torch.float64)
+    b = torch.randn(g, m, generator=gen, dtype=torch.float64)
+    assert torch.allclose(ext.group_nn(w1, x1, None, None, None), torch.bmm(w1, x1),
+                          rtol=1e-12, atol=1e-12)
+    want = torch.baddbmm(b[..., None], w1, x1).baddbmm_(w2, x2)
+    got = ext.group_nn(w1, x1, w2, x2, b)
+    assert got.shape == want.shape and got.is_contiguous()
+    assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+    x32, w32, b32 = x1.float(), w1.float(), b.float()
+    assert torch.allclose(ext.group_nn(w32, x32, None, None, b32),
+                          torch.baddbmm(b32[..., None], w32, x32), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("strided", [False, True])
+@pytest.mark.parametrize("shape", GEMM_SHAPES)
+def test_group_nt_is_bmm_with_the_row_sums(ext, shape, strided):
+    g, m, k, p = shape
+    gen = torch.Generator().manual_seed(m * 100 + k)
+    a, b = (_operand(g, r, p, gen, torch.float64, strided) for r in (m, k))
+    c, s = ext.group_nt(a, b, False)
+    assert c.dtype == s.dtype == torch.float64
+    assert torch.allclose(c, torch.bmm(a, b.transpose(1, 2)), rtol=1e-12, atol=1e-11)
+    assert torch.allclose(s, a.sum(2), rtol=1e-12, atol=1e-11)
+    gram, sums = ext.group_nt(a, a, True)  # the symmetric product: its upper half, mirrored
+    assert torch.allclose(gram, torch.bmm(a, a.transpose(1, 2)), rtol=1e-12, atol=1e-11)
+    assert torch.equal(gram, gram.transpose(1, 2)) and torch.equal(sums, s)
+    # float32 operands: float sums over runs of 256 pixels (32 per lane), summed in double:
+    # the error stays within float32 rounding of the terms' magnitudes, at any P
+    a32 = a.float()
+    a64 = a32.double()
+    err = (ext.group_nt(a32, a32, True)[0] - torch.bmm(a64, a64.transpose(1, 2))).abs()
+    assert (err <= 64 * 2.0 ** -24 * torch.bmm(a64.abs(), a64.abs().transpose(1, 2))).all()
+
+
+def test_group_gemms_reject_what_they_do_not_compute(ext):
+    x = torch.randn(2, 3, 16)
+    with pytest.raises(RuntimeError, match="unit pixel stride"):
+        ext.group_nn(torch.randn(2, 4, 3), x.transpose(1, 2).contiguous().transpose(1, 2),
+                     None, None, None)
+    with pytest.raises(RuntimeError, match=r"W1 \(G, M, K\)"):
+        ext.group_nn(torch.randn(2, 4, 5), x, None, None, None)
+    with pytest.raises(RuntimeError, match="sym needs B to be A"):
+        ext.group_nt(x, x.clone(), True)
+    with pytest.raises(RuntimeError, match=r"A \(G, M, P\) against B"):
+        ext.group_nt(x, torch.randn(2, 3, 15), False)
 
 
 def test_is_depthwise3x3_only_for_what_the_kernel_computes():

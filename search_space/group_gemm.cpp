@@ -1,0 +1,258 @@
+// Batched products of small matrices over long pixel rows: the group 1x1 convolutions of
+// the grouped path with their BatchNorms folded in (search_space/bn_fold.py; issue 24).
+//
+// Why hand-written: a group of an IGCV2 block is K = 2-32 channels over P = N*H*W pixels
+// (16,384 at the cpu rung). For these shapes ATen's bmm/baddbmm spent 1.5-2.6x the time of
+// the loops below (one thread, 16x16, batch 64; benchmarks.roofline), and read a strided
+// operand (the channel shuffle's view) through a copy.
+//
+// Two shapes, each operand a (G, R, P) batch with unit pixel stride and any group and row
+// strides (a shuffled view is read in place):
+//   nn:  Y[g] = W1[g] X1[g] (+ W2[g] X2[g]) + b[g] 1^T    (M x P out; W small, contiguous)
+//   nt:  C[g] = A[g] B[g]^T, and A[g]'s row sums           (M x N out, reduced over P)
+// nn keeps an MR x (NR vectors) block of outputs in registers while it walks the K inputs;
+// nt keeps an MR x NR block of dot products over a run of CH pixels (in L1), in float, and
+// adds each run's sums into double: more exact than one float sum over P, as bmm takes it.
+#include <torch/extension.h>
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "simd.h"
+
+namespace {
+
+using igc::lane_sum;
+using igc::load_vec;
+using igc::store_vec;
+using igc::V;
+using igc::Vec;
+
+// A (G, R, P) operand: element (g, r, p) at p_[g * sg + r * sr + p].
+template <typename T>
+struct Mat {
+  const T* p;
+  int64_t sg, sr;
+  const T* row(int64_t g, int64_t r) const { return p + g * sg + r * sr; }
+};
+
+template <typename T>
+Mat<T> mat(const at::Tensor& x) {
+  TORCH_CHECK(x.dim() == 3 && x.stride(2) == 1, "group_gemm: a (G, R, P) operand with unit "
+              "pixel stride, got sizes ", x.sizes(), " strides ", x.strides());
+  return {x.data_ptr<T>(), x.stride(0), x.stride(1)};
+}
+
+// One term W[g] X[g] of an nn product: W contiguous (G, M, K).
+template <typename T>
+struct Term {
+  const T* w;
+  int64_t k;
+  Mat<T> x;
+};
+
+// Outputs rows [m0, m0 + MR) x pixels [p0, p0 + NR * V) of group g.
+template <typename T, int MR, int NR>
+IGC_INLINE void nn_block(const Term<T>* terms, int nterms, int64_t g, int64_t m0, int64_t M,
+                         const T* b, T* y, int64_t P, int64_t p0) {
+  Vec<T> acc[MR][NR];
+  for (int r = 0; r < MR; ++r) {
+    const T bv = b ? b[g * M + m0 + r] : T(0);
+    for (int j = 0; j < NR; ++j) acc[r][j] = Vec<T>{} + bv;
+  }
+  for (int t = 0; t < nterms; ++t) {
+    const Term<T>& tm = terms[t];
+    const T* w = tm.w + (g * M + m0) * tm.k;
+    for (int64_t kk = 0; kk < tm.k; ++kk) {
+      const T* xr = tm.x.row(g, kk) + p0;
+      Vec<T> xv[NR];
+      for (int j = 0; j < NR; ++j) xv[j] = load_vec(xr + j * V);
+      for (int r = 0; r < MR; ++r) {
+        const T wv = w[r * tm.k + kk];
+        for (int j = 0; j < NR; ++j) acc[r][j] += wv * xv[j];
+      }
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < NR; ++j) store_vec(y + (g * M + m0 + r) * P + p0 + j * V, acc[r][j]);
+}
+
+// Rows [m0, m0 + MR) of group g over pixels [q0, q1): NR vectors at a time, then one
+// vector, then the last pixels one by one.
+template <typename T, int MR>
+IGC_INLINE void nn_rows(const Term<T>* terms, int nterms, int64_t g, int64_t m0, int64_t M,
+                        const T* b, T* y, int64_t P, int64_t q0, int64_t q1) {
+  constexpr int NR = 2;
+  int64_t p0 = q0;
+  for (; p0 + NR * V <= q1; p0 += NR * V)
+    nn_block<T, MR, NR>(terms, nterms, g, m0, M, b, y, P, p0);
+  for (; p0 + V <= q1; p0 += V) nn_block<T, MR, 1>(terms, nterms, g, m0, M, b, y, P, p0);
+  for (; p0 < q1; ++p0)
+    for (int r = 0; r < MR; ++r) {
+      T s = b ? b[g * M + m0 + r] : T(0);
+      for (int t = 0; t < nterms; ++t)
+        for (int64_t kk = 0; kk < terms[t].k; ++kk)
+          s += terms[t].w[(g * M + m0 + r) * terms[t].k + kk] * terms[t].x.row(g, kk)[p0];
+      y[(g * M + m0 + r) * P + p0] = s;
+    }
+}
+
+// Pixels a panel spans: every block of output rows reads the panel's inputs while they are
+// in cache. (Row block by row block over all P pixels, a 2-term product at 32x32, batch
+// 64, read its 75 MB of inputs from memory twice: 37 ms against 22 ms.)
+constexpr int64_t PANEL = 256;
+
+// Six rows by two vectors: 12 accumulators, two inputs and a broadcast weight fit AVX2's
+// 16 registers (a 2-term product wants more: IGC_CLONES_V4); the rows left over (M % 6)
+// take a block of their own height. (Copying each panel's inputs to a buffer first, rows
+// apart by other than the tensor's 64-256 KiB, ran 0.8-0.9x as fast.)
+template <typename T>
+IGC_CLONES_V4 void nn_groups(const Term<T>* terms, int nterms, int64_t g0, int64_t g1,
+                             int64_t M, const T* b, T* y, int64_t P) {
+  constexpr int MR = 6;
+  for (int64_t g = g0; g < g1; ++g)
+    for (int64_t q0 = 0; q0 < P; q0 += PANEL) {
+      const int64_t q1 = std::min(P, q0 + PANEL);
+      int64_t m0 = 0;
+      for (; m0 + MR <= M; m0 += MR) nn_rows<T, MR>(terms, nterms, g, m0, M, b, y, P, q0, q1);
+      switch (M - m0) {
+        case 5: nn_rows<T, 5>(terms, nterms, g, m0, M, b, y, P, q0, q1); break;
+        case 4: nn_rows<T, 4>(terms, nterms, g, m0, M, b, y, P, q0, q1); break;
+        case 3: nn_rows<T, 3>(terms, nterms, g, m0, M, b, y, P, q0, q1); break;
+        case 2: nn_rows<T, 2>(terms, nterms, g, m0, M, b, y, P, q0, q1); break;
+        case 1: nn_rows<T, 1>(terms, nterms, g, m0, M, b, y, P, q0, q1); break;
+        default: break;
+      }
+    }
+}
+
+// Pixels a run of nt's float sums covers before they are added into double.
+constexpr int64_t CH = 256;
+
+// c[r, j] += sum over the run's len pixels of a[r] * b[j], rows r < MR, j < NR.
+template <typename T, int MR, int NR>
+IGC_INLINE void nt_block(const T* a, int64_t sa, const T* b, int64_t sb, int64_t len,
+                         double* c, int64_t ldc) {
+  Vec<T> acc[MR][NR] = {};
+  const int64_t lv = len - len % V;
+  for (int64_t p = 0; p < lv; p += V) {
+    Vec<T> av[MR];
+    for (int r = 0; r < MR; ++r) av[r] = load_vec(a + r * sa + p);
+    for (int j = 0; j < NR; ++j) {
+      const Vec<T> bv = load_vec(b + j * sb + p);
+      for (int r = 0; r < MR; ++r) acc[r][j] += av[r] * bv;
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < NR; ++j) {
+      T s = lane_sum<T>(acc[r][j]);
+      for (int64_t p = lv; p < len; ++p) s += a[r * sa + p] * b[j * sb + p];
+      c[r * ldc + j] += double(s);
+    }
+}
+
+// Rows [m, m + MR) of A against rows [n0, N) of B, three at a time.
+template <typename T, int MR>
+IGC_INLINE void nt_rows(const T* a, int64_t sa, const T* b, int64_t sb, int64_t n0,
+                        int64_t N, int64_t len, double* c, int64_t ldc) {
+  constexpr int NR = 3;
+  int64_t n = n0;
+  for (; n + NR <= N; n += NR) nt_block<T, MR, NR>(a, sa, b + n * sb, sb, len, c + n, ldc);
+  for (; n < N; ++n) nt_block<T, MR, 1>(a, sa, b + n * sb, sb, len, c + n, ldc);
+}
+
+// sym (A is B): only the blocks on and above the diagonal, mirrored at the end.
+template <typename T>
+IGC_CLONES_V4 void nt_groups(Mat<T> A, Mat<T> B, int64_t g0, int64_t g1, int64_t M,
+                             int64_t N, int64_t P, bool sym, double* c, double* rsum) {
+  constexpr int MR = 3;
+  for (int64_t g = g0; g < g1; ++g) {
+    double* cg = c + g * M * N;
+    for (int64_t p0 = 0; p0 < P; p0 += CH) {
+      const int64_t len = std::min(CH, P - p0);
+      for (int64_t m = 0; m < M; m += MR) {
+        const T* a = A.row(g, m) + p0;
+        const T* b = B.row(g, 0) + p0;
+        const int64_t n0 = sym ? m : 0;
+        switch (std::min<int64_t>(MR, M - m)) {
+          case 3: nt_rows<T, 3>(a, A.sr, b, B.sr, n0, N, len, cg + m * N, N); break;
+          case 2: nt_rows<T, 2>(a, A.sr, b, B.sr, n0, N, len, cg + m * N, N); break;
+          default: nt_rows<T, 1>(a, A.sr, b, B.sr, n0, N, len, cg + m * N, N); break;
+        }
+      }
+      if (rsum)  // the run is in L1 now
+        for (int64_t r = 0; r < M; ++r) {
+          const T* ar = A.row(g, r) + p0;
+          Vec<T> s = {};
+          const int64_t lv = len - len % V;
+          for (int64_t p = 0; p < lv; p += V) s += load_vec(ar + p);
+          T t = lane_sum<T>(s);
+          for (int64_t p = lv; p < len; ++p) t += ar[p];
+          rsum[g * M + r] += double(t);
+        }
+    }
+    if (sym)
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < i; ++j) cg[i * N + j] = cg[j * N + i];
+  }
+}
+
+// Y = W1 X1 (+ W2 X2) (+ b): W (G, M, K) any strides (made contiguous), X (G, K, P) with unit
+// pixel stride, b (G, M); Y a new contiguous (G, M, P) of X1's type.
+at::Tensor group_nn(const at::Tensor& w1, const at::Tensor& x1,
+                    const c10::optional<at::Tensor>& w2, const c10::optional<at::Tensor>& x2,
+                    const c10::optional<at::Tensor>& b) {
+  const int64_t G = x1.size(0), M = w1.size(1), P = x1.size(2);
+  TORCH_CHECK(w1.dim() == 3 && w1.size(0) == G && w1.size(2) == x1.size(1),
+              "group_nn: W1 (G, M, K) against X1 (G, K, P)");
+  TORCH_CHECK(w2.has_value() == x2.has_value(), "group_nn: W2 and X2 together");
+  if (w2) TORCH_CHECK(w2->dim() == 3 && w2->size(0) == G && w2->size(1) == M && x2->size(0) == G
+                      && w2->size(2) == x2->size(1) && x2->size(2) == P,
+                      "group_nn: W2 (G, M, K2) against X2 (G, K2, P)");
+  if (b) TORCH_CHECK(b->numel() == G * M, "group_nn: b (G, M)");
+  at::Tensor y = at::empty({G, M, P}, x1.options());
+  AT_DISPATCH_FLOATING_TYPES(x1.scalar_type(), "group_nn", [&] {
+    const auto dt = x1.scalar_type();
+    at::Tensor wc1 = w1.to(dt).contiguous();
+    at::Tensor wc2 = w2 ? w2->to(dt).contiguous() : at::Tensor();
+    at::Tensor bc = b ? b->to(dt).contiguous() : at::Tensor();
+    Term<scalar_t> terms[2] = {{wc1.data_ptr<scalar_t>(), w1.size(2), mat<scalar_t>(x1)}, {}};
+    if (w2) terms[1] = {wc2.data_ptr<scalar_t>(), w2->size(2), mat<scalar_t>(*x2)};
+    const scalar_t* bp = b ? bc.data_ptr<scalar_t>() : nullptr;
+    scalar_t* yp = y.data_ptr<scalar_t>();
+    at::parallel_for(0, G, 1, [&](int64_t g0, int64_t g1) {
+      nn_groups<scalar_t>(terms, w2 ? 2 : 1, g0, g1, M, bp, yp, P);
+    });
+  });
+  return y;
+}
+
+// (C, s): C[g] = A[g] B[g]^T (G, M, N) and s[g] = A[g] 1 (G, M), both float64; A (G, M, P)
+// and B (G, N, P) with unit pixel stride. sym: B is A (C symmetric, half the work).
+std::vector<at::Tensor> group_nt(const at::Tensor& a, const at::Tensor& b, bool sym) {
+  const int64_t G = a.size(0), M = a.size(1), N = b.size(1), P = a.size(2);
+  TORCH_CHECK(b.dim() == 3 && b.size(0) == G && b.size(2) == P && a.scalar_type() ==
+              b.scalar_type(), "group_nt: A (G, M, P) against B (G, N, P), one dtype");
+  TORCH_CHECK(!sym || (M == N && a.data_ptr() == b.data_ptr() && a.strides() == b.strides()),
+              "group_nt: sym needs B to be A");
+  const auto f64 = a.options().dtype(at::kDouble);
+  at::Tensor c = at::zeros({G, M, N}, f64), s = at::zeros({G, M}, f64);
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "group_nt", [&] {
+    const Mat<scalar_t> A = mat<scalar_t>(a), B = mat<scalar_t>(b);
+    double *cp = c.data_ptr<double>(), *sp = s.data_ptr<double>();
+    at::parallel_for(0, G, 1, [&](int64_t g0, int64_t g1) {
+      nt_groups<scalar_t>(A, B, g0, g1, M, N, P, sym, cp, sp);
+    });
+  });
+  return {c, s};
+}
+
+}  // namespace
+
+void register_group_gemm(pybind11::module& m) {
+  m.def("group_nn", &group_nn, "Y = W1 X1 (+ W2 X2) (+ b), per group");
+  m.def("group_nt", &group_nt, "(A B^T, A 1) per group, float64");
+}
