@@ -72,3 +72,34 @@ def test_the_docs_block_is_what_the_committed_run_prints():
     doc = (root / "docs" / "performance.md").read_text()
     assert block_in_doc(doc, "retime").strip() == retime.markdown(result).strip()
     assert result["fidelities"] == ["cpu"] and result["seed"] == 0
+
+
+def test_control_bad_input_exits_2_with_one_line_naming_it(run_and_release, tmp_path, capsys):
+    from benchmarks import retime_control
+
+    _, release = run_and_release
+    (tmp_path / "data" / "cifar-10-batches-py").mkdir(parents=True)
+    data = ["--data-dir", str(tmp_path / "data")]
+    for argv, message in (
+            (["plain8-c64-k1.64", "--commit", "HEAD", "--reps", "0"], "--reps 0: "),
+            (["plain8-c64-k1.64", "--commit", "no-such-rev", "--release", str(release), *data],
+             "--commit 'no-such-rev': "),
+            (["plain8-c1-k1.1", "--commit", "HEAD", "--release", str(release), *data],
+             "design 'plain8-c1-k1.1': "),
+            (["plain8-c64-k1.64", "--commit", "HEAD", "--data-dir", "/no/such"],
+             "--data-dir '/no/such': ")):
+        with pytest.raises(SystemExit) as e:
+            retime_control.main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.startswith(message) and err.count("\n") == 1
+
+
+def test_control_table_reads_machine_and_code_factors():
+    from benchmarks import retime_control
+
+    result = {"commit_release": "5da8024", "commit": "f" * 40, "reps": 2, "created": "t",
+              "command": "c", "rows": [
+                  {"design": "plain8-c24-k1.24", "recorded_s": 10.0, "release_code_s": 16.0,
+                   "this_code_s": 12.8, "machine_factor": 1.6, "code_speedup": 1.25}]}
+    md = retime_control.markdown(result)
+    assert "| `plain8-c24-k1.24` | 10.0 | 16.0 | 12.8 | 1.60 | 1.25 |" in md
