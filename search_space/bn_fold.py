@@ -105,7 +105,7 @@ def _cross(dy: torch.Tensor, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     """(dy xs^T, dy 1) per group, float64: dy (G, M, P), xs (G, K, P)."""
     if kernels.usable(dy) and dy.stride(2) == 1 and xs.stride(2) == 1:
         return tuple(kernels.extension().group_nt(dy, xs, False))
-    return torch.bmm(dy, xs.transpose(1, 2)).double(), dy.sum(2, dtype=torch.float64)
+    return torch.bmm(dy, xs.transpose(1, 2)).double(), dy.sum(2).double()
 
 
 @torch.no_grad()
