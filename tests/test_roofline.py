@@ -148,3 +148,33 @@ def test_the_path_nets_block_is_what_the_committed_run_prints():
     for row in result["rows"]:
         net = path_nets.build(row["design"], "auto")
         assert path_nets.picks(net) == row["auto_picks"], row["design"]
+
+
+@pytest.mark.parametrize("block,module,result", [
+    ("group-gemm", "group_gemm", "group_gemm_cpu.json"),
+    ("retime-control", "retime_control", "retime_control_cpu.json")])
+def test_the_doc_block_is_what_the_committed_run_prints(block, module, result):
+    """docs/performance.md's group GEMM table and the re-time's control are their committed
+    JSONs'."""
+    import importlib
+
+    from analysis.doc_blocks import block_in_doc
+
+    run = json.loads((ROOT / "benchmarks" / "results" / result).read_text())
+    doc = (ROOT / "docs" / "performance.md").read_text()
+    md = importlib.import_module(f"benchmarks.{module}").markdown(run)
+    assert block_in_doc(doc, block).strip() == md.strip()
+
+
+def test_group_gemm_quick_run_times_both_forms(tmp_path):
+    from benchmarks import group_gemm
+
+    out = tmp_path / "g.json"
+    assert group_gemm.main(["--quick", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    (prods,) = result["products"]
+    assert prods["side"] == 16 and len(prods["products"]) == 4
+    assert all(set(r["ms"]) == {"bmm", "cpp"} for r in prods["products"].values())
+    (step,) = result["steps"]
+    assert step["bmm_over_cpp"] == pytest.approx(step["step_ms"]["bmm"] / step["step_ms"]["cpp"])
+    assert "`plain8-c48-k1.6.6`" in group_gemm.markdown(result)
