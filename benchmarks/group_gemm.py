@@ -36,6 +36,8 @@ from search_space import allocator, bn_fold, kernels
 
 OUT = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "group_gemm_cpu.json"
 GROUPS, K, BATCH = 12, 12, 64
+PRODUCTS = ("output W x + b", "Gram x x^T and sums", "backward dy x^T and sums",
+            "backward W^T dy + A x + c")
 NETS = (("plain8-c144-k1.12.12", 16), ("plain8-c144-k1.12.12", 32),
         ("plain8-c156-k1.6.6.6", 16), ("plain8-c160-k1.4.4.4.4", 16))
 
@@ -118,7 +120,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines = ["| product (12 groups of 12, batch 64, strided input) | side | bmm ms | C++ ms | "
              "bmm / C++ |", "| --- | ---: | ---: | ---: | ---: |"]
     for run in result["products"]:
-        for name, r in run["products"].items():
+        for name in PRODUCTS:  # (the JSON's keys are sorted)
+            r = run["products"][name]
             lines.append(f"| {name} | {run['side']} | {r['ms']['bmm']:.2f} | "
                          f"{r['ms']['cpp']:.2f} | {r['bmm_over_cpp']:.2f} |")
     lines += ["", "| training step (folded, fast path) | side | bmm ms | C++ ms | bmm / C++ |",
