@@ -29,8 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchmarks.roofline import ROOT
-from evaluators.record import write_json_atomic
+from benchmarks.roofline import ROOT, publish
 
 OUT = ROOT / "benchmarks" / "results" / "retime_control_cpu.json"
 RELEASE = ROOT / "releases" / "igcbench-1.1.parquet"
@@ -133,12 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv[1:] if argv is None else argv)
     result["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
         timespec="seconds")
-    write_json_atomic(args.out, result)
     print(markdown(result))
-    if args.update_doc:
-        from analysis.doc_blocks import update_doc
-
-        update_doc(args.update_doc, {"retime-control": markdown(result)})
+    publish(args, result, "retime-control", markdown)
     return 0
 
 
