@@ -3,7 +3,7 @@ reference ops: gradcheck in float64 on small random shapes of the space; equalit
 BatchNorm2d + ChannelShuffle (+ ReLU), running statistics included, with F.conv2d's depth-wise
 3x3 convolution, and of the group GEMMs with torch.bmm/baddbmm on strided operands; whole
 blocks against ReferenceBlock in float64; float32 closeness on a rung-sized shape (C = 144,
-batch 64, 16x16). The build is shared by the module (one compile, ~30 CPU-s, cached across runs
+batch 64, 16x16). The build is shared by the module (one compile, ~90 CPU-s, cached across runs
 in torch's extensions directory); without a C++ compiler or ninja the module is skipped (the
 pure path is tests/test_grouped.py's)."""
 
