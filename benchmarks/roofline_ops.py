@@ -44,6 +44,9 @@ _RELU_OPS = {"aten::clamp_min_", "aten::clamp_min", "aten::relu_", "aten::relu",
              "aten::threshold_backward"}
 _GEMM_OPS = {"aten::bmm", "aten::mm", "aten::addmm", "aten::addmm_", "aten::baddbmm",
              "aten::baddbmm_"}
+# bn_fold's folded steps: their own time is the C++ group GEMMs (search_space/group_gemm.cpp,
+# not ATen ops) with the BatchNorms folded in, and the Python that calls them
+_GEMM_OPS |= {"ConvBN", "ConvBNBackward"}
 _COPY_OPS = {"aten::copy_", "aten::clone", "aten::contiguous"}
 _CONV_OPS = {"aten::mkldnn_convolution", "aten::convolution_backward",
              "aten::_slow_conv2d_forward", "aten::_slow_conv2d_backward",

@@ -44,6 +44,8 @@ def test_kind_of_sorts_convolutions_by_their_weight():
     assert kind_of("BatchNormShuffleBackward", []) == "BatchNorm"  # search_space.kernels
     assert kind_of("DepthwiseConv3x3", []) == "3x3"
     assert kind_of("_BatchNormShuffle", []) == "other"  # the pure path's: its ATen ops count
+    # bn_fold's folded steps, whose own time is the C++ group GEMMs
+    assert kind_of("ConvBN", []) == kind_of("ConvBNBackward", []) == "group 1x1"
 
 
 def test_the_old_rule_is_the_rule_before_the_grouped_path():
