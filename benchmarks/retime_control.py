@@ -30,6 +30,7 @@ from typing import Any
 import pandas as pd
 
 from benchmarks.roofline import ROOT, publish
+from evaluators.provenance import UNKNOWN_CODE, git_commit, training_code
 
 OUT = ROOT / "benchmarks" / "results" / "retime_control_cpu.json"
 RELEASE = ROOT / "releases" / "igcbench-1.1.parquet"
@@ -118,16 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     if not (Path(args.data_dir) / "cifar-10-batches-py").is_dir():
         p.exit(2, f"--data-dir {args.data_dir!r}: no cifar-10-batches-py there; accepted: a "
                "directory holding CIFAR-10 (../shared/data/README)\n")
-    if subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{args.commit}^{{commit}}"],
-                      cwd=ROOT, capture_output=True).returncode != 0:
+    if training_code(args.commit) == UNKNOWN_CODE:  # git does not know it
         p.exit(2, f"--commit {args.commit!r}: accepted: a commit of this repository\n")
     release = pd.read_parquet(args.release)
     unknown = [d for d in args.designs if d not in set(release.design_id)]
     if unknown:
         p.exit(2, f"design {unknown[0]!r}: accepted: a design the release recorded\n")
     result = run(args.designs, args.commit, args.reps, Path(args.data_dir), release)
-    result["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True,
-                                      capture_output=True).stdout.strip()
+    result["commit"] = git_commit()
     result["command"] = "python -m benchmarks.retime_control " + " ".join(
         sys.argv[1:] if argv is None else argv)
     result["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(

@@ -54,10 +54,10 @@ from . import kernels
 #: Squared mean over variance above which the Gram matrix is taken of the exactly centred
 #: input: S's relative error is then below about 4e-7 * (1 + CENTRE_RATIO) in float32.
 CENTRE_RATIO = 2.0
-SUM_RUN = 256  # values summed in float32 before the float64 sum (_mean)
+SUM_RUN = 256  # values summed in float32 before the float64 sum (group_mean)
 
 
-def _mean(xg: torch.Tensor) -> torch.Tensor:
+def group_mean(xg: torch.Tensor) -> torch.Tensor:
     """(G, K) float64 means over the last axis: float32 sums over runs of ``SUM_RUN``
     values, then theirs in float64 (one float32 sum lost a digit against BatchNorm's; a
     float64 sum of every value took 17x as long at 16x16 and 36x at 32x32)."""
@@ -73,7 +73,7 @@ def _moments(xg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         gram, sums = kernels.extension().group_nt(xg, xg, True)
         mu = sums / p
     else:
-        mu = _mean(xg)
+        mu = group_mean(xg)
         gram = torch.bmm(xg, xg.transpose(1, 2)).double()
     return mu, gram / p - mu[:, :, None] * mu[:, None, :]
 
