@@ -2,9 +2,10 @@
 // the grouped path with their BatchNorms folded in (search_space/bn_fold.py; issue 24).
 //
 // Why hand-written: a group of an IGCV2 block is K = 2-32 channels over P = N*H*W pixels
-// (16,384 at the cpu rung). For these shapes ATen's bmm/baddbmm spent 1.5-2.6x the time of
-// the loops below (one thread, 16x16, batch 64; benchmarks.roofline), and read a strided
-// operand (the channel shuffle's view) through a copy.
+// (16,384 at the cpu rung). For these shapes ATen's bmm took up to 2.5x the time of the
+// loops below for the Gram matrix and 1.4-1.6x for the backward's dy x^T; the output
+// products are about even (0.98-1.25x; one thread, batch 64, 16x16 and 32x32,
+// benchmarks/group_gemm.py). Whole folded training steps ran 1.1-1.45x as fast.
 //
 // Two shapes, each operand a (G, R, P) batch with unit pixel stride and any group and row
 // strides (a shuffled view is read in place):
