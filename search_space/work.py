@@ -181,7 +181,7 @@ def _grouped_pays(block: Block, batch: int, scale: float) -> bool:
 
     (Blocks whose 1x1 convolutions are all dense, Xception's, were excluded until the
     allocator and the C++ kernels: whole nets then ran them 1.2-1.3x slower grouped; now
-    1.06-1.23x faster, ``benchmarks.path_nets``.)"""
+    1.18-1.35x faster, ``benchmarks.path_nets``.)"""
     largest = max(c.cout * c.hw_out ** 2 for c in block.convs) * scale * batch * 4
     return largest <= MMAP_MAX_BYTES or allocator.trials_keep_heap()
 
