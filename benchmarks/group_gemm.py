@@ -83,35 +83,18 @@ def products(side: int, reps: int) -> dict[str, Any]:
     return {"side": side, "pixels": p, "products": out}
 
 
-def _pure(name: str) -> Callable[..., Any]:
-    """bn_fold's product ``name`` on ATen alone (as it runs without the extension)."""
-    fn = getattr(bn_fold, name)
-
-    def pure(*args: Any) -> Any:
-        with kernels.use(False):
-            return fn(*args)
-    return pure
-
-
 def steps(design: str, side: int, reps: int) -> dict[str, Any]:
-    """Training steps of ``design`` with bn_fold's products in C++ and on bmm, interleaved."""
-    names = ("_moments", "_affine", "_cross")
-    cpp, bmm = ({n: getattr(bn_fold, n) for n in names}, {n: _pure(n) for n in names})
-
-    def on(table: dict[str, Any], step: Callable[[], None]) -> Callable[[], None]:
+    """Training steps of ``design`` with bn_fold's products in C++ and on bmm, interleaved
+    (``kernels.use_group_gemms``: every other kernel the same)."""
+    def on(enabled: bool, step: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
-            for n, f in table.items():
-                setattr(bn_fold, n, f)
-            step()
+            with kernels.use_group_gemms(enabled):
+                step()
         return run
 
-    try:
-        runs = {"cpp": on(cpp, make_step(build(design, "fast", side), side)[0]),
-                "bmm": on(bmm, make_step(build(design, "fast", side), side)[0])}
-        samples, med = interleaved(runs, reps)
-    finally:
-        for n, f in cpp.items():
-            setattr(bn_fold, n, f)
+    runs = {"cpp": on(True, make_step(build(design, "fast", side), side)[0]),
+            "bmm": on(False, make_step(build(design, "fast", side), side)[0])}
+    samples, med = interleaved(runs, reps)
     return {"design": design, "side": side, "step_ms": {k: v * 1e3 for k, v in med.items()},
             "bmm_over_cpp": med["bmm"] / med["cpp"], "samples_s": samples}
 

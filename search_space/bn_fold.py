@@ -40,7 +40,8 @@ it against nn.BatchNorm2d + conv2d(groups) and gradcheck.
 The products over the pixels (the Gram matrix with the input's sums, the output, and the
 backward's dy (x - mu)^T and dx) are ``search_space.kernels``' group GEMMs
 (``group_gemm.cpp``) where the extension builds, else ``torch.bmm``/``baddbmm``: ATen's
-took 1.5-2.6x as long at these shapes and copied a shuffled operand first.
+took up to 2.5x as long at these shapes (the Gram matrix; about even for the outputs) and
+copied a shuffled operand first (``benchmarks/group_gemm.py``).
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ def group_mean(xg: torch.Tensor) -> torch.Tensor:
 def _moments(xg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean, covariance) of a (G, K, P) batch over its pixels, float64, biased."""
     p = xg.shape[2]
-    if kernels.usable(xg) and xg.stride(2) == 1:
-        gram, sums = kernels.extension().group_nt(xg, xg, True)
+    ext = kernels.group_gemms(xg)
+    if ext is not None:
+        gram, sums = ext.group_nt(xg, xg, True)
         mu = sums / p
     else:
         mu = group_mean(xg)
@@ -95,16 +97,18 @@ def group_stats(xg: torch.Tensor):
 def _affine(w: torch.Tensor, x: torch.Tensor, b: torch.Tensor,
             w2: torch.Tensor | None = None, x2: torch.Tensor | None = None) -> torch.Tensor:
     """``w x (+ w2 x2) + b`` per group: w (G, M, K), x (G, K, P), b (G, M, 1) -> (G, M, P)."""
-    if kernels.usable(x) and x.stride(2) == 1 and (x2 is None or x2.stride(2) == 1):
-        return kernels.extension().group_nn(w, x, w2, x2, b.reshape(b.shape[:2]))
+    ext = kernels.group_gemms(x) if x2 is None else kernels.group_gemms(x, x2)
+    if ext is not None:
+        return ext.group_nn(w, x, w2, x2, b.reshape(b.shape[:2]))
     y = torch.baddbmm(b, w, x)
     return y if w2 is None else y.baddbmm_(w2, x2)
 
 
 def _cross(dy: torch.Tensor, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(dy xs^T, dy 1) per group, float64: dy (G, M, P), xs (G, K, P)."""
-    if kernels.usable(dy) and dy.stride(2) == 1 and xs.stride(2) == 1:
-        return tuple(kernels.extension().group_nt(dy, xs, False))
+    ext = kernels.group_gemms(dy, xs)
+    if ext is not None:
+        return tuple(ext.group_nt(dy, xs, False))
     return torch.bmm(dy, xs.transpose(1, 2)).double(), dy.sum(2).double()
 
 

@@ -191,16 +191,15 @@ IGC_CLONES_V4 void nt_groups(Mat<T> A, Mat<T> B, int64_t g0, int64_t g1, int64_t
           default: nt_rows<T, 1>(a, A.sr, b, B.sr, n0, N, len, cg + m * N, N); break;
         }
       }
-      if (rsum)  // the run is in L1 now
-        for (int64_t r = 0; r < M; ++r) {
-          const T* ar = A.row(g, r) + p0;
-          Vec<T> s = {};
-          const int64_t lv = len - len % V;
-          for (int64_t p = 0; p < lv; p += V) s += load_vec(ar + p);
-          T t = lane_sum<T>(s);
-          for (int64_t p = lv; p < len; ++p) t += ar[p];
-          rsum[g * M + r] += double(t);
-        }
+      for (int64_t r = 0; r < M; ++r) {  // A's row sums: the run is in L1 now
+        const T* ar = A.row(g, r) + p0;
+        Vec<T> s = {};
+        const int64_t lv = len - len % V;
+        for (int64_t p = 0; p < lv; p += V) s += load_vec(ar + p);
+        T t = lane_sum<T>(s);
+        for (int64_t p = lv; p < len; ++p) t += ar[p];
+        rsum[g * M + r] += double(t);
+      }
     }
     if (sym)
       for (int64_t i = 0; i < M; ++i)

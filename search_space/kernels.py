@@ -33,7 +33,8 @@ from torch.autograd.function import once_differentiable
 #: the extension's sources (with the header ``simd.h`` they include)
 SOURCES = [Path(__file__).with_name(n) for n in ("kernels.cpp", "group_gemm.cpp")]
 CFLAGS = ["-O3"]
-_state: dict[str, Any] = {"enabled": os.environ.get("IGCBENCH_KERNELS", "1") != "0"}
+_state: dict[str, Any] = {"enabled": os.environ.get("IGCBENCH_KERNELS", "1") != "0",
+                          "group_gemms": True}
 
 
 def extension() -> Any | None:
@@ -85,15 +86,34 @@ def usable(x: torch.Tensor) -> bool:
             and extension() is not None)
 
 
+def group_gemms(*operands: torch.Tensor) -> Any | None:
+    """The compiled module where its group GEMMs (``group_gemm.cpp``) take every operand
+    (:func:`usable`, unit pixel stride) and :func:`use_group_gemms` has not turned them off;
+    else None: the caller's ``bmm``."""
+    if not _state["group_gemms"] or not all(usable(t) and t.stride(-1) == 1 for t in operands):
+        return None
+    return extension()
+
+
 @contextlib.contextmanager
-def use(enabled: bool) -> Iterator[None]:
-    """Within the block, the grouped path takes (True) or skips (False) the C++ kernels."""
-    before = _state["enabled"]
-    _state["enabled"] = enabled
+def _switched(key: str, value: Any) -> Iterator[None]:
+    before = _state[key]
+    _state[key] = value
     try:
         yield
     finally:
-        _state["enabled"] = before
+        _state[key] = before
+
+
+def use(enabled: bool) -> contextlib.AbstractContextManager[None]:
+    """Within the block, the grouped path takes (True) or skips (False) the C++ kernels."""
+    return _switched("enabled", enabled)
+
+
+def use_group_gemms(enabled: bool) -> contextlib.AbstractContextManager[None]:
+    """Within the block, the folded products take (True) or skip (False) the C++ group GEMMs
+    alone, the other kernels as :func:`use` says (``benchmarks.group_gemm`` compares them)."""
+    return _switched("group_gemms", enabled)
 
 
 @contextlib.contextmanager
