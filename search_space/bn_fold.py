@@ -46,6 +46,8 @@ copied a shuffled operand first (``benchmarks/group_gemm.py``).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
@@ -95,13 +97,23 @@ def group_stats(xg: torch.Tensor):
 
 
 def _affine(w: torch.Tensor, x: torch.Tensor, b: torch.Tensor,
-            w2: torch.Tensor | None = None, x2: torch.Tensor | None = None) -> torch.Tensor:
-    """``w x (+ w2 x2) + b`` per group: w (G, M, K), x (G, K, P), b (G, M, 1) -> (G, M, P)."""
+            w2: torch.Tensor | None = None, x2: torch.Tensor | None = None, *,
+            rows: torch.Tensor | None = None, relu: bool = False) -> torch.Tensor:
+    """``w x (+ w2 x2) + b`` [ReLU] per group: w (G, M, K), x (G, K, P), b (G, M, 1) -> (G,
+    M, P); with ``rows`` (G * M int64), output (g, m) is flat row ``rows[g * M + m]``."""
     ext = kernels.group_gemms(x) if x2 is None else kernels.group_gemms(x, x2)
     if ext is not None:
-        return ext.group_nn(w, x, w2, x2, b.reshape(b.shape[:2]))
+        return ext.group_nn(w, x, w2, x2, b.reshape(b.shape[:2]), rows, relu)
     y = torch.baddbmm(b, w, x)
-    return y if w2 is None else y.baddbmm_(w2, x2)
+    if w2 is not None:
+        y.baddbmm_(w2, x2)
+    if relu:
+        y.relu_()
+    if rows is None:
+        return y
+    out = torch.empty_like(y)
+    out.view(-1, y.shape[-1]).index_copy_(0, rows, y.view(-1, y.shape[-1]))
+    return out
 
 
 def _cross(dy: torch.Tensor, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,15 +170,17 @@ def _fold_backward(dwf, saved):
 
 class ConvBN(torch.autograd.Function):
     """``apply(x, weight, gamma, beta, gamma0, beta0, cfg) -> (y, var, mu, var_in)``, cfg =
-    (groups, eps, lead, add_beta): the folded convolution and BatchNorm(s) of
-    :func:`conv_bn`, y (G, K_out, P). var (the BatchNorm's), mu and var_in (the input's, by
-    group) are float64 batch statistics without gradient. Without ``add_beta`` y lacks
-    beta, and beta's gradient is 0; beta0's is always 0 (both cancel in the next
-    BatchNorm), returned as zeros so that an optimizer treats them as the reference's."""
+    (groups, eps, lead, add_beta, write): the folded convolution and BatchNorm(s) of
+    :func:`conv_bn`, y (G, K_out, P), or with ``write`` = (branches, relu) the (C_out, P)
+    matrix of ChannelShuffle(branches)(y) [ReLU]. var (the BatchNorm's), mu and var_in
+    (the input's, by group) are float64 batch statistics without gradient. Without
+    ``add_beta`` y lacks beta, and beta's gradient is 0; beta0's is always 0 (both cancel
+    in the next BatchNorm), returned as zeros so that an optimizer treats them as the
+    reference's."""
 
     @staticmethod
     def forward(ctx, x, weight, gamma, beta, gamma0, beta0, cfg):
-        groups, eps, lead, add_beta = cfg
+        groups, eps, lead, add_beta, write = cfg
         xs, m, mu, cov = group_stats(x.reshape(groups, weight.shape[1], x.shape[-1]))
         w = weight.detach().double().view(groups, -1, weight.shape[1])
         g0 = None if lead is None else shuffled(gamma0.detach().double().view(-1, 1),
@@ -178,8 +192,14 @@ class ConvBN(torch.autograd.Function):
         if add_beta:
             b += beta.detach().view(groups, -1, 1)
         w32 = wf.to(x.dtype)
-        ctx.save_for_backward(xs, w32, m.to(x.dtype))
-        y = _affine(w32, xs, b.to(x.dtype))
+        if write is None:
+            y = _affine(w32, xs, b.to(x.dtype))
+            ctx.save_for_backward(xs, w32, m.to(x.dtype), None)
+        else:
+            branches, relu = write
+            rows = None if branches == 1 else _shuffle_rows(wf.numel() // wf.shape[2], branches)
+            y = _affine(w32, xs, b.to(x.dtype), rows=rows, relu=relu).view(-1, xs.shape[2])
+            ctx.save_for_backward(xs, w32, m.to(x.dtype), y if relu else None)
         stats = (var, mu, cov.diagonal(dim1=1, dim2=2))
         ctx.mark_non_differentiable(*stats)
         return (y, *stats)
@@ -187,9 +207,11 @@ class ConvBN(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dy, *_):
-        xs, wf, m = ctx.saved_tensors
-        _, _, lead, add_beta = ctx.cfg
+        xs, wf, m, y = ctx.saved_tensors
+        _, _, lead, add_beta, write = ctx.cfg
         p = xs.shape[2]
+        if write is not None:
+            dy = _unshuffled_grad(dy, y, write[0], p).view(wf.shape[0], -1, p)
         dwp, db = _cross(dy, xs)  # dy (x - mu)^T = dy xs^T - (dy 1) m^T
         dwp -= db[:, :, None] * m.double()[:, None, :]
         db = db.to(dy.dtype)
@@ -209,7 +231,7 @@ class ConvBN(torch.autograd.Function):
 
 def conv_bn(x: torch.Tensor, weight: torch.Tensor, groups: int, bn: nn.BatchNorm2d, *,
             lead: tuple[nn.BatchNorm2d, int] | None = None, offset: torch.Tensor | None = None,
-            add_beta: bool = True) -> torch.Tensor:
+            add_beta: bool = True, write: tuple[int, bool] | None = None) -> torch.Tensor:
     """BatchNorm2d (training) of ``conv2d(groups)`` with a 1x1 ``weight`` (C_out, K_in, 1, 1),
     on ``x`` (C_in, P) channel-major or any tensor that reshapes to its (G, K_in, P) groups:
     (G, K_out, P), channel g * K_out + k of the output at [g, k], unshuffled.
@@ -219,11 +241,15 @@ def conv_bn(x: torch.Tensor, weight: torch.Tensor, groups: int, bn: nn.BatchNorm
     BatchNorm's own channel order. ``offset`` (C_in,), no gradient: what ``x`` lacks of the
     values it stands for (a subtracted estimate of the mean, or the beta the BatchNorm
     before left out), in ``x``'s order; it enters the running means only. ``add_beta``:
-    False where the next operation is another folded BatchNorm (which cancels it)."""
+    False where the next operation is another folded BatchNorm (which cancels it).
+    ``write`` = (branches, relu): the output as a new (C_out, P) matrix in the order
+    ChannelShuffle(branches) puts it, [ReLU]: in the layout the next run reads, with no
+    copy of its own (a run's last BatchNorm)."""
     xin = x if lead is None else shuffled(x, lead[1])
     gamma0, beta0 = (None, None) if lead is None else (lead[0].weight, lead[0].bias)
     cfg = (groups, bn.eps, None if lead is None else (lead[1], lead[0].eps), add_beta)
-    y, var, mu, var_in = ConvBN.apply(xin, weight, bn.weight, bn.bias, gamma0, beta0, cfg)
+    y, var, mu, var_in = ConvBN.apply(xin, weight, bn.weight, bn.bias, gamma0, beta0,
+                                      (*cfg, write))
     p = x.shape[-1]
     with torch.no_grad():
         mu = mu.reshape(-1)
@@ -238,6 +264,32 @@ def conv_bn(x: torch.Tensor, weight: torch.Tensor, groups: int, bn: nn.BatchNorm
         mean = torch.bmm(w, mu_in.view(groups, -1, 1))
         update_running(bn, mean.reshape(-1), var.reshape(-1), p)
     return y
+
+
+@functools.lru_cache(maxsize=256)
+def _shuffle_rows(c: int, branches: int) -> torch.Tensor:
+    """Where ChannelShuffle(branches) puts each of c channels: channel i * (c / branches) +
+    k goes to row k * branches + i. (Made outside inference mode: a cached inference tensor
+    could not be saved for a later backward.)"""
+    with torch.inference_mode(False):
+        return torch.arange(c).view(c // branches, branches).t().reshape(-1)
+
+
+def _unshuffled_grad(dy: torch.Tensor, y: torch.Tensor | None, branches: int, p: int
+                     ) -> torch.Tensor:
+    """The gradient of a shuffled (C, P) output (``write``) in the unshuffled order, through
+    the ReLU whose output ``y`` is (None: no ReLU): one pass, the mask inside the copy."""
+    dy = dy.reshape(-1, p)
+    c = dy.shape[0]
+    out = dy.new_empty(c, p)
+    src = dy.view(c // branches, branches, p).transpose(0, 1)
+    dst = out.view(branches, c // branches, p)
+    if y is None:
+        dst.copy_(src)
+    else:
+        torch.ops.aten.threshold_backward.grad_input(
+            src, y.view(c // branches, branches, p).transpose(0, 1), 0, grad_input=dst)
+    return out
 
 
 def _unshuffle(v: torch.Tensor, branches: int) -> torch.Tensor:
@@ -278,43 +330,3 @@ def centred_channel_major(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(x - s as (C, P), s): s the channel means of every eighth image (at least one)."""
     s = x[:: max(1, x.shape[0] // 8)].detach().mean((0, 2, 3))
     return ChannelMajor.apply(x, s), s.double()
-
-
-class ToNCHW(torch.autograd.Function):
-    """``apply(y, relu, n, h, w)``: a (C/b, b, P) shuffled view (or a (C, P) matrix) as a
-    new NCHW tensor, [ReLU]: one pass each way, the ReLU's mask (of y) inside the copy (as
-    a copy, then ``relu_``, the backward took a pass more: 2.1 against 1.45 ms at 16x16)."""
-
-    @staticmethod
-    def forward(ctx, y, relu, n, h, w):
-        y4 = y.reshape(-1, 1, y.shape[-1]) if y.dim() == 2 else y
-        a, b = y4.shape[:2]
-        y4 = y4.view(a, b, n, h * w)
-        out = y.new_empty(n, a * b, h, w)
-        view = out.view(n, a, b, h * w).permute(1, 2, 0, 3)
-        if relu:
-            torch.clamp_min(y4, 0, out=view)
-        else:
-            view.copy_(y4)
-        ctx.relu, ctx.shape, ctx.yshape = relu, (a, b, n, h * w), y.shape
-        ctx.save_for_backward(y if relu else None)
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, g):
-        a, b, n, hw = ctx.shape
-        dy = g.new_empty(a, b, n, hw)
-        src = g.reshape(n, a, b, hw).permute(1, 2, 0, 3)
-        if ctx.relu:
-            (y,) = ctx.saved_tensors
-            torch.ops.aten.threshold_backward.grad_input(src, y.view(a, b, n, hw), 0,
-                                                         grad_input=dy)
-        else:
-            dy.copy_(src)
-        return dy.view(ctx.yshape), None, None, None, None
-
-
-def to_nchw(y: torch.Tensor, relu: bool, n: int, h: int, w: int) -> torch.Tensor:
-    """A (C/b, b, P) shuffled view (or a (C, P) matrix) as a new NCHW tensor, [ReLU]."""
-    return ToNCHW.apply(y, relu, n, h, w)

@@ -60,10 +60,28 @@ struct Term {
   Mat<T> x;
 };
 
+// Where an nn product writes output row j (of G * M): row rows[j] of y (the identity
+// without a table), with the ReLU where relu. A table writes the output already
+// channel-shuffled (eq. 4's P_l), in the layout the next run reads: no copy of its own.
+template <typename T>
+struct Out {
+  T* y;
+  int64_t P;
+  const int64_t* rows;
+  bool relu;
+  T* row(int64_t j) const { return y + (rows ? rows[j] : j) * P; }
+};
+
+// max(v, 0) lane by lane; NaN stays NaN, as torch.relu keeps it.
+template <typename T>
+IGC_INLINE Vec<T> relu_vec(const Vec<T>& v) {
+  return v < Vec<T>{} ? Vec<T>{} : v;
+}
+
 // Outputs rows [m0, m0 + MR) x pixels [p0, p0 + NR * V) of group g.
 template <typename T, int MR, int NR>
 IGC_INLINE void nn_block(const Term<T>* terms, int nterms, int64_t g, int64_t m0, int64_t M,
-                         const T* b, T* y, int64_t P, int64_t p0) {
+                         const T* b, const Out<T>& y, int64_t p0) {
   Vec<T> acc[MR][NR];
   for (int r = 0; r < MR; ++r) {
     const T bv = b ? b[g * M + m0 + r] : T(0);
@@ -82,26 +100,28 @@ IGC_INLINE void nn_block(const Term<T>* terms, int nterms, int64_t g, int64_t m0
       }
     }
   }
-  for (int r = 0; r < MR; ++r)
-    for (int j = 0; j < NR; ++j) store_vec(y + (g * M + m0 + r) * P + p0 + j * V, acc[r][j]);
+  for (int r = 0; r < MR; ++r) {
+    T* yr = y.row(g * M + m0 + r) + p0;
+    for (int j = 0; j < NR; ++j) store_vec(yr + j * V, y.relu ? relu_vec<T>(acc[r][j]) : acc[r][j]);
+  }
 }
 
 // Rows [m0, m0 + MR) of group g over pixels [q0, q1): NR vectors at a time, then one
 // vector, then the last pixels one by one.
 template <typename T, int MR, int NR = 2>
 IGC_INLINE void nn_rows(const Term<T>* terms, int nterms, int64_t g, int64_t m0, int64_t M,
-                        const T* b, T* y, int64_t P, int64_t q0, int64_t q1) {
+                        const T* b, const Out<T>& y, int64_t q0, int64_t q1) {
   int64_t p0 = q0;
   for (; p0 + NR * V <= q1; p0 += NR * V)
-    nn_block<T, MR, NR>(terms, nterms, g, m0, M, b, y, P, p0);
-  for (; p0 + V <= q1; p0 += V) nn_block<T, MR, 1>(terms, nterms, g, m0, M, b, y, P, p0);
+    nn_block<T, MR, NR>(terms, nterms, g, m0, M, b, y, p0);
+  for (; p0 + V <= q1; p0 += V) nn_block<T, MR, 1>(terms, nterms, g, m0, M, b, y, p0);
   for (; p0 < q1; ++p0)
     for (int r = 0; r < MR; ++r) {
       T s = b ? b[g * M + m0 + r] : T(0);
       for (int t = 0; t < nterms; ++t)
         for (int64_t kk = 0; kk < terms[t].k; ++kk)
           s += terms[t].w[(g * M + m0 + r) * terms[t].k + kk] * terms[t].x.row(g, kk)[p0];
-      y[(g * M + m0 + r) * P + p0] = s;
+      y.row(g * M + m0 + r)[p0] = y.relu && s < T(0) ? T(0) : s;
     }
 }
 
@@ -118,20 +138,20 @@ constexpr int64_t PANEL = 256;
 // buffer first, rows apart by other than the tensor's 64-256 KiB, ran 0.8-0.9x as fast.
 template <typename T>
 IGC_CLONES_V4 void nn_groups(const Term<T>* terms, int nterms, int64_t g0, int64_t g1,
-                             int64_t M, const T* b, T* y, int64_t P) {
+                             int64_t M, const T* b, const Out<T>& y, int64_t P) {
   constexpr int MR = 6;
   for (int64_t g = g0; g < g1; ++g)
     for (int64_t q0 = 0; q0 < P; q0 += PANEL) {
       const int64_t q1 = std::min(P, q0 + PANEL);
       int64_t m0 = 0;
-      for (; m0 + 12 <= M; m0 += 12) nn_rows<T, 12, 1>(terms, nterms, g, m0, M, b, y, P, q0, q1);
-      for (; m0 + MR <= M; m0 += MR) nn_rows<T, MR>(terms, nterms, g, m0, M, b, y, P, q0, q1);
+      for (; m0 + 12 <= M; m0 += 12) nn_rows<T, 12, 1>(terms, nterms, g, m0, M, b, y, q0, q1);
+      for (; m0 + MR <= M; m0 += MR) nn_rows<T, MR>(terms, nterms, g, m0, M, b, y, q0, q1);
       switch (M - m0) {
-        case 5: nn_rows<T, 5>(terms, nterms, g, m0, M, b, y, P, q0, q1); break;
-        case 4: nn_rows<T, 4>(terms, nterms, g, m0, M, b, y, P, q0, q1); break;
-        case 3: nn_rows<T, 3>(terms, nterms, g, m0, M, b, y, P, q0, q1); break;
-        case 2: nn_rows<T, 2>(terms, nterms, g, m0, M, b, y, P, q0, q1); break;
-        case 1: nn_rows<T, 1>(terms, nterms, g, m0, M, b, y, P, q0, q1); break;
+        case 5: nn_rows<T, 5>(terms, nterms, g, m0, M, b, y, q0, q1); break;
+        case 4: nn_rows<T, 4>(terms, nterms, g, m0, M, b, y, q0, q1); break;
+        case 3: nn_rows<T, 3>(terms, nterms, g, m0, M, b, y, q0, q1); break;
+        case 2: nn_rows<T, 2>(terms, nterms, g, m0, M, b, y, q0, q1); break;
+        case 1: nn_rows<T, 1>(terms, nterms, g, m0, M, b, y, q0, q1); break;
         default: break;
       }
     }
@@ -207,11 +227,13 @@ IGC_CLONES_V4 void nt_groups(Mat<T> A, Mat<T> B, int64_t g0, int64_t g1, int64_t
   }
 }
 
-// Y = W1 X1 (+ W2 X2) (+ b): W (G, M, K) any strides (made contiguous), X (G, K, P) with unit
-// pixel stride, b (G, M); Y a new contiguous (G, M, P) of X1's type.
+// Y = W1 X1 (+ W2 X2) (+ b) [ReLU]: W (G, M, K) any strides (made contiguous), X (G, K, P)
+// with unit pixel stride, b (G, M); Y a new contiguous (G, M, P) of X1's type, its flat row
+// rows[g * M + m] holding output (g, m) where rows (int64, a permutation of G * M) is given.
 at::Tensor group_nn(const at::Tensor& w1, const at::Tensor& x1,
                     const c10::optional<at::Tensor>& w2, const c10::optional<at::Tensor>& x2,
-                    const c10::optional<at::Tensor>& b) {
+                    const c10::optional<at::Tensor>& b,
+                    const c10::optional<at::Tensor>& rows, bool relu) {
   const int64_t G = x1.size(0), M = w1.size(1), P = x1.size(2);
   TORCH_CHECK(w1.dim() == 3 && w1.size(0) == G && w1.size(2) == x1.size(1),
               "group_nn: W1 (G, M, K) against X1 (G, K, P)");
@@ -220,6 +242,10 @@ at::Tensor group_nn(const at::Tensor& w1, const at::Tensor& x1,
                       && w2->size(2) == x2->size(1) && x2->size(2) == P,
                       "group_nn: W2 (G, M, K2) against X2 (G, K2, P)");
   if (b) TORCH_CHECK(b->numel() == G * M, "group_nn: b (G, M)");
+  if (rows) TORCH_CHECK(rows->scalar_type() == at::kLong && rows->is_contiguous() &&
+                        rows->numel() == G * M &&
+                        rows->min().item<int64_t>() >= 0 && rows->max().item<int64_t>() < G * M,
+                        "group_nn: rows, G * M int64 row indices in [0, G * M)");
   at::Tensor y = at::empty({G, M, P}, x1.options());
   AT_DISPATCH_FLOATING_TYPES(x1.scalar_type(), "group_nn", [&] {
     const auto dt = x1.scalar_type();
@@ -229,9 +255,10 @@ at::Tensor group_nn(const at::Tensor& w1, const at::Tensor& x1,
     Term<scalar_t> terms[2] = {{wc1.data_ptr<scalar_t>(), w1.size(2), mat<scalar_t>(x1)}, {}};
     if (w2) terms[1] = {wc2.data_ptr<scalar_t>(), w2->size(2), mat<scalar_t>(*x2)};
     const scalar_t* bp = b ? bc.data_ptr<scalar_t>() : nullptr;
-    scalar_t* yp = y.data_ptr<scalar_t>();
+    const Out<scalar_t> out{y.data_ptr<scalar_t>(), P,
+                            rows ? rows->data_ptr<int64_t>() : nullptr, relu};
     at::parallel_for(0, G, 1, [&](int64_t g0, int64_t g1) {
-      nn_groups<scalar_t>(terms, w2 ? 2 : 1, g0, g1, M, bp, yp, P);
+      nn_groups<scalar_t>(terms, w2 ? 2 : 1, g0, g1, M, bp, out, P);
     });
   });
   return y;
@@ -260,6 +287,9 @@ std::vector<at::Tensor> group_nt(const at::Tensor& a, const at::Tensor& b, bool 
 }  // namespace
 
 void register_group_gemm(pybind11::module& m) {
-  m.def("group_nn", &group_nn, "Y = W1 X1 (+ W2 X2) (+ b), per group");
+  m.def("group_nn", &group_nn, "Y = W1 X1 (+ W2 X2) (+ b) [ReLU], per group",
+        pybind11::arg("w1"), pybind11::arg("x1"), pybind11::arg("w2"), pybind11::arg("x2"),
+        pybind11::arg("b"), pybind11::arg("rows") = pybind11::none(),
+        pybind11::arg("relu") = false);
   m.def("group_nt", &group_nt, "(A B^T, A 1) per group, float64");
 }

@@ -137,16 +137,19 @@ def grouped_run(modules: nn.Module, run: Run, x: torch.Tensor, fold: bool = Fals
     convolution folded into it (``search_space.bn_fold``)."""
     layout = "nchw"
     pending = None  # the BatchNorm still to apply: (module, shuffle branches)
+    fold = fold and bool(run.steps)
+    shift = None  # the depth-wise kernel's centring of its channel-major output
     if run.spatial is not None:
         conv = modules[run.spatial]
         if kernels.is_depthwise3x3(conv) and kernels.usable(x):
-            x = kernels.DepthwiseConv3x3.apply(x, conv.weight)
+            x, shift = kernels.DepthwiseConv3x3.apply(x, conv.weight, fold)
         else:
             x = _grouped_spatial(x, conv)
         pending = (modules[run.lead[0]], run.lead[1])
     n, _, h, w = x.shape
-    if fold and run.steps:
-        return _folded_steps(modules, run, x, pending, (n, h, w))
+    if fold:
+        return _folded_steps(modules, run, x, pending, (n, h, w),
+                             shift if shift is not None and shift.numel() else None)
     if pending is None:  # the run opens with a 1x1 convolution: go channel-major first
         x = x.transpose(0, 1).reshape(x.shape[1], n * h * w)
         layout = "cp"
@@ -173,18 +176,29 @@ def _grouped_spatial(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
 
 
 def _folded_steps(modules: nn.Module, run: Run, x: torch.Tensor, pending,
-                  nhw: tuple[int, int, int]) -> torch.Tensor:
+                  nhw: tuple[int, int, int], shift: torch.Tensor | None) -> torch.Tensor:
     """The 1x1 convolutions of a run with their BatchNorms folded in, and the BatchNorm
-    still pending from its spatial convolution folded into the first; NCHW ``x`` in, made
-    channel-major and centred in one copy; shuffles as views; NCHW out. Each BatchNorm
-    but the last writes its output without beta (the next one cancels it), so that every
+    still pending from its spatial convolution folded into the first. ``x``: the
+    depth-wise kernel's channel-major output minus ``shift`` (its centring), read in
+    place; else any (N, C, H, W), made channel-major and centred in one copy. Shuffles are
+    views; the last step writes the run's output channel-major, shuffled, [ReLU]: an (N, C,
+    H, W) view of (C, N, H, W) storage, which the next run's depth-wise kernel and group
+    products read in place (every other consumer takes any strides). Each BatchNorm but
+    the last writes its output without beta (the next one cancels it), so that every
     folded BatchNorm's input has mean ~0 (``search_space.bn_fold``: cancellation)."""
-    x, offset = bn_fold.centred_channel_major(x)
+    if shift is None:
+        x, offset = bn_fold.centred_channel_major(x)
+    else:
+        x, offset = x.permute(1, 0, 2, 3).reshape(x.shape[1], -1), shift
+    n, h, w = nhw
     for i, (ci, bi, g, groups) in enumerate(run.steps):
-        last = i == len(run.steps) - 1
         bn = modules[bi]
+        if i == len(run.steps) - 1:
+            y = bn_fold.conv_bn(x, modules[ci].weight, groups, bn, lead=pending, offset=offset,
+                                write=(g, run.relu))
+            return y.view(-1, n, h, w).permute(1, 0, 2, 3)
         x = bn_fold.shuffled(bn_fold.conv_bn(x, modules[ci].weight, groups, bn, lead=pending,
-                                             offset=offset, add_beta=last), g)
+                                             offset=offset, add_beta=False), g)
         offset = bn_fold.shuffled(bn.bias.detach().double().view(-1, 1), g).reshape(-1)
         pending = None
-    return bn_fold.to_nchw(x, run.relu, *nhw)
+    raise AssertionError("a folded run has steps")

@@ -270,15 +270,35 @@ std::vector<at::Tensor> bn_backward(const at::Tensor& gy, const c10::optional<at
   return {dx, dw, db};
 }
 
-// ---- depth-wise 3x3 convolution, NCHW, stride 1, padding 1, one filter per channel ----
+// ---- depth-wise 3x3 convolution, stride 1, padding 1, one filter per channel ----
 //
-// Planes in memory order (image by image, channel by channel within a thread's range of
-// channels): each pass streams its tensors once, where the channel-major order read 1 KiB
-// runs C * HW apart that the hardware prefetcher missed. A plane is copied into the
-// interior of a (H + 2) x (W + 2) buffer whose zero border is written once per thread
-// (L1-resident: 1.1 KiB at 16x16), so every output reads its 3x3 neighbourhood without edge
-// cases. Widths 8, 16 and 32 (the rungs') are compile-time: the row loops unroll into whole
-// 8-wide vectors; other widths take the same code with a run-time width.
+// On (N, C, H, W) tensors whose H x W planes are contiguous: NCHW, or the channel-major
+// storage (C, N, H, W) that the grouped path's folded runs hand each other (the next run's
+// group products read it in place, so the layout copies each way disappear). Planes are
+// visited in memory order (image by image, channel by channel within a thread's range of
+// channels for NCHW; channel by channel, image by image for channel-major output): each
+// pass streams its tensors once, where NCHW in channel-major order read 1 KiB runs C * HW
+// apart that the hardware prefetcher missed. A plane is copied into the interior of a
+// (H + 2) x (W + 2) buffer whose zero border is written once per thread (L1-resident:
+// 1.1 KiB at 16x16), so every output reads its 3x3 neighbourhood without edge cases.
+// Widths 8, 16 and 32 (the rungs') are compile-time: the row loops unroll into whole 8-wide
+// vectors; other widths take the same code with a run-time width.
+
+// Plane (i, ch) of an (N, C, H, W) tensor with contiguous planes: sn, sc its strides.
+template <typename T>
+struct Planes {
+  T* p;
+  int64_t sn, sc;
+  T* at(int64_t i, int64_t ch) const { return p + i * sn + ch * sc; }
+};
+
+template <typename T>
+Planes<T> planes(const at::Tensor& x) {
+  TORCH_CHECK(x.dim() == 4 && x.stride(3) == 1 && x.stride(2) == x.size(3),
+              "depth-wise 3x3: an (N, C, H, W) tensor with contiguous H x W planes, got "
+              "sizes ", x.sizes(), " strides ", x.strides());
+  return {x.data_ptr<T>(), x.stride(0), x.stride(1)};
+}
 
 // Whole vectors, then the rest: a plain loop, GCC makes a memmove call of each row.
 template <typename T, int WC>
@@ -292,31 +312,78 @@ IGC_INLINE void fill_interior(const T* __restrict__ x, T* __restrict__ p, int64_
   }
 }
 
+// One output plane: the padded input plane p convolved with kc, minus s.
+template <typename T, int WC>
+IGC_INLINE void conv_plane(const T* __restrict__ p, const T* kc, T s, T* __restrict__ yp,
+                           int64_t h, int64_t w_rt) {
+  const int64_t w = WC ? WC : w_rt, pw = w + 2;
+  for (int64_t r = 0; r < h; ++r) {
+    const T* r0 = p + r * pw;
+    const T* r1 = r0 + pw;
+    const T* r2 = r1 + pw;
+    T* o = yp + r * w;
+    for (int64_t j = 0; j < w; ++j)
+      o[j] = kc[0] * r0[j] + kc[1] * r0[j + 1] + kc[2] * r0[j + 2] + kc[3] * r1[j] +
+             kc[4] * r1[j + 1] + kc[5] * r1[j + 2] + kc[6] * r2[j] + kc[7] * r2[j + 1] +
+             kc[8] * r2[j + 2] - s;
+  }
+}
+
+// Whether planes (i, ch) of y lie channel by channel in memory.
+template <typename T>
+IGC_INLINE bool channel_major_order(const Planes<T>& y) {
+  return y.sc > y.sn;
+}
+
+// The mean of channel ch's first m output planes (float sums of a plane, in double across
+// planes), subtracted from them; shift[ch] the value subtracted.
+template <typename T>
+IGC_INLINE T centre_planes(const Planes<T>& y, int64_t ch, int64_t m, int64_t hw,
+                           double* shift) {
+  double sum = 0;
+  for (int64_t i = 0; i < m; ++i) {
+    const T* q = y.at(i, ch);
+    Vec<T> a = {};
+    const int64_t hv = hw - hw % V;
+    for (int64_t j = 0; j < hv; j += V) a += load_vec(q + j);
+    T t = igc::lane_sum<T>(a);
+    for (int64_t j = hv; j < hw; ++j) t += q[j];
+    sum += double(t);
+  }
+  const T s = T(sum / double(m * hw));
+  for (int64_t i = 0; i < m; ++i) {
+    T* q = y.at(i, ch);
+    for (int64_t j = 0; j < hw; ++j) q[j] -= s;
+  }
+  shift[ch] = double(s);
+  return s;
+}
+
 // y[i, ch] = x[i, ch] (*) k[ch] for channels [c0, c1) of every image; flip: the kernel
 // rotated by 180 degrees (the input gradient is the output gradient convolved with it).
+// centre (channel-major y only): shift[ch] = the mean of the first `centre` images'
+// outputs of channel ch, subtracted from all (a constant that keeps the next Gram matrix
+// exact in float32; search_space/bn_fold.py, cancellation), taken while they are in L1.
 template <typename T, int WC>
-IGC_CLONES void dw_forward_planes(const T* x, const T* k, T* y, int64_t n, int64_t c,
-                                  int64_t h, int64_t w_rt, int64_t c0, int64_t c1, bool flip,
+IGC_CLONES void dw_forward_planes(Planes<const T> x, const T* k, Planes<T> y, bool cm,
+                                  int64_t n, int64_t h, int64_t w_rt, int64_t c0, int64_t c1,
+                                  bool flip, int64_t centre, double* shift,
                                   T* __restrict__ p) {
-  const int64_t w = WC ? WC : w_rt, pw = w + 2, hw = h * w;
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t ch = c0; ch < c1; ++ch) {
+  const int64_t w = WC ? WC : w_rt, hw = h * w;
+  // (plain loops, no lambdas: a lambda GCC keeps out of line is compiled for the baseline)
+  const int64_t outer = cm ? c1 - c0 : n, inner = cm ? n : c1 - c0;
+  for (int64_t a = 0; a < outer; ++a) {
+    T s = 0;
+    for (int64_t b = 0; b < inner; ++b) {
+      const int64_t i = cm ? b : a, ch = cm ? c0 + a : c0 + b;
       T kc[9];
       for (int t = 0; t < 9; ++t) kc[t] = k[ch * 9 + (flip ? 8 - t : t)];
-      const T *xp = x + (i * c + ch) * hw;
-      T* __restrict__ yp = y + (i * c + ch) * hw;
-      fill_interior<T, WC>(xp, p, h, w);
-      for (int64_t r = 0; r < h; ++r) {
-        const T* r0 = p + r * pw;
-        const T* r1 = r0 + pw;
-        const T* r2 = r1 + pw;
-        T* o = yp + r * w;
-        for (int64_t j = 0; j < w; ++j)
-          o[j] = kc[0] * r0[j] + kc[1] * r0[j + 1] + kc[2] * r0[j + 2] + kc[3] * r1[j] +
-                 kc[4] * r1[j + 1] + kc[5] * r1[j + 2] + kc[6] * r2[j] + kc[7] * r2[j + 1] +
-                 kc[8] * r2[j + 2];
-      }
+      if (cm && centre && i == centre) s = centre_planes(y, ch, centre, hw, shift);
+      fill_interior<T, WC>(x.at(i, ch), p, h, w);
+      conv_plane<T, WC>(p, kc, s, y.at(i, ch), h, w);
     }
+    if (cm && centre && centre == n) centre_planes(y, c0 + a, centre, hw, shift);
+  }
 }
 
 // Adds one plane's sum of gy * (x shifted by tap t) to acc[t]'s V lanes (in double): nine
@@ -345,19 +412,22 @@ IGC_INLINE void plane_taps(const T* __restrict__ g, const T* __restrict__ p, int
 }
 
 // dk[ch, t] = sum over images and pixels of gy * (x shifted by tap t), channels [c0, c1):
-// float lanes over a plane, double lanes across planes, one reduction per channel.
+// float lanes over a plane, double lanes across planes, one reduction per channel; planes
+// in gy's memory order.
 // GCC's predictive commoning kept the rows one output row shares with the next in
 // registers across rows, spilling the nine accumulators; off here, a row of 16 is 18 FMAs.
 template <typename T, int WC>
 IGC_CLONES __attribute__((optimize("no-predictive-commoning"))) void dw_weight_planes(
-    const T* gy, const T* x, T* dk, int64_t n, int64_t c, int64_t h, int64_t w_rt, int64_t c0,
-    int64_t c1, T* __restrict__ p, double* acc) {
-  const int64_t w = WC ? WC : w_rt, hw = h * w;
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t ch = c0; ch < c1; ++ch) {
-      const int64_t o = (i * c + ch) * hw;
-      fill_interior<T, WC>(x + o, p, h, w);
-      plane_taps<T, WC>(gy + o, p, h, w, acc + (ch - c0) * 9 * V);
+    Planes<const T> gy, Planes<const T> x, T* dk, int64_t n, int64_t h, int64_t w_rt,
+    int64_t c0, int64_t c1, T* __restrict__ p, double* acc) {
+  const int64_t w = WC ? WC : w_rt;
+  const bool cm = channel_major_order(gy);
+  const int64_t outer = cm ? c1 - c0 : n, inner = cm ? n : c1 - c0;
+  for (int64_t a = 0; a < outer; ++a)
+    for (int64_t b = 0; b < inner; ++b) {
+      const int64_t i = cm ? b : a, ch = cm ? c0 + a : c0 + b;
+      fill_interior<T, WC>(x.at(i, ch), p, h, w);
+      plane_taps<T, WC>(gy.at(i, ch), p, h, w, acc + (ch - c0) * 9 * V);
     }
   for (int64_t ch = c0; ch < c1; ++ch)
     for (int t = 0; t < 9; ++t) {
@@ -376,52 +446,64 @@ void with_width(int64_t w, F&& f) {
   else f(std::integral_constant<int, 0>{});
 }
 
-template <typename T>
-void dw_forward_impl(const T* x, const T* k, T* y, int64_t n, int64_t c, int64_t h, int64_t w,
-                     bool flip) {
-  at::parallel_for(0, c, 1, [&](int64_t c0, int64_t c1) {
-    std::vector<T> pad((h + 2) * (w + 2), T(0));  // the border stays zero
-    with_width(w, [&](auto wc) {
-      dw_forward_planes<T, decltype(wc)::value>(x, k, y, n, c, h, w, c0, c1, flip, pad.data());
+// (y, shift): y = x (*) k per channel (flip: k rotated by 180 degrees), a new tensor,
+// channel-major (C, N, H, W) storage seen as (N, C, H, W) where cm_out, else NCHW; centre
+// (channel-major only): y minus shift (C,) float64, the mean of each channel's first
+// min(N, 8) images' outputs (else shift is empty). x: any layout with contiguous planes.
+std::vector<at::Tensor> dw_conv(const at::Tensor& x, const at::Tensor& k, bool flip,
+                                bool cm_out, bool centre) {
+  TORCH_CHECK(k.numel() == x.size(1) * 9, "dw_conv: a (C, 1, 3, 3) kernel for C = ",
+              x.size(1), " channels, got ", k.sizes());
+  TORCH_CHECK(!centre || cm_out, "dw_conv: centre needs the channel-major output");
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  at::Tensor y = cm_out ? at::empty({c, n, h, w}, x.options()).permute({1, 0, 2, 3})
+                        : at::empty({n, c, h, w}, x.options());
+  at::Tensor kc = k.contiguous().to(x.scalar_type());
+  const int64_t m = centre ? std::min<int64_t>(n, 8) : 0;
+  at::Tensor shift = at::empty({centre ? c : 0}, x.options().dtype(at::kDouble));
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dw_conv", [&] {
+    const Planes<scalar_t> xp = planes<scalar_t>(x), yp = planes<scalar_t>(y);
+    const Planes<const scalar_t> xc{xp.p, xp.sn, xp.sc};
+    const scalar_t* kp = kc.data_ptr<scalar_t>();
+    double* sp = shift.data_ptr<double>();
+    at::parallel_for(0, c, 1, [&](int64_t c0, int64_t c1) {
+      std::vector<scalar_t> pad((h + 2) * (w + 2), scalar_t(0));  // the border stays zero
+      with_width(w, [&](auto wc) {
+        dw_forward_planes<scalar_t, decltype(wc)::value>(xc, kp, yp, cm_out, n, h, w, c0, c1,
+                                                         flip, m, sp, pad.data());
+      });
     });
   });
+  return {y, shift};
 }
 
-template <typename T>
-void dw_weight_impl(const T* gy, const T* x, T* dk, int64_t n, int64_t c, int64_t h,
-                    int64_t w) {
-  at::parallel_for(0, c, 1, [&](int64_t c0, int64_t c1) {
-    std::vector<T> pad((h + 2) * (w + 2), T(0));  // the border stays zero
-    // V double lanes per tap and channel (not a vector of Vec: GCC drops a template
-    // argument's alignment, and the aligned loads of a 16-byte aligned buffer fault)
-    std::vector<double> acc((c1 - c0) * 9 * V, 0.0);
-    with_width(w, [&](auto wc) {
-      dw_weight_planes<T, decltype(wc)::value>(gy, x, dk, n, c, h, w, c0, c1, pad.data(),
-                                               acc.data());
-    });
-  });
-}
-
+// NCHW in and out (the interface of earlier builds, which benchmarks/depthwise.py times).
 at::Tensor dw_forward(const at::Tensor& x, const at::Tensor& k, bool flip) {
-  TORCH_CHECK(x.dim() == 4 && x.is_contiguous() && k.numel() == x.size(1) * 9,
-              "dw_forward: shape");
-  at::Tensor y = at::empty_like(x), kc = k.contiguous().to(x.scalar_type());
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dw_forward", [&] {
-    dw_forward_impl<scalar_t>(x.data_ptr<scalar_t>(), kc.data_ptr<scalar_t>(),
-                              y.data_ptr<scalar_t>(), x.size(0), x.size(1), x.size(2),
-                              x.size(3), flip);
-  });
-  return y;
+  TORCH_CHECK(x.dim() == 4 && x.is_contiguous(), "dw_forward: a contiguous NCHW tensor");
+  return dw_conv(x, k, flip, false, false)[0];
 }
 
+// dk (C, 1, 3, 3): the weight gradient from gy and x, each in any layout with contiguous
+// planes.
 at::Tensor dw_weight(const at::Tensor& gy, const at::Tensor& x) {
-  TORCH_CHECK(x.dim() == 4 && x.is_contiguous() && gy.is_contiguous() &&
-              gy.sizes() == x.sizes(), "dw_weight: shape");
-  at::Tensor dk = at::empty({x.size(1), 1, 3, 3}, x.options());
+  TORCH_CHECK(gy.sizes() == x.sizes(), "dw_weight: gy ", gy.sizes(), " against x ",
+              x.sizes());
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  at::Tensor dk = at::empty({c, 1, 3, 3}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dw_weight", [&] {
-    dw_weight_impl<scalar_t>(gy.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
-                             dk.data_ptr<scalar_t>(), x.size(0), x.size(1), x.size(2),
-                             x.size(3));
+    const Planes<scalar_t> gp = planes<scalar_t>(gy), xp = planes<scalar_t>(x);
+    const Planes<const scalar_t> gc{gp.p, gp.sn, gp.sc}, xc{xp.p, xp.sn, xp.sc};
+    scalar_t* dkp = dk.data_ptr<scalar_t>();
+    at::parallel_for(0, c, 1, [&](int64_t c0, int64_t c1) {
+      std::vector<scalar_t> pad((h + 2) * (w + 2), scalar_t(0));  // the border stays zero
+      // V double lanes per tap and channel (not a vector of Vec: GCC drops a template
+      // argument's alignment, and the aligned loads of a 16-byte aligned buffer fault)
+      std::vector<double> acc((c1 - c0) * 9 * V, 0.0);
+      with_width(w, [&](auto wc) {
+        dw_weight_planes<scalar_t, decltype(wc)::value>(gc, xc, dkp, n, h, w, c0, c1,
+                                                        pad.data(), acc.data());
+      });
+    });
   });
   return dk;
 }
@@ -434,6 +516,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("bn_forward", &bn_forward, "BatchNorm (batch statistics) + shuffle + [ReLU]");
   m.def("bn_backward", &bn_backward, "its backward");
   m.def("dw_forward", &dw_forward, "depth-wise 3x3 convolution, stride 1, padding 1");
+  m.def("dw_conv", &dw_conv, "depth-wise 3x3 convolution, any plane layout in, NCHW or "
+        "channel-major out, optionally centred");
   m.def("dw_weight", &dw_weight, "its weight gradient");
   register_group_gemm(m);
 }

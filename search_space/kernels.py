@@ -160,24 +160,41 @@ class BatchNormShuffle(torch.autograd.Function):
 
 
 class DepthwiseConv3x3(torch.autograd.Function):
-    """``F.conv2d(x, weight, padding=1, groups=C)`` for a (C, 1, 3, 3) weight, stride 1,
-    NCHW: forward, input gradient (the output gradient convolved with the flipped kernel)
-    and weight gradient in C++."""
+    """``F.conv2d(x, weight, padding=1, groups=C)`` for a (C, 1, 3, 3) weight, stride 1:
+    forward, input gradient (the output gradient convolved with the flipped kernel) and
+    weight gradient in C++, on NCHW or channel-major ``x`` (:func:`channel_major`).
+
+    ``apply(x, weight, centre) -> (y, shift)``: y NCHW, or with ``centre`` channel-major
+    and minus ``shift`` (C,) float64, each channel's mean over the first min(N, 8) images
+    (a constant, no gradient: the folded runs' centring, ``search_space.bn_fold``); shift
+    is empty without ``centre``. The input gradient takes x's layout.
+    """
 
     @staticmethod
-    def forward(ctx, x, weight):
-        x = x.contiguous()
+    def forward(ctx, x, weight, centre=False):
+        x = x if channel_major(x) else x.contiguous()
         ctx.save_for_backward(x, weight)
-        return extension().dw_forward(x, weight.detach(), False)
+        y, shift = extension().dw_conv(x, weight.detach(), False, centre, centre)
+        ctx.mark_non_differentiable(shift)
+        return y, shift
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, gy):
+    def backward(ctx, gy, _gshift):
         x, weight = ctx.saved_tensors
-        gy = gy.contiguous()
-        dx = extension().dw_forward(gy, weight, True) if ctx.needs_input_grad[0] else None
+        gy = gy if channel_major(gy) else gy.contiguous()
+        dx = None
+        if ctx.needs_input_grad[0]:
+            dx = extension().dw_conv(gy, weight, True, channel_major(x), False)[0]
         dw = extension().dw_weight(gy, x).to(weight.dtype) if ctx.needs_input_grad[1] else None
-        return dx, dw
+        return dx, dw, None
+
+
+def channel_major(x: torch.Tensor) -> bool:
+    """Whether an (N, C, H, W) tensor is the (C, N, H, W) contiguous storage seen as NCHW
+    (``x.permute(1, 0, 2, 3)`` contiguous): the layout the grouped path's folded runs
+    hand each other (``search_space.grouped``)."""
+    return x.dim() == 4 and x.shape[0] > 1 and x.permute(1, 0, 2, 3).is_contiguous()
 
 
 def is_depthwise3x3(conv: torch.nn.Conv2d) -> bool:

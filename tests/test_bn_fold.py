@@ -140,10 +140,13 @@ def _check_conv_bn(c, k_in, k_out, branches, lead, add_beta, centre):
 
 
 @pytest.mark.parametrize("cpp", [True, False], ids=["group_gemm", "bmm"])
-@pytest.mark.parametrize("lead,add_beta,shift", [(True, True, 0.0), (False, False, 0.0),
-                                                 (True, False, 30.0), (False, True, 30.0)])
-def test_conv_bn_passes_gradcheck(lead, add_beta, shift, cpp):
-    """Also with a mean 30 sd (``shift``): the exactly centred Gram matrix's branch."""
+@pytest.mark.parametrize("lead,add_beta,shift,write", [
+    (True, True, 0.0, None), (False, False, 0.0, None), (True, False, 30.0, None),
+    (False, True, 30.0, None), (True, True, 0.0, (3, True)), (False, True, 30.0, (2, False)),
+    (False, True, 0.0, (1, True))])
+def test_conv_bn_passes_gradcheck(lead, add_beta, shift, write, cpp):
+    """Also with a mean 30 sd (``shift``): the exactly centred Gram matrix's branch; and
+    writing the output shuffled, with and without the ReLU (``write``)."""
     g = torch.Generator().manual_seed(3)
     c, k_in, groups = 6, 3, 2
     x = (torch.randn(c, 2 * 3 * 4, generator=g, dtype=torch.float64)
@@ -154,7 +157,7 @@ def test_conv_bn_passes_gradcheck(lead, add_beta, shift, cpp):
     params = [t.requires_grad_() for t in (gamma, beta, gamma0, beta0)]
     xg = x.detach().view(groups, k_in, -1)
     assert (bn_fold.group_stats(xg)[0] is not xg) == bool(shift)  # centred exactly or not
-    cfg = (groups, 1e-5, (3, 1e-5) if lead else None, add_beta)
+    cfg = (groups, 1e-5, (3, 1e-5) if lead else None, add_beta, write)
 
     def f(x, w, gamma, beta, gamma0, beta0):
         return bn_fold.ConvBN.apply(x, w, gamma, beta, gamma0 if lead else None,
@@ -183,10 +186,11 @@ def test_centring_keeps_the_covariance_where_the_gram_matrix_cancels(monkeypatch
 
 
 def _block_step(design: str, batch: int, side: int, dtype, shift: float, seed: int = 1,
-                fold: bool | None = True, relu_input: bool = False):
+                fold: bool | None = True, relu_input: bool = False, cm: bool = False):
     """Worst relative difference of FastBlock's grouped path (``fold``) in ``dtype`` from
     the float64 reference over two training steps: outputs, input and parameter
-    gradients, running statistics."""
+    gradients, running statistics. ``cm``: the input channel-major, as a folded run hands
+    it to the next."""
     block = ss.net_plan(ss.parse(design), 10).blocks[0]
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -205,7 +209,10 @@ def _block_step(design: str, batch: int, side: int, dtype, shift: float, seed: i
         x = (x * 0.8 + 0.3).relu() if relu_input else x + shift
         x = x.to(dtype).double()  # exact in dtype: the input's own rounding is not measured
         gy = torch.randn(batch, block.cout, hw, hw, generator=g, dtype=torch.float64)
-        xr, xn = x.clone().requires_grad_(), x.to(dtype).requires_grad_()
+        xn = x.to(dtype)
+        if cm:
+            xn = xn.transpose(0, 1).contiguous().transpose(0, 1)
+        xr, xn = x.clone().requires_grad_(), xn.requires_grad_()
         yr, yn = ref(xr), new(xn)
         yr.backward(gy)
         yn.backward(gy.to(dtype))
@@ -222,11 +229,33 @@ def _block_step(design: str, batch: int, side: int, dtype, shift: float, seed: i
     return worst
 
 
+@pytest.mark.parametrize("cm", [False, True], ids=["nchw", "channel_major"])
 @pytest.mark.parametrize("cpp", [True, False], ids=["group_gemm", "bmm"])
 @pytest.mark.parametrize("design", KINDS)
-def test_folded_block_is_the_reference_in_float64(design, cpp):
+def test_folded_block_is_the_reference_in_float64(design, cpp, cm):
+    """Input NCHW (a net's first block) or channel-major (as a folded run writes it)."""
     with _on(cpp):
-        assert _block_step(design, batch=3, side=6, dtype=torch.float64, shift=0.7) < 1e-10
+        assert _block_step(design, batch=3, side=6, dtype=torch.float64, shift=0.7,
+                           cm=cm) < 1e-10
+
+
+def test_folded_runs_hand_each_other_channel_major_tensors():
+    """A folded run's output is (C, N, H, W) storage seen as NCHW, which the next run's
+    depth-wise kernel reads in place (no layout copy); where the block ends in a 1x1
+    convolution's run it is written with the ReLU and the shuffle."""
+    if kernels.extension() is None:
+        pytest.skip("the C++ kernels do not build here (tests/test_kernels.py says why)")
+    block = ss.net_plan(ss.parse("plain8-c24-k1.6.4"), 10).blocks[0]
+    fast = FastBlock(block, path="grouped").double()
+    fast.fold = True
+    x = torch.randn(4, block.cin, 6, 6, dtype=torch.float64)
+    ref = ReferenceBlock(block).double()
+    ref.load_state_dict(fast.state_dict())
+    y = fast(x)
+    assert kernels.channel_major(y) and not kernels.channel_major(x)
+    z = fast(y)
+    assert kernels.channel_major(z)
+    assert _rel(z, ref(ref(x))) < 1e-12
 
 
 def test_folded_random_designs_of_the_presets_in_float64():

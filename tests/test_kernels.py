@@ -126,8 +126,8 @@ def test_depthwise3x3_passes_gradcheck(shape):
     g = torch.Generator().manual_seed(shape[3])
     x = torch.randn(shape, generator=g, dtype=torch.float64, requires_grad=True)
     w = torch.randn(shape[1], 1, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(kernels.DepthwiseConv3x3.apply, (x, w), eps=1e-6,
-                                    atol=1e-7)
+    assert torch.autograd.gradcheck(lambda x, w: kernels.DepthwiseConv3x3.apply(x, w)[0],
+                                    (x, w), eps=1e-6, atol=1e-7)
 
 
 def _dw_both(shape, dtype, seed=5):
@@ -140,7 +140,7 @@ def _dw_both(shape, dtype, seed=5):
     xr, wr = x.double().requires_grad_(), w.double().requires_grad_()
     xn, wn = x.clone().requires_grad_(), w.clone().requires_grad_()
     ref = F.conv2d(xr, wr, padding=1, groups=shape[1])
-    out = kernels.DepthwiseConv3x3.apply(xn, wn)
+    out = kernels.DepthwiseConv3x3.apply(xn, wn)[0]
     pairs = [(out, ref), *zip(torch.autograd.grad(out, (xn, wn), gy),
                               torch.autograd.grad(ref, (xr, wr), gy.double()), strict=True)]
     return [(a.detach(), b.detach()) for a, b in pairs], (x.double(), w.double(), gy.double())
@@ -169,6 +169,47 @@ def test_depthwise3x3_in_float32_is_conv2d_to_rounding(shape):
     bounds = [10 * u * absx, 10 * u * absdx, (shape[2] * shape[3] + 2) * u * absdw]
     for (a, b), bound in zip(pairs, bounds, strict=True):
         assert bool(((a.double() - b).abs() <= bound).all()), float((a.double() - b).abs().max())
+
+
+def _channel_major(x: torch.Tensor) -> torch.Tensor:
+    """x's values in (C, N, H, W) storage, seen as (N, C, H, W)."""
+    return x.transpose(0, 1).contiguous().transpose(0, 1)
+
+
+@pytest.mark.parametrize("cm_in", [False, True], ids=["nchw_in", "cm_in"])
+@pytest.mark.parametrize("shape", DW_SHAPES[:12])
+def test_depthwise3x3_centred_channel_major_is_conv2d(shape, cm_in):
+    """With ``centre``: the output channel-major (the folded runs' layout), minus shift,
+    each channel's mean over the first min(N, 8) images of the output; the input
+    gradient in the input's layout; all against F.conv2d(groups=C) in float64."""
+    g = torch.Generator().manual_seed(shape[0] * 31 + shape[3])
+    x = torch.randn(shape, generator=g, dtype=torch.float64) + 0.7
+    w = torch.randn(shape[1], 1, 3, 3, generator=g, dtype=torch.float64)
+    gy = _channel_major(torch.randn(shape, generator=g, dtype=torch.float64))
+    xn = (_channel_major(x) if cm_in else x).requires_grad_()
+    wn, xr, wr = w.clone().requires_grad_(), x.clone().requires_grad_(), w.clone().requires_grad_()
+    y, shift = kernels.DepthwiseConv3x3.apply(xn, wn, True)
+    ref = F.conv2d(xr, wr, padding=1, groups=shape[1])
+    want_shift = ref.detach()[: min(shape[0], 8)].mean((0, 2, 3))
+    assert kernels.channel_major(y) or shape[0] == 1
+    assert torch.allclose(shift, want_shift, rtol=0, atol=1e-12)
+    assert torch.allclose(y + shift.view(1, -1, 1, 1), ref, rtol=0, atol=1e-12)
+    dx, dw = torch.autograd.grad(y, (xn, wn), gy)
+    dxr, dwr = torch.autograd.grad(ref, (xr, wr), gy)
+    assert dx.stride() == xn.stride()
+    assert torch.allclose(dx, dxr, rtol=0, atol=1e-12) and torch.allclose(dw, dwr, rtol=0,
+                                                                          atol=1e-11)
+
+
+def test_depthwise3x3_channel_major_passes_gradcheck():
+    g = torch.Generator().manual_seed(4)
+    x = _channel_major(torch.randn(3, 2, 4, 5, generator=g, dtype=torch.float64))
+    w = torch.randn(2, 1, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    def conv(x, w):  # the shift is a constant (no gradient): y + shift is the convolution
+        y, shift = kernels.DepthwiseConv3x3.apply(x, w, True)
+        return y + shift.view(1, -1, 1, 1)
+
+    assert torch.autograd.gradcheck(conv, (x.requires_grad_(), w), eps=1e-6, atol=1e-7)
 
 
 def test_depthwise3x3_splits_channels_across_threads_without_changing_a_bit():
@@ -244,6 +285,26 @@ def test_group_nt_is_bmm_with_the_row_sums(ext, shape, strided):
     assert (err <= 64 * 2.0 ** -24 * torch.bmm(a64.abs(), a64.abs().transpose(1, 2))).all()
 
 
+@pytest.mark.parametrize("shape", GEMM_SHAPES)
+def test_group_nn_writes_rows_of_a_table_with_the_relu(ext, shape):
+    """``rows``: output (g, m) at flat row rows[g * M + m] (a channel shuffle's order), the
+    ReLU in the store; NaN stays NaN, as torch.relu keeps it."""
+    g, m, k, p = shape
+    gen = torch.Generator().manual_seed(m * 10 + p)
+    x = _operand(g, k, p, gen, torch.float64, True)
+    w = torch.randn(g, m, k, generator=gen, dtype=torch.float64)
+    b = torch.randn(g, m, generator=gen, dtype=torch.float64)
+    rows = torch.randperm(g * m, generator=gen)
+    want = torch.baddbmm(b[..., None], w, x).view(-1, p)
+    got = ext.group_nn(w, x, None, None, b, rows, True).view(-1, p)
+    assert torch.allclose(got[rows], want.relu(), rtol=1e-12, atol=1e-12)
+    assert torch.allclose(ext.group_nn(w, x, None, None, b, rows, False).view(-1, p)[rows],
+                          want, rtol=1e-12, atol=1e-12)
+    x[0, 0, -1] = float("nan")
+    w[0, 0, 0] = 1.0
+    assert ext.group_nn(w, x, None, None, b, None, True)[0, 0, -1].isnan()
+
+
 def test_group_gemms_reject_what_they_do_not_compute(ext):
     x = torch.randn(2, 3, 16)
     with pytest.raises(RuntimeError, match="unit pixel stride"):
@@ -251,6 +312,8 @@ def test_group_gemms_reject_what_they_do_not_compute(ext):
                      None, None, None)
     with pytest.raises(RuntimeError, match=r"W1 \(G, M, K\)"):
         ext.group_nn(torch.randn(2, 4, 5), x, None, None, None)
+    with pytest.raises(RuntimeError, match=r"rows, G \* M int64 row indices"):
+        ext.group_nn(torch.randn(2, 4, 3), x, None, None, None, torch.arange(8) + 1, False)
     with pytest.raises(RuntimeError, match="sym needs B to be A"):
         ext.group_nt(x, x.clone(), True)
     with pytest.raises(RuntimeError, match=r"A \(G, M, P\) against B"):
