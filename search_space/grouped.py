@@ -26,8 +26,13 @@ depth-wise 3x3 spatial convolution (stride 1) is its C++ kernel, not ATen's NCHW
 With ``fold`` (FastBlock takes it where ``work.fold_pays`` says: every 1x1 convolution of
 the run with at most ``work.FOLD_MAX_K`` input channels a group), a run's BatchNorms after
 and before its group 1x1 convolutions are folded into them instead (``search_space.bn_fold``:
-statistics from each input's Gram matrix, the output in one ``baddbmm``); the run's spatial
-convolution and its layout copies stay as above.
+statistics from each input's Gram matrix, the output in one ``baddbmm``). Folded runs hand
+each other channel-major activations, ``(C, N, H, W)`` storage seen as an NCHW tensor: the
+last step writes its output shuffled and with the ReLU (a table of output rows), the next
+run's depth-wise kernel reads it in place and writes its own output channel-major and
+centred, and the backward runs the same way, so the four layout copies a run made
+(centring in, NCHW out, and their backwards) are gone. Any other consumer (pooling, a
+strided or grouped 3x3, another path) takes the strides as they are.
 """
 
 from __future__ import annotations
