@@ -37,9 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import kernels
 from .fused_run import NoCtx, TrainRun, compose
-from .grouped import bn_relu_channel_major, grouped_run
+from .grouped import grouped_run
 from .modules import ReferenceBlock
 from .plan import Block, segments
 from .plan import Run as _Run
@@ -59,21 +58,6 @@ from .work import PATHS, choose_path, fold_pays
 DEVICE_PATH = {"cpu": ("auto", "auto"), "cuda": ("reference", "fused")}
 
 
-class FastStem(nn.Sequential):
-    """A net's stem (conv, BatchNorm, ReLU) in a FastBlock net: the same modules and
-    function. In CPU training where the C++ kernels build, the BatchNorm and ReLU are
-    ``kernels.BatchNormShuffle`` (one pass for the statistics, one for the output; ATen's
-    NCHW BatchNorm and its backward took about 10 ms a step of ``plain8-c144-k1.12.12`` at
-    16x16, roofline ``other``), writing channel-major: the first block's depth-wise kernel
-    then reads its input in place, as the later blocks' do. Elsewhere nn.Sequential's."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        conv, bn, _ = self
-        if not (self.training and x.device.type == "cpu" and kernels.usable(x)):
-            return super().forward(x)
-        return bn_relu_channel_major(conv(x), bn)
-
-
 class FastBlock(ReferenceBlock):
     """ReferenceBlock's modules and function, computed as GEMMs on channels-last matrices.
 
@@ -91,9 +75,6 @@ class FastBlock(ReferenceBlock):
         >>> fast, ref = FastBlock(blk), ReferenceBlock(blk)
         >>> fast.load_reference_state(ref)   # the same parameters, by name
     """
-
-    #: the stem a net of these blocks takes (``modules.Net``)
-    stem_cls = FastStem
 
     def __init__(self, block: Block, *, path: str | None = None) -> None:
         super().__init__(block)

@@ -126,14 +126,6 @@ def _bn(x: torch.Tensor, bn: nn.BatchNorm2d, g: int, src: str, dst: str, relu: b
     return y
 
 
-def bn_relu_channel_major(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
-    """ReLU(BatchNorm(x)) in training (batch statistics, running-statistics update) of an
-    NCHW ``x``, written channel-major: (C, N, H, W) storage seen as NCHW, the layout a
-    folded run's depth-wise kernel reads in place (a net's stem, ``fast.FastStem``)."""
-    n, c, h, w = x.shape
-    return _bn(x, bn, 1, "nchw", "cp", True, n, h, w).view(c, n, h, w).permute(1, 0, 2, 3)
-
-
 def group_conv1x1(x: torch.Tensor, weight: torch.Tensor, groups: int) -> torch.Tensor:
     """``conv2d(groups)`` of a 1x1 kernel (C_out, K_in, 1, 1) on a (C_in, P) channel-major
     matrix: one bmm of (G, K_out, K_in) kernels over the (G, K_in, P) view -> (C_out, P)."""
@@ -161,7 +153,8 @@ def grouped_run(modules: nn.Module, run: Run, x: torch.Tensor, fold: bool = Fals
         pending = (modules[run.lead[0]], run.lead[1])
     n, _, h, w = x.shape
     if fold:
-        return _folded_steps(modules, run, x, pending, (n, h, w), shift)
+        return _folded_steps(modules, run, x, pending, (n, h, w),
+                             shift if shift is not None and shift.numel() else None)
     if pending is None:  # the run opens with a 1x1 convolution: go channel-major first
         x = x.transpose(0, 1).reshape(x.shape[1], n * h * w)
         layout = "cp"
