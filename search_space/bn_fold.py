@@ -247,9 +247,8 @@ def conv_bn(x: torch.Tensor, weight: torch.Tensor, groups: int, bn: nn.BatchNorm
     copy of its own (a run's last BatchNorm)."""
     xin = x if lead is None else shuffled(x, lead[1])
     gamma0, beta0 = (None, None) if lead is None else (lead[0].weight, lead[0].bias)
-    cfg = (groups, bn.eps, None if lead is None else (lead[1], lead[0].eps), add_beta)
-    y, var, mu, var_in = ConvBN.apply(xin, weight, bn.weight, bn.bias, gamma0, beta0,
-                                      (*cfg, write))
+    cfg = (groups, bn.eps, None if lead is None else (lead[1], lead[0].eps), add_beta, write)
+    y, var, mu, var_in = ConvBN.apply(xin, weight, bn.weight, bn.bias, gamma0, beta0, cfg)
     p = x.shape[-1]
     with torch.no_grad():
         mu = mu.reshape(-1)
@@ -269,8 +268,8 @@ def conv_bn(x: torch.Tensor, weight: torch.Tensor, groups: int, bn: nn.BatchNorm
 @functools.lru_cache(maxsize=256)
 def _shuffle_rows(c: int, branches: int) -> torch.Tensor:
     """Where ChannelShuffle(branches) puts each of c channels: channel i * (c / branches) +
-    k goes to row k * branches + i. (Made outside inference mode: a cached inference tensor
-    could not be saved for a later backward.)"""
+    k goes to row k * branches + i. (Made outside inference mode, as ``fused_run``'s
+    caches are: a cached inference tensor cannot enter a later training step's graph.)"""
     with torch.inference_mode(False):
         return torch.arange(c).view(c // branches, branches).t().reshape(-1)
 

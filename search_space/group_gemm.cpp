@@ -102,7 +102,8 @@ IGC_INLINE void nn_block(const Term<T>* terms, int nterms, int64_t g, int64_t m0
   }
   for (int r = 0; r < MR; ++r) {
     T* yr = y.row(g * M + m0 + r) + p0;
-    for (int j = 0; j < NR; ++j) store_vec(yr + j * V, y.relu ? relu_vec<T>(acc[r][j]) : acc[r][j]);
+    for (int j = 0; j < NR; ++j)
+      store_vec(yr + j * V, y.relu ? relu_vec<T>(acc[r][j]) : acc[r][j]);
   }
 }
 

@@ -153,8 +153,7 @@ def grouped_run(modules: nn.Module, run: Run, x: torch.Tensor, fold: bool = Fals
         pending = (modules[run.lead[0]], run.lead[1])
     n, _, h, w = x.shape
     if fold:
-        return _folded_steps(modules, run, x, pending, (n, h, w),
-                             shift if shift is not None and shift.numel() else None)
+        return _folded_steps(modules, run, x, pending, (n, h, w), shift)
     if pending is None:  # the run opens with a 1x1 convolution: go channel-major first
         x = x.transpose(0, 1).reshape(x.shape[1], n * h * w)
         layout = "cp"
