@@ -197,7 +197,7 @@ class ConvBN(torch.autograd.Function):
             ctx.save_for_backward(xs, w32, m.to(x.dtype), None)
         else:
             branches, relu = write
-            rows = None if branches == 1 else _shuffle_rows(wf.numel() // wf.shape[2], branches)
+            rows = None if branches == 1 else _shuffle_rows(weight.shape[0], branches)
             y = _affine(w32, xs, b.to(x.dtype), rows=rows, relu=relu).view(-1, xs.shape[2])
             ctx.save_for_backward(xs, w32, m.to(x.dtype), y if relu else None)
         stats = (var, mu, cov.diagonal(dim1=1, dim2=2))
@@ -268,10 +268,11 @@ def conv_bn(x: torch.Tensor, weight: torch.Tensor, groups: int, bn: nn.BatchNorm
 @functools.lru_cache(maxsize=256)
 def _shuffle_rows(c: int, branches: int) -> torch.Tensor:
     """Where ChannelShuffle(branches) puts each of c channels: channel i * (c / branches) +
-    k goes to row k * branches + i. (Made outside inference mode, as ``fused_run``'s
-    caches are: a cached inference tensor cannot enter a later training step's graph.)"""
+    k goes to row k * branches + i: each channel's shuffled position, in its own order.
+    (Made outside inference mode, as ``fused_run``'s caches are: a cached inference tensor
+    cannot enter a later training step's graph.)"""
     with torch.inference_mode(False):
-        return torch.arange(c).view(c // branches, branches).t().reshape(-1)
+        return _unshuffle(torch.arange(c), branches)
 
 
 def _unshuffled_grad(dy: torch.Tensor, y: torch.Tensor | None, branches: int, p: int

@@ -194,15 +194,14 @@ def _folded_steps(modules: nn.Module, run: Run, x: torch.Tensor, pending,
         x, offset = bn_fold.centred_channel_major(x)
     else:
         x, offset = x.permute(1, 0, 2, 3).reshape(x.shape[1], -1), shift
-    n, h, w = nhw
-    for i, (ci, bi, g, groups) in enumerate(run.steps):
-        bn = modules[bi]
-        if i == len(run.steps) - 1:
-            y = bn_fold.conv_bn(x, modules[ci].weight, groups, bn, lead=pending, offset=offset,
-                                write=(g, run.relu))
-            return y.view(-1, n, h, w).permute(1, 0, 2, 3)
-        x = bn_fold.shuffled(bn_fold.conv_bn(x, modules[ci].weight, groups, bn, lead=pending,
-                                             offset=offset, add_beta=False), g)
-        offset = bn_fold.shuffled(bn.bias.detach().double().view(-1, 1), g).reshape(-1)
+    *middle, (ci, bi, g, groups) = run.steps
+    for conv_i, bn_i, g_i, groups_i in middle:
+        bn = modules[bn_i]
+        x = bn_fold.shuffled(bn_fold.conv_bn(x, modules[conv_i].weight, groups_i, bn,
+                                             lead=pending, offset=offset, add_beta=False), g_i)
+        offset = bn_fold.shuffled(bn.bias.detach().double().view(-1, 1), g_i).reshape(-1)
         pending = None
-    raise AssertionError("a folded run has steps")
+    y = bn_fold.conv_bn(x, modules[ci].weight, groups, modules[bi], lead=pending, offset=offset,
+                        write=(g, run.relu))
+    n, h, w = nhw
+    return y.view(-1, n, h, w).permute(1, 0, 2, 3)
