@@ -72,6 +72,20 @@ struct Out {
   T* row(int64_t j) const { return y + (rows ? rows[j] : j) * P; }
 };
 
+// Pixels a panel spans: every block of output rows reads the panel's inputs while they are
+// in cache. (Row block by row block over all P pixels, a 2-term product at 32x32, batch
+// 64, read its 75 MB of inputs from memory twice: 37 ms against 22 ms.)
+constexpr int64_t PANEL = 256;
+
+// Input rows a group's product reads from which it prefetches (software prefetch, two
+// streams a row): fewer the hardware prefetcher follows, and there the prefetches only
+// cost (M = K = 2-4 products at 16,384 pixels ran 0.87-0.93x with them).
+constexpr int64_t PF_ROWS = 8;
+
+// Vectors of T in a 64-byte cache line: the unit of a software prefetch.
+template <typename T>
+constexpr int LINE_VECS = std::max<int>(1, 64 / (V * sizeof(T)));
+
 // max(v, 0) lane by lane; NaN stays NaN, as torch.relu keeps it.
 template <typename T>
 IGC_INLINE Vec<T> relu_vec(const Vec<T>& v) {
@@ -79,7 +93,7 @@ IGC_INLINE Vec<T> relu_vec(const Vec<T>& v) {
 }
 
 // Outputs rows [m0, m0 + MR) x pixels [p0, p0 + NR * V) of group g.
-template <typename T, int MR, int NR>
+template <typename T, int MR, int NR, bool PF>
 IGC_INLINE void nn_block(const Term<T>* terms, int nterms, int64_t g, int64_t m0, int64_t M,
                          const T* b, const Out<T>& y, int64_t p0) {
   Vec<T> acc[MR][NR];
@@ -92,6 +106,8 @@ IGC_INLINE void nn_block(const Term<T>* terms, int nterms, int64_t g, int64_t m0
     const T* w = tm.w + (g * M + m0) * tm.k;
     for (int64_t kk = 0; kk < tm.k; ++kk) {
       const T* xr = tm.x.row(g, kk) + p0;
+      if (PF)
+        for (int j = 0; j < NR; j += LINE_VECS<T>) __builtin_prefetch(xr + PANEL + j * V);
       Vec<T> xv[NR];
       for (int j = 0; j < NR; ++j) xv[j] = load_vec(xr + j * V);
       for (int r = 0; r < MR; ++r) {
@@ -109,13 +125,13 @@ IGC_INLINE void nn_block(const Term<T>* terms, int nterms, int64_t g, int64_t m0
 
 // Rows [m0, m0 + MR) of group g over pixels [q0, q1): NR vectors at a time, then one
 // vector, then the last pixels one by one.
-template <typename T, int MR, int NR = 2>
+template <typename T, int MR, int NR, bool PF>
 IGC_INLINE void nn_rows(const Term<T>* terms, int nterms, int64_t g, int64_t m0, int64_t M,
                         const T* b, const Out<T>& y, int64_t q0, int64_t q1) {
   int64_t p0 = q0;
   for (; p0 + NR * V <= q1; p0 += NR * V)
-    nn_block<T, MR, NR>(terms, nterms, g, m0, M, b, y, p0);
-  for (; p0 + V <= q1; p0 += V) nn_block<T, MR, 1>(terms, nterms, g, m0, M, b, y, p0);
+    nn_block<T, MR, NR, PF>(terms, nterms, g, m0, M, b, y, p0);
+  for (; p0 + V <= q1; p0 += V) nn_block<T, MR, 1, PF>(terms, nterms, g, m0, M, b, y, p0);
   for (; p0 < q1; ++p0)
     for (int r = 0; r < MR; ++r) {
       T s = b ? b[g * M + m0 + r] : T(0);
@@ -126,48 +142,94 @@ IGC_INLINE void nn_rows(const Term<T>* terms, int nterms, int64_t g, int64_t m0,
     }
 }
 
-// Pixels a panel spans: every block of output rows reads the panel's inputs while they are
-// in cache. (Row block by row block over all P pixels, a 2-term product at 32x32, batch
-// 64, read its 75 MB of inputs from memory twice: 37 ms against 22 ms.)
-constexpr int64_t PANEL = 256;
+// Output blocks of MR rows by NR vectors, NR from an accumulator budget ACC: 12 fit AVX2's
+// 16 registers with the inputs and a broadcast weight (twelve rows by one vector, else two
+// vectors), 24 fit AVX-512's 32 (NR = 24 / MR, at most 4). At M = K = 12 the wider blocks
+// load a weight per two multiply-adds instead of one: the 1- and 2-term products ran
+// 1.4-1.5x as fast on this EPYC (one thread, 1,024-16,384 pixels, docs/performance.md).
+template <int ACC, int MR>
+constexpr int nn_width() {
+  return ACC == 12 ? (MR == 12 ? 1 : 2) : std::max(1, std::min(4, ACC / MR));
+}
 
-// Twelve rows by one vector, then six rows by two vectors: 12 accumulators, the inputs and
-// a broadcast weight fit AVX2's 16 registers (a 2-term product wants more: IGC_CLONES_V4);
-// the rows left over (M % 6) take a block of their own height. (At K = 12 and 16 the
-// twelve-row block, which reads each input vector once a panel, ran 1.0-1.4x the six-row
-// blocks alone; one thread, batch 64, 16x16 and 32x32.) Copying each panel's inputs to a
-// buffer first, rows apart by other than the tensor's 64-256 KiB, ran 0.8-0.9x as fast.
-template <typename T>
-IGC_CLONES_V4 void nn_groups(const Term<T>* terms, int nterms, int64_t g0, int64_t g1,
-                             int64_t M, const T* b, const Out<T>& y, int64_t P) {
-  constexpr int MR = 6;
+// Twelve rows, then six, then the rows left over (M % 6) in a block of their own height.
+// (At K = 12 and 16 the twelve-row block, which reads each input vector once a panel, ran
+// 1.0-1.4x the six-row blocks alone; one thread, batch 64, 16x16 and 32x32.) Copying each
+// panel's inputs to a buffer first, rows apart by other than the tensor's 64-256 KiB, ran
+// 0.8-0.9x as fast; prefetching the next panel's inputs instead (nn_block) ran the 2-term
+// product at 16,384 pixels 1.3-1.5x as fast: each of its 24 input rows is a stream of its
+// own, more than the hardware prefetcher follows.
+template <typename T, int ACC, bool PF>
+IGC_INLINE void nn_panel(const Term<T>* terms, int nterms, int64_t g, int64_t M, const T* b,
+                         const Out<T>& y, int64_t q0, int64_t q1) {
+  int64_t m0 = 0;
+  for (; m0 + 12 <= M; m0 += 12)
+    nn_rows<T, 12, nn_width<ACC, 12>(), PF>(terms, nterms, g, m0, M, b, y, q0, q1);
+  for (; m0 + 6 <= M; m0 += 6)
+    nn_rows<T, 6, nn_width<ACC, 6>(), PF>(terms, nterms, g, m0, M, b, y, q0, q1);
+  switch (M - m0) {
+    case 5: nn_rows<T, 5, nn_width<ACC, 5>(), PF>(terms, nterms, g, m0, M, b, y, q0, q1); break;
+    case 4: nn_rows<T, 4, nn_width<ACC, 4>(), PF>(terms, nterms, g, m0, M, b, y, q0, q1); break;
+    case 3: nn_rows<T, 3, nn_width<ACC, 3>(), PF>(terms, nterms, g, m0, M, b, y, q0, q1); break;
+    case 2: nn_rows<T, 2, nn_width<ACC, 2>(), PF>(terms, nterms, g, m0, M, b, y, q0, q1); break;
+    case 1: nn_rows<T, 1, nn_width<ACC, 1>(), PF>(terms, nterms, g, m0, M, b, y, q0, q1); break;
+    default: break;
+  }
+}
+
+// Every panel of groups [g0, g1), in blocks from the budget ACC.
+template <typename T, int ACC>
+IGC_INLINE void nn_panels(const Term<T>* terms, int nterms, int64_t g0, int64_t g1, int64_t M,
+                          const T* b, const Out<T>& y, int64_t P) {
+  int64_t k = 0;
+  for (int t = 0; t < nterms; ++t) k += terms[t].k;
+  const bool pf = k >= PF_ROWS;
   for (int64_t g = g0; g < g1; ++g)
     for (int64_t q0 = 0; q0 < P; q0 += PANEL) {
       const int64_t q1 = std::min(P, q0 + PANEL);
-      int64_t m0 = 0;
-      for (; m0 + 12 <= M; m0 += 12) nn_rows<T, 12, 1>(terms, nterms, g, m0, M, b, y, q0, q1);
-      for (; m0 + MR <= M; m0 += MR) nn_rows<T, MR>(terms, nterms, g, m0, M, b, y, q0, q1);
-      switch (M - m0) {
-        case 5: nn_rows<T, 5>(terms, nterms, g, m0, M, b, y, q0, q1); break;
-        case 4: nn_rows<T, 4>(terms, nterms, g, m0, M, b, y, q0, q1); break;
-        case 3: nn_rows<T, 3>(terms, nterms, g, m0, M, b, y, q0, q1); break;
-        case 2: nn_rows<T, 2>(terms, nterms, g, m0, M, b, y, q0, q1); break;
-        case 1: nn_rows<T, 1>(terms, nterms, g, m0, M, b, y, q0, q1); break;
-        default: break;
-      }
+      if (pf)
+        nn_panel<T, ACC, true>(terms, nterms, g, M, b, y, q0, q1);
+      else
+        nn_panel<T, ACC, false>(terms, nterms, g, M, b, y, q0, q1);
     }
+}
+
+// 12 accumulators: AVX2 machines, the baseline, and x86-64-v4 machines where rows are
+// longer (its clone: a 2-term product's 12 x 1 block with its 24 inputs' pointers fits 32
+// registers, not 16).
+template <typename T>
+IGC_CLONES_V4 void nn_groups(const Term<T>* terms, int nterms, int64_t g0, int64_t g1, int64_t M,
+                          const T* b, const Out<T>& y, int64_t P) {
+  nn_panels<T, 12>(terms, nterms, g0, g1, M, b, y, P);
+}
+
+// x86-64-v4 machines (igc::wide_registers()): 24, where rows span at most WIDE_ROW_BYTES.
+// (At 65,536 pixels, rows of 256 KiB streamed from memory, the 12 x 2 blocks ran the 2-term
+// product 0.8x the 12 x 1 ones, with the prefetch as without it; at 16,384, 1.1-1.2x.)
+constexpr int64_t WIDE_ROW_BYTES = 64 << 10;
+template <typename T>
+IGC_TARGET_V4 void nn_groups_wide(const Term<T>* terms, int nterms, int64_t g0, int64_t g1,
+                                  int64_t M, const T* b, const Out<T>& y, int64_t P) {
+  nn_panels<T, 24>(terms, nterms, g0, g1, M, b, y, P);
 }
 
 // Pixels a run of nt's float sums covers before they are added into double.
 constexpr int64_t CH = 256;
+// Pixels from which the cross products prefetch (nt_groups).
+constexpr int64_t PF_PIXELS = 8192;
 
-// c[r, j] += sum over the run's len pixels of a[r] * b[j], rows r < MR, j < NR.
-template <typename T, int MR, int NR>
+// c[r, j] += sum over the run's len pixels of a[r] * b[j], rows r < MR, j < NR; with PF,
+// prefetching the rows two runs ahead.
+template <typename T, int MR, int NR, bool PF>
 IGC_INLINE void nt_block(const T* a, int64_t sa, const T* b, int64_t sb, int64_t len,
                          double* c, int64_t ldc) {
   Vec<T> acc[MR][NR] = {};
   const int64_t lv = len - len % V;
   for (int64_t p = 0; p < lv; p += V) {
+    if (PF && p % (LINE_VECS<T> * V) == 0) {
+      for (int r = 0; r < MR; ++r) __builtin_prefetch(a + r * sa + p + 2 * CH);
+      for (int j = 0; j < NR; ++j) __builtin_prefetch(b + j * sb + p + 2 * CH);
+    }
     Vec<T> av[MR];
     for (int r = 0; r < MR; ++r) av[r] = load_vec(a + r * sa + p);
     for (int j = 0; j < NR; ++j) {
@@ -184,34 +246,48 @@ IGC_INLINE void nt_block(const T* a, int64_t sa, const T* b, int64_t sb, int64_t
 }
 
 // Rows [m, m + MR) of A against rows [n0, N) of B, three at a time.
-template <typename T, int MR>
+template <typename T, int MR, bool PF>
 IGC_INLINE void nt_rows(const T* a, int64_t sa, const T* b, int64_t sb, int64_t n0,
                         int64_t N, int64_t len, double* c, int64_t ldc) {
   constexpr int NR = 3;
   int64_t n = n0;
-  for (; n + NR <= N; n += NR) nt_block<T, MR, NR>(a, sa, b + n * sb, sb, len, c + n, ldc);
-  for (; n < N; ++n) nt_block<T, MR, 1>(a, sa, b + n * sb, sb, len, c + n, ldc);
+  for (; n + NR <= N; n += NR) nt_block<T, MR, NR, PF>(a, sa, b + n * sb, sb, len, c + n, ldc);
+  for (; n < N; ++n) nt_block<T, MR, 1, PF>(a, sa, b + n * sb, sb, len, c + n, ldc);
 }
 
-// sym (A is B): only the blocks on and above the diagonal, mirrored at the end.
+// One run of CH pixels of group g: every MR-row block of A against B.
+template <typename T, bool PF>
+IGC_INLINE void nt_run(const Mat<T>& A, const Mat<T>& B, int64_t g, int64_t p0, int64_t len,
+                       int64_t M, int64_t N, bool sym, double* cg) {
+  constexpr int MR = 3;
+  for (int64_t m = 0; m < M; m += MR) {
+    const T* a = A.row(g, m) + p0;
+    const T* b = B.row(g, 0) + p0;
+    const int64_t n0 = sym ? m : 0;
+    switch (std::min<int64_t>(MR, M - m)) {
+      case 3: nt_rows<T, 3, PF>(a, A.sr, b, B.sr, n0, N, len, cg + m * N, N); break;
+      case 2: nt_rows<T, 2, PF>(a, A.sr, b, B.sr, n0, N, len, cg + m * N, N); break;
+      default: nt_rows<T, 1, PF>(a, A.sr, b, B.sr, n0, N, len, cg + m * N, N); break;
+    }
+  }
+}
+
+// sym (A is B): only the blocks on and above the diagonal, mirrored at the end. Prefetching
+// two runs ahead ran the cross products at 16,384 pixels about 1.15x as fast (each of their
+// 24 rows a stream of its own), and ran 0.9x at 4,096 and the Gram matrix (half the rows):
+// so only there (PF_PIXELS).
 template <typename T>
 IGC_CLONES_V4 void nt_groups(Mat<T> A, Mat<T> B, int64_t g0, int64_t g1, int64_t M,
                              int64_t N, int64_t P, bool sym, double* c, double* rsum) {
-  constexpr int MR = 3;
+  const bool pf = !sym && P >= PF_PIXELS && M + N >= PF_ROWS;
   for (int64_t g = g0; g < g1; ++g) {
     double* cg = c + g * M * N;
     for (int64_t p0 = 0; p0 < P; p0 += CH) {
       const int64_t len = std::min(CH, P - p0);
-      for (int64_t m = 0; m < M; m += MR) {
-        const T* a = A.row(g, m) + p0;
-        const T* b = B.row(g, 0) + p0;
-        const int64_t n0 = sym ? m : 0;
-        switch (std::min<int64_t>(MR, M - m)) {
-          case 3: nt_rows<T, 3>(a, A.sr, b, B.sr, n0, N, len, cg + m * N, N); break;
-          case 2: nt_rows<T, 2>(a, A.sr, b, B.sr, n0, N, len, cg + m * N, N); break;
-          default: nt_rows<T, 1>(a, A.sr, b, B.sr, n0, N, len, cg + m * N, N); break;
-        }
-      }
+      if (pf)
+        nt_run<T, true>(A, B, g, p0, len, M, N, sym, cg);
+      else
+        nt_run<T, false>(A, B, g, p0, len, M, N, sym, cg);
       for (int64_t r = 0; r < M; ++r) {  // A's row sums: the run is in L1 now
         const T* ar = A.row(g, r) + p0;
         Vec<T> s = {};
@@ -259,7 +335,10 @@ at::Tensor group_nn(const at::Tensor& w1, const at::Tensor& x1,
     const Out<scalar_t> out{y.data_ptr<scalar_t>(), P,
                             rows ? rows->data_ptr<int64_t>() : nullptr, relu};
     at::parallel_for(0, G, 1, [&](int64_t g0, int64_t g1) {
-      nn_groups<scalar_t>(terms, w2 ? 2 : 1, g0, g1, M, bp, out, P);
+      if (igc::wide_registers() && P * int64_t(sizeof(scalar_t)) <= WIDE_ROW_BYTES)
+        nn_groups_wide<scalar_t>(terms, w2 ? 2 : 1, g0, g1, M, bp, out, P);
+      else
+        nn_groups<scalar_t>(terms, w2 ? 2 : 1, g0, g1, M, bp, out, P);
     });
   });
   return y;

@@ -232,9 +232,12 @@ def test_depthwise3x3_splits_channels_across_threads_without_changing_a_bit():
 
 # (G, M, K, P): a group's output rows M and input rows K as in the space's group 1x1
 # convolutions (1-64, with remainders of the 12-, 6- and 3-row register blocks), pixels with
-# and without a remainder of the 8-wide vectors and the 256-pixel runs.
+# and without a remainder of the 8-wide vectors and the 256-pixel runs; products that
+# prefetch and products that do not (group_gemm.cpp: PF_ROWS input rows, and for the cross
+# products PF_PIXELS pixels: the last shape).
 GEMM_SHAPES = [(1, 1, 1, 1), (3, 7, 5, 17), (12, 12, 12, 256), (2, 13, 2, 300), (4, 6, 3, 8),
-               (1, 64, 64, 40), (5, 2, 24, 515), (46, 3, 3, 64), (8, 32, 16, 129)]
+               (1, 64, 64, 40), (5, 2, 24, 515), (46, 3, 3, 64), (8, 32, 16, 129),
+               (2, 5, 4, 8203)]
 
 
 def _operand(g, r, p, gen, dtype, strided):
