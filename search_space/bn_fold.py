@@ -210,9 +210,10 @@ class ConvBN(torch.autograd.Function):
         xs, wf, m, y = ctx.saved_tensors
         _, _, lead, add_beta, write = ctx.cfg
         p = xs.shape[2]
-        if write is not None:
-            dy = _unshuffled_grad(dy, y, write[0], p).view(wf.shape[0], -1, p)
-        dwp, db = _cross(dy, xs)  # dy (x - mu)^T = dy xs^T - (dy 1) m^T
+        if write is None:
+            dwp, db = _cross(dy, xs)  # dy (x - mu)^T = dy xs^T - (dy 1) m^T
+        else:
+            dy, dwp, db = _unshuffled_cross(dy, y, write[0], xs)
         dwp -= db[:, :, None] * m.double()[:, None, :]
         db = db.to(dy.dtype)
         dw, dgamma, dcov, dg0 = _fold_backward(dwp, ctx.saved)
@@ -273,6 +274,25 @@ def _shuffle_rows(c: int, branches: int) -> torch.Tensor:
     cannot enter a later training step's graph.)"""
     with torch.inference_mode(False):
         return _unshuffle(torch.arange(c), branches)
+
+
+def _unshuffled_cross(dy: torch.Tensor, y: torch.Tensor | None, branches: int,
+                      xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(g, dy' xs^T, dy' 1) for the gradient ``dy`` of a shuffled (C, P) output
+    (``write``): g = dy' the (G, M, P) gradient in the unshuffled order through the ReLU whose
+    output ``y`` is (None: no ReLU), and :func:`_cross` of it. Where the extension builds,
+    one pass (``group_nt_masked``: each run of dy' is written and multiplied while in L1;
+    the same values as the two steps, bit for bit)."""
+    p = xs.shape[2]
+    dy = dy.reshape(-1, p)
+    c = dy.shape[0]
+    src = dy.view(c // branches, branches, p).transpose(0, 1)
+    mask = None if y is None else y.view(c // branches, branches, p).transpose(0, 1)
+    ext = kernels.group_gemms(src, xs) if mask is None else kernels.group_gemms(src, mask, xs)
+    if ext is not None:
+        return tuple(ext.group_nt_masked(src, mask, xs, xs.shape[0]))
+    g = _unshuffled_grad(dy, y, branches, p).view(xs.shape[0], -1, p)
+    return (g, *_cross(g, xs))
 
 
 def _unshuffled_grad(dy: torch.Tensor, y: torch.Tensor | None, branches: int, p: int

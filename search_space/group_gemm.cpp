@@ -14,6 +14,9 @@
 // nn keeps an MR x (NR vectors) block of outputs in registers while it walks the K inputs;
 // nt keeps an MR x NR block of dot products over a run of CH pixels (in L1), in float, and
 // adds each run's sums into double: more exact than one float sum over P, as bmm takes it.
+// nt_masked is nt whose A it first writes, run by run, from a shuffled view through the
+// ReLU's mask (a folded run's last step, backward: the gradient's unshuffle in no pass of
+// its own).
 //
 // Tried and dropped: operands read in place through a table of row offsets, so that a run
 // read its NCHW input (centred as read) and wrote its NCHW output (with the ReLU) with no
@@ -272,36 +275,94 @@ IGC_INLINE void nt_run(const Mat<T>& A, const Mat<T>& B, int64_t g, int64_t p0, 
   }
 }
 
-// sym (A is B): only the blocks on and above the diagonal, mirrored at the end. Prefetching
-// two runs ahead ran the cross products at 16,384 pixels about 1.15x as fast (each of their
-// 24 rows a stream of its own), and ran 0.9x at 4,096 and the Gram matrix (half the rows):
-// so only there (PF_PIXELS).
+// One run of group g with A's row sums: the run is in L1 after the products.
+template <typename T>
+IGC_INLINE void nt_run_sums(const Mat<T>& A, const Mat<T>& B, int64_t g, int64_t p0,
+                            int64_t len, int64_t M, int64_t N, bool sym, bool pf, double* c,
+                            double* rsum) {
+  double* cg = c + g * M * N;
+  if (pf)
+    nt_run<T, true>(A, B, g, p0, len, M, N, sym, cg);
+  else
+    nt_run<T, false>(A, B, g, p0, len, M, N, sym, cg);
+  for (int64_t r = 0; r < M; ++r) {
+    const T* ar = A.row(g, r) + p0;
+    Vec<T> s = {};
+    const int64_t lv = len - len % V;
+    for (int64_t p = 0; p < lv; p += V) s += load_vec(ar + p);
+    T t = lane_sum<T>(s);
+    for (int64_t p = lv; p < len; ++p) t += ar[p];
+    rsum[g * M + r] += double(t);
+  }
+}
+
+// Prefetching two runs ahead ran the cross products at 16,384 pixels about 1.15x as fast
+// (each of their 24 rows a stream of its own), and ran 0.9x at 4,096 and the Gram matrix
+// (half the rows): so only there (PF_PIXELS, PF_ROWS).
+IGC_INLINE bool nt_prefetches(int64_t M, int64_t N, int64_t P, bool sym) {
+  return !sym && P >= PF_PIXELS && M + N >= PF_ROWS;
+}
+
+// sym (A is B): only the blocks on and above the diagonal, mirrored at the end.
 template <typename T>
 IGC_CLONES_V4 void nt_groups(Mat<T> A, Mat<T> B, int64_t g0, int64_t g1, int64_t M,
                              int64_t N, int64_t P, bool sym, double* c, double* rsum) {
-  const bool pf = !sym && P >= PF_PIXELS && M + N >= PF_ROWS;
+  const bool pf = nt_prefetches(M, N, P, sym);
   for (int64_t g = g0; g < g1; ++g) {
-    double* cg = c + g * M * N;
-    for (int64_t p0 = 0; p0 < P; p0 += CH) {
-      const int64_t len = std::min(CH, P - p0);
-      if (pf)
-        nt_run<T, true>(A, B, g, p0, len, M, N, sym, cg);
-      else
-        nt_run<T, false>(A, B, g, p0, len, M, N, sym, cg);
-      for (int64_t r = 0; r < M; ++r) {  // A's row sums: the run is in L1 now
-        const T* ar = A.row(g, r) + p0;
-        Vec<T> s = {};
-        const int64_t lv = len - len % V;
-        for (int64_t p = 0; p < lv; p += V) s += load_vec(ar + p);
-        T t = lane_sum<T>(s);
-        for (int64_t p = lv; p < len; ++p) t += ar[p];
-        rsum[g * M + r] += double(t);
-      }
-    }
-    if (sym)
+    for (int64_t p0 = 0; p0 < P; p0 += CH)
+      nt_run_sums(A, B, g, p0, std::min(CH, P - p0), M, N, sym, pf, c, rsum);
+    if (sym) {
+      double* cg = c + g * M * N;
       for (int64_t i = 0; i < M; ++i)
         for (int64_t j = 0; j < i; ++j) cg[i * N + j] = cg[j * N + i];
+    }
   }
+}
+
+// A (R1, R2, P) operand read as rows j = i1 * R2 + i2: element (j, p) at
+// p_[(j / R2) * s1 + (j % R2) * s2 + p] (a channel shuffle's inverse, as a view).
+template <typename T>
+struct Rows3 {
+  const T* p;
+  int64_t r2, s1, s2;
+  const T* row(int64_t j) const { return p + (j / r2) * s1 + (j % r2) * s2; }
+};
+
+// Pixels of a group's rows nt_masked writes before it multiplies them: 16 KiB of float a
+// row, so the rows just written (K = 12: 192 KiB) are in L2 when the products read them.
+constexpr int64_t MASK_CHUNK = 16 * CH;
+
+// group_nt(A, B) of A = src [where mask > 0], a chunk at a time: each chunk of a group's
+// rows of A is written (to a, contiguous (G, M, P)), row by row (three streams), and
+// multiplied while it is in L2, so the backward's unshuffle with the ReLU's mask costs no
+// pass of its own. (Run by run, 256 pixels of every row at once, it ran 0.85x the two
+// passes: 36 streams.) Where mask <= 0 the gradient is 0, else it passes (NaN too):
+// threshold_backward's rule. The products and sums are nt_groups' on the written a,
+// operation for operation.
+template <typename T>
+IGC_CLONES_V4 void nt_masked_groups(Rows3<T> src, const Rows3<T>* mask, T* a, Mat<T> B,
+                                    int64_t g0, int64_t g1, int64_t M, int64_t N, int64_t P,
+                                    double* c, double* rsum) {
+  const bool pf = nt_prefetches(M, N, P, false);
+  const Mat<T> A{a, M * P, P};
+  for (int64_t g = g0; g < g1; ++g)
+    for (int64_t q0 = 0; q0 < P; q0 += MASK_CHUNK) {
+      const int64_t q1 = std::min(P, q0 + MASK_CHUNK);
+      const int64_t lv = q0 + (q1 - q0) - (q1 - q0) % V;
+      for (int64_t r = 0; r < M; ++r) {
+        const int64_t j = g * M + r;
+        const T* sr = src.row(j);
+        const T* mr = mask ? mask->row(j) : nullptr;
+        T* dr = a + j * P;
+        for (int64_t p = q0; p < lv; p += V) {
+          const Vec<T> v = load_vec(sr + p);
+          store_vec(dr + p, mr ? (load_vec(mr + p) <= Vec<T>{} ? Vec<T>{} : v) : v);
+        }
+        for (int64_t p = lv; p < q1; ++p) dr[p] = mr && mr[p] <= T(0) ? T(0) : sr[p];
+      }
+      for (int64_t p0 = q0; p0 < q1; p0 += CH)
+        nt_run_sums(A, B, g, p0, std::min(CH, q1 - p0), M, N, false, pf, c, rsum);
+    }
 }
 
 // Y = W1 X1 (+ W2 X2) (+ b) [ReLU]: W (G, M, K) any strides (made contiguous), X (G, K, P)
@@ -366,10 +427,52 @@ std::vector<at::Tensor> group_nt(const at::Tensor& a, const at::Tensor& b, bool 
 
 }  // namespace
 
+template <typename T>
+Rows3<T> rows3(const at::Tensor& x) {
+  TORCH_CHECK(x.dim() == 3 && x.stride(2) == 1, "group_nt_masked: a (R1, R2, P) operand "
+              "with unit pixel stride, got sizes ", x.sizes(), " strides ", x.strides());
+  return {x.data_ptr<T>(), x.size(1), x.stride(0), x.stride(1)};
+}
+
+// (A, C, s): A the (R1, R2, P) src [zero where mask <= 0] as a new contiguous (G, M, P),
+// G = groups, G * M = R1 * R2, its row j src's row (j / R2, j % R2); C[g] = A[g] B[g]^T and
+// s[g] = A[g] 1 as group_nt(A, B, false) gives them, bit for bit. B (G, N, P); mask the
+// shape of src, any strides with unit pixel stride.
+std::vector<at::Tensor> group_nt_masked(const at::Tensor& src,
+                                        const c10::optional<at::Tensor>& mask,
+                                        const at::Tensor& b, int64_t groups) {
+  const int64_t G = groups, P = src.size(2);
+  TORCH_CHECK(src.dim() == 3 && G > 0 && (src.size(0) * src.size(1)) % G == 0,
+              "group_nt_masked: src (R1, R2, P) with R1 * R2 rows in groups of ", groups);
+  const int64_t M = src.size(0) * src.size(1) / G, N = b.size(1);
+  TORCH_CHECK(b.dim() == 3 && b.size(0) == G && b.size(2) == P &&
+              b.scalar_type() == src.scalar_type(),
+              "group_nt_masked: B (G, N, P) of src's type against src's G groups");
+  if (mask) TORCH_CHECK(mask->sizes() == src.sizes() && mask->scalar_type() ==
+                        src.scalar_type(), "group_nt_masked: mask of src's shape and type");
+  at::Tensor a = at::empty({G, M, P}, src.options());
+  const auto f64 = src.options().dtype(at::kDouble);
+  at::Tensor c = at::zeros({G, M, N}, f64), s = at::zeros({G, M}, f64);
+  AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "group_nt_masked", [&] {
+    const Rows3<scalar_t> sr = rows3<scalar_t>(src);
+    const c10::optional<Rows3<scalar_t>> mr =
+        mask ? c10::optional<Rows3<scalar_t>>(rows3<scalar_t>(*mask)) : c10::nullopt;
+    const Mat<scalar_t> B = mat<scalar_t>(b);
+    scalar_t* ap = a.data_ptr<scalar_t>();
+    double *cp = c.data_ptr<double>(), *sp = s.data_ptr<double>();
+    at::parallel_for(0, G, 1, [&](int64_t g0, int64_t g1) {
+      nt_masked_groups<scalar_t>(sr, mr ? &*mr : nullptr, ap, B, g0, g1, M, N, P, cp, sp);
+    });
+  });
+  return {a, c, s};
+}
+
 void register_group_gemm(pybind11::module& m) {
   m.def("group_nn", &group_nn, "Y = W1 X1 (+ W2 X2) (+ b) [ReLU], per group",
         pybind11::arg("w1"), pybind11::arg("x1"), pybind11::arg("w2"), pybind11::arg("x2"),
         pybind11::arg("b"), pybind11::arg("rows") = pybind11::none(),
         pybind11::arg("relu") = false);
   m.def("group_nt", &group_nt, "(A B^T, A 1) per group, float64");
+  m.def("group_nt_masked", &group_nt_masked,
+        "(A, A B^T, A 1): A = src [where mask > 0] regrouped, contiguous; float64 products");
 }

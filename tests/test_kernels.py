@@ -308,6 +308,32 @@ def test_group_nn_writes_rows_of_a_table_with_the_relu(ext, shape):
     assert ext.group_nn(w, x, None, None, b, None, True)[0, 0, -1].isnan()
 
 
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("shape", GEMM_SHAPES)
+def test_group_nt_masked_is_the_unshuffled_masked_gradient_and_its_cross(ext, shape, relu):
+    """``group_nt_masked``: A = the (R1, R2, P) view's rows in order j = i1 * R2 + i2, zero
+    where the mask is <= 0 (threshold_backward's rule: NaN passes), regrouped (G, M, P);
+    and group_nt(A, B) of it, bit for bit (bn_fold's backward relies on both)."""
+    g, m, n, p = shape
+    gen = torch.Generator().manual_seed(g * 7 + m + p)
+    r1 = next(d for d in (3, 2, 1) if (g * m) % d == 0)  # the shuffle's branches
+    for dtype in (torch.float64, torch.float32):
+        grad = torch.randn(g * m // r1, r1, p, generator=gen, dtype=dtype)  # the shuffled order
+        out = torch.randn(g * m // r1, r1, p, generator=gen, dtype=dtype)
+        out.view(-1)[:: 7] = float("nan")
+        src, mask = grad.transpose(0, 1), out.transpose(0, 1)  # (R1, R2, P) views
+        b = _operand(g, n, p, gen, dtype, True)
+        a, c, s = ext.group_nt_masked(src, mask if relu else None, b, g)
+        want = src.reshape(g, m, p)
+        if relu:
+            want = torch.ops.aten.threshold_backward(want, mask.reshape(g, m, p), 0)
+        assert a.is_contiguous() and torch.equal(a, want)
+        c_want, s_want = ext.group_nt(want, b, False)
+        assert torch.equal(c, c_want) and torch.equal(s, s_want)
+        if dtype == torch.float64:
+            assert torch.allclose(c, torch.bmm(want, b.transpose(1, 2)), rtol=1e-12, atol=1e-11)
+
+
 def test_group_gemms_reject_what_they_do_not_compute(ext):
     x = torch.randn(2, 3, 16)
     with pytest.raises(RuntimeError, match="unit pixel stride"):
@@ -321,6 +347,10 @@ def test_group_gemms_reject_what_they_do_not_compute(ext):
         ext.group_nt(x, x.clone(), True)
     with pytest.raises(RuntimeError, match=r"A \(G, M, P\) against B"):
         ext.group_nt(x, torch.randn(2, 3, 15), False)
+    with pytest.raises(RuntimeError, match="in groups of 4"):
+        ext.group_nt_masked(x, None, x, 4)
+    with pytest.raises(RuntimeError, match="mask of src's shape"):
+        ext.group_nt_masked(x, torch.randn(2, 3, 15), x, 2)
 
 
 def test_is_depthwise3x3_only_for_what_the_kernel_computes():
