@@ -69,12 +69,14 @@ def group_mean(xg: torch.Tensor) -> torch.Tensor:
     return runs.sum(-1).sum(-1, dtype=torch.float64) / p
 
 
-def _moments(xg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, covariance) of a (G, K, P) batch over its pixels, float64, biased."""
+def _moments(xg: torch.Tensor, pre: tuple[torch.Tensor, torch.Tensor] | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, covariance) of a (G, K, P) batch over its pixels, float64, biased. ``pre``:
+    its Gram matrix and sums, already taken (``Link``)."""
     p = xg.shape[2]
     ext = kernels.group_gemms(xg)
-    if ext is not None:
-        gram, sums = ext.group_nt(xg, xg, True)
+    if pre is not None or ext is not None:
+        gram, sums = pre if pre is not None else ext.group_nt(xg, xg, True)
         mu = sums / p
     else:
         mu = group_mean(xg)
@@ -82,12 +84,13 @@ def _moments(xg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mu, gram / p - mu[:, :, None] * mu[:, None, :]
 
 
-def group_stats(xg: torch.Tensor):
+def group_stats(xg: torch.Tensor, pre: tuple[torch.Tensor, torch.Tensor] | None = None):
     """Of a (G, K, P) batch of channel groups over its P pixels: (xs, m, mu, cov), with
     x - mu = xs - m: xs is x (m = mu) or, where some channel's mean is too large for the
     Gram matrix (``CENTRE_RATIO``), x centred by its mean in float32 (m the remainder); mu
-    the mean and cov the biased covariance, float64."""
-    mu, cov = _moments(xg)
+    the mean and cov the biased covariance, float64. ``pre``: x's Gram matrix and sums,
+    already taken."""
+    mu, cov = _moments(xg, pre)
     if not bool(((mu * mu) > CENTRE_RATIO * cov.diagonal(dim1=1, dim2=2)).any()):
         return xg, mu, mu, cov
     shift = mu.to(xg.dtype)
@@ -122,6 +125,30 @@ def _cross(dy: torch.Tensor, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     if ext is not None:
         return tuple(ext.group_nt(dy, xs, False))
     return torch.bmm(dy, xs.transpose(1, 2)).double(), dy.sum(2).double()
+
+
+def _cross(dy: torch.Tensor, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dy xs^T, dy 1) per group, float64: dy (G, M, P), xs (G, K, P)."""
+    ext = kernels.group_gemms(dy, xs)
+    if ext is not None:
+        return tuple(ext.group_nt(dy, xs, False))
+    return torch.bmm(dy, xs.transpose(1, 2)).double(), dy.sum(2).double()
+
+
+def _affine_linked(w: torch.Tensor, xs: torch.Tensor, b: torch.Tensor, link: Link | None
+                   ) -> torch.Tensor:
+    """``_affine(w, xs, b)``, a run's middle step's output; with ``link``, the next step's
+    input moments taken in the same pass (:class:`Link`)."""
+    ext = None if link is None else _linked(xs)
+    if ext is None:
+        return _affine(w, xs, b)
+    out = xs.new_empty(xs.shape[0], w.shape[1], xs.shape[2])
+    nxt = _view(lambda: shuffled(out, link.branches).view(link.groups, link.k, xs.shape[2]))
+    if nxt is None:
+        return _affine(w, xs, b)
+    link.moments = (nxt, *ext.group_nn_gram(w, xs, None, None, b.reshape(b.shape[:2]), out,
+                                            nxt))
+    return out
 
 
 @torch.no_grad()
@@ -168,20 +195,65 @@ def _fold_backward(dwf, saved):
     return dw_in * (g0 * rd)[:, None, :], ds * r, dcov, da * rd
 
 
+class Link:
+    """What a run's folded step hands the next besides autograd's values: its output
+    product takes the next step's input Gram matrix and sums in the same pass
+    (``group_nn_gram``: the same values bit for bit), so the next step does not read that
+    output back. Where the shuffle between them makes the next step's input a copy (K_l
+    not its branches) there is no view to take them of, and the next step takes its own.
+    The next step uses them only if they were taken of the very tensor it gets (same
+    storage, shape and strides). The fused loop is one thread's: with more, nothing is
+    handed on. (The backward's like of it, the dx product taking the step before's cross
+    product, ran 0.75-0.9x the two passes: ``group_gemm.cpp``.)"""
+
+    __slots__ = ("branches", "groups", "k", "moments")
+
+    def __init__(self, branches: int, groups: int, k: int) -> None:
+        # the shuffle between the steps; the next step's groups and input channels a group
+        self.branches, self.groups, self.k = branches, groups, k
+        self.moments: tuple | None = None
+
+    def take(self, xg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The (Gram matrix, sums) handed on, where they were taken of ``xg``; once."""
+        if self.moments is None:
+            return None
+        v, gram, sums = self.moments
+        self.moments = None
+        same = (v.data_ptr() == xg.data_ptr() and v.shape == xg.shape
+                and v.stride() == xg.stride())
+        return (gram, sums) if same else None
+
+
+def _linked(*operands: torch.Tensor):
+    """The extension, where a fused product (``Link``) can run on ``operands``."""
+    return kernels.group_gemms(*operands) if torch.get_num_threads() == 1 else None
+
+
+def _view(make) -> torch.Tensor | None:
+    """``make()``, a view, or None where the layout has none."""
+    try:
+        return make()
+    except RuntimeError:
+        return None
+
+
 class ConvBN(torch.autograd.Function):
     """``apply(x, weight, gamma, beta, gamma0, beta0, cfg) -> (y, var, mu, var_in)``, cfg =
-    (groups, eps, lead, add_beta, write): the folded convolution and BatchNorm(s) of
+    (groups, eps, lead, add_beta, write, link_in, link_out): the folded convolution and
+    BatchNorm(s) of
     :func:`conv_bn`, y (G, K_out, P), or with ``write`` = (branches, relu) the (C_out, P)
     matrix of ChannelShuffle(branches)(y) [ReLU]. var (the BatchNorm's), mu and var_in
     (the input's, by group) are float64 batch statistics without gradient. Without
     ``add_beta`` y lacks beta, and beta's gradient is 0; beta0's is always 0 (both cancel
     in the next BatchNorm), returned as zeros so that an optimizer treats them as the
-    reference's."""
+    reference's. ``link_in``/``link_out``: the :class:`Link` with the step before/after in
+    the run (or None)."""
 
     @staticmethod
     def forward(ctx, x, weight, gamma, beta, gamma0, beta0, cfg):
-        groups, eps, lead, add_beta, write = cfg
-        xs, m, mu, cov = group_stats(x.reshape(groups, weight.shape[1], x.shape[-1]))
+        groups, eps, lead, add_beta, write, link_in, link_out = cfg
+        xg = x.reshape(groups, weight.shape[1], x.shape[-1])
+        xs, m, mu, cov = group_stats(xg, None if link_in is None else link_in.take(xg))
         w = weight.detach().double().view(groups, -1, weight.shape[1])
         g0 = None if lead is None else shuffled(gamma0.detach().double().view(-1, 1),
                                                 lead[0]).reshape(mu.shape)
@@ -193,7 +265,7 @@ class ConvBN(torch.autograd.Function):
             b += beta.detach().view(groups, -1, 1)
         w32 = wf.to(x.dtype)
         if write is None:
-            y = _affine(w32, xs, b.to(x.dtype))
+            y = _affine_linked(w32, xs, b.to(x.dtype), link_out)
             ctx.save_for_backward(xs, w32, m.to(x.dtype), None)
         else:
             branches, relu = write
@@ -208,7 +280,7 @@ class ConvBN(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dy, *_):
         xs, wf, m, y = ctx.saved_tensors
-        _, _, lead, add_beta, write = ctx.cfg
+        _, _, lead, add_beta, write, _, _ = ctx.cfg
         p = xs.shape[2]
         if write is None:
             dwp, db = _cross(dy, xs)  # dy (x - mu)^T = dy xs^T - (dy 1) m^T
@@ -232,7 +304,8 @@ class ConvBN(torch.autograd.Function):
 
 def conv_bn(x: torch.Tensor, weight: torch.Tensor, groups: int, bn: nn.BatchNorm2d, *,
             lead: tuple[nn.BatchNorm2d, int] | None = None, offset: torch.Tensor | None = None,
-            add_beta: bool = True, write: tuple[int, bool] | None = None) -> torch.Tensor:
+            add_beta: bool = True, write: tuple[int, bool] | None = None,
+            links: tuple[Link | None, Link | None] = (None, None)) -> torch.Tensor:
     """BatchNorm2d (training) of ``conv2d(groups)`` with a 1x1 ``weight`` (C_out, K_in, 1, 1),
     on ``x`` (C_in, P) channel-major or any tensor that reshapes to its (G, K_in, P) groups:
     (G, K_out, P), channel g * K_out + k of the output at [g, k], unshuffled.
@@ -245,10 +318,12 @@ def conv_bn(x: torch.Tensor, weight: torch.Tensor, groups: int, bn: nn.BatchNorm
     False where the next operation is another folded BatchNorm (which cancels it).
     ``write`` = (branches, relu): the output as a new (C_out, P) matrix in the order
     ChannelShuffle(branches) puts it, [ReLU]: in the layout the next run reads, with no
-    copy of its own (a run's last BatchNorm)."""
+    copy of its own (a run's last BatchNorm). ``links``: the :class:`Link` with the step
+    before and the step after in the run."""
     xin = x if lead is None else shuffled(x, lead[1])
     gamma0, beta0 = (None, None) if lead is None else (lead[0].weight, lead[0].bias)
-    cfg = (groups, bn.eps, None if lead is None else (lead[1], lead[0].eps), add_beta, write)
+    cfg = (groups, bn.eps, None if lead is None else (lead[1], lead[0].eps), add_beta, write,
+           *links)
     y, var, mu, var_in = ConvBN.apply(xin, weight, bn.weight, bn.bias, gamma0, beta0, cfg)
     p = x.shape[-1]
     with torch.no_grad():

@@ -365,13 +365,58 @@ IGC_CLONES_V4 void nt_masked_groups(Rows3<T> src, const Rows3<T>* mask, T* a, Ma
     }
 }
 
+// An nn product into y and the Gram matrix (with sums) of a (Ga, Ma, P) view A of y, panel
+// by panel: every group's outputs of a panel, then every view group's run of the same
+// pixels while they are in cache. Each output and each run's float sums are computed as
+// group_nn and group_nt compute them, in the same order (a run is a panel), so the values
+// are theirs bit for bit; the pass that would read y back (the next folded step's Gram
+// matrix) is gone. (The backward's like of it, the dx product with the step before's cross
+// product, read four operands' 576 rows a panel and ran 0.9-0.75x the two passes.)
+static_assert(PANEL == CH, "nn_gram: a panel of the nn product is a run of the nt product");
+
+template <typename T, int ACC>
+IGC_INLINE void nn_gram_panels(const Term<T>* terms, int nterms, int64_t G, int64_t M,
+                               const T* b, const Out<T>& y, int64_t P, const Mat<T>& A,
+                               int64_t Ga, int64_t Ma, double* c, double* rsum) {
+  int64_t k = 0;
+  for (int t = 0; t < nterms; ++t) k += terms[t].k;
+  const bool pf = k >= PF_ROWS, pfn = nt_prefetches(Ma, Ma, P, true);
+  for (int64_t q0 = 0; q0 < P; q0 += PANEL) {
+    const int64_t q1 = std::min(P, q0 + PANEL);
+    for (int64_t g = 0; g < G; ++g) {
+      if (pf)
+        nn_panel<T, ACC, true>(terms, nterms, g, M, b, y, q0, q1);
+      else
+        nn_panel<T, ACC, false>(terms, nterms, g, M, b, y, q0, q1);
+    }
+    for (int64_t h = 0; h < Ga; ++h) nt_run_sums(A, A, h, q0, q1 - q0, Ma, Ma, true, pfn, c, rsum);
+  }
+  for (int64_t h = 0; h < Ga; ++h) {
+    double* ch = c + h * Ma * Ma;
+    for (int64_t i = 0; i < Ma; ++i)
+      for (int64_t j = 0; j < i; ++j) ch[i * Ma + j] = ch[j * Ma + i];
+  }
+}
+
+template <typename T>
+IGC_CLONES_V4 void nn_gram(const Term<T>* terms, int nterms, int64_t G, int64_t M, const T* b,
+                           const Out<T>& y, int64_t P, Mat<T> A, int64_t Ga, int64_t Ma,
+                           double* c, double* rsum) {
+  nn_gram_panels<T, 12>(terms, nterms, G, M, b, y, P, A, Ga, Ma, c, rsum);
+}
+
+template <typename T>
+IGC_TARGET_V4 void nn_gram_wide(const Term<T>* terms, int nterms, int64_t G, int64_t M,
+                                const T* b, const Out<T>& y, int64_t P, Mat<T> A, int64_t Ga,
+                                int64_t Ma, double* c, double* rsum) {
+  nn_gram_panels<T, 24>(terms, nterms, G, M, b, y, P, A, Ga, Ma, c, rsum);
+}
+
 // Y = W1 X1 (+ W2 X2) (+ b) [ReLU]: W (G, M, K) any strides (made contiguous), X (G, K, P)
 // with unit pixel stride, b (G, M); Y a new contiguous (G, M, P) of X1's type, its flat row
 // rows[g * M + m] holding output (g, m) where rows (int64, a permutation of G * M) is given.
-at::Tensor group_nn(const at::Tensor& w1, const at::Tensor& x1,
-                    const c10::optional<at::Tensor>& w2, const c10::optional<at::Tensor>& x2,
-                    const c10::optional<at::Tensor>& b,
-                    const c10::optional<at::Tensor>& rows, bool relu) {
+void check_nn(const at::Tensor& w1, const at::Tensor& x1, const c10::optional<at::Tensor>& w2,
+              const c10::optional<at::Tensor>& x2, const c10::optional<at::Tensor>& b) {
   const int64_t G = x1.size(0), M = w1.size(1), P = x1.size(2);
   TORCH_CHECK(w1.dim() == 3 && w1.size(0) == G && w1.size(2) == x1.size(1),
               "group_nn: W1 (G, M, K) against X1 (G, K, P)");
@@ -380,29 +425,93 @@ at::Tensor group_nn(const at::Tensor& w1, const at::Tensor& x1,
                       && w2->size(2) == x2->size(1) && x2->size(2) == P,
                       "group_nn: W2 (G, M, K2) against X2 (G, K2, P)");
   if (b) TORCH_CHECK(b->numel() == G * M, "group_nn: b (G, M)");
+}
+
+// The terms of an nn product, their weights made contiguous in X1's type (kept alive by ws).
+template <typename T>
+int nn_terms(const at::Tensor& w1, const at::Tensor& x1, const c10::optional<at::Tensor>& w2,
+             const c10::optional<at::Tensor>& x2, at::Tensor (&ws)[2], Term<T> (&terms)[2]) {
+  const auto dt = x1.scalar_type();
+  ws[0] = w1.to(dt).contiguous();
+  terms[0] = {ws[0].data_ptr<T>(), w1.size(2), mat<T>(x1)};
+  if (!w2) return 1;
+  ws[1] = w2->to(dt).contiguous();
+  terms[1] = {ws[1].data_ptr<T>(), w2->size(2), mat<T>(*x2)};
+  return 2;
+}
+
+bool wide_rows(int64_t P, size_t bytes) {
+  return igc::wide_registers() && P * int64_t(bytes) <= WIDE_ROW_BYTES;
+}
+
+at::Tensor group_nn(const at::Tensor& w1, const at::Tensor& x1,
+                    const c10::optional<at::Tensor>& w2, const c10::optional<at::Tensor>& x2,
+                    const c10::optional<at::Tensor>& b,
+                    const c10::optional<at::Tensor>& rows, bool relu) {
+  check_nn(w1, x1, w2, x2, b);
+  const int64_t G = x1.size(0), M = w1.size(1), P = x1.size(2);
   if (rows) TORCH_CHECK(rows->scalar_type() == at::kLong && rows->is_contiguous() &&
                         rows->numel() == G * M &&
                         rows->min().item<int64_t>() >= 0 && rows->max().item<int64_t>() < G * M,
                         "group_nn: rows, G * M int64 row indices in [0, G * M)");
   at::Tensor y = at::empty({G, M, P}, x1.options());
   AT_DISPATCH_FLOATING_TYPES(x1.scalar_type(), "group_nn", [&] {
-    const auto dt = x1.scalar_type();
-    at::Tensor wc1 = w1.to(dt).contiguous();
-    at::Tensor wc2 = w2 ? w2->to(dt).contiguous() : at::Tensor();
-    at::Tensor bc = b ? b->to(dt).contiguous() : at::Tensor();
-    Term<scalar_t> terms[2] = {{wc1.data_ptr<scalar_t>(), w1.size(2), mat<scalar_t>(x1)}, {}};
-    if (w2) terms[1] = {wc2.data_ptr<scalar_t>(), w2->size(2), mat<scalar_t>(*x2)};
+    at::Tensor ws[2];
+    Term<scalar_t> terms[2] = {};
+    const int nterms = nn_terms<scalar_t>(w1, x1, w2, x2, ws, terms);
+    at::Tensor bc = b ? b->to(x1.scalar_type()).contiguous() : at::Tensor();
     const scalar_t* bp = b ? bc.data_ptr<scalar_t>() : nullptr;
     const Out<scalar_t> out{y.data_ptr<scalar_t>(), P,
                             rows ? rows->data_ptr<int64_t>() : nullptr, relu};
     at::parallel_for(0, G, 1, [&](int64_t g0, int64_t g1) {
-      if (igc::wide_registers() && P * int64_t(sizeof(scalar_t)) <= WIDE_ROW_BYTES)
-        nn_groups_wide<scalar_t>(terms, w2 ? 2 : 1, g0, g1, M, bp, out, P);
+      if (wide_rows(P, sizeof(scalar_t)))
+        nn_groups_wide<scalar_t>(terms, nterms, g0, g1, M, bp, out, P);
       else
-        nn_groups<scalar_t>(terms, w2 ? 2 : 1, g0, g1, M, bp, out, P);
+        nn_groups<scalar_t>(terms, nterms, g0, g1, M, bp, out, P);
     });
   });
   return y;
+}
+
+// (C, s): group_nn(W1, X1, W2, X2, b) written into out (a contiguous (G, M, P) of X1's type)
+// and group_nt(A, A, true) of A, a (G', M', P) view of out with unit pixel stride: both bit
+// for bit, in one pass over out (nn_gram_panels). One thread.
+std::vector<at::Tensor> group_nn_gram(const at::Tensor& w1, const at::Tensor& x1,
+                                      const c10::optional<at::Tensor>& w2,
+                                      const c10::optional<at::Tensor>& x2,
+                                      const c10::optional<at::Tensor>& b, const at::Tensor& out,
+                                      const at::Tensor& a) {
+  check_nn(w1, x1, w2, x2, b);
+  const int64_t G = x1.size(0), M = w1.size(1), P = x1.size(2);
+  TORCH_CHECK(out.sizes() == at::IntArrayRef({G, M, P}) && out.is_contiguous() &&
+              out.scalar_type() == x1.scalar_type(),
+              "group_nn_gram: out, a contiguous (G, M, P) of X1's type");
+  TORCH_CHECK(a.dim() == 3 && a.size(2) == P && a.stride(2) == 1 && a.stride(0) >= 0 &&
+              a.stride(1) >= 0 && a.scalar_type() == out.scalar_type(),
+              "group_nn_gram: A, a (G', M', P) view of out with unit pixel stride");
+  const int64_t first = (static_cast<const char*>(a.data_ptr()) -
+                         static_cast<const char*>(out.data_ptr())) / int64_t(out.element_size());
+  const int64_t last = first + (a.size(0) - 1) * a.stride(0) + (a.size(1) - 1) * a.stride(1) + P;
+  TORCH_CHECK(a.numel() > 0 && first >= 0 && last <= out.numel(),
+              "group_nn_gram: A, a (G', M', P) view of out with unit pixel stride");
+  const int64_t Ga = a.size(0), Ma = a.size(1);
+  const auto f64 = out.options().dtype(at::kDouble);
+  at::Tensor c = at::zeros({Ga, Ma, Ma}, f64), s = at::zeros({Ga, Ma}, f64);
+  AT_DISPATCH_FLOATING_TYPES(x1.scalar_type(), "group_nn_gram", [&] {
+    at::Tensor ws[2];
+    Term<scalar_t> terms[2] = {};
+    const int nterms = nn_terms<scalar_t>(w1, x1, w2, x2, ws, terms);
+    at::Tensor bc = b ? b->to(x1.scalar_type()).contiguous() : at::Tensor();
+    const scalar_t* bp = b ? bc.data_ptr<scalar_t>() : nullptr;
+    const Out<scalar_t> y{out.data_ptr<scalar_t>(), P, nullptr, false};
+    const Mat<scalar_t> A = mat<scalar_t>(a);
+    double *cp = c.data_ptr<double>(), *sp = s.data_ptr<double>();
+    if (wide_rows(P, sizeof(scalar_t)))
+      nn_gram_wide<scalar_t>(terms, nterms, G, M, bp, y, P, A, Ga, Ma, cp, sp);
+    else
+      nn_gram<scalar_t>(terms, nterms, G, M, bp, y, P, A, Ga, Ma, cp, sp);
+  });
+  return {c, s};
 }
 
 // (C, s): C[g] = A[g] B[g]^T (G, M, N) and s[g] = A[g] 1 (G, M), both float64; A (G, M, P)
@@ -473,6 +582,8 @@ void register_group_gemm(pybind11::module& m) {
         pybind11::arg("b"), pybind11::arg("rows") = pybind11::none(),
         pybind11::arg("relu") = false);
   m.def("group_nt", &group_nt, "(A B^T, A 1) per group, float64");
+  m.def("group_nn_gram", &group_nn_gram,
+        "group_nn into out and the Gram matrix with sums of a view A of out, in one pass");
   m.def("group_nt_masked", &group_nt_masked,
         "(A, A B^T, A 1): A = src [where mask > 0] regrouped, contiguous; float64 products");
 }

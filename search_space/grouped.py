@@ -195,13 +195,17 @@ def _folded_steps(modules: nn.Module, run: Run, x: torch.Tensor, pending,
     else:
         x, offset = x.permute(1, 0, 2, 3).reshape(x.shape[1], -1), shift
     *middle, (ci, bi, g, groups) = run.steps
-    for conv_i, bn_i, g_i, groups_i in middle:
+    link = None  # what a step and the next hand each other (bn_fold.Link)
+    for s, (conv_i, bn_i, g_i, groups_i) in enumerate(middle):
         bn = modules[bn_i]
+        nxt_conv, nxt_groups = run.steps[s + 1][0], run.steps[s + 1][3]
+        nxt = bn_fold.Link(g_i, nxt_groups, modules[nxt_conv].weight.shape[1])
         x = bn_fold.shuffled(bn_fold.conv_bn(x, modules[conv_i].weight, groups_i, bn,
-                                             lead=pending, offset=offset, add_beta=False), g_i)
+                                             lead=pending, offset=offset, add_beta=False,
+                                             links=(link, nxt)), g_i)
         offset = bn_fold.shuffled(bn.bias.detach().double().view(-1, 1), g_i).reshape(-1)
-        pending = None
+        pending, link = None, nxt
     y = bn_fold.conv_bn(x, modules[ci].weight, groups, modules[bi], lead=pending, offset=offset,
-                        write=(g, run.relu))
+                        write=(g, run.relu), links=(link, None))
     n, h, w = nhw
     return y.view(-1, n, h, w).permute(1, 0, 2, 3)

@@ -157,7 +157,7 @@ def test_conv_bn_passes_gradcheck(lead, add_beta, shift, write, cpp):
     params = [t.requires_grad_() for t in (gamma, beta, gamma0, beta0)]
     xg = x.detach().view(groups, k_in, -1)
     assert (bn_fold.group_stats(xg)[0] is not xg) == bool(shift)  # centred exactly or not
-    cfg = (groups, 1e-5, (3, 1e-5) if lead else None, add_beta, write)
+    cfg = (groups, 1e-5, (3, 1e-5) if lead else None, add_beta, write, None, None)
 
     def f(x, w, gamma, beta, gamma0, beta0):
         return bn_fold.ConvBN.apply(x, w, gamma, beta, gamma0 if lead else None,
@@ -256,6 +256,43 @@ def test_folded_runs_hand_each_other_channel_major_tensors():
     z = fast(y)
     assert kernels.channel_major(z)
     assert _rel(z, ref(ref(x))) < 1e-12
+
+
+@pytest.mark.parametrize("design,taken", [("plain8-c144-k1.12.12", 1), ("plain8-c24-k1.6.4", 1),
+                                          ("plain8-c64-k1.8.8-relu", 1),
+                                          ("plain8-c160-k1.4.4.4.4", 0)])
+def test_linked_steps_change_no_value(design, taken, monkeypatch):
+    """A run's step hands the next its input Gram matrix and sums (``bn_fold.Link``,
+    ``group_nn_gram``): a float32 training step's outputs, gradients and running statistics
+    equal those computed without, bit for bit; they are taken at every middle step where
+    the shuffle after it is a view (K_l equal to its branches; at c160-k1.4.4.4.4, 4 input
+    channels a group against 40 branches, the next step's input is a copy)."""
+    if kernels.extension() is None:
+        pytest.skip("the C++ kernels do not build here (tests/test_kernels.py says why)")
+    block = ss.net_plan(ss.parse(design), 10).blocks[0]
+    hits = []
+    take = bn_fold.Link.take
+    monkeypatch.setattr(bn_fold.Link, "take",
+                        lambda self, xg: hits.append(take(self, xg)) or hits[-1])
+
+    def step(linked: bool):
+        torch.manual_seed(3)
+        fast = FastBlock(block, path="grouped")
+        fast.fold = True
+        x = torch.randn(8, block.cin, 8, 8, generator=torch.Generator().manual_seed(4))
+        x.requires_grad_()
+        with monkeypatch.context() as m:
+            if not linked:
+                m.setattr(bn_fold, "_linked", lambda *operands: None)
+            y = fast(x)
+            y.backward(torch.ones_like(y).cumsum(1))
+        return [y, x.grad, *(p.grad for p in fast.parameters()), *fast.buffers()]
+
+    unlinked = step(False)
+    hits.clear()
+    linked = step(True)
+    assert sum(h is not None for h in hits) == taken * (len(block.convs) - 2)
+    assert all(torch.equal(a, b) for a, b in zip(linked, unlinked, strict=True))
 
 
 def test_folded_random_designs_of_the_presets_in_float64():

@@ -334,6 +334,27 @@ def test_group_nt_masked_is_the_unshuffled_masked_gradient_and_its_cross(ext, sh
             assert torch.allclose(c, torch.bmm(want, b.transpose(1, 2)), rtol=1e-12, atol=1e-11)
 
 
+@pytest.mark.parametrize("shape", GEMM_SHAPES)
+def test_group_nn_gram_is_group_nn_then_the_gram_matrix_bit_for_bit(ext, shape):
+    """``group_nn_gram``: group_nn written into ``out`` and the Gram matrix with sums of a
+    view of ``out`` (a channel shuffle's regrouping) in one pass: the same values as
+    group_nn then group_nt(A, A, True), bit for bit (the folded runs rely on it)."""
+    g, m, k, p = shape
+    gen = torch.Generator().manual_seed(g + m * 3 + k * 5 + p)
+    r = next(d for d in (3, 2, 1) if (g * m) % d == 0)
+    for dtype in (torch.float64, torch.float32):
+        x1, x2 = (_operand(g, rr, p, gen, dtype, True) for rr in (k, m + 1))
+        w1, w2 = torch.randn(g, m, k, generator=gen), torch.randn(g, m, m + 1, generator=gen)
+        bias = torch.randn(g, m, generator=gen, dtype=dtype)
+        for terms in ((w1, x1, None, None), (w1, x1, w2, x2)):
+            out = torch.empty(g, m, p, dtype=dtype)
+            view = out.view(g * m // r, r, p).transpose(0, 1)  # (r, G M / r, P)
+            gram, sums = ext.group_nn_gram(*terms, bias, out, view)
+            assert torch.equal(out, ext.group_nn(*terms, bias))
+            want = ext.group_nt(view, view, True)
+            assert torch.equal(gram, want[0]) and torch.equal(sums, want[1])
+
+
 def test_group_gemms_reject_what_they_do_not_compute(ext):
     x = torch.randn(2, 3, 16)
     with pytest.raises(RuntimeError, match="unit pixel stride"):
@@ -351,6 +372,11 @@ def test_group_gemms_reject_what_they_do_not_compute(ext):
         ext.group_nt_masked(x, None, x, 4)
     with pytest.raises(RuntimeError, match="mask of src's shape"):
         ext.group_nt_masked(x, torch.randn(2, 3, 15), x, 2)
+    w = torch.randn(2, 3, 3)
+    with pytest.raises(RuntimeError, match="view of out with unit pixel stride"):  # A outside out
+        ext.group_nn_gram(w, x, None, None, None, torch.empty(2, 3, 16), x)
+    with pytest.raises(RuntimeError, match=r"out, a contiguous \(G, M, P\)"):
+        ext.group_nn_gram(w, x, None, None, None, torch.empty(2, 3, 15), x)
 
 
 def test_is_depthwise3x3_only_for_what_the_kernel_computes():
