@@ -46,13 +46,12 @@ copied a shuffled operand first (``benchmarks/group_gemm.py``).
 
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
 from . import kernels
+from .channel_order import shuffle_rows, shuffled, unshuffle, unshuffled_grad
 
 #: Squared mean over variance above which the Gram matrix is taken of the exactly centred
 #: input: S's relative error is then below about 4e-7 * (1 + CENTRE_RATIO) in float32.
@@ -117,14 +116,6 @@ def _affine(w: torch.Tensor, x: torch.Tensor, b: torch.Tensor,
     out = torch.empty_like(y)
     out.view(-1, y.shape[-1]).index_copy_(0, rows, y.view(-1, y.shape[-1]))
     return out
-
-
-def _cross(dy: torch.Tensor, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(dy xs^T, dy 1) per group, float64: dy (G, M, P), xs (G, K, P)."""
-    ext = kernels.group_gemms(dy, xs)
-    if ext is not None:
-        return tuple(ext.group_nt(dy, xs, False))
-    return torch.bmm(dy, xs.transpose(1, 2)).double(), dy.sum(2).double()
 
 
 def _cross(dy: torch.Tensor, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -269,7 +260,7 @@ class ConvBN(torch.autograd.Function):
             ctx.save_for_backward(xs, w32, m.to(x.dtype), None)
         else:
             branches, relu = write
-            rows = None if branches == 1 else _shuffle_rows(weight.shape[0], branches)
+            rows = None if branches == 1 else shuffle_rows(weight.shape[0], branches)
             y = _affine(w32, xs, b.to(x.dtype), rows=rows, relu=relu).view(-1, xs.shape[2])
             ctx.save_for_backward(xs, w32, m.to(x.dtype), y if relu else None)
         stats = (var, mu, cov.diagonal(dim1=1, dim2=2))
@@ -296,7 +287,7 @@ class ConvBN(torch.autograd.Function):
         dgamma = dgamma.reshape(-1).to(dt)
         dbeta = db.reshape(-1) if add_beta else torch.zeros_like(dgamma)
         if lead is not None:
-            dg0 = _unshuffle(dg0.reshape(-1), lead[0]).to(dt)
+            dg0 = unshuffle(dg0.reshape(-1), lead[0]).to(dt)
         lead = (None, None) if lead is None else (dg0, torch.zeros_like(dg0))
         return (dx.reshape(ctx.shape), dw.to(dt).view(-1, *dw.shape[2:], 1, 1), dgamma, dbeta,
                 *lead, None)
@@ -329,9 +320,9 @@ def conv_bn(x: torch.Tensor, weight: torch.Tensor, groups: int, bn: nn.BatchNorm
     with torch.no_grad():
         mu = mu.reshape(-1)
         if lead is not None:  # the lead BatchNorm's statistics, in its own channel order
-            mu = _unshuffle(mu, lead[1])
+            mu = unshuffle(mu, lead[1])
             mu0 = mu if offset is None else mu + offset
-            update_running(lead[0], mu0, _unshuffle(var_in.reshape(-1), lead[1]), p)
+            update_running(lead[0], mu0, unshuffle(var_in.reshape(-1), lead[1]), p)
             mu_in = shuffled(beta0.detach().double().view(-1, 1), lead[1]).reshape(-1)
         else:
             mu_in = mu if offset is None else mu + offset
@@ -339,16 +330,6 @@ def conv_bn(x: torch.Tensor, weight: torch.Tensor, groups: int, bn: nn.BatchNorm
         mean = torch.bmm(w, mu_in.view(groups, -1, 1))
         update_running(bn, mean.reshape(-1), var.reshape(-1), p)
     return y
-
-
-@functools.lru_cache(maxsize=256)
-def _shuffle_rows(c: int, branches: int) -> torch.Tensor:
-    """Where ChannelShuffle(branches) puts each of c channels: channel i * (c / branches) +
-    k goes to row k * branches + i: each channel's shuffled position, in its own order.
-    (Made outside inference mode, as ``fused_run``'s caches are: a cached inference tensor
-    cannot enter a later training step's graph.)"""
-    with torch.inference_mode(False):
-        return _unshuffle(torch.arange(c), branches)
 
 
 def _unshuffled_cross(dy: torch.Tensor, y: torch.Tensor | None, branches: int,
@@ -366,62 +347,5 @@ def _unshuffled_cross(dy: torch.Tensor, y: torch.Tensor | None, branches: int,
     ext = kernels.group_gemms(src, xs) if mask is None else kernels.group_gemms(src, mask, xs)
     if ext is not None:
         return tuple(ext.group_nt_masked(src, mask, xs, xs.shape[0]))
-    g = _unshuffled_grad(dy, y, branches, p).view(xs.shape[0], -1, p)
+    g = unshuffled_grad(dy, y, branches, p).view(xs.shape[0], -1, p)
     return (g, *_cross(g, xs))
-
-
-def _unshuffled_grad(dy: torch.Tensor, y: torch.Tensor | None, branches: int, p: int
-                     ) -> torch.Tensor:
-    """The gradient of a shuffled (C, P) output (``write``) in the unshuffled order, through
-    the ReLU whose output ``y`` is (None: no ReLU): one pass, the mask inside the copy."""
-    dy = dy.reshape(-1, p)
-    c = dy.shape[0]
-    out = dy.new_empty(c, p)
-    src = dy.view(c // branches, branches, p).transpose(0, 1)
-    dst = out.view(branches, c // branches, p)
-    if y is None:
-        dst.copy_(src)
-    else:
-        torch.ops.aten.threshold_backward.grad_input(
-            src, y.view(c // branches, branches, p).transpose(0, 1), 0, grad_input=dst)
-    return out
-
-
-def _unshuffle(v: torch.Tensor, branches: int) -> torch.Tensor:
-    """Values (C,) in the order ChannelShuffle(branches) puts channels, in their own order."""
-    out = torch.empty_like(v)
-    out.view(branches, -1).transpose(0, 1).copy_(v.view(-1, branches))
-    return out
-
-
-def shuffled(y: torch.Tensor, branches: int) -> torch.Tensor:
-    """The (C, P) channels of ``y`` (any shape (..., P) with C rows) after ChannelShuffle
-    with ``branches``, as a (C / branches, branches, P) view: row-major over its first two
-    axes it is the shuffled channel order. No copy."""
-    p = y.shape[-1]
-    return y.reshape(branches, -1, p).transpose(0, 1)
-
-
-class ChannelMajor(torch.autograd.Function):
-    """``apply(x, shift)``: NCHW ``x`` minus a constant per channel (no gradient), as a new
-    (C, N*H*W) channel-major matrix: the one copy a run's input needs, centring included."""
-
-    @staticmethod
-    def forward(ctx, x, shift):
-        n, c, h, w = x.shape
-        out = x.new_empty(c, n, h * w)
-        torch.sub(x.reshape(n, c, h * w).transpose(0, 1), shift.view(c, 1, 1), out=out)
-        ctx.shape = x.shape
-        return out.view(c, n * h * w)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, g):
-        n, c, h, w = ctx.shape
-        return g.view(c, n, h * w).transpose(0, 1).reshape(n, c, h, w), None
-
-
-def centred_channel_major(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x - s as (C, P), s): s the channel means of every eighth image (at least one)."""
-    s = x[:: max(1, x.shape[0] // 8)].detach().mean((0, 2, 3))
-    return ChannelMajor.apply(x, s), s.double()

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from . import bn_fold, kernels
+from . import bn_fold, channel_order, kernels
 from .plan import Run
 
 
@@ -191,7 +191,7 @@ def _folded_steps(modules: nn.Module, run: Run, x: torch.Tensor, pending,
     the last writes its output without beta (the next one cancels it), so that every
     folded BatchNorm's input has mean ~0 (``search_space.bn_fold``: cancellation)."""
     if shift is None:
-        x, offset = bn_fold.centred_channel_major(x)
+        x, offset = channel_order.centred_channel_major(x)
     else:
         x, offset = x.permute(1, 0, 2, 3).reshape(x.shape[1], -1), shift
     *middle, (ci, bi, g, groups) = run.steps
@@ -200,10 +200,10 @@ def _folded_steps(modules: nn.Module, run: Run, x: torch.Tensor, pending,
         bn = modules[bn_i]
         nxt_conv, nxt_groups = run.steps[s + 1][0], run.steps[s + 1][3]
         nxt = bn_fold.Link(g_i, nxt_groups, modules[nxt_conv].weight.shape[1])
-        x = bn_fold.shuffled(bn_fold.conv_bn(x, modules[conv_i].weight, groups_i, bn,
-                                             lead=pending, offset=offset, add_beta=False,
-                                             links=(link, nxt)), g_i)
-        offset = bn_fold.shuffled(bn.bias.detach().double().view(-1, 1), g_i).reshape(-1)
+        y = bn_fold.conv_bn(x, modules[conv_i].weight, groups_i, bn, lead=pending,
+                            offset=offset, add_beta=False, links=(link, nxt))
+        x = channel_order.shuffled(y, g_i)
+        offset = channel_order.shuffled(bn.bias.detach().double().view(-1, 1), g_i).reshape(-1)
         pending, link = None, nxt
     y = bn_fold.conv_bn(x, modules[ci].weight, groups, modules[bi], lead=pending, offset=offset,
                         write=(g, run.relu), links=(link, None))

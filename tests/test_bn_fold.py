@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import search_space as ss
-from search_space import bn_fold, kernels
+from search_space import bn_fold, channel_order, kernels
 from search_space.fast import FastBlock
 from search_space.modules import ChannelShuffle, ReferenceBlock
 from studies.presets import get_preset
@@ -80,9 +80,9 @@ def _folded(z, new, groups, branches, add_beta, centre):
     bn0, w, bn = new
     n, c, h, wd = z.shape
     s = z.detach().mean((0, 2, 3)) + 0.25 if centre else torch.zeros(c, dtype=z.dtype)
-    x = bn_fold.ChannelMajor.apply(z, s)
+    x = channel_order.ChannelMajor.apply(z, s)
     if bn0 is None and branches > 1:  # z's channels are read through a shuffle's view
-        x = bn_fold.shuffled(x.view(c // branches, branches, -1).transpose(0, 1)
+        x = channel_order.shuffled(x.view(c // branches, branches, -1).transpose(0, 1)
                              .reshape(c, -1), branches)
     lead = None if bn0 is None else (bn0, branches)
     y = bn_fold.conv_bn(x, w, groups, bn, lead=lead, offset=s.double() if centre else None,
