@@ -14,7 +14,8 @@ SGD with momentum and weight decay. This measures, in one process:
    fig3, table2 and table 1.1 presets (and an IGCV1 and an IGCV3-style block, which those
    presets lack) under four block implementations, interleaved, median of ``--reps``:
    ``reference`` (``nn.Conv2d(groups)`` + shuffle), ``fast_old`` (FastBlock choosing
-   between its fused and reference paths, as before the grouped path), ``grouped`` (every
+   between its fused and reference paths, as before the grouped path, and the plain stem,
+   as before ``fast.FastStem``), ``grouped`` (every
    block on ``search_space.grouped``) and ``fast`` (the default now: FastBlock's ``auto``
    over all three);
 3. for a few designs, a profiled step per implementation split by operation kind (3x3
@@ -119,6 +120,7 @@ def build(design: str, impl: str, side: int) -> torch.nn.Module:
         for m in net.modules():
             if isinstance(m, FastBlock):
                 m.path = old_rule(m.block_plan, side)
+        net.stem = torch.nn.Sequential(*net.stem)  # the stem before FastStem, same modules
     return net
 
 

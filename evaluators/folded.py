@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from evaluators.fidelity import Fidelity
+from search_space.fast import FastStem
 from search_space.modules import ResidualPair, stage_blocks
 from search_space.plan import Block, NetPlan
 
@@ -208,10 +209,14 @@ class FoldedNet(nn.Module):
             raise ValueError(f"models={models}; accepted: an integer >= 1")
         n, s = models, plan.stem
         self.models, self.conv1x1 = n, conv1x1
-        self.stem = nn.Sequential(
+        # the one model's stem function (search_space.fast.FastStem: on the CPU the C++
+        # BatchNorm kernel in training, whose statistics per channel are those of the N
+        # models' own stems to the bit), NCHW for the blocks below
+        self.stem = FastStem(
             nn.Conv2d(n * s.cin, n * s.cout, s.k, s.stride, s.k // 2, groups=n, bias=False),
             nn.BatchNorm2d(n * s.cout),
             nn.ReLU(inplace=True),
+            channel_major=False,
         )
         # Table 1's pairing
         body = stage_blocks(plan, lambda block: folded_block(block, n, conv1x1))

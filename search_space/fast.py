@@ -37,8 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import kernels
 from .fused_run import NoCtx, TrainRun, compose
-from .grouped import grouped_run
+from .grouped import bn_relu, grouped_run
 from .modules import ReferenceBlock
 from .plan import Block, segments
 from .plan import Run as _Run
@@ -58,6 +59,27 @@ from .work import PATHS, choose_path, fold_pays
 DEVICE_PATH = {"cpu": ("auto", "auto"), "cuda": ("reference", "fused")}
 
 
+class FastStem(nn.Sequential):
+    """A net's stem (conv, BatchNorm, ReLU): the same modules and function. In CPU training
+    where the C++ kernels build, the BatchNorm and ReLU are ``kernels.BatchNormShuffle``
+    (one pass for the statistics, one for the output: ATen's NCHW BatchNorm and its
+    backward took about 10 ms a step of ``plain8-c144-k1.12.12`` at 16x16), written
+    channel-major where ``channel_major`` (a FastBlock net's: the first block's depth-wise
+    kernel then reads its input in place, as the later blocks' do), else NCHW (the
+    multi-model engine's ``FoldedNet``, whose N models' stems must compute as the one
+    model's does). Elsewhere nn.Sequential's."""
+
+    def __init__(self, *modules: nn.Module, channel_major: bool = True) -> None:
+        super().__init__(*modules)
+        self.channel_major = channel_major
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv, bn, _ = self
+        if not (self.training and kernels.usable(x)):
+            return super().forward(x)
+        return bn_relu(conv(x), bn, self.channel_major)
+
+
 class FastBlock(ReferenceBlock):
     """ReferenceBlock's modules and function, computed as GEMMs on channels-last matrices.
 
@@ -75,6 +97,9 @@ class FastBlock(ReferenceBlock):
         >>> fast, ref = FastBlock(blk), ReferenceBlock(blk)
         >>> fast.load_reference_state(ref)   # the same parameters, by name
     """
+
+    #: the stem a net of these blocks takes (``modules.Net``)
+    stem_cls = FastStem
 
     def __init__(self, block: Block, *, path: str | None = None) -> None:
         super().__init__(block)

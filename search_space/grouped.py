@@ -126,6 +126,17 @@ def _bn(x: torch.Tensor, bn: nn.BatchNorm2d, g: int, src: str, dst: str, relu: b
     return y
 
 
+def bn_relu(x: torch.Tensor, bn: nn.BatchNorm2d, channel_major: bool) -> torch.Tensor:
+    """ReLU(BatchNorm(x)) in training (batch statistics, running-statistics update) of an
+    NCHW ``x`` on the C++ BatchNorm kernel (a net's stem, ``fast.FastStem``), written NCHW
+    or channel-major: (C, N, H, W) storage seen as NCHW, the layout a folded run's
+    depth-wise kernel reads in place."""
+    n, c, h, w = x.shape
+    if not channel_major:
+        return _bn(x, bn, 1, "nchw", "nchw", True, n, h, w)
+    return _bn(x, bn, 1, "nchw", "cp", True, n, h, w).view(c, n, h, w).permute(1, 0, 2, 3)
+
+
 def group_conv1x1(x: torch.Tensor, weight: torch.Tensor, groups: int) -> torch.Tensor:
     """``conv2d(groups)`` of a 1x1 kernel (C_out, K_in, 1, 1) on a (C_in, P) channel-major
     matrix: one bmm of (G, K_out, K_in) kernels over the (G, K_in, P) view -> (C_out, P)."""

@@ -100,7 +100,9 @@ class Net(nn.Module):
     def __init__(self, plan: NetPlan, block_cls: type[nn.Module] = ReferenceBlock) -> None:
         super().__init__()
         s = plan.stem
-        self.stem = nn.Sequential(
+        # the blocks' class may compute the stem its own way (FastBlock: search_space.fast)
+        stem_cls = getattr(block_cls, "stem_cls", nn.Sequential)
+        self.stem = stem_cls(
             nn.Conv2d(s.cin, s.cout, s.k, s.stride, s.k // 2, bias=False),
             nn.BatchNorm2d(s.cout),
             nn.ReLU(inplace=True),

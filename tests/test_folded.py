@@ -151,3 +151,24 @@ def test_bad_arguments_name_the_value():
     states[1]["stem.1.num_batches_tracked"] += 1
     with pytest.raises(ValueError, match="stem.1.num_batches_tracked differs"):
         fold_states(states)
+
+
+def test_training_stem_is_each_models_own_to_the_bit():
+    """FoldedNet's stem computes its BatchNorm and ReLU as the N one-model stems do
+    (search_space.fast.FastStem: on the CPU in training the C++ BatchNorm kernel where it
+    builds), in float32 bit for bit, given the same convolution outputs (ATen's grouped
+    convolution of 3 models rounds otherwise than one model's, by up to 7e-7)."""
+    torch.manual_seed(0)
+    nets = _nets("plain8-c16-k1.4.4", torch.float32, impl="fast")
+    folded = _folded("plain8-c16-k1.4.4", nets, "dense")
+    for m in (folded, *nets):
+        m.train()
+    xs = [torch.randn(8, 3, 16, 16) for _ in nets]
+    convs = [net.stem[0](x) for net, x in zip(nets, xs, strict=True)]
+    folded.stem[0].forward = lambda x: torch.cat(convs, 1)  # the same convolution outputs
+    ys = [net.stem(x) for net, x in zip(nets, xs, strict=True)]
+    yf = folded.stem(torch.cat(xs, 1))
+    c = ys[0].shape[1]
+    for i, (y, net) in enumerate(zip(ys, nets, strict=True)):
+        assert torch.equal(yf[:, i * c:(i + 1) * c], y)
+        assert torch.equal(folded.stem[1].running_var[i * c:(i + 1) * c], net.stem[1].running_var)

@@ -200,3 +200,37 @@ def test_grouped_impl_builds_a_net_that_trains_as_the_reference():
                                  strict=True):
         if a.is_floating_point():
             assert _max_rel(a, b) < 1e-10, name
+
+
+@pytest.mark.parametrize("cpp", [True, False], ids=["kernels", "aten"])
+def test_fast_stem_is_the_reference_stem(cpp):
+    """FastBlock nets' stem (``fast.FastStem``): conv -> BatchNorm -> ReLU as nn.Sequential
+    computes it, in float64, two training steps (output, input and parameter gradients,
+    running statistics), written channel-major where the kernels build; eval unchanged."""
+    if cpp and kernels.extension() is None:
+        pytest.skip("the C++ kernels do not build here (tests/test_kernels.py says why)")
+    torch.manual_seed(3)
+    ref = ss.build(ss.parse("plain8-c24-k1.6.4"), num_classes=10, impl="reference").stem.double()
+    new = ss.build(ss.parse("plain8-c24-k1.6.4"), num_classes=10, impl="fast").stem.double()
+    assert isinstance(new, fast_module.FastStem) and type(ref) is nn.Sequential
+    new.load_state_dict(ref.state_dict())
+    g = torch.Generator().manual_seed(5)
+    with kernels.use(cpp):
+        for _ in range(2):
+            x = torch.randn(3, 3, 8, 8, generator=g, dtype=torch.float64)
+            xr, xn = x.clone().requires_grad_(), x.clone().requires_grad_()
+            yr, yn = ref(xr), new(xn)
+            assert kernels.channel_major(yn) == cpp
+            gy = torch.randn(yr.shape, generator=g, dtype=torch.float64)
+            yr.backward(gy)
+            yn.backward(gy)
+            pairs = [(yn, yr), (xn.grad, xr.grad),
+                     *((a.grad, b.grad) for a, b in zip(new.parameters(), ref.parameters(),
+                                                        strict=True)),
+                     *((a, b) for a, b in zip(new.buffers(), ref.buffers(), strict=True))]
+            for a, b in pairs:
+                assert _max_rel(a.double(), b.double()) < 1e-12
+        new.eval()
+        ref.eval()
+        x = torch.randn(3, 3, 8, 8, generator=g, dtype=torch.float64)
+        assert torch.equal(new(x), ref(x))

@@ -180,3 +180,14 @@ def test_group_gemm_quick_run_times_both_forms(tmp_path):
     (step,) = result["steps"]
     assert step["bmm_over_cpp"] == pytest.approx(step["step_ms"]["bmm"] / step["step_ms"]["cpp"])
     assert "`plain8-c48-k1.6.6`" in group_gemm.markdown(result)
+
+
+def test_the_fast_path_before_keeps_the_plain_stem():
+    """"fast before" is the fast path as it was: FastBlock's old rule and nn.Sequential's
+    stem, not FastStem (whose C++ BatchNorm came with the channel-major hand-off)."""
+    from torch import nn
+
+    from search_space.fast import FastStem
+
+    assert type(roofline.build("plain8-c24-k1.6.4", "fast_old", 16).stem) is nn.Sequential
+    assert isinstance(roofline.build("plain8-c24-k1.6.4", "fast", 16).stem, FastStem)
