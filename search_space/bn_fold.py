@@ -73,9 +73,10 @@ def _moments(xg: torch.Tensor, pre: tuple[torch.Tensor, torch.Tensor] | None = N
     """(mean, covariance) of a (G, K, P) batch over its pixels, float64, biased. ``pre``:
     its Gram matrix and sums, already taken (``Link``)."""
     p = xg.shape[2]
-    ext = kernels.group_gemms(xg)
-    if pre is not None or ext is not None:
-        gram, sums = pre if pre is not None else ext.group_nt(xg, xg, True)
+    if pre is None and (ext := kernels.group_gemms(xg)) is not None:
+        pre = ext.group_nt(xg, xg, True)
+    if pre is not None:
+        gram, sums = pre
         mu = sums / p
     else:
         mu = group_mean(xg)
@@ -347,5 +348,5 @@ def _unshuffled_cross(dy: torch.Tensor, y: torch.Tensor | None, branches: int,
     ext = kernels.group_gemms(src, xs) if mask is None else kernels.group_gemms(src, mask, xs)
     if ext is not None:
         return tuple(ext.group_nt_masked(src, mask, xs, xs.shape[0]))
-    g = unshuffled_grad(dy, y, branches, p).view(xs.shape[0], -1, p)
+    g = unshuffled_grad(src, mask).view(xs.shape[0], -1, p)
     return (g, *_cross(g, xs))

@@ -26,21 +26,16 @@ def shuffle_rows(c: int, branches: int) -> torch.Tensor:
         return unshuffle(torch.arange(c), branches)
 
 
-def unshuffled_grad(dy: torch.Tensor, y: torch.Tensor | None, branches: int, p: int
-                     ) -> torch.Tensor:
+def unshuffled_grad(src: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """The gradient of a shuffled (C, P) output (a folded run's last step) in the unshuffled
-    order, through the ReLU whose output ``y`` is (None: no ReLU): one pass, the mask inside
-    the copy."""
-    dy = dy.reshape(-1, p)
-    c = dy.shape[0]
-    out = dy.new_empty(c, p)
-    src = dy.view(c // branches, branches, p).transpose(0, 1)
-    dst = out.view(branches, c // branches, p)
-    if y is None:
-        dst.copy_(src)
+    order, as a new contiguous (branches, C / branches, P): ``src`` the gradient's view in
+    that order, ``mask`` the same view of the ReLU's output (None: no ReLU). One pass, the
+    mask inside the copy."""
+    out = src.new_empty(src.shape)
+    if mask is None:
+        out.copy_(src)
     else:
-        torch.ops.aten.threshold_backward.grad_input(
-            src, y.view(c // branches, branches, p).transpose(0, 1), 0, grad_input=dst)
+        torch.ops.aten.threshold_backward.grad_input(src, mask, 0, grad_input=out)
     return out
 
 

@@ -427,18 +427,31 @@ void check_nn(const at::Tensor& w1, const at::Tensor& x1, const c10::optional<at
   if (b) TORCH_CHECK(b->numel() == G * M, "group_nn: b (G, M)");
 }
 
-// The terms of an nn product, their weights made contiguous in X1's type (kept alive by ws).
+// The operands of an nn product: its terms, their weights and the bias made contiguous in
+// X1's type (kept alive here).
 template <typename T>
-int nn_terms(const at::Tensor& w1, const at::Tensor& x1, const c10::optional<at::Tensor>& w2,
-             const c10::optional<at::Tensor>& x2, at::Tensor (&ws)[2], Term<T> (&terms)[2]) {
-  const auto dt = x1.scalar_type();
-  ws[0] = w1.to(dt).contiguous();
-  terms[0] = {ws[0].data_ptr<T>(), w1.size(2), mat<T>(x1)};
-  if (!w2) return 1;
-  ws[1] = w2->to(dt).contiguous();
-  terms[1] = {ws[1].data_ptr<T>(), w2->size(2), mat<T>(*x2)};
-  return 2;
-}
+struct NnArgs {
+  at::Tensor ws[2], bc;
+  Term<T> terms[2] = {};
+  int nterms = 1;
+  const T* b = nullptr;
+
+  NnArgs(const at::Tensor& w1, const at::Tensor& x1, const c10::optional<at::Tensor>& w2,
+         const c10::optional<at::Tensor>& x2, const c10::optional<at::Tensor>& bias) {
+    const auto dt = x1.scalar_type();
+    ws[0] = w1.to(dt).contiguous();
+    terms[0] = {ws[0].data_ptr<T>(), w1.size(2), mat<T>(x1)};
+    if (w2) {
+      ws[1] = w2->to(dt).contiguous();
+      terms[1] = {ws[1].data_ptr<T>(), w2->size(2), mat<T>(*x2)};
+      nterms = 2;
+    }
+    if (bias) {
+      bc = bias->to(dt).contiguous();
+      b = bc.data_ptr<T>();
+    }
+  }
+};
 
 bool wide_rows(int64_t P, size_t bytes) {
   return igc::wide_registers() && P * int64_t(bytes) <= WIDE_ROW_BYTES;
@@ -456,18 +469,14 @@ at::Tensor group_nn(const at::Tensor& w1, const at::Tensor& x1,
                         "group_nn: rows, G * M int64 row indices in [0, G * M)");
   at::Tensor y = at::empty({G, M, P}, x1.options());
   AT_DISPATCH_FLOATING_TYPES(x1.scalar_type(), "group_nn", [&] {
-    at::Tensor ws[2];
-    Term<scalar_t> terms[2] = {};
-    const int nterms = nn_terms<scalar_t>(w1, x1, w2, x2, ws, terms);
-    at::Tensor bc = b ? b->to(x1.scalar_type()).contiguous() : at::Tensor();
-    const scalar_t* bp = b ? bc.data_ptr<scalar_t>() : nullptr;
+    const NnArgs<scalar_t> n(w1, x1, w2, x2, b);
     const Out<scalar_t> out{y.data_ptr<scalar_t>(), P,
                             rows ? rows->data_ptr<int64_t>() : nullptr, relu};
     at::parallel_for(0, G, 1, [&](int64_t g0, int64_t g1) {
       if (wide_rows(P, sizeof(scalar_t)))
-        nn_groups_wide<scalar_t>(terms, nterms, g0, g1, M, bp, out, P);
+        nn_groups_wide<scalar_t>(n.terms, n.nterms, g0, g1, M, n.b, out, P);
       else
-        nn_groups<scalar_t>(terms, nterms, g0, g1, M, bp, out, P);
+        nn_groups<scalar_t>(n.terms, n.nterms, g0, g1, M, n.b, out, P);
     });
   });
   return y;
@@ -498,18 +507,14 @@ std::vector<at::Tensor> group_nn_gram(const at::Tensor& w1, const at::Tensor& x1
   const auto f64 = out.options().dtype(at::kDouble);
   at::Tensor c = at::zeros({Ga, Ma, Ma}, f64), s = at::zeros({Ga, Ma}, f64);
   AT_DISPATCH_FLOATING_TYPES(x1.scalar_type(), "group_nn_gram", [&] {
-    at::Tensor ws[2];
-    Term<scalar_t> terms[2] = {};
-    const int nterms = nn_terms<scalar_t>(w1, x1, w2, x2, ws, terms);
-    at::Tensor bc = b ? b->to(x1.scalar_type()).contiguous() : at::Tensor();
-    const scalar_t* bp = b ? bc.data_ptr<scalar_t>() : nullptr;
+    const NnArgs<scalar_t> n(w1, x1, w2, x2, b);
     const Out<scalar_t> y{out.data_ptr<scalar_t>(), P, nullptr, false};
     const Mat<scalar_t> A = mat<scalar_t>(a);
     double *cp = c.data_ptr<double>(), *sp = s.data_ptr<double>();
     if (wide_rows(P, sizeof(scalar_t)))
-      nn_gram_wide<scalar_t>(terms, nterms, G, M, bp, y, P, A, Ga, Ma, cp, sp);
+      nn_gram_wide<scalar_t>(n.terms, n.nterms, G, M, n.b, y, P, A, Ga, Ma, cp, sp);
     else
-      nn_gram<scalar_t>(terms, nterms, G, M, bp, y, P, A, Ga, Ma, cp, sp);
+      nn_gram<scalar_t>(n.terms, n.nterms, G, M, n.b, y, P, A, Ga, Ma, cp, sp);
   });
   return {c, s};
 }
