@@ -43,7 +43,7 @@ NETS = (("plain8-c144-k1.12.12", 16), ("plain8-c144-k1.12.12", 32),
 
 
 def _operand(p: int, g: torch.Generator) -> torch.Tensor:
-    """(G, K, P) as ``channel_order.shuffled`` hands it on: a strided view of a (K, G, P) tensor."""
+    """(G, K, P) as ``channel_order.shuffled`` hands it on: a strided view of (K, G, P)."""
     return torch.randn(K, GROUPS, p, generator=g).transpose(0, 1)
 
 

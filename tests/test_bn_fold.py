@@ -83,7 +83,7 @@ def _folded(z, new, groups, branches, add_beta, centre):
     x = channel_order.ChannelMajor.apply(z, s)
     if bn0 is None and branches > 1:  # z's channels are read through a shuffle's view
         x = channel_order.shuffled(x.view(c // branches, branches, -1).transpose(0, 1)
-                             .reshape(c, -1), branches)
+                                   .reshape(c, -1), branches)
     lead = None if bn0 is None else (bn0, branches)
     y = bn_fold.conv_bn(x, w, groups, bn, lead=lead, offset=s.double() if centre else None,
                         add_beta=add_beta)
